@@ -1,0 +1,130 @@
+"""Model artifacts: what file a model is, in which format, and its identity (sha256, bytes)."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelError
+
+FORMATS = ("onnx", "tflite", "hf", "gguf")
+_TFLITE_MAGIC = b"TFL3"
+_GGUF_MAGIC = b"GGUF"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A model on disk. ``files`` lists every file that makes it up (e.g. ONNX external data)."""
+
+    path: Path
+    format: str
+    sha256: str
+    bytes: int
+    files: tuple[Path, ...]
+
+    def to_json(self) -> dict:
+        return {"path": str(self.path), "format": self.format, "sha256": self.sha256, "bytes": self.bytes}
+
+
+def detect_format(path: Path) -> str:
+    """Tell the model format from the path and its first bytes; raise :class:`ModelError` when unknown."""
+    if not path.exists():
+        raise ModelError("no such file or directory", path=path)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return "hf"
+        raise ModelError("directory has no config.json: not a Hugging Face model directory", path=path)
+    head = _head(path, 8)
+    if len(head) == 0:
+        raise ModelError("file is empty", path=path)
+    suffix = path.suffix.lower()
+    if suffix == ".tflite" or head[4:8] == _TFLITE_MAGIC:
+        if head[4:8] != _TFLITE_MAGIC:
+            raise ModelError("not a TFLite flatbuffer (no TFL3 identifier): truncated or not a model", path=path)
+        return "tflite"
+    if suffix == ".gguf" or head[:4] == _GGUF_MAGIC:
+        if head[:4] != _GGUF_MAGIC:
+            raise ModelError("not a GGUF file (bad magic)", path=path)
+        return "gguf"
+    if suffix == ".onnx":
+        return "onnx"
+    raise ModelError(f"unknown model format '{suffix or '(no suffix)'}': expected .onnx, .tflite, .gguf "
+                     "or a Hugging Face model directory", path=path)
+
+
+def _head(path: Path, n: int) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(n)
+    except OSError as exc:
+        raise ModelError(f"cannot read: {exc.strerror}", path=path) from None
+
+
+def onnx_external_files(path: Path) -> list[Path]:
+    """Files holding an ONNX model's external tensor data (empty when onnx is absent or there are none)."""
+    try:
+        import onnx
+    except ImportError:
+        return []
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        raise ModelError(f"not a readable ONNX model ({type(exc).__name__}): truncated or garbage", path=path) from None
+    found: list[Path] = []
+    for tensor in onnx_tensors(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next(e.value for e in tensor.external_data if e.key == "location")
+            file = (path.parent / location).resolve()
+            if not file.is_file():
+                raise ModelError(f"external data file '{location}' is missing", path=path)
+            if file not in found:
+                found.append(file)
+    return found
+
+
+def onnx_tensors(graph):
+    """Every constant tensor of an ONNX graph: initializers and Constant-node values, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            if attr.HasField("g"):
+                yield from onnx_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from onnx_tensors(sub)
+
+
+def _files_of(path: Path, fmt: str) -> list[Path]:
+    if fmt == "hf":
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    if fmt == "onnx":
+        return [path, *onnx_external_files(path)]
+    return [path]
+
+
+def sha256_files(files: list[Path], root: Path | None = None) -> str:
+    """sha256 of one file, or of several (each file's relative name and content, in order)."""
+    digest = hashlib.sha256()
+    for file in files:
+        if len(files) > 1:
+            name = file.relative_to(root) if root and file.is_relative_to(root) else Path(file.name)
+            digest.update(str(name).encode() + b"\0")
+        with file.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_artifact(path: str | Path) -> Artifact:
+    """Identify a model on disk. Raises :class:`ModelError` for a missing, empty or unknown file."""
+    path = Path(path).expanduser()
+    fmt = detect_format(path)
+    files = _files_of(path, fmt)
+    root = path if path.is_dir() else path.parent
+    try:
+        total = sum(f.stat().st_size for f in files)
+        digest = sha256_files(files, root)
+    except OSError as exc:
+        raise ModelError(f"cannot read: {exc.strerror}", path=path) from None
+    return Artifact(path=path.resolve(), format=fmt, sha256=digest, bytes=total, files=tuple(files))

@@ -1,0 +1,39 @@
+"""edgeval's own plugin: built-in validators and runtimes, registered through the ``edgeval`` entry point group."""
+from __future__ import annotations
+
+import importlib
+
+from .plugins import hookimpl
+
+#: validator name -> "module:Class"; imported lazily so that listing validators stays cheap
+BUILTIN_VALIDATORS = {
+    "size": "edgeval.validators.size:SizeValidator",
+    "latency": "edgeval.validators.latency:LatencyValidator",
+    "bbq": "edgeval.validators.bbq:BBQValidator",
+    "perplexity": "edgeval.validators.perplexity:PerplexityValidator",
+    "parity": "edgeval.validators.parity:ParityValidator",
+}
+
+
+def _load(target: str):
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)()
+
+
+@hookimpl
+def edgeval_validators():
+    out = []
+    for target in BUILTIN_VALIDATORS.values():
+        try:
+            out.append(_load(target))
+        except ModuleNotFoundError as exc:
+            if not exc.name or not exc.name.startswith("edgeval."):
+                raise
+    return out
+
+
+@hookimpl
+def edgeval_runtimes():
+    from .runtimes import BUILTIN_RUNTIMES
+
+    return dict(BUILTIN_RUNTIMES)

@@ -1,0 +1,115 @@
+"""Plugin system (pluggy). The hook specifications below are the contract for plugins.
+
+A plugin is any module or object with functions marked ``@edgeval.plugins.hookimpl`` and named like the specs below.
+Packages advertise plugins in the ``edgeval`` entry-point group::
+
+    [project.entry-points.edgeval]
+    my_plugin = "my_package.edgeval_plugin"
+
+edgeval's own validators and runtimes are registered the same way (entry point ``builtin`` →
+:mod:`edgeval.builtin`). Turn off autoloading of third-party plugins with ``EDGEVAL_DISABLE_PLUGIN_AUTOLOAD=1``
+or disable one with ``--disable-plugin NAME``; the built-ins are always loaded.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from importlib import metadata
+from typing import Any, Iterable
+
+import pluggy
+
+from .errors import UsageError
+
+PROJECT = "edgeval"
+ENTRY_POINT_GROUP = "edgeval"
+AUTOLOAD_ENV = "EDGEVAL_DISABLE_PLUGIN_AUTOLOAD"
+BUILTIN = "builtin"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class EdgevalSpec:
+    """Hook specifications."""
+
+    @hookspec
+    def edgeval_validators(self) -> list[Any]:
+        """Return validator objects (see :class:`edgeval.validators.base.Validator`): each has ``name``,
+        ``summary`` and ``run(ctx, settings) -> Outcome``. Names must be unique across all plugins; a plugin's
+        settings come from the policy's ``plugins.<name>`` table (built-ins have top-level sections)."""
+
+    @hookspec
+    def edgeval_runtimes(self) -> dict[str, Any]:
+        """Return ``{format: runtime class or "module:Class"}``. The class is called with
+        ``(artifact, tokenizer_path=None, threads=None)`` and must satisfy :class:`edgeval.runtimes.Runtime`."""
+
+    @hookspec
+    def edgeval_after_prune(self, model_dir: str, manifest: dict) -> None:
+        """Called after ``edgeval prune`` wrote a pruned model and its ``pruning.json`` manifest."""
+
+    @hookspec
+    def edgeval_report_ready(self, report: Any, path: str | None) -> None:
+        """Called once a report is final (and written to ``path``, when it was). Sinks (MLflow, …) hook here.
+        A sink must not change the report; an exception here is reported but does not change the verdict."""
+
+
+_managers: dict[frozenset[str], pluggy.PluginManager] = {}
+
+
+def plugin_manager(disabled: Iterable[str] = ()) -> pluggy.PluginManager:
+    """The plugin manager with built-ins and (unless disabled) entry-point plugins registered. Cached per set."""
+    key = frozenset(disabled) | ({"*autoload-off*"} if os.environ.get(AUTOLOAD_ENV) else frozenset())
+    if key not in _managers:
+        _managers[key] = _build(set(disabled))
+    return _managers[key]
+
+
+def _build(disabled: set[str]) -> pluggy.PluginManager:
+    from . import builtin
+
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(EdgevalSpec)
+    pm.register(builtin, name=BUILTIN)
+    if os.environ.get(AUTOLOAD_ENV, "").strip() not in ("", "0"):
+        return pm
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == BUILTIN or ep.name in disabled or pm.has_plugin(ep.name):
+            continue
+        pm.register(ep.load(), name=ep.name)
+    return pm
+
+
+def plugin_names(disabled: Iterable[str] = ()) -> list[str]:
+    return sorted(name for name, _ in plugin_manager(disabled).list_name_plugin())
+
+
+def registered_validators(disabled: Iterable[str] = ()) -> dict[str, Any]:
+    """``{name: validator}`` from every plugin (built-ins first)."""
+    found: dict[str, Any] = {}
+    for batch in reversed(plugin_manager(disabled).hook.edgeval_validators()):
+        for validator in batch:
+            if validator.name in found:
+                raise UsageError(f"two plugins register a validator named '{validator.name}'")
+            found[validator.name] = validator
+    return found
+
+
+def registered_runtimes(disabled: Iterable[str] = ()) -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    for mapping in plugin_manager(disabled).hook.edgeval_runtimes():
+        table.update(mapping)
+    return table
+
+
+def select_validators(names: Iterable[str], disabled: Iterable[str] = ()) -> list[Any]:
+    """Validators by name, in the order given; an unknown name is a usage error with a suggestion."""
+    known = registered_validators(disabled)
+    chosen = []
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise UsageError(f"unknown validator '{name}': {hint}known: {', '.join(sorted(known))}")
+        chosen.append(known[name])
+    return chosen

@@ -1,0 +1,249 @@
+"""Checks, the report, and its one serialiser.
+
+The verdict is derived, never stored by hand: ``error`` if any check errored, any input error was recorded or no
+check ran; else ``blocked`` if any check failed; else ``pass``. Every report is validated against
+``schemas/report.schema.json`` before it is written, and written atomically (temp file + rename).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from ._version import __version__
+from .errors import BadInputError, EdgevalError, ExitCode, SchemaViolation
+from .schemas import REPORT_SCHEMA_VERSION, validator_for
+
+Status = Literal["pass", "fail", "error"]
+Verdict = Literal["pass", "blocked", "error"]
+ErrorKind = Literal["bad_input", "internal"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One gated comparison: a metric, its value (and the baseline's), the threshold, and the outcome."""
+
+    id: str
+    validator: str
+    status: Status
+    metric: str
+    value: Any = None
+    baseline_value: Any = None
+    threshold: Any = None
+    message: str = ""
+    direction: str = "none"
+    error_kind: ErrorKind | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"id": self.id, "validator": self.validator, "status": self.status, "metric": self.metric,
+               "value": _scalar(self.value), "baseline_value": _scalar(self.baseline_value),
+               "threshold": _scalar(self.threshold), "message": self.message, "direction": self.direction}
+        if self.status == "error":
+            out["error_kind"] = self.error_kind or "internal"
+        return out
+
+
+def error_check(check_id: str, validator: str, exc: BaseException, metric: str = "") -> Check:
+    """A check that could not be measured. Bad input stays bad input; anything else is an internal error."""
+    kind: ErrorKind = "bad_input" if isinstance(exc, BadInputError) else "internal"
+    message = str(exc) if isinstance(exc, EdgevalError) else f"internal error: {type(exc).__name__}: {exc}"
+    return Check(check_id, validator, "error", metric or check_id, message=message, error_kind=kind)
+
+
+def threshold_check(check_id: str, validator: str, metric: str, value: float | None, threshold: float | None, *,
+                    direction: str = "lower_is_better", baseline_value: Any = None, unit: str = "") -> Check:
+    """Compare ``value`` to a threshold. No threshold: reported, not gated. None/NaN value: error, never pass."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return Check(check_id, validator, "error", metric, value=None, baseline_value=baseline_value,
+                     threshold=threshold, direction=direction, error_kind="bad_input",
+                     message=f"{metric} could not be measured (got {value!r})")
+    if threshold is None:
+        return Check(check_id, validator, "pass", metric, value, baseline_value, None,
+                     f"{metric} = {_fmt(value)}{unit} (reported, no threshold set)", direction)
+    ok = value <= threshold if direction == "lower_is_better" else value >= threshold
+    op = ("<=" if ok else ">") if direction == "lower_is_better" else (">=" if ok else "<")
+    return Check(check_id, validator, "pass" if ok else "fail", metric, value, baseline_value, threshold,
+                 f"{metric} = {_fmt(value)}{unit} {op} {_fmt(threshold)}{unit}", direction)
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    if isinstance(x, int) and abs(x) >= 10_000:
+        return f"{x:,}"
+    return str(x)
+
+
+def _scalar(x: Any) -> Any:
+    if x is None or isinstance(x, (bool, str)):
+        return x
+    if hasattr(x, "item"):  # numpy scalars
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+@dataclass(frozen=True)
+class InputError:
+    """An error outside any single check: the candidate could not be read, the policy is bad, …"""
+
+    source: str
+    kind: ErrorKind
+    message: str
+
+    @classmethod
+    def from_exception(cls, source: str, exc: BaseException) -> "InputError":
+        check = error_check(source, source, exc)
+        return cls(source, check.error_kind or "internal", check.message)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "kind": self.kind, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Report:
+    """The compliance report. Build it with :func:`edgeval.check`; read one back with :meth:`Report.load`."""
+
+    candidate: dict[str, Any]
+    baseline: dict[str, Any] | None
+    policy: dict[str, Any]
+    checks: tuple[Check, ...] = ()
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors: tuple[InputError, ...] = ()
+    environment: dict[str, Any] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    tool_version: str = __version__
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.errors or not self.checks or any(c.status == "error" for c in self.checks):
+            return "error"
+        return "blocked" if any(c.status == "fail" for c in self.checks) else "pass"
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+    @property
+    def exit_code(self) -> int:
+        verdict = self.verdict
+        if verdict != "error":
+            return int(ExitCode.PASS if verdict == "pass" else ExitCode.BLOCKED)
+        kinds = [e.kind for e in self.errors] + [c.error_kind for c in self.checks if c.status == "error"]
+        return int(ExitCode.INTERNAL if "internal" in kinds or not kinds else ExitCode.BAD_INPUT)
+
+    def raise_for_verdict(self) -> "Report":
+        """Return self when the verdict is pass; otherwise raise :class:`DeploymentBlocked` carrying this report."""
+        from .errors import DeploymentBlocked
+
+        if not self.passed:
+            raise DeploymentBlocked(self)
+        return self
+
+    def check(self, check_id: str) -> Check:
+        """The check with this id (KeyError if absent)."""
+        for c in self.checks:
+            if c.id == check_id:
+                return c
+        raise KeyError(check_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "tool": {"name": "edgeval", "version": self.tool_version},
+            "created_at": self.created_at,
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "candidate": self.candidate,
+            "baseline": self.baseline,
+            "policy": self.policy,
+            "checks": [c.to_json() for c in self.checks],
+            "results": _clean(self.results),
+            "errors": [e.to_json() for e in self.errors],
+            "environment": self.environment,
+            "run": self.run,
+        }
+
+    def dumps(self) -> str:
+        """The report as JSON text, validated against the schema."""
+        doc = self.to_json()
+        validate_report(doc)
+        return json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+    def write(self, path: str | Path) -> Path:
+        """Validate, then write atomically. Returns the path written."""
+        return atomic_write_text(Path(path), self.dumps())
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "Report":
+        validate_report(doc)
+        checks = tuple(Check(**{k: v for k, v in c.items()}) for c in doc["checks"])
+        report = cls(candidate=doc["candidate"], baseline=doc["baseline"], policy=doc["policy"], checks=checks,
+                     results=doc["results"], errors=tuple(InputError(**e) for e in doc["errors"]),
+                     environment=doc["environment"], run=doc["run"], created_at=doc["created_at"],
+                     tool_version=doc["tool"]["version"])
+        if report.verdict != doc["verdict"] or report.exit_code != doc["exit_code"]:
+            raise SchemaViolation(f"report says verdict={doc['verdict']} exit_code={doc['exit_code']}, "
+                                  f"but its checks give {report.verdict}/{report.exit_code}")
+        return report
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Report":
+        """Read a report and validate it against the schema (raises :class:`BadInputError` when it does not)."""
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise BadInputError("report file not found", path=path) from None
+        except (OSError, ValueError) as exc:
+            raise BadInputError(f"not a readable JSON report: {exc}", path=path) from None
+        try:
+            return cls.from_json(doc)
+        except SchemaViolation as exc:
+            raise BadInputError(f"not a valid edgeval report: {exc.detail}", path=path) from None
+
+    def replace(self, **changes: Any) -> "Report":
+        return replace(self, **changes)
+
+
+def validate_report(doc: dict[str, Any]) -> None:
+    """Raise :class:`SchemaViolation` naming the first place where ``doc`` breaks the report schema."""
+    error = next(iter(sorted(validator_for("report").iter_errors(doc), key=lambda e: list(e.absolute_path))), None)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise SchemaViolation(f"report does not match its schema at {where}: {error.message}")
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: numpy scalars/arrays to Python, non-finite floats to None, tuples to lists."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return _clean(obj.tolist())
+    return _scalar(obj)
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temp file in the same directory and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,105 @@
+"""The one runtime protocol: a model artifact in, next-token logits (or logits at every position) out.
+
+Every backend implements :meth:`Runtime.forward` on a left-padded ``(batch, seq)`` int64 batch with its attention
+mask and returns float32 logits ``(batch, seq, vocab)``. Padding, position handling, bucketing and the NaN check
+live here, once, in :class:`BaseRuntime`.
+
+Positions: rows are left-padded and ``position_ids = max(cumsum(mask) - 1, 0)``, so a sequence gets the same
+positions whether or not it is padded. Backends that take ``position_ids`` are fed exactly that; exporters in
+:mod:`edgeval.converters` bake the same rule into graphs that only take ``input_ids`` and ``attention_mask``.
+"""
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from ..artifacts import Artifact
+from ..errors import MeasurementError
+from .tokenizer import Tokenizer
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """What validators may rely on. Implementations: onnx, tflite, torch (and plugins)."""
+
+    name: str
+    artifact: Artifact
+    tokenizer: Tokenizer
+
+    def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Logits ``(B, T, V)`` float32 for a left-padded int64 batch and its 0/1 mask."""
+
+    def next_token_logits(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """Logits ``(B, V)`` of the token after each sequence."""
+
+    def sequence_logits(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """For each sequence, logits ``(len, V)`` at every one of its positions (padding removed)."""
+
+    def describe(self) -> dict:
+        """Facts for the report: runtime name, version, threads, providers, shape buckets."""
+
+
+def position_ids(attention_mask: np.ndarray) -> np.ndarray:
+    """Positions that ignore left padding: 0 at each row's first real token."""
+    return np.maximum(np.cumsum(attention_mask, axis=-1) - 1, 0).astype(np.int64)
+
+
+def pad_left(sequences: Sequence[Sequence[int]], pad_id: int, length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Left-pad token sequences to ``length`` (default: the longest). Returns (input_ids, attention_mask) int64."""
+    if not sequences:
+        raise ValueError("empty batch")
+    longest = max(len(s) for s in sequences)
+    if longest == 0:
+        raise ValueError("a sequence in the batch has no tokens")
+    length = longest if length is None else length
+    if longest > length:
+        raise ValueError(f"sequence of {longest} tokens does not fit length {length}")
+    ids = np.full((len(sequences), length), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), length), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        if len(seq):
+            ids[row, length - len(seq):] = seq
+            mask[row, length - len(seq):] = 1
+    return ids, mask
+
+
+class BaseRuntime:
+    """Shared behaviour of every backend. Subclasses set ``name`` and implement ``_forward`` and ``describe``."""
+
+    name = "base"
+
+    def __init__(self, artifact: Artifact, tokenizer: Tokenizer):
+        self.artifact = artifact
+        self.tokenizer = tokenizer
+
+    # -- the one method a backend must provide -------------------------------------------------------------
+    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"runtime": self.name}
+
+    # -- shared --------------------------------------------------------------------------------------------
+    def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        logits = np.asarray(self._forward(np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)))
+        if logits.ndim != 3 or logits.shape[:2] != tuple(input_ids.shape):
+            raise MeasurementError(f"model returned logits of shape {logits.shape} for a batch of "
+                                   f"{tuple(input_ids.shape)}: not a causal LM signature", path=self.artifact.path)
+        rows = attention_mask.astype(bool)
+        if not np.isfinite(logits[rows]).all():
+            raise MeasurementError("model produced NaN or infinite logits", path=self.artifact.path)
+        return logits.astype(np.float32, copy=False)
+
+    def next_token_logits(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        ids, mask = pad_left(sequences, self.tokenizer.pad_id)
+        return self.forward(ids, mask)[:, -1, :]
+
+    def sequence_logits(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        ids, mask = pad_left(sequences, self.tokenizer.pad_id)
+        logits = self.forward(ids, mask)
+        width = ids.shape[1]
+        return [logits[row, width - len(seq):, :] for row, seq in enumerate(sequences)]
+
+    def close(self) -> None:
+        """Release the session / interpreter. The runtime is unusable afterwards."""

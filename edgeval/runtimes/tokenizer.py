@@ -1,0 +1,159 @@
+"""Tokenizers without torch: ``tokenizer.json`` through the ``tokenizers`` library, chat templates through jinja2.
+
+A tokenizer is found beside the model (``tokenizer.json`` + ``tokenizer_config.json`` in the model's directory) or
+given explicitly (``--tokenizer DIR_OR_FILE``). The torch runtime wraps a transformers tokenizer in the same
+interface (:class:`TransformersTokenizer`), so validators never care which one they hold.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import TokenizerError, require
+
+
+class Tokenizer:
+    """Interface every tokenizer offers to validators."""
+
+    source: str
+    pad_id: int
+    eos_id: int | None
+    chat_template: str | None
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        raise NotImplementedError
+
+    def decode(self, ids: list[int]) -> str:
+        raise NotImplementedError
+
+    def token_to_id(self, token: str) -> int | None:
+        raise NotImplementedError
+
+    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        raise NotImplementedError
+
+
+class FastTokenizer(Tokenizer):
+    """``tokenizer.json`` (+ optional ``tokenizer_config.json`` / ``chat_template.jinja``) from a directory."""
+
+    def __init__(self, directory: Path):
+        tokenizers = require("tokenizers", "onnx", "reading tokenizer.json")
+        self.source = str(directory)
+        try:
+            self._tk = tokenizers.Tokenizer.from_file(str(directory / "tokenizer.json"))
+        except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
+            raise TokenizerError(f"cannot load tokenizer.json: {exc}", path=directory / "tokenizer.json") from None
+        self.config = _read_json(directory / "tokenizer_config.json")
+        self.chat_template = _chat_template(directory, self.config)
+        self.bos_token = _token_text(self.config.get("bos_token"))
+        self.eos_token = _token_text(self.config.get("eos_token"))
+        self.eos_id = self._tk.token_to_id(self.eos_token) if self.eos_token else None
+        pad = _token_text(self.config.get("pad_token"))
+        pad_id = self._tk.token_to_id(pad) if pad else None
+        self.pad_id = pad_id if pad_id is not None else (self.eos_id if self.eos_id is not None else 0)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self._tk.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tk.decode(list(ids), skip_special_tokens=False)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self._tk.token_to_id(token)
+
+    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        if not self.chat_template:
+            raise TokenizerError("tokenizer has no chat template", path=self.source)
+        return render_chat_template(self.chat_template, messages, add_generation_prompt,
+                                    bos_token=self.bos_token or "", eos_token=self.eos_token or "")
+
+
+class TransformersTokenizer(Tokenizer):
+    """Adapter of a ``transformers`` tokenizer (used by the torch runtime, e.g. for GGUF files)."""
+
+    def __init__(self, hf_tokenizer: Any, source: str):
+        self._tk = hf_tokenizer
+        self.source = source
+        self.chat_template = getattr(hf_tokenizer, "chat_template", None)
+        self.eos_id = hf_tokenizer.eos_token_id
+        pad = hf_tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (self.eos_id if self.eos_id is not None else 0)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return list(self._tk(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tk.decode(list(ids))
+
+    def token_to_id(self, token: str) -> int | None:
+        tid = self._tk.convert_tokens_to_ids(token)
+        return None if tid is None or tid == self._tk.unk_token_id and token != self._tk.unk_token else tid
+
+    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        if not self.chat_template:
+            raise TokenizerError("tokenizer has no chat template", path=self.source)
+        return self._tk.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def render_chat_template(template: str, messages: list[dict[str, str]], add_generation_prompt: bool,
+                         **special: str) -> str:
+    """Render a Hugging Face chat template in a sandboxed jinja2 environment (no file or attribute access)."""
+    jinja2 = require("jinja2", "onnx", "rendering chat templates")
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str):
+        raise TokenizerError(f"chat template refused the messages: {message}")
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.filters["tojson"] = lambda x, indent=None, **_: json.dumps(x, ensure_ascii=False, indent=indent)
+    env.globals.update(raise_exception=raise_exception,
+                       strftime_now=lambda fmt: datetime.now().strftime(fmt))
+    try:
+        return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                                **special)
+    except jinja2.TemplateError as exc:
+        raise TokenizerError(f"chat template does not render: {exc}") from None
+
+
+def find_tokenizer(model_path: Path, explicit: str | Path | None = None) -> FastTokenizer:
+    """The tokenizer given with ``--tokenizer`` (file or directory), else the one beside the model."""
+    if explicit is not None:
+        explicit = Path(explicit)
+        directory = explicit.parent if explicit.is_file() else explicit
+        if not (directory / "tokenizer.json").is_file():
+            raise TokenizerError("no tokenizer.json there", path=explicit)
+        return FastTokenizer(directory)
+    directory = model_path if model_path.is_dir() else model_path.parent
+    if not (directory / "tokenizer.json").is_file():
+        raise TokenizerError(f"no tokenizer.json beside the model (looked in {directory}); "
+                             "pass --tokenizer PATH", path=model_path)
+    return FastTokenizer(directory)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TokenizerError(f"not valid JSON: {exc}", path=path) from None
+    return data if isinstance(data, dict) else {}
+
+
+def _chat_template(directory: Path, config: dict[str, Any]) -> str | None:
+    jinja_file = directory / "chat_template.jinja"
+    if jinja_file.is_file():
+        return jinja_file.read_text(encoding="utf-8")
+    template = config.get("chat_template")
+    if isinstance(template, list):  # named templates: take "default"
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default") or next(iter(named.values()), None)
+    return template if isinstance(template, str) else None
+
+
+def _token_text(token: Any) -> str | None:
+    if isinstance(token, dict):
+        return token.get("content")
+    return token if isinstance(token, str) else None
