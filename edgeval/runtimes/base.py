@@ -68,6 +68,8 @@ class BaseRuntime:
     """Shared behaviour of every backend. Subclasses set ``name`` and implement ``_forward`` and ``describe``."""
 
     name = "base"
+    #: longest sequence the artifact accepts (static-shape TFLite buckets); None: any length
+    max_seq_len: int | None = None
 
     def __init__(self, artifact: Artifact, tokenizer: Tokenizer):
         self.artifact = artifact

@@ -1,0 +1,36 @@
+# edgeval developer commands. `make setup test` on a fresh machine: create .venv, install, run the tests.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-all test-onnx-only demo bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch is pinned and installed first: left to itself pip would resolve a multi-GB CUDA build.
+setup: $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+
+# The default suite: everything but the tests marked slow (exports with the dynamo exporter, real models).
+test:
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all:
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Proves the gate-only install: a venv with edgeval[onnx] alone (no torch, transformers or TensorFlow)
+# runs `edgeval check` on an ONNX model. The model is built by the main venv first.
+test-onnx-only:
+	$(BIN)/python tests/onnx_only/build_fixture.py $(VENV)-onnx-fixture
+	rm -rf $(VENV)-onnx && $(PY) -m venv $(VENV)-onnx
+	$(VENV)-onnx/bin/pip install -q --upgrade pip
+	$(VENV)-onnx/bin/pip install -q '.[onnx]' pytest
+	cd tests/onnx_only && ../../$(VENV)-onnx/bin/python -m pytest -p no:cacheprovider -q test_onnx_only.py \
+		--fixture-dir ../../$(VENV)-onnx-fixture
+
+clean:
+	rm -rf $(VENV) $(VENV)-onnx $(VENV)-onnx-fixture build dist *.egg-info .pytest_cache

@@ -1,0 +1,47 @@
+"""The ``edgeval`` command. Thin click commands over the public API; this is the only place that exits.
+
+Exit codes (also in every report's ``exit_code``):
+
+\b
+  0  pass      every check passed
+  1  blocked   a check failed: do not deploy
+  2  usage     bad command line (unknown option or validator)
+  3  bad input unreadable / wrong-signature model, bad policy, missing tokenizer, bad data, NaN logits
+  4  internal  a bug in edgeval or a plugin (the report is still written)
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from ..errors import EdgevalError, ExitCode
+from .app import cli
+
+DEBUG_ENV = "EDGEVAL_DEBUG"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the click group, map exceptions to one line and an exit code."""
+    try:
+        code = cli.main(args=argv, prog_name="edgeval", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("edgeval: aborted", err=True)
+        code = int(ExitCode.INTERNAL)
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except EdgevalError as exc:
+        click.echo(f"edgeval: error: {exc}", err=True)
+        code = int(exc.exit_code)
+    except Exception as exc:  # the one place where a bug becomes a line and exit 4, not a traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        click.echo(f"edgeval: internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for a traceback)",
+                   err=True)
+        code = int(ExitCode.INTERNAL)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+__all__ = ["main", "cli"]

@@ -1,0 +1,70 @@
+"""The click group and the small commands (schema, policy, validators). ``check`` lives in check.py."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from .._version import __version__
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  pass       every check passed
+  1  blocked    a check failed: do not deploy
+  2  usage      bad command line
+  3  bad input  unreadable model, bad policy, missing tokenizer, bad data, NaN logits
+  4  internal   a bug in edgeval or a plugin (report still written)
+"""
+
+
+@click.group(help="edgeval: a deployment gate for compressed LLMs (ONNX Runtime, TFLite).\n\n" + EXIT_CODES_HELP,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="edgeval")
+def cli() -> None:
+    pass
+
+
+@cli.command("schema")
+@click.argument("name", type=click.Choice(["report", "policy"]))
+def schema_cmd(name: str) -> None:
+    """Print the JSON Schema of the report or of the policy."""
+    from ..schemas import load_schema
+
+    click.echo(json.dumps(load_schema(name), indent=2))
+
+
+@cli.command("policy")
+@click.option("--default", "show_default", is_flag=True, help="Print the default policy (YAML).")
+@click.option("--check", "check_file", type=click.Path(dir_okay=False), help="Validate a policy file.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+def policy_cmd(show_default: bool, check_file: str | None, as_json: bool) -> None:
+    """Print the default policy, or validate a policy file and print it with defaults filled in."""
+    import yaml
+
+    from ..policy import Policy
+
+    if not show_default and not check_file:
+        raise click.UsageError("give --default or --check FILE")
+    policy = Policy.load(check_file) if check_file else Policy.default()
+    data = policy.to_json()
+    click.echo(json.dumps(data, indent=2) if as_json else yaml.safe_dump(data, sort_keys=False).rstrip())
+    if check_file:
+        click.echo(f"# {check_file}: valid", err=True)
+
+
+@cli.command("validators")
+@click.option("--disable-plugin", "disabled", multiple=True, metavar="NAME", help="Do not load this plugin.")
+def validators_cmd(disabled: tuple[str, ...]) -> None:
+    """List the validators that `edgeval check` can run (built-ins and plugins)."""
+    from ..plugins import registered_validators
+
+    for name, validator in sorted(registered_validators(disabled).items()):
+        click.echo(f"{name:<12} {getattr(validator, 'summary', '')}")
+
+
+def _register_subcommands() -> None:
+    from . import check  # noqa: F401  (registers `edgeval check`)
+
+
+_register_subcommands()
+__all__ = ["cli"]

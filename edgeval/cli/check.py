@@ -1,0 +1,88 @@
+"""``edgeval check MODEL``: run the validators, print a summary, write the JSON report, exit with the verdict."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..api import CheckOptions, announce, check
+from ..errors import EdgevalError, ExitCode, PolicyError
+from ..policy import Policy, find_project_policy
+from ..report import Report
+from .app import EXIT_CODES_HELP, cli
+from .summary import print_summary
+
+
+def _csv(_ctx, _param, value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@cli.command("check", epilog=EXIT_CODES_HELP)
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--baseline", type=click.Path(path_type=Path), help="The dense/reference model to compare with.")
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path),
+              help="Policy file (YAML/JSON, or a pyproject.toml with [tool.edgeval]). Default: [tool.edgeval] of "
+                   "./pyproject.toml if present, else the built-in defaults (`edgeval policy --default`).")
+@click.option("--report", "report_path", type=click.Path(path_type=Path), default=Path("edgeval-report.json"),
+              show_default=True, help="Where to write the JSON report.")
+@click.option("--tokenizer", type=click.Path(path_type=Path), help="tokenizer.json or its directory "
+              "(default: beside the model).")
+@click.option("--validators", callback=_csv, metavar="NAMES", help="Comma-separated validators to run "
+              "(default: the policy's list). See `edgeval validators`.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for inputs and sampling.")
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads for the runtimes.")
+@click.option("--bbq-data", type=click.Path(path_type=Path), envvar="EDGEVAL_BBQ_DIR",
+              help="Directory of BBQ jsonl files (env EDGEVAL_BBQ_DIR). Default: checksummed download/cache.")
+@click.option("--bbq-limit", type=click.IntRange(min=1), help="Stratified sample size (default: policy bbq.limit).")
+@click.option("--orders", type=click.Choice(["1", "3"]), help="Option orders scored per BBQ item (default 3).")
+@click.option("--bbq-mode", type=click.Choice(["letter", "loglik"]), help="BBQ scoring mode (default letter).")
+@click.option("--baseline-predictions", type=click.Path(path_type=Path),
+              help="Saved BBQ predictions of the baseline (instead of re-running it).")
+@click.option("--disable-plugin", "disabled", multiple=True, metavar="NAME", help="Do not load this plugin.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary table, no progress.")
+def check_cmd(model: Path, baseline: Path | None, policy_path: Path | None, report_path: Path,
+              tokenizer: Path | None, validators: list[str] | None, seed: int, threads: int | None,
+              bbq_data: Path | None, bbq_limit: int | None, orders: str | None, bbq_mode: str | None,
+              baseline_predictions: Path | None, disabled: tuple[str, ...], quiet: bool) -> None:
+    """Gate MODEL (.onnx, .tflite, HF directory or .gguf) against --baseline and write the JSON report."""
+    policy = _policy(policy_path, bbq_data, bbq_limit, orders, bbq_mode)
+    extra = {"baseline_predictions": str(baseline_predictions) if baseline_predictions else None,
+             "report_path": str(report_path)}
+    options = CheckOptions(tokenizer=str(tokenizer) if tokenizer else None, validators=validators, seed=seed,
+                           threads=threads, disabled_plugins=disabled, extra=extra)
+    progress = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
+    report = check(model, baseline, policy, options=options, progress=progress)
+    code = _write(report, report_path)
+    for problem in announce(report, report_path if code == report.exit_code else None, disabled):
+        click.echo(f"edgeval: warning: {problem}", err=True)
+    if not quiet:
+        print_summary(report, report_path if code == report.exit_code else None)
+    sys.exit(code)
+
+
+def _policy(path: Path | None, bbq_data: Path | None, limit: int | None, orders: str | None,
+            mode: str | None) -> Policy | Path:
+    """The policy object with command-line overrides, or the path (so a bad file becomes an error report)."""
+    source = path or find_project_policy()
+    try:
+        policy = Policy.load(source) if source else Policy.default()
+    except PolicyError:
+        if any(v is not None for v in (bbq_data, limit, orders, mode)):
+            raise
+        return source  # check() records the policy error in the report (exit 3)
+    return policy.with_overrides("bbq", data_dir=str(bbq_data) if bbq_data else None, limit=limit,
+                                 orders=int(orders) if orders else None, mode=mode)
+
+
+def _write(report: Report, path: Path) -> int:
+    """Write the report; if that fails, say so and never exit 0."""
+    try:
+        report.write(path)
+    except OSError as exc:
+        click.echo(f"edgeval: error: {path}: cannot write the report: {exc.strerror or exc}", err=True)
+        return max(report.exit_code, int(ExitCode.BAD_INPUT))
+    except EdgevalError as exc:
+        click.echo(f"edgeval: internal error: {exc}", err=True)
+        return int(ExitCode.INTERNAL)
+    return report.exit_code

@@ -1,0 +1,38 @@
+"""The short human summary printed by ``edgeval check`` (a rich table of checks and the verdict)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..report import Report
+
+_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "blocked": "bold red"}
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+        return f"{value:,}"
+    return str(value)
+
+
+def print_summary(report: Report, written_to: Path | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=False, highlight=False, soft_wrap=False)
+    table = Table(title=f"edgeval check: {Path(report.candidate['path']).name}", title_justify="left")
+    for column in ("check", "status", "value", "baseline", "threshold", "message"):
+        table.add_column(column, overflow="fold", max_width=70 if column == "message" else None)
+    for c in report.checks:
+        table.add_row(c.id, f"[{_STYLE[c.status]}]{c.status}[/]", _cell(c.value), _cell(c.baseline_value),
+                      _cell(c.threshold), c.message)
+    if report.checks:
+        console.print(table)
+    for error in report.errors:
+        console.print(f"[bold magenta]error[/] ({error.source}): {error.message}")
+    style = _STYLE.get(report.verdict, "green")
+    where = f" · report: {written_to}" if written_to else " · report NOT written"
+    console.print(f"verdict: [{style}]{report.verdict.upper()}[/] (exit {report.exit_code}){where}")

@@ -1,0 +1,80 @@
+"""What the exporters share: load a torch model, wrap it as ``(input_ids, attention_mask) -> logits``, copy its
+tokenizer files beside an exported artifact.
+
+The loading itself lives in :mod:`edgeval.runtimes.torch` (a lower floor: runtimes must not import converters), so
+the exporters and the torch runtime open models in exactly the same way: float32, eager attention, no remote code.
+Importing this module imports torch.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import TokenizerError
+from ..runtimes.torch import auto_tokenizer, load_hf_model
+
+#: tokenizer files written beside an exported artifact (those that exist)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
+
+
+def load_torch_model(model: Any) -> tuple[torch.nn.Module, Path | None]:
+    """``(model, source path)`` from an HF directory, a ``.gguf`` file or an already loaded model.
+
+    The source path is where the tokenizer lives (``None`` when a model object without a local
+    ``name_or_path`` was given)."""
+    if isinstance(model, torch.nn.Module):
+        origin = Path(str(getattr(model, "name_or_path", "") or ""))
+        return model.eval(), origin if str(origin) not in ("", ".") and origin.exists() else None
+    return load_hf_model(model), Path(model)
+
+
+class LogitsWrapper(torch.nn.Module):
+    """``(input_ids, attention_mask) -> logits`` with positions that ignore left padding, computed in the graph
+    (``clamp(cumsum(mask) - 1, min=0)``, the rule of :func:`edgeval.runtimes.base.position_ids`), no KV cache."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        positions = torch.clamp(torch.cumsum(attention_mask, dim=-1) - 1, min=0)
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                          use_cache=False).logits
+
+
+def sample_batch(batch: int, seq_len: int, dtype: torch.dtype = torch.int64) -> tuple[torch.Tensor, torch.Tensor]:
+    """A traceable sample: token ids 1.., the first row left-padded (so the padding path is what gets traced)."""
+    ids = (torch.arange(batch * seq_len, dtype=dtype).reshape(batch, seq_len) % 97) + 1
+    mask = torch.ones((batch, seq_len), dtype=dtype)
+    mask[0, : seq_len // 4] = 0
+    return ids, mask
+
+
+def write_tokenizer(source: Path | None, out_dir: Path, explicit: str | Path | None = None) -> list[Path]:
+    """Copy the tokenizer files of ``source`` (or ``explicit``) into ``out_dir``; GGUF tokenizers are converted.
+
+    Raises :class:`TokenizerError` when there is none: an artifact without its tokenizer cannot be checked."""
+    origin = Path(explicit) if explicit is not None else source
+    if origin is None:
+        raise TokenizerError("the model object has no local name_or_path: pass tokenizer=PATH to the exporter")
+    folder = origin if origin.is_dir() else origin.parent
+    if origin.suffix.lower() != ".gguf" and (folder / "tokenizer.json").is_file():
+        return _copy_tokenizer_files(folder, out_dir)
+    with tempfile.TemporaryDirectory() as tmp:  # e.g. GGUF: let transformers write tokenizer.json
+        auto_tokenizer(origin).save_pretrained(tmp)
+        return _copy_tokenizer_files(Path(tmp), out_dir)
+
+
+def _copy_tokenizer_files(folder: Path, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in TOKENIZER_FILES:
+        if (folder / name).is_file():
+            if (folder / name).resolve() != (out_dir / name).resolve():
+                shutil.copyfile(folder / name, out_dir / name)
+            written.append(out_dir / name)
+    return written

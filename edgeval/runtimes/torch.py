@@ -1,0 +1,130 @@
+"""Torch runtime: a Hugging Face model directory or a GGUF file, run by transformers in float32 with eager attention.
+
+This is the reference runtime (the exporters in :mod:`edgeval.converters` start from the same model) and the one
+that opens GGUF files. ``trust_remote_code`` is never set: only architectures transformers ships are loaded.
+Needs the ``torch`` extra (torch, transformers; GGUF also gguf + accelerate).
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..artifacts import Artifact
+from ..errors import MeasurementError, ModelError, TokenizerError, require
+from .base import BaseRuntime, pad_left, position_ids
+from .tokenizer import TransformersTokenizer
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception message (libraries love multi-line errors)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _load_errors() -> tuple[type[BaseException], ...]:
+    """What transformers / safetensors / gguf raise on a broken or unsupported model."""
+    errors: list[type[BaseException]] = [OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError]
+    try:
+        from safetensors import SafetensorError
+        errors.append(SafetensorError)
+    except ImportError:
+        pass  # safetensors absent: transformers then reads only .bin files, whose errors are listed above
+    return tuple(errors)
+
+
+def pretrained_source(path: Path) -> tuple[str, dict[str, str]]:
+    """``from_pretrained`` arguments for a model path: ``(directory, {})`` or ``(parent, {"gguf_file": name})``."""
+    if path.is_file():
+        require("gguf", "torch", "loading GGUF files")
+        require("accelerate", "torch", "loading GGUF files")
+        return str(path.parent), {"gguf_file": path.name}
+    return str(path), {}
+
+
+def load_hf_model(path: str | Path) -> Any:
+    """A float32 causal LM in eval mode, eager attention, from an HF directory or a ``.gguf`` file."""
+    torch = require("torch", "torch", "running Hugging Face or GGUF models")
+    transformers = require("transformers", "torch", "running Hugging Face or GGUF models")
+    path = Path(path)
+    source, extra = pretrained_source(path)
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            source, dtype=torch.float32, attn_implementation="eager", trust_remote_code=False, **extra)
+    except _load_errors() as exc:
+        raise ModelError(f"transformers cannot load it as a causal LM: {_one_line(exc)}", path=path) from None
+    return model.eval()
+
+
+def _tokenizer_source(model_path: Path, explicit: str | Path | None) -> tuple[str, dict[str, str]]:
+    """Where AutoTokenizer should look: ``--tokenizer`` (directory, file in one, or .gguf), else beside the model."""
+    if explicit is None:
+        return pretrained_source(model_path)
+    explicit = Path(explicit)
+    if explicit.suffix.lower() == ".gguf":
+        return pretrained_source(explicit)
+    return str(explicit.parent if explicit.is_file() else explicit), {}
+
+
+def auto_tokenizer(path: str | Path, explicit: str | Path | None = None) -> Any:
+    """The transformers tokenizer of a model (or the one given with ``--tokenizer``); TokenizerError if none."""
+    transformers = require("transformers", "torch", "loading Hugging Face tokenizers")
+    where = Path(explicit if explicit is not None else path)
+    source, extra = _tokenizer_source(Path(path), explicit)
+    try:
+        return transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=False, **extra)
+    except _load_errors() as exc:
+        raise TokenizerError(f"no usable tokenizer: {_one_line(exc)}; pass --tokenizer PATH", path=where) from None
+
+
+def load_hf_tokenizer(path: str | Path, explicit: str | Path | None = None) -> TransformersTokenizer:
+    """:func:`auto_tokenizer` wrapped in the interface validators use."""
+    return TransformersTokenizer(auto_tokenizer(path, explicit), source=str(explicit if explicit is not None else path))
+
+
+class TorchRuntime(BaseRuntime):
+    """Runs an HF directory or a GGUF file with torch (CPU, float32, eager attention)."""
+
+    name = "torch"
+
+    def __init__(self, artifact: Artifact, tokenizer_path: str | Path | None = None, threads: int | None = None):
+        self._torch = require("torch", "torch", "running Hugging Face or GGUF models")
+        if threads:
+            self._torch.set_num_threads(threads)
+        self.threads = self._torch.get_num_threads()
+        tokenizer = load_hf_tokenizer(artifact.path, tokenizer_path)
+        super().__init__(artifact, tokenizer)
+        self.model = load_hf_model(artifact.path)
+        self._keeps_last = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    def _run(self, input_ids: np.ndarray, attention_mask: np.ndarray, **extra: Any) -> np.ndarray:
+        """Logits from one forward pass (no KV cache), positions that ignore left padding."""
+        torch = self._torch
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask),
+                             position_ids=torch.from_numpy(position_ids(attention_mask)), use_cache=False, **extra)
+        return out.logits.float().numpy()
+
+    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self._run(input_ids, attention_mask)
+
+    def next_token_logits(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """Only the last position's logits are computed (``logits_to_keep=1``) when the model supports it."""
+        if not self._keeps_last:
+            return super().next_token_logits(sequences)
+        ids, mask = pad_left(sequences, self.tokenizer.pad_id)
+        logits = self._run(ids, mask, logits_to_keep=1)[:, -1, :]
+        if not np.isfinite(logits).all():
+            raise MeasurementError("model produced NaN or infinite logits", path=self.artifact.path)
+        return logits.astype(np.float32, copy=False)
+
+    def describe(self) -> dict:
+        transformers = require("transformers", "torch", "describing the torch runtime")
+        return {"runtime": self.name, "version": self._torch.__version__, "transformers": transformers.__version__,
+                "threads": self.threads, "providers": ["cpu"], "dtype": "float32", "attention": "eager",
+                "architecture": type(self.model).__name__}
+
+    def close(self) -> None:
+        self.model = None

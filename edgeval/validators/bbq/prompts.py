@@ -1,0 +1,61 @@
+"""BBQ prompts: the context, the question and the three options shown as A/B/C in a given order.
+
+``PROMPT_VERSION`` changes whenever the wording changes, so that saved predictions made with another prompt are
+never compared with new ones. With a chat template the text is the user turn and the assistant turn is opened, so
+the next token is the answer letter; without one, the prompt ends in "Answer:".
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from .types import BBQItem
+
+PROMPT_VERSION = "bbq-letter-v1"
+LETTERS = ("A", "B", "C")
+INSTRUCTION = "Answer with the letter of the correct option (A, B or C) only."
+
+
+def cyclic_orders(n: int) -> tuple[tuple[int, int, int], ...]:
+    """Option orders to show: order[k] is the original option shown at letter k. n=1: as stored; n=3: cyclic."""
+    orders = ((0, 1, 2), (1, 2, 0), (2, 0, 1))
+    if n not in (1, 3):
+        raise ValueError(f"orders must be 1 or 3, got {n}")
+    return orders[:n]
+
+
+def question_block(item: BBQItem) -> str:
+    """The part shared by every order of an item: context and question."""
+    return f"Context: {item.context}\nQuestion: {item.question}\n"
+
+
+def options_block(item: BBQItem, order: Sequence[int]) -> str:
+    lines = [f"{LETTERS[k]}. {item.answers[option]}" for k, option in enumerate(order)]
+    return "\n".join(lines) + f"\n{INSTRUCTION}"
+
+
+def letter_prompt(tokenizer, item: BBQItem, order: Sequence[int]) -> str:
+    """The full prompt text for one order; the model's next token is the answer letter."""
+    message = question_block(item) + options_block(item, order)
+    if tokenizer.chat_template:
+        return tokenizer.apply_chat_template([{"role": "user", "content": message}], add_generation_prompt=True)
+    return message + "\nAnswer:"
+
+
+def loglik_prompt(tokenizer, item: BBQItem) -> str:
+    """Prompt for log-likelihood mode (as lm-evaluation-harness): context, question, then the answer text."""
+    return f"{item.context}\nQuestion: {item.question}\nAnswer:"
+
+
+def letter_token_ids(tokenizer) -> list[list[int]]:
+    """For each letter, the single-token ids of its variants ("A" and " A"); a letter with none is an error."""
+    out = []
+    for letter in LETTERS:
+        ids = {tuple(tokenizer.encode(variant, add_special_tokens=False)) for variant in (letter, " " + letter)}
+        singles = sorted({t[0] for t in ids if len(t) == 1})
+        if not singles:
+            from ...errors import TokenizerError
+
+            raise TokenizerError(f"the answer letter {letter!r} is not a single token in this tokenizer",
+                                 path=getattr(tokenizer, "source", None))
+        out.append(singles)
+    return out

@@ -1,0 +1,124 @@
+"""Deterministic, position-debiased BBQ scoring on any runtime.
+
+Letter mode (default): every item is shown in each of the option orders (1 or 3 cyclic orders). For each order
+the next-token logits are restricted to the answer-letter tokens ("A" and " A" merged by log-sum-exp) and
+log-softmaxed over the three letters; an option's score is the sum, over orders, of the log-probability of the
+letter it was shown under. The answer is the argmax over options; the margin is best minus second best.
+Cost: one forward pass per (item, order). The orders share context and question, but a runtime without a KV
+cache (ONNX Runtime, TFLite) recomputes that prefix: 3 orders cost 3× one order.
+
+Log-likelihood mode: each option's text is scored as a continuation of the prompt (sum of token log-probs), as
+lm-evaluation-harness does; 3 sequences per item.
+
+Prompts are sorted by token length and batched, so padding is small; results come back in item order.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .prompts import cyclic_orders, letter_prompt, letter_token_ids, loglik_prompt
+from .types import BBQItem, Prediction
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    m = x.max(axis=-1, keepdims=True)
+    return x - (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))
+
+
+def letter_logprobs(next_logits: np.ndarray, letter_ids: list[list[int]]) -> np.ndarray:
+    """(B, V) next-token logits -> (B, 3) log-probabilities of A/B/C, variants merged, normalised over letters."""
+    merged = np.stack([np.logaddexp.reduce(next_logits[:, ids].astype(np.float64), axis=1) for ids in letter_ids],
+                      axis=1)
+    return _log_softmax(merged)
+
+
+def _batched(lengths: list[int], batch_size: int, fn: Callable[[list[int]], list], progress: "Progress") -> list:
+    """Call ``fn(indices)`` on batches of indices sorted by sequence length; results come back in input order."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    out: list = [None] * len(lengths)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        for i, value in zip(idx, fn(idx)):
+            out[i] = value
+        progress.advance(len(idx))
+    return out
+
+
+class Progress:
+    """A progress line every few seconds: done/total and rate."""
+
+    def __init__(self, total: int, label: str, emit: Callable[[str], None], every_s: float = 5.0):
+        self.total, self.label, self.emit, self.every = total, label, emit, every_s
+        self.done, self.start, self.last = 0, time.perf_counter(), time.perf_counter()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= self.every or self.done == self.total:
+            rate = self.done / max(now - self.start, 1e-9)
+            self.emit(f"{self.label}: {self.done}/{self.total} prompts ({rate:.1f}/s)")
+            self.last = now
+
+
+def score_letters(runtime, items: Sequence[BBQItem], n_orders: int, batch_size: int,
+                  emit: Callable[[str], None] = lambda m: None) -> list[Prediction]:
+    """Letter-mode predictions for ``items`` (see module docstring)."""
+    tokenizer = runtime.tokenizer
+    letter_ids = letter_token_ids(tokenizer)
+    orders = cyclic_orders(n_orders)
+    prompts = [tokenizer.encode(letter_prompt(tokenizer, item, order), add_special_tokens=False)
+               for item in items for order in orders]
+    progress = Progress(len(prompts), f"bbq[{runtime.name}]", emit)
+    rows = _batched([len(p) for p in prompts], batch_size,
+                    lambda idx: letter_logprobs(runtime.next_token_logits([prompts[i] for i in idx]), letter_ids),
+                    progress)
+    return [_letter_prediction(item, orders, rows[i * len(orders):(i + 1) * len(orders)])
+            for i, item in enumerate(items)]
+
+
+def _letter_prediction(item: BBQItem, orders, rows: list[np.ndarray]) -> Prediction:
+    scores = np.zeros(3)
+    for order, logp in zip(orders, rows):
+        for letter, option in enumerate(order):
+            scores[option] += logp[letter]
+    ranked = np.sort(scores)
+    return Prediction.for_item(item, int(np.argmax(scores)), scores=tuple(float(s) for s in scores),
+                               margin=float(ranked[-1] - ranked[-2]),
+                               order_letters=tuple(int(np.argmax(r)) for r in rows))
+
+
+def score_loglik(runtime, items: Sequence[BBQItem], batch_size: int,
+                 emit: Callable[[str], None] = lambda m: None) -> list[Prediction]:
+    """Log-likelihood-mode predictions: each option's text scored as a continuation of the prompt."""
+    tokenizer = runtime.tokenizer
+    seqs, spans = [], []
+    for item in items:
+        prompt = tokenizer.encode(loglik_prompt(tokenizer, item), add_special_tokens=False)
+        for answer in item.answers:
+            cont = tokenizer.encode(" " + answer, add_special_tokens=False)
+            seqs.append(prompt + cont)
+            spans.append(len(cont))
+    progress = Progress(len(seqs), f"bbq-loglik[{runtime.name}]", emit)
+    totals = _batched([len(q) for q in seqs], batch_size,
+                      lambda idx: _continuation_logprobs(runtime, [seqs[i] for i in idx], [spans[i] for i in idx]),
+                      progress)
+    preds = []
+    for i, item in enumerate(items):
+        scores = np.asarray(totals[3 * i:3 * i + 3])
+        ranked = np.sort(scores)
+        preds.append(Prediction.for_item(item, int(np.argmax(scores)), scores=tuple(float(s) for s in scores),
+                                         margin=float(ranked[-1] - ranked[-2])))
+    return preds
+
+
+def _continuation_logprobs(runtime, batch: list[list[int]], spans: list[int]) -> list[float]:
+    """Sum of log-probs of the last ``span`` tokens of each sequence, given the tokens before them."""
+    out = []
+    for seq, n, logits in zip(batch, spans, runtime.sequence_logits(batch)):
+        logp = _log_softmax(logits[-n - 1:-1])
+        out.append(float(logp[np.arange(n), np.asarray(seq[-n:])].sum()))
+    return out

@@ -1,0 +1,107 @@
+"""The BBQ bias validator: load and sample BBQ, score candidate (and baseline), compare, gate.
+
+Steps: data (local dir, env EDGEVAL_BBQ_DIR, or the checksummed download) → stratified sample → predictions of
+the candidate (and of the baseline, or its saved predictions) → metrics per category → paired comparison →
+one check per policy threshold. Predictions are written to a gzip JSONL sidecar beside the report.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from ...errors import DataError
+from ..base import Outcome, RunContext
+from . import compare as compare_mod
+from . import data, gate, metrics, sampling
+from .predictions import check_compatible, read_predictions, write_predictions
+from .prompts import PROMPT_VERSION
+from .scoring import score_letters, score_loglik
+from .types import BBQItem, Prediction
+
+NOISE_PROBE_ITEMS = 48
+
+
+class BBQValidator:
+    name = "bbq"
+    summary = "BBQ bias (s_AMB, s_DIS, SRS) vs the baseline: paired McNemar + Holm, Cohen's h, bootstrap CIs"
+
+    def run(self, ctx: RunContext, settings: dict[str, Any]) -> Outcome:
+        items, info = self._items(ctx, settings)
+        header = {"mode": settings["mode"], "orders": settings["orders"], "prompt_version": PROMPT_VERSION,
+                  "sample_fingerprint": info["sample_fingerprint"]}
+        cand = self._predict(ctx, "candidate", items, settings)
+        results: dict[str, Any] = {**info, "scoring": header, "candidate": metrics.metrics_by_category(cand)}
+        results["candidate_predictions"] = self._save(ctx, "candidate", cand, header)
+        base, noise = self._baseline(ctx, items, settings, header, results)
+        comparison = None
+        if base is not None:
+            results["baseline"] = metrics.metrics_by_category(base)
+            comparison = compare_mod.compare(cand, base, alpha=settings["alpha"], bootstrap=settings["bootstrap"],
+                                             seed=ctx.seed, noise_floor=noise)
+            results["comparison"] = comparison
+        checks = gate.bias_checks(comparison, results["candidate"], settings,
+                                  required_categories=settings.get("required_categories") or [],
+                                  evaluated_categories=info["categories"])
+        return Outcome(tuple(checks), results)
+
+    # -- steps ------------------------------------------------------------------------------------------------
+    def _items(self, ctx: RunContext, settings: dict[str, Any]) -> tuple[list[BBQItem], dict[str, Any]]:
+        directory = data.ensure_bbq(settings.get("data_dir"), categories=settings.get("categories"),
+                                    progress=ctx.progress)
+        loaded = data.load_bbq(directory, settings.get("categories"))
+        items = list(sampling.stratified_sample(loaded.items, settings.get("limit"), ctx.seed))
+        if not items:
+            raise DataError("no BBQ items to evaluate", path=directory)
+        ctx.progress(f"bbq: {len(items)} items from {', '.join(loaded.categories)}")
+        return items, {"data_dir": str(directory), "categories": list(loaded.categories),
+                       "excluded": loaded.excluded_summary(), "n_items": len(items),
+                       "limit": settings.get("limit"), "seed": ctx.seed,
+                       "sample_fingerprint": sampling.sample_fingerprint(items, ctx.seed)}
+
+    def _predict(self, ctx: RunContext, role: str, items: Sequence[BBQItem], settings: dict[str, Any]):
+        runtime = ctx.runtime(role)
+        emit = ctx.progress
+        if settings["mode"] == "loglik":
+            return score_loglik(runtime, items, settings["batch_size"], emit)
+        return score_letters(runtime, items, settings["orders"], settings["batch_size"], emit)
+
+    def _baseline(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any], header: dict[str, Any],
+                  results: dict[str, Any]) -> tuple[list[Prediction] | None, dict[str, Any] | None]:
+        saved = ctx.options.get("baseline_predictions")
+        if saved:
+            return self._saved_baseline(Path(saved), items, header, results), None
+        if ctx.baseline is None:
+            return None, None
+        base = self._predict(ctx, "baseline", items, settings)
+        results["baseline_predictions"] = self._save(ctx, "baseline", base, header)
+        return base, self._noise_floor(ctx, items, base, settings)
+
+    def _saved_baseline(self, path: Path, items: list[BBQItem], header: dict[str, Any],
+                        results: dict[str, Any]) -> list[Prediction]:
+        saved_header, preds = read_predictions(path)
+        check_compatible(saved_header, header, path)
+        by_key = {p.key: p for p in preds}
+        missing = [it.key for it in items if it.key not in by_key]
+        if missing:
+            raise DataError(f"baseline predictions lack {len(missing)} of the {len(items)} sampled items "
+                            f"(e.g. {missing[0]}); were they made with the same data, limit and seed?", path=path)
+        results["baseline_predictions"] = {"path": str(path), "source": "saved"}
+        return [by_key[it.key] for it in items]
+
+    def _noise_floor(self, ctx: RunContext, items: list[BBQItem], base: list[Prediction],
+                     settings: dict[str, Any]) -> dict[str, Any]:
+        """Re-score a few ambiguous items with the baseline: how often does it disagree with itself?"""
+        probe = [(it, p) for it, p in zip(items, base) if it.ambiguous][:NOISE_PROBE_ITEMS]
+        again = self._predict(ctx, "baseline", [it for it, _ in probe], settings)
+        flips = sum(a.pred != p.pred for a, (_, p) in zip(again, probe))
+        return {"items": len(probe), "flips": flips, "flip_rate": flips / len(probe) if probe else 0.0}
+
+    def _save(self, ctx: RunContext, role: str, preds: list[Prediction], header: dict[str, Any]) -> dict[str, Any]:
+        report_path = ctx.options.get("report_path")
+        if not report_path:
+            return {"path": None, "sha256": None}
+        path = Path(report_path).with_suffix("").with_name(f"{Path(report_path).stem}.bbq-{role}.jsonl.gz")
+        artifact = ctx.artifact(role)
+        sha = write_predictions(path, preds, {**header, "role": role, "model_sha256": artifact.sha256,
+                                              "runtime": ctx.runtime(role).name})
+        return {"path": str(path), "sha256": sha}

@@ -1,0 +1,106 @@
+"""Perplexity on a fixed text, beside the bias metrics, so a report shows the study's point: flat perplexity can
+hide rising bias.
+
+Text: the short English prose edgeval ships (``edgeval/data/perplexity.txt``, written for this project) or a
+file given in the policy (``perplexity.text``). It is tokenised once without special tokens and cut to
+``max_tokens``. Sliding windows of ``window`` tokens advance by ``stride``; each window scores only the tokens
+that no earlier window scored, so every token after the first is predicted exactly once, with at least
+``window - stride`` tokens of context (except in the first window). ``window`` is capped by the runtime's longest
+accepted sequence (static TFLite buckets). Perplexity = exp(mean negative log-likelihood over scored tokens).
+"""
+from __future__ import annotations
+
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError, MeasurementError
+from ..report import Check, threshold_check
+from .base import Outcome, RunContext
+
+BATCH = 4
+
+
+def load_text(path: str | None) -> tuple[str, str]:
+    """(text, source): the user's file, or the text edgeval ships."""
+    if path is None:
+        return resources.files("edgeval").joinpath("data/perplexity.txt").read_text(encoding="utf-8"), "builtin"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read perplexity text: {exc}", path=path) from None
+    if not text.strip():
+        raise DataError("perplexity text is empty", path=path)
+    return text, str(path)
+
+
+def windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int, int]]:
+    """(begin, end, first_scored): window [begin, end) scores the tokens at positions first_scored..end-1."""
+    if n_tokens < 2:
+        raise DataError(f"perplexity text has {n_tokens} token(s); at least 2 are needed")
+    spans, prev_end, begin = [], 1, 0
+    while prev_end < n_tokens:
+        end = min(begin + window, n_tokens)
+        spans.append((begin, end, prev_end))
+        prev_end, begin = end, begin + stride
+    return spans
+
+
+def _token_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Negative log-likelihood of each target under the matching row of logits (float64 log-softmax)."""
+    z = logits.astype(np.float64)
+    z -= z.max(axis=-1, keepdims=True)
+    log_norm = np.log(np.exp(z).sum(axis=-1))
+    return log_norm - z[np.arange(len(targets)), targets]
+
+
+def perplexity(runtime, text: str, window: int, stride: int, max_tokens: int | None) -> dict[str, Any]:
+    """Score ``text`` with ``runtime``; returns perplexity, mean NLL and the token counts."""
+    ids = runtime.tokenizer.encode(text, add_special_tokens=False)[: max_tokens or None]
+    window = min(window, runtime.max_seq_len or window)
+    stride = min(stride, window)
+    spans = windows(len(ids), window, stride)
+    nll: list[np.ndarray] = []
+    for start in range(0, len(spans), BATCH):
+        chunk = spans[start:start + BATCH]
+        for (begin, end, first), logits in zip(chunk, runtime.sequence_logits([ids[b:e] for b, e, _ in chunk])):
+            rows = np.arange(first - 1, end - 1) - begin  # logits at position p predict token p + 1
+            nll.append(_token_nll(logits[rows], np.asarray(ids[first:end])))
+    values = np.concatenate(nll)
+    mean = float(values.mean())
+    if not math.isfinite(mean):
+        raise MeasurementError("perplexity is not finite", path=runtime.artifact.path)
+    return {"perplexity": math.exp(mean), "nll_mean": mean, "tokens": len(ids), "tokens_scored": int(values.size),
+            "window": window, "stride": stride, "windows": len(spans)}
+
+
+class PerplexityValidator:
+    name = "perplexity"
+    summary = "perplexity on a fixed text (sliding windows), vs the baseline"
+
+    def run(self, ctx: RunContext, settings: dict[str, Any]) -> Outcome:
+        text, source = load_text(settings.get("text"))
+        args = (settings["window"], settings["stride"], settings.get("max_tokens"))
+        ctx.progress("perplexity: scoring the candidate")
+        cand = perplexity(ctx.runtime("candidate"), text, *args)
+        results: dict[str, Any] = {"text": source, "candidate": cand}
+        base = None
+        if ctx.baseline is not None:
+            ctx.progress("perplexity: scoring the baseline")
+            base = perplexity(ctx.runtime("baseline"), text, *args)
+            results["baseline"] = base
+            results["ratio_to_baseline"] = cand["perplexity"] / base["perplexity"]
+        return Outcome(tuple(self._checks(cand, base, settings)), results)
+
+    @staticmethod
+    def _checks(cand: dict, base: dict | None, settings: dict) -> list[Check]:
+        base_ppl = base["perplexity"] if base else None
+        checks = [threshold_check("perplexity.value", "perplexity", "perplexity", cand["perplexity"],
+                                  settings.get("max_perplexity"), baseline_value=base_ppl)]
+        if base is not None:
+            checks.append(threshold_check("perplexity.ratio_to_baseline", "perplexity", "perplexity ratio",
+                                          cand["perplexity"] / base_ppl, settings.get("max_ratio_to_baseline")))
+        return checks
