@@ -1,0 +1,73 @@
+"""Export a causal LM to ONNX or TFLite as ``(input_ids, attention_mask) -> logits``, tokenizer files beside it.
+
+Both exporters trace :class:`~edgeval.converters._torch_model.LogitsWrapper`: positions are computed from the mask
+inside the graph, so the artifact needs no ``position_ids`` input and treats left padding the way
+:mod:`edgeval.runtimes` does. No KV cache is exported (one forward pass per item is what the validators run).
+
+- ONNX (default): ``torch.onnx.export(dynamo=True)``, opset 18, dynamic batch and sequence length, one ``.onnx``
+  file (weights go to external data only above the 2 GB protobuf limit). ``legacy=True`` uses the TorchScript
+  exporter (opset 17, ``dynamic_axes``): several times faster, but deprecated and tied weights are stored twice.
+- TFLite: ``litert_torch.convert``, int32 inputs, one static ``(batch, seq_len)`` bucket per file.
+
+Needs the ``torch`` extra; torch is imported when an exporter is called, not when this module is imported.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import require
+
+INPUT_NAMES = ["input_ids", "attention_mask"]
+DYNAMIC_AXES = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+                "logits": {0: "batch", 1: "sequence"}}
+
+
+def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset: int | None = None,
+                tokenizer: str | Path | None = None) -> Path:
+    """Write ``model`` (HF dir, ``.gguf`` or loaded model) to ``out_path`` as ONNX; return the path.
+
+    ``opset`` defaults to 18 (dynamo) or 17 (legacy); ``tokenizer`` overrides where tokenizer files come from."""
+    require("onnx", "torch", "exporting to ONNX")
+    from . import _torch_model as tm
+
+    loaded, source = tm.load_torch_model(model)
+    out = _prepare(out_path)
+    args = tm.sample_batch(2, 8)
+    if legacy:
+        tm.torch.onnx.export(tm.LogitsWrapper(loaded), args, str(out), dynamo=False, opset_version=opset or 17,
+                             input_names=INPUT_NAMES, output_names=["logits"], dynamic_axes=DYNAMIC_AXES)
+    else:
+        program = tm.torch.onnx.export(tm.LogitsWrapper(loaded), args, dynamo=True, opset_version=opset or 18,
+                                       input_names=INPUT_NAMES, output_names=["logits"],
+                                       dynamic_shapes=_dynamic_shapes(tm.torch))
+        program.save(str(out), external_data=None)  # None: external data only when the weights exceed 2 GB
+    tm.write_tokenizer(source, out.parent, tokenizer)
+    return out
+
+
+def export_tflite(model: Any, out_path: str | Path, *, batch: int, seq_len: int,
+                  tokenizer: str | Path | None = None) -> Path:
+    """Write ``model`` to ``out_path`` as a TFLite flatbuffer with a static ``(batch, seq_len)`` int32 signature
+    (``serving_default``: ``args_0`` input ids, ``args_1`` attention mask → ``output_0`` logits); return the path."""
+    litert_torch = require("litert_torch", "torch", "exporting to TFLite")
+    from . import _torch_model as tm
+
+    loaded, source = tm.load_torch_model(model)
+    out = _prepare(out_path)
+    converted = litert_torch.convert(tm.LogitsWrapper(loaded), tm.sample_batch(batch, seq_len, tm.torch.int32))
+    converted.export(str(out))
+    tm.write_tokenizer(source, out.parent, tokenizer)
+    return out
+
+
+def _dynamic_shapes(torch: Any) -> dict[str, dict[int, Any]]:
+    """Dynamic batch and sequence dimensions, shared by both inputs."""
+    batch, seq = torch.export.Dim("batch", min=1), torch.export.Dim("sequence", min=1)
+    return {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
+
+
+def _prepare(out_path: str | Path) -> Path:
+    out = Path(out_path).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out

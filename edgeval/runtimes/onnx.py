@@ -1,0 +1,167 @@
+"""ONNX Runtime backend: a ``.onnx`` causal LM (and its tokenizer.json) in, logits out. Needs only the ``onnx``
+extra (onnxruntime + tokenizers): nothing here imports torch, transformers or TensorFlow.
+
+Input layouts understood (by name, then by type):
+
+- ``input_ids`` (int64 or int32, as the model declares) and usually ``attention_mask`` → ``logits``, the layout
+  :func:`edgeval.converters.export.export_onnx` writes;
+- what exporters such as optimum add: ``position_ids`` (fed :func:`~edgeval.runtimes.base.position_ids`),
+  ``past_key_values.N.key/value`` (fed empty: past length 0; other dims from the model's metadata),
+  ``token_type_ids`` (zeros); ``present.*`` outputs are computed but ignored.
+
+The output named ``logits`` is used, else the first output.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..artifacts import Artifact
+from ..errors import MeasurementError, ModelError, require
+from .base import BaseRuntime, position_ids
+from .tokenizer import find_tokenizer
+
+_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32,
+           "tensor(float16)": np.float16, "tensor(double)": np.float64, "tensor(bool)": np.bool_,
+           "tensor(bfloat16)": None}
+_IDS_NAMES = ("input_ids", "input", "ids", "tokens", "token_ids")
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception message (ORT's messages span lines)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class _Input:
+    """One graph input: its name, numpy dtype (None when unsupported) and shape (ints or symbolic names)."""
+
+    name: str
+    dtype: Any
+    shape: tuple[int | str | None, ...]
+
+    @property
+    def is_integer(self) -> bool:
+        return self.dtype in (np.int64, np.int32)
+
+    def __str__(self) -> str:
+        dims = ",".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name}: {np.dtype(self.dtype).name if self.dtype else 'unsupported'}[{dims}]"
+
+
+def _ids_input(inputs: list[_Input]) -> _Input | None:
+    """The token-id input: an integer input named like input_ids, else the first integer input of rank 2."""
+    integer = [i for i in inputs if i.is_integer and len(i.shape) == 2]
+    named = [i for i in integer if i.name.lower() in _IDS_NAMES]
+    loose = [i for i in integer if "mask" not in i.name.lower() and "position" not in i.name.lower()
+             and "type" not in i.name.lower()]
+    return (named or loose or [None])[0]
+
+
+def _past_shape(spec: _Input, batch: int) -> tuple[int, ...]:
+    """An empty past tensor's shape: batch dims → ``batch``, the symbolic sequence dim → 0, static dims kept."""
+    names = [str(d).lower() if not isinstance(d, int) else "" for d in spec.shape]
+    has_batch = any("batch" in n for n in names)
+    dims = []
+    for index, dim in enumerate(spec.shape):
+        if isinstance(dim, int) and dim >= 0:
+            dims.append(dim)
+        elif "batch" in names[index] or (index == 0 and not has_batch):
+            dims.append(batch)
+        else:
+            dims.append(0)
+    if dims.count(0) != 1:
+        raise ModelError(f"cannot tell the past-sequence dimension of input {spec}: edgeval feeds past key/values "
+                         "empty and needs every other dimension static")
+    return tuple(dims)
+
+
+class OnnxRuntime(BaseRuntime):
+    """Runs a ``.onnx`` model on ONNX Runtime (CPU), one forward pass per batch, no KV cache."""
+
+    name = "onnxruntime"
+
+    def __init__(self, artifact: Artifact, tokenizer_path: str | Path | None = None, threads: int | None = None):
+        self._ort = require("onnxruntime", "onnx", "running ONNX models")
+        self.threads = threads
+        self.session = self._open(artifact.path, threads)
+        self.inputs = [_Input(i.name, _DTYPES.get(i.type), tuple(i.shape)) for i in self.session.get_inputs()]
+        self.ids = self._check_inputs(artifact.path)
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.logits_name = "logits" if "logits" in outputs else outputs[0]
+        super().__init__(artifact, find_tokenizer(artifact.path, tokenizer_path))
+
+    def _open(self, path: Path, threads: int | None) -> Any:
+        """An inference session: all graph optimisations, sequential execution, ``threads`` intra-op threads."""
+        ort = self._ort
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        except (RuntimeError, ValueError, OSError) as exc:  # ORT's pybind errors (InvalidProtobuf, Fail…) are RuntimeErrors
+            raise ModelError(f"ONNX Runtime cannot load it: {_one_line(exc)}", path=path) from None
+
+    def _check_inputs(self, path: Path) -> _Input:
+        """The token-id input; ModelError when the model does not take token ids or has inputs we cannot feed."""
+        ids = _ids_input(self.inputs)
+        listing = ", ".join(str(i) for i in self.inputs)
+        if ids is None:
+            raise ModelError(f"inputs are ({listing}): not a causal LM taking input_ids", path=path)
+        for spec in self.inputs:
+            if spec is not ids and self._role(spec) is None:
+                raise ModelError(f"input '{spec.name}' is not one edgeval can feed (inputs are {listing})", path=path)
+            if self._role(spec) == "past" and spec.dtype is None:
+                raise ModelError(f"past input {spec} has an unsupported dtype", path=path)
+        return ids
+
+    @staticmethod
+    def _role(spec: _Input) -> str | None:
+        """What an input other than the ids is: mask, position, past, token_type, or None (unknown)."""
+        name = spec.name.lower()
+        if "mask" in name:
+            return "mask"
+        if "position" in name:
+            return "position"
+        if name.startswith("past"):
+            return "past"
+        if "token_type" in name:
+            return "token_type"
+        return None
+
+    def _feeds(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
+        """The input dict for one batch, every tensor in the dtype the model declares."""
+        batch = input_ids.shape[0]
+        values = {"mask": attention_mask, "position": position_ids(attention_mask),
+                  "token_type": np.zeros_like(input_ids)}
+        feeds = {self.ids.name: input_ids.astype(self.ids.dtype)}
+        for spec in self.inputs:
+            role = None if spec is self.ids else self._role(spec)
+            if role == "past":
+                feeds[spec.name] = np.zeros(_past_shape(spec, batch), dtype=spec.dtype)
+            elif role is not None:
+                feeds[spec.name] = values[role].astype(spec.dtype or np.int64)
+        return feeds
+
+    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feeds = self._feeds(input_ids, attention_mask)
+        try:
+            (logits,) = self.session.run([self.logits_name], feeds)
+        except (RuntimeError, ValueError) as exc:
+            raise MeasurementError(f"ONNX Runtime failed on a batch of shape {tuple(input_ids.shape)}: "
+                                   f"{_one_line(exc)}", path=self.artifact.path) from None
+        return logits
+
+    def describe(self) -> dict:
+        return {"runtime": self.name, "version": self._ort.__version__, "threads": self.threads,
+                "providers": self.session.get_providers(), "inputs": [i.name for i in self.inputs],
+                "output": self.logits_name}
+
+    def close(self) -> None:
+        self.session = None
