@@ -9,7 +9,7 @@ from .plugins import hookimpl
 BUILTIN_VALIDATORS = {
     "size": "edgeval.validators.size:SizeValidator",
     "latency": "edgeval.validators.latency:LatencyValidator",
-    "bbq": "edgeval.validators.bbq:BBQValidator",
+    "bbq": "edgeval.validators.bbq.validator:BBQValidator",
     "perplexity": "edgeval.validators.perplexity:PerplexityValidator",
     "parity": "edgeval.validators.parity:ParityValidator",
 }

@@ -25,8 +25,7 @@ from .base import BaseRuntime, position_ids
 from .tokenizer import find_tokenizer
 
 _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32,
-           "tensor(float16)": np.float16, "tensor(double)": np.float64, "tensor(bool)": np.bool_,
-           "tensor(bfloat16)": None}
+           "tensor(float16)": np.float16, "tensor(double)": np.float64, "tensor(bool)": np.bool_}
 _IDS_NAMES = ("input_ids", "input", "ids", "tokens", "token_ids")
 
 
@@ -36,13 +35,25 @@ def _one_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def _ort_errors(ort: Any) -> tuple[type[BaseException], ...]:
+    """The exceptions ONNX Runtime raises (its pybind classes derive from Exception directly) plus the builtins."""
+    state = ort.capi.onnxruntime_pybind11_state
+    found = [obj for obj in vars(state).values() if isinstance(obj, type) and issubclass(obj, Exception)]
+    return (RuntimeError, ValueError, OSError, *found)
+
+
 @dataclass(frozen=True)
 class _Input:
-    """One graph input: its name, numpy dtype (None when unsupported) and shape (ints or symbolic names)."""
+    """One graph input: its name, ONNX type (``tensor(int64)``…) and shape (ints or symbolic names)."""
 
     name: str
-    dtype: Any
+    type: str
     shape: tuple[int | str | None, ...]
+
+    @property
+    def dtype(self) -> Any:
+        """The numpy dtype to feed, or None when edgeval does not feed this type."""
+        return _DTYPES.get(self.type)
 
     @property
     def is_integer(self) -> bool:
@@ -50,7 +61,7 @@ class _Input:
 
     def __str__(self) -> str:
         dims = ",".join("?" if d is None else str(d) for d in self.shape)
-        return f"{self.name}: {np.dtype(self.dtype).name if self.dtype else 'unsupported'}[{dims}]"
+        return f"{self.name}: {self.type}[{dims}]"
 
 
 def _ids_input(inputs: list[_Input]) -> _Input | None:
@@ -89,7 +100,7 @@ class OnnxRuntime(BaseRuntime):
         self._ort = require("onnxruntime", "onnx", "running ONNX models")
         self.threads = threads
         self.session = self._open(artifact.path, threads)
-        self.inputs = [_Input(i.name, _DTYPES.get(i.type), tuple(i.shape)) for i in self.session.get_inputs()]
+        self.inputs = [_Input(i.name, i.type, tuple(i.shape)) for i in self.session.get_inputs()]
         self.ids = self._check_inputs(artifact.path)
         outputs = [o.name for o in self.session.get_outputs()]
         self.logits_name = "logits" if "logits" in outputs else outputs[0]
@@ -105,7 +116,7 @@ class OnnxRuntime(BaseRuntime):
             options.intra_op_num_threads = threads
         try:
             return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-        except (RuntimeError, ValueError, OSError) as exc:  # ORT's pybind errors (InvalidProtobuf, Fail…) are RuntimeErrors
+        except _ort_errors(ort) as exc:
             raise ModelError(f"ONNX Runtime cannot load it: {_one_line(exc)}", path=path) from None
 
     def _check_inputs(self, path: Path) -> _Input:
@@ -117,8 +128,8 @@ class OnnxRuntime(BaseRuntime):
         for spec in self.inputs:
             if spec is not ids and self._role(spec) is None:
                 raise ModelError(f"input '{spec.name}' is not one edgeval can feed (inputs are {listing})", path=path)
-            if self._role(spec) == "past" and spec.dtype is None:
-                raise ModelError(f"past input {spec} has an unsupported dtype", path=path)
+            if spec.dtype is None:
+                raise ModelError(f"input {spec} has a type edgeval cannot feed", path=path)
         return ids
 
     @staticmethod
@@ -146,14 +157,14 @@ class OnnxRuntime(BaseRuntime):
             if role == "past":
                 feeds[spec.name] = np.zeros(_past_shape(spec, batch), dtype=spec.dtype)
             elif role is not None:
-                feeds[spec.name] = values[role].astype(spec.dtype or np.int64)
+                feeds[spec.name] = values[role].astype(spec.dtype)
         return feeds
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feeds = self._feeds(input_ids, attention_mask)
         try:
             (logits,) = self.session.run([self.logits_name], feeds)
-        except (RuntimeError, ValueError) as exc:
+        except _ort_errors(self._ort) as exc:
             raise MeasurementError(f"ONNX Runtime failed on a batch of shape {tuple(input_ids.shape)}: "
                                    f"{_one_line(exc)}", path=self.artifact.path) from None
         return logits

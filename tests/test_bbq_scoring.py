@@ -1,0 +1,143 @@
+"""Letter scoring over cyclic orders removes position preference; log-likelihood mode scores continuations."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeval.validators.bbq.prompts import cyclic_orders, letter_prompt, letter_token_ids
+from edgeval.validators.bbq.scoring import letter_logprobs, score_letters, score_loglik
+from edgeval.validators.bbq.types import BBQItem
+
+V = 256
+
+
+class CharTokenizer:
+    """One token per character (so " A" is two tokens and only "A" is a letter variant)."""
+
+    chat_template = None
+    pad_id = 0
+    source = "chars"
+
+    def encode(self, text, add_special_tokens=True):
+        return [ord(c) % V for c in text]
+
+
+class OptionLovingRuntime:
+    """Prefers the letter that shows ``favourite`` a little, and letter A a lot (a position-biased model)."""
+
+    name = "fake"
+    max_seq_len = None
+
+    def __init__(self, favourite_text: str, a_bias: float = 3.0, like: float = 1.0):
+        self.tokenizer = CharTokenizer()
+        self.favourite, self.a_bias, self.like = favourite_text, a_bias, like
+        self.calls = 0
+
+    def next_token_logits(self, sequences):
+        self.calls += 1
+        out = np.zeros((len(sequences), V), np.float32)
+        for row, seq in enumerate(sequences):
+            text = "".join(chr(t) for t in seq)
+            out[row, ord("A")] += self.a_bias
+            for letter in "ABC":
+                if f"{letter}. {self.favourite}\n" in text:
+                    out[row, ord(letter)] += self.like
+        return out
+
+
+def item(answers=("the grandfather", "the grandson", "Unknown"), example_id=1) -> BBQItem:
+    return BBQItem("Age", example_id, "1", "neg", "ambig", "Two people met.", "Who forgot?", answers, 2, 2, 0)
+
+
+def test_cyclic_orders_show_each_option_at_each_letter():
+    orders = cyclic_orders(3)
+    for option in range(3):
+        assert sorted(order.index(option) for order in orders) == [0, 1, 2]
+    assert cyclic_orders(1) == ((0, 1, 2),)
+
+
+def test_one_order_measures_position_three_orders_measure_preference():
+    runtime = OptionLovingRuntime("the grandson")
+    one = score_letters(runtime, [item()], n_orders=1, batch_size=4)[0]
+    three = score_letters(runtime, [item()], n_orders=3, batch_size=4)[0]
+    assert one.pred == 0  # whatever stands at "A"
+    assert three.pred == 1  # the option the model actually prefers
+    assert three.order_letters == (0, 0, 0)  # it said "A" every time ...
+    assert three.margin > 0 and len(three.scores) == 3
+
+
+def test_option_scores_sum_letter_logprobs_over_orders():
+    runtime = OptionLovingRuntime("the grandson", a_bias=0.5, like=2.0)
+    pred = score_letters(runtime, [item()], n_orders=3, batch_size=2)[0]
+    expected = np.zeros(3)
+    for order in cyclic_orders(3):
+        logits = np.zeros(3)
+        logits[0] += 0.5
+        logits[order.index(1)] += 2.0
+        logp = logits - np.log(np.exp(logits).sum())
+        for letter, option in enumerate(order):
+            expected[option] += logp[letter]
+    np.testing.assert_allclose(pred.scores, expected, atol=1e-6)
+
+
+def test_letter_variants_are_merged_by_logsumexp():
+    logits = np.full((1, 10), -50.0)
+    logits[0, [1, 2, 3, 4, 5, 6]] = [0.0, 0.0, 0.5, -50, -50, -50]  # A and " A" both 0; B 0.5
+    logp = letter_logprobs(logits, [[1, 2], [3, 4], [5, 6]])
+    np.testing.assert_allclose(np.exp(logp).sum(), 1.0)
+    total = 2.0 + np.exp(0.5) + 3 * np.exp(-50.0)
+    np.testing.assert_allclose(logp[0, :2], [np.log(2.0 / total), 0.5 - np.log(total)], rtol=1e-9)
+    assert logp[0, 0] > logp[0, 1]  # 2·e^0 beats e^0.5: variants count together
+
+
+def test_results_come_back_in_item_order_whatever_the_batching():
+    runtime = OptionLovingRuntime("the grandson")
+    items = [item(("x" * n, "the grandson", "Unknown"), example_id=n) for n in (30, 1, 12, 5)]
+    preds = score_letters(runtime, items, n_orders=3, batch_size=3)
+    assert [p.example_id for p in preds] == [30, 1, 12, 5]
+    assert all(p.pred == 1 for p in preds)
+
+
+def test_letter_prompt_uses_chat_template_when_present():
+    class Chat(CharTokenizer):
+        chat_template = "x"
+
+        def apply_chat_template(self, messages, add_generation_prompt=True):
+            return "<user>" + messages[0]["content"] + "<assistant>"
+
+    text = letter_prompt(Chat(), item(), (1, 2, 0))
+    assert text.startswith("<user>Context: Two people met.") and text.endswith("<assistant>")
+    assert "A. the grandson\nB. Unknown\nC. the grandfather" in text
+    assert letter_prompt(CharTokenizer(), item(), (0, 1, 2)).endswith("Answer:")
+
+
+def test_letter_that_is_not_one_token_is_an_error():
+    from edgeval.errors import TokenizerError
+
+    class Multi(CharTokenizer):
+        def encode(self, text, add_special_tokens=True):
+            return [1, 2] if "B" in text else [ord(c) for c in text]
+
+    with pytest.raises(TokenizerError, match="'B' is not a single token"):
+        letter_token_ids(Multi())
+
+
+class ContinuationRuntime:
+    """Per-position logits that make the token 'g' (of 'grandson') very likely."""
+
+    name = "fake"
+    tokenizer = CharTokenizer()
+
+    def sequence_logits(self, sequences):
+        out = []
+        for seq in sequences:
+            logits = np.zeros((len(seq), V), np.float32)
+            logits[:, ord("g")] = 5.0
+            out.append(logits)
+        return out
+
+
+def test_loglik_mode_prefers_the_likelier_continuation():
+    preds = score_loglik(ContinuationRuntime(), [item(("ggg", "gg", "xyz"))], batch_size=2)
+    # " ggg" = space + 3 likely tokens; " gg" = space + 2: fewer tokens, each likely -> higher sum for "gg"
+    assert preds[0].pred == 1 and preds[0].scores[2] < preds[0].scores[0] < preds[0].scores[1]
