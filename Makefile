@@ -29,8 +29,7 @@ test-onnx-only:
 	rm -rf $(VENV)-onnx && $(PY) -m venv $(VENV)-onnx
 	$(VENV)-onnx/bin/pip install -q --upgrade pip
 	$(VENV)-onnx/bin/pip install -q '.[onnx]' pytest
-	cd tests/onnx_only && ../../$(VENV)-onnx/bin/python -m pytest -p no:cacheprovider -q test_onnx_only.py \
-		--fixture-dir ../../$(VENV)-onnx-fixture
+	$(VENV)-onnx/bin/python tests/onnx_only/check_onnx_only.py $(VENV)-onnx-fixture
 
 clean:
 	rm -rf $(VENV) $(VENV)-onnx $(VENV)-onnx-fixture build dist *.egg-info .pytest_cache

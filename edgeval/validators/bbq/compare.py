@@ -10,14 +10,15 @@ gate blocks when any of them fires; this keeps the family-wise rate of false blo
 separately to the one-sided p-values ("bias rose", used for the block decision) and to the two-sided ones
 (reported).
 
-Noise floor: the same transition rates between two runs of the *baseline*, for runtimes that are not
-deterministic. Without a rerun the runtime is assumed deterministic and the floor is 0.0 (source says so).
+Noise floor: the same transition rates between two runs of the *baseline* (for runtimes that are not
+deterministic), reported beside each scope's rates and never subtracted. Without a rerun the runtime is assumed
+deterministic and the floor is 0.0; ``noise_floor_source`` says which.
 """
 from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from .stats import AmbigOutcomes, bootstrap_deltas, cohens_h, holm, mcnemar_exac
 from .types import Key, Prediction
 
 Pair = tuple[Prediction, Prediction]
+NoiseInput = Union[Mapping[str, Any], Sequence[Prediction], None]
 CI_LEVEL = 0.95
 
 
@@ -116,18 +118,41 @@ def _apply_holm(blocks: dict[tuple[str, str], dict[str, Any]], alpha: float | No
         for key, p in holm({k: blk[raw] for k, blk in blocks.items()}).items():
             blocks[key][adjusted] = p
     for blk in blocks.values():
-        blk["significant_increase"] = alpha is not None and blk["mcnemar_p_greater_holm"] < alpha
+        p = blk["mcnemar_p_greater_holm"]
+        blk["significant_increase"] = None if alpha is None else bool(p < alpha)
 
 
-def noise_floor(run_a: Sequence[Prediction], run_b: Sequence[Prediction]) -> dict[str, Any]:
-    """Transition rates between two runs of the same model, overall and per category (ambiguous items)."""
-    pairs = pair_predictions(run_b, run_a, names=("baseline rerun", "baseline"))
+def noise_floor_rates(baseline: Sequence[Prediction], rerun: Sequence[Prediction]) -> dict[str, Any]:
+    """Transition rates baseline -> rerun, overall and per category, on the rerun's ambiguous items.
+
+    The rerun may cover a subset of the baseline's items (a probe); each of its keys must be in the baseline.
+    """
+    base = _index(baseline, "baseline")
+    missing = [p.key for p in rerun if p.key not in base]
+    if missing:
+        raise PairingError(f"baseline rerun has {len(missing)} item(s) the baseline lacks (e.g. {missing[:3]})",
+                           missing_in_baseline=len(missing))
+    pairs = [(p, base[p.key]) for p in sorted(_index(rerun, "baseline rerun").values(), key=lambda p: p.key)]
 
     def rates(ps: Sequence[Pair]) -> dict[str, Any]:
         amb = _ambig_pairs(ps)
-        return transitions(outcomes([a for _, a in amb]).biased, outcomes([b for b, _ in amb]).biased)
+        return transitions(outcomes([b for _, b in amb]).biased, outcomes([r for r, _ in amb]).biased)
 
-    return {"overall": rates(pairs), "categories": {c: rates(ps) for c, ps in _pairs_by_category(pairs).items()}}
+    return {"n_items": len(pairs), "overall": rates(pairs),
+            "categories": {cat: rates(ps) for cat, ps in _pairs_by_category(pairs).items()}}
+
+
+def _noise_input(baseline: Sequence[Prediction], noise: NoiseInput) -> tuple[dict[str, Any], str]:
+    """(rates by scope, source) from: None (deterministic: 0.0), rerun predictions, or a precomputed mapping."""
+    if noise is None:
+        return {}, "assumed deterministic (no baseline rerun given): 0.0"
+    if isinstance(noise, Mapping):
+        flip = noise.get("flip_rate")
+        rates = {"unbiased_to_biased": noise.get("unbiased_to_biased", flip),
+                 "biased_to_unbiased": noise.get("biased_to_unbiased", flip)}
+        return {"overall": rates}, f"given ({', '.join(f'{k}={v}' for k, v in noise.items())})"
+    floor = noise_floor_rates(baseline, noise)
+    return floor, f"baseline rerun on {floor['n_items']} item(s)"
 
 
 def _pairs_by_category(pairs: Sequence[Pair]) -> dict[str, list[Pair]]:
@@ -137,9 +162,10 @@ def _pairs_by_category(pairs: Sequence[Pair]) -> dict[str, list[Pair]]:
     return {cat: groups[cat] for cat in sorted(groups)}
 
 
-def _set_noise(block: dict[str, Any], rates: dict[str, Any] | None) -> None:
-    block["noise_unbiased_to_biased"] = 0.0 if rates is None else rates["unbiased_to_biased"]
-    block["noise_biased_to_unbiased"] = 0.0 if rates is None else rates["biased_to_unbiased"]
+def _set_noise(block: dict[str, Any], floor: dict[str, Any], deterministic: bool) -> None:
+    """Noise-floor rates beside a scope's own; 0.0 when deterministic, None when not measured for this scope."""
+    for key in ("unbiased_to_biased", "biased_to_unbiased"):
+        block[f"noise_{key}"] = 0.0 if deterministic else (floor or {}).get(key)
 
 
 def _macro(categories: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -156,13 +182,14 @@ def _macro(categories: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def compare(candidate_preds: Sequence[Prediction], baseline_preds: Sequence[Prediction], *,
             alpha: float | None = 0.05, bootstrap: int = 1000, seed: int = 0,
-            baseline_rerun: Sequence[Prediction] | None = None) -> dict[str, Any]:
-    """Paired comparison, ``{"overall": block, "categories": {category: block}, "macro": …, settings…}``.
+            noise_floor: NoiseInput = None) -> dict[str, Any]:
+    """Paired comparison: ``{"overall": block, "categories": {category: block}, "macro": …, settings…}``.
 
-    Raises :class:`PairingError` when the two sets of predictions do not cover the same keys. ``baseline_rerun``
-    (a second run of the baseline on the same items) gives the noise floor; without it the floor is 0.0.
-    Each scope's bootstrap uses ``numpy.random.default_rng([seed, crc32(scope name)])``: deterministic, and a
-    category's interval does not depend on which other categories were evaluated.
+    Raises :class:`PairingError` when the two sets of predictions do not cover the same keys. ``noise_floor``:
+    None (deterministic runtime: 0.0), a second run of the baseline on all or some items (rates computed here),
+    or a mapping with ``unbiased_to_biased`` / ``biased_to_unbiased`` (or ``flip_rate``, used for both) applied
+    to the overall scope. Each scope's bootstrap uses ``default_rng([seed, crc32(scope name)])``: deterministic,
+    and a category's interval does not depend on which other categories were evaluated.
     """
     pairs = pair_predictions(candidate_preds, baseline_preds)
     scopes = {("overall", ""): pairs, **{("category", c): ps for c, ps in _pairs_by_category(pairs).items()}}
@@ -170,11 +197,10 @@ def compare(candidate_preds: Sequence[Prediction], baseline_preds: Sequence[Pred
     _apply_holm(blocks, alpha)
     overall = blocks.pop(("overall", ""))
     categories = {cat: blk for (_, cat), blk in blocks.items()}
-    floor = None if baseline_rerun is None else noise_floor(baseline_preds, baseline_rerun)
-    _set_noise(overall, (floor or {}).get("overall"))
+    floor, source = _noise_input(baseline_preds, noise_floor)
+    _set_noise(overall, floor.get("overall"), noise_floor is None)
     for cat, blk in categories.items():
-        _set_noise(blk, (floor or {}).get("categories", {}).get(cat))
+        _set_noise(blk, floor.get("categories", {}).get(cat), noise_floor is None)
     return {"alpha": alpha, "bootstrap": bootstrap, "seed": seed, "ci_level": CI_LEVEL, "n_paired": len(pairs),
-            "holm_family": ["overall"] + sorted(categories),
-            "noise_floor_source": "baseline rerun" if floor else "assumed deterministic (no baseline rerun given)",
+            "holm_family": ["overall"] + list(categories), "noise_floor_source": source,
             "overall": overall, "macro": _macro(categories), "categories": categories}

@@ -96,7 +96,7 @@ class AmbigOutcomes:
     correct: np.ndarray
 
     def columns(self) -> np.ndarray:
-        return np.stack([self.valid, self.biased, self.unknown, self.correct], axis=1).astype(np.int64)
+        return np.stack([self.valid, self.biased, self.unknown, self.correct], axis=1).astype(np.uint8)
 
 
 def srs_from_sums(sums: np.ndarray) -> np.ndarray:
@@ -151,9 +151,9 @@ def bootstrap_deltas(cand: AmbigOutcomes, base: AmbigOutcomes, *, resamples: int
 def _resampled_sums(columns: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
     """Column sums of ``resamples`` with-replacement resamples of the rows, drawn in memory-bounded chunks."""
     n = columns.shape[0]
-    chunk = max(1, 2_000_000 // (n * columns.shape[1]))
+    chunk = max(1, 4_000_000 // (n * columns.shape[1]))
     parts = []
     for start in range(0, resamples, chunk):
         idx = rng.integers(0, n, size=(min(chunk, resamples - start), n))
-        parts.append(columns[idx].sum(axis=1))
+        parts.append(columns[idx].sum(axis=1, dtype=np.int64))
     return np.concatenate(parts, axis=0)

@@ -66,7 +66,7 @@ class BBQValidator:
         return score_letters(runtime, items, settings["orders"], settings["batch_size"], emit)
 
     def _baseline(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any], header: dict[str, Any],
-                  results: dict[str, Any]) -> tuple[list[Prediction] | None, dict[str, Any] | None]:
+                  results: dict[str, Any]) -> tuple[list[Prediction] | None, list[Prediction] | None]:
         saved = ctx.options.get("baseline_predictions")
         if saved:
             return self._saved_baseline(Path(saved), items, header, results), None
@@ -74,7 +74,7 @@ class BBQValidator:
             return None, None
         base = self._predict(ctx, "baseline", items, settings)
         results["baseline_predictions"] = self._save(ctx, "baseline", base, header)
-        return base, self._noise_floor(ctx, items, base, settings)
+        return base, self._noise_floor(ctx, items, settings)
 
     def _saved_baseline(self, path: Path, items: list[BBQItem], header: dict[str, Any],
                         results: dict[str, Any]) -> list[Prediction]:
@@ -88,13 +88,11 @@ class BBQValidator:
         results["baseline_predictions"] = {"path": str(path), "source": "saved"}
         return [by_key[it.key] for it in items]
 
-    def _noise_floor(self, ctx: RunContext, items: list[BBQItem], base: list[Prediction],
-                     settings: dict[str, Any]) -> dict[str, Any]:
+    def _noise_floor(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any]) -> list[Prediction]:
         """Re-score a few ambiguous items with the baseline: how often does it disagree with itself?"""
-        probe = [(it, p) for it, p in zip(items, base) if it.ambiguous][:NOISE_PROBE_ITEMS]
-        again = self._predict(ctx, "baseline", [it for it, _ in probe], settings)
-        flips = sum(a.pred != p.pred for a, (_, p) in zip(again, probe))
-        return {"items": len(probe), "flips": flips, "flip_rate": flips / len(probe) if probe else 0.0}
+        probe = [it for it in items if it.ambiguous][:NOISE_PROBE_ITEMS]
+        ctx.progress(f"bbq: re-scoring {len(probe)} baseline items for the noise floor")
+        return self._predict(ctx, "baseline", probe, settings)
 
     def _save(self, ctx: RunContext, role: str, preds: list[Prediction], header: dict[str, Any]) -> dict[str, Any]:
         report_path = ctx.options.get("report_path")
