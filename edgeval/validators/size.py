@@ -113,8 +113,9 @@ def tensor_summary(stats: list[TensorStat] | None, total_bytes: int) -> dict[str
 
 def deltas(r: dict[str, Any]) -> dict[str, Any]:
     """Savings of the candidate against the baseline (positive: the candidate is smaller)."""
-    out: dict[str, Any] = {"ratio_to_baseline": _ratio(r["bytes"], r["baseline_bytes"]),
-                           "compressed_ratio_to_baseline": _ratio(r["compressed_bytes"], r["baseline_compressed_bytes"])}
+    out: dict[str, Any] = {
+        "ratio_to_baseline": _ratio(r["bytes"], r["baseline_bytes"]),
+        "compressed_ratio_to_baseline": _ratio(r["compressed_bytes"], r["baseline_compressed_bytes"])}
     for key, name in (("bytes", "bytes_saved"), ("compressed_bytes", "compressed_saved"),
                       ("sparse_encoded_bytes", "sparse_encoded_saved")):
         cand, base = r[key], r[f"baseline_{key}"]
@@ -141,7 +142,7 @@ def summary_sentence(r: dict[str, Any]) -> str:
     text = (f"{lead} {disk} ({r['bytes']:,} B vs {r['baseline_bytes']:,} B); "
             f"compressed it {_saves(r['compressed_saved_ratio'])}")
     if r.get("sparse_encoded_saved_ratio") is not None:
-        text += f"; sparse-encoded it would {_saves(r['sparse_encoded_saved_ratio'])}"
+        text += f"; a bitmask sparse encoding {_saves(r['sparse_encoded_saved_ratio'])}"
     return text
 
 
