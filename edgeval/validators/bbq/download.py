@@ -1,0 +1,182 @@
+"""Where BBQ comes from: the pinned upstream commit, its checksums, and a verified download into a user cache.
+
+:func:`ensure_bbq` resolves a data directory in this order: an explicit ``data_dir`` (or ``$EDGEVAL_BBQ_DIR``),
+used as is and never written to; then the cache ``<cache>/bbq/<commit>/data`` (``<cache>`` is ``cache_dir``,
+``$EDGEVAL_CACHE_DIR`` or the platform's user cache directory + ``/edgeval``); files missing there are
+downloaded from ``base_url``, streamed to a temporary file next to their destination, checked against
+:data:`SHA256` and only then renamed into place, so the cache never holds a partial or unverified file.
+The cache mirrors upstream's layout (``data/*.jsonl``, ``supplemental/additional_metadata.csv``) so that
+:func:`~edgeval.validators.bbq.data.load_bbq` finds the ``target_loc`` metadata next to the data.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ...errors import DataError
+
+UPSTREAM_REPO = "nyu-mll/BBQ"
+UPSTREAM_COMMIT = "bea11bd97d79217245b5871acd247b9d6eb24598"
+BASE_URL = f"https://raw.githubusercontent.com/{UPSTREAM_REPO}/{UPSTREAM_COMMIT}"
+CATEGORIES: tuple[str, ...] = (
+    "Age", "Disability_status", "Gender_identity", "Nationality", "Physical_appearance", "Race_ethnicity",
+    "Race_x_SES", "Race_x_gender", "Religion", "SES", "Sexual_orientation")
+METADATA_FILE = "supplemental/additional_metadata.csv"
+#: sha256 of every upstream file at :data:`UPSTREAM_COMMIT`, keyed on its path in the upstream repository.
+SHA256: dict[str, str] = {
+    "data/Age.jsonl": "46e805b3fc2d8cbd26eeb8e8430d98cf7b2dc9c83574ff3674e8ce4f0fca2a60",
+    "data/Disability_status.jsonl": "375d40d9b71f056150264445ec189b13934998f3f49a1e311aa7578eb3b45e5f",
+    "data/Gender_identity.jsonl": "8b5adbb368510a97d5775dc43e1c719e0249fe2da33f13c83e3e29edafec7a00",
+    "data/Nationality.jsonl": "a583e74666aec0341ded8aa3983e7cad694eb24de72c254d28b2df3035720090",
+    "data/Physical_appearance.jsonl": "e48d7e13508565f4801574e611043470c25c95a0a62af3699cb5ee7cb02608fb",
+    "data/Race_ethnicity.jsonl": "4a9f1214cfaa115ce7f0bdb40609122e431f5152c71b8ca64d665e483b946ae6",
+    "data/Race_x_SES.jsonl": "af8e2ae3d0e5be9ebcbfe7149e591d47ff649e263307f4548f7fb12f6a6d83e8",
+    "data/Race_x_gender.jsonl": "e5dbba782f8c4e25b99dd5470b5136e2db73dbf401cf6d4a5a3ed31b02f95696",
+    "data/Religion.jsonl": "cb9555f9f3454a52cd2df85956b59bd7fcca5aa922c8527693b1164d08417616",
+    "data/SES.jsonl": "9f92754bb037b0982604b9112705fb81d60a19d9e759c67e4a85e484a070f528",
+    "data/Sexual_orientation.jsonl": "2c71036b9e7584fe589c42aef32c1a42bc01b9a5e9b1b8704342630cdb08cefd",
+    METADATA_FILE: "f36708416b0e7adb81b47ad1926f9c39c2beb611702b73b01e06c9b6c9ffbd3d",
+}
+#: Number of examples per upstream file (Parrish et al. 2022; 58,492 in all).
+EXPECTED_COUNTS: dict[str, int] = {
+    "Age": 3680, "Disability_status": 1556, "Gender_identity": 5672, "Nationality": 3080,
+    "Physical_appearance": 1576, "Race_ethnicity": 6880, "Race_x_SES": 11160, "Race_x_gender": 15960,
+    "Religion": 1200, "SES": 6864, "Sexual_orientation": 864}
+ENV_DATA_DIR = "EDGEVAL_BBQ_DIR"
+ENV_CACHE_DIR = "EDGEVAL_CACHE_DIR"
+TIMEOUT_S = 60.0
+_CHUNK = 1 << 20
+
+
+def raw_url(name: str, base_url: str = BASE_URL) -> str:
+    """The download URL of category ``name``'s jsonl file at the pinned commit."""
+    return f"{base_url.rstrip('/')}/data/{name}.jsonl"
+
+
+def unknown_category_error(name: str) -> DataError:
+    """A :class:`DataError` for a category name BBQ does not have, with a did-you-mean suggestion."""
+    folded = {c.casefold(): c for c in CATEGORIES}
+    close = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.5)
+    hint = f"; did you mean {folded[close[0]]!r}?" if close else ""
+    return DataError(f"unknown BBQ category {name!r}{hint} (categories: {', '.join(CATEGORIES)})")
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def user_cache_dir() -> Path:
+    """edgeval's cache root: ``$EDGEVAL_CACHE_DIR``, else the platform's user cache directory + ``edgeval``."""
+    if os.environ.get(ENV_CACHE_DIR):
+        return Path(os.environ[ENV_CACHE_DIR]).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "edgeval"
+
+
+def bbq_cache_root(cache_dir: str | Path | None = None) -> Path:
+    """The folder holding this commit's cached files (``data/`` and ``supplemental/`` inside it)."""
+    return (Path(cache_dir).expanduser() if cache_dir else user_cache_dir()) / "bbq" / UPSTREAM_COMMIT
+
+
+Progress = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(f"edgeval: {message}", file=sys.stderr, flush=True)
+
+
+def _tempfile_beside(dest: Path) -> tuple[int, Path]:
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as exc:
+        raise DataError(f"cannot write to the BBQ cache: {exc.strerror}; set {ENV_CACHE_DIR} to a writable "
+                        f"folder", path=dest.parent) from None
+    return fd, Path(name)
+
+
+def _fetch(url: str, dest: Path, expected: str, rel: str, timeout: float, progress: Progress) -> None:
+    """Stream ``url`` to a temporary file beside ``dest``; rename it into place only if its sha256 matches."""
+    fd, tmp = _tempfile_beside(dest)
+    digest, size = hashlib.sha256(), 0
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
+            for block in iter(lambda: resp.read(_CHUNK), b""):
+                out.write(block)
+                digest.update(block)
+                size += len(block)
+        got = digest.hexdigest()
+        if got != expected:
+            raise DataError(f"sha256 mismatch for {rel}: expected {expected}, got {got} (downloaded from {url})")
+        os.replace(tmp, dest)
+    except urllib.error.HTTPError as exc:
+        raise DataError(f"download failed: HTTP {exc.code} {exc.reason} for {url}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DataError(f"download failed for {url}: {reason}; pass data_dir or set {ENV_DATA_DIR} "
+                        f"to use a local copy") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    progress(f"BBQ {rel}: {size / 1e6:.1f} MB, sha256 ok")
+
+
+def _wanted(categories: Iterable[str] | None, metadata: bool) -> list[str]:
+    names = list(CATEGORIES if categories is None else [categories] if isinstance(categories, str) else categories)
+    unknown = [n for n in names if n not in CATEGORIES]
+    if unknown:
+        raise unknown_category_error(unknown[0])
+    return [f"data/{n}.jsonl" for n in names] + ([METADATA_FILE] if metadata else [])
+
+
+def _cached_ok(path: Path, rel: str, progress: Progress) -> bool:
+    if not path.is_file():
+        return False
+    if sha256_file(path) == SHA256[rel]:
+        return True
+    progress(f"cached {path} fails its sha256 check; downloading it again")
+    return False
+
+
+def ensure_bbq(data_dir: str | Path | None = None, categories: Iterable[str] | None = None,
+               cache_dir: str | Path | None = None, base_url: str = BASE_URL, *, metadata: bool = True,
+               timeout: float = TIMEOUT_S, progress: Progress | None = None) -> Path:
+    """Return a folder holding the BBQ jsonl files for ``categories`` (all 11 when None), downloading if needed.
+
+    An explicit ``data_dir`` (or ``$EDGEVAL_BBQ_DIR``) wins and is returned untouched (missing categories are
+    reported later by :func:`load_bbq`). Otherwise the pinned files are taken from, or downloaded into, the
+    cache (see the module docstring); ``metadata`` also fetches ``supplemental/additional_metadata.csv``.
+    One progress line per downloaded file goes to ``progress`` (default: stderr). Raises :class:`DataError`
+    when ``data_dir`` is not a folder, on an HTTP error (naming the URL) and on a sha256 mismatch (nothing is
+    left in the cache).
+    """
+    explicit = data_dir if data_dir is not None else os.environ.get(ENV_DATA_DIR) or None
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_dir():
+            raise DataError("BBQ data folder does not exist", path=path)
+        return path
+    root, say = bbq_cache_root(cache_dir), progress or _stderr
+    for rel in _wanted(categories, metadata):
+        dest = root / rel
+        if not _cached_ok(dest, rel, say):
+            url = f"{base_url.rstrip('/')}/{rel}"
+            say(f"downloading BBQ {rel} from {url}")
+            _fetch(url, dest, SHA256[rel], rel, timeout, say)
+    return root / "data"
