@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ...cache import ENV_CACHE_DIR, user_cache_dir  # noqa: F401  (re-exported)
 from ...errors import DataError
 
 UPSTREAM_REPO = "nyu-mll/BBQ"
@@ -50,7 +51,6 @@ EXPECTED_COUNTS: dict[str, int] = {
     "Physical_appearance": 1576, "Race_ethnicity": 6880, "Race_x_SES": 11160, "Race_x_gender": 15960,
     "Religion": 1200, "SES": 6864, "Sexual_orientation": 864}
 ENV_DATA_DIR = "EDGEVAL_BBQ_DIR"
-ENV_CACHE_DIR = "EDGEVAL_CACHE_DIR"
 TIMEOUT_S = 60.0
 _CHUNK = 1 << 20
 
@@ -75,19 +75,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(_CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def user_cache_dir() -> Path:
-    """edgeval's cache root: ``$EDGEVAL_CACHE_DIR``, else the platform's user cache directory + ``edgeval``."""
-    if os.environ.get(ENV_CACHE_DIR):
-        return Path(os.environ[ENV_CACHE_DIR]).expanduser()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "edgeval"
 
 
 def bbq_cache_root(cache_dir: str | Path | None = None) -> Path:
