@@ -1,4 +1,5 @@
-"""The short human summary printed by ``edgeval check`` (a rich table of checks and the verdict)."""
+"""The short human summary printed by ``edgeval check``: a rich table of checks, the messages of the checks that
+did not pass, and the verdict."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,19 +21,25 @@ def _cell(value) -> str:
 
 def print_summary(report: Report, written_to: Path | None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    console = Console(stderr=False, highlight=False, soft_wrap=False)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 110)
     table = Table(title=f"edgeval check: {Path(report.candidate['path']).name}", title_justify="left")
-    for column in ("check", "status", "value", "baseline", "threshold", "message"):
-        table.add_column(column, overflow="fold", max_width=70 if column == "message" else None)
+    for column in ("check", "status", "value", "baseline", "threshold"):
+        table.add_column(column, no_wrap=column != "check")
     for c in report.checks:
         table.add_row(c.id, f"[{_STYLE[c.status]}]{c.status}[/]", _cell(c.value), _cell(c.baseline_value),
-                      _cell(c.threshold), c.message)
+                      _cell(c.threshold))
     if report.checks:
         console.print(table)
+    for c in report.checks:
+        if c.status != "pass":
+            console.print(f"[{_STYLE[c.status]}]{c.status}[/] {c.id}: {escape(c.message)}")
     for error in report.errors:
-        console.print(f"[bold magenta]error[/] ({error.source}): {error.message}")
+        console.print(f"[bold magenta]error[/] ({error.source}): {escape(error.message)}")
     style = _STYLE.get(report.verdict, "green")
     where = f" · report: {written_to}" if written_to else " · report NOT written"
     console.print(f"verdict: [{style}]{report.verdict.upper()}[/] (exit {report.exit_code}){where}")
