@@ -194,3 +194,19 @@ def test_no_traceback_in_a_real_process(tmp_path):
                            "--report", str(tmp_path / "r.json"), "-q"], capture_output=True, text=True)
     assert proc.returncode == 3 and "Traceback" not in proc.stderr
     assert Report.load(tmp_path / "r.json").verdict == "error"
+
+
+def test_bless_dir_markers(pruned_onnx, tiny_llama_onnx, tmp_path, capsys):
+    bless = tmp_path / "bless"
+    bless.mkdir()
+    (bless / "BLESSED").write_text("stale")
+    garbage = tmp_path / "g.onnx"
+    garbage.write_bytes(b"nope")
+    code, _, _ = run_cli("check", garbage, "--validators", "size", "--report", tmp_path / "r.json",
+                         "--bless-dir", bless, capsys=capsys)
+    assert code == 3 and sorted(p.name for p in bless.iterdir()) == ["NOT_BLESSED"]
+    code, _, _ = run_cli("check", pruned_onnx, "--baseline", tiny_llama_onnx, "--validators", "size",
+                         "--report", tmp_path / "r.json", "--bless-dir", bless, capsys=capsys)
+    marker = json.loads((bless / "BLESSED").read_text())
+    assert code == 0 and sorted(p.name for p in bless.iterdir()) == ["BLESSED"]
+    assert marker["verdict"] == "pass" and marker["report"] == str(tmp_path / "r.json")

@@ -8,6 +8,7 @@ import click
 
 from ..api import CheckOptions, announce, check
 from ..errors import EdgevalError, ExitCode, PolicyError
+from ..hooks.blessing import bless, revoke
 from ..policy import Policy, find_project_policy
 from ..report import Report
 from .app import EXIT_CODES_HELP, cli
@@ -39,13 +40,20 @@ def _csv(_ctx, _param, value: str | None) -> list[str] | None:
 @click.option("--bbq-mode", type=click.Choice(["letter", "loglik"]), help="BBQ scoring mode (default letter).")
 @click.option("--baseline-predictions", type=click.Path(path_type=Path),
               help="Saved BBQ predictions of the baseline (instead of re-running it).")
+@click.option("--bless-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write BLESSED (verdict pass) or NOT_BLESSED into this directory (TFX convention).")
+@click.option("--mlflow", is_flag=True, help="Log metrics, params and the report to MLflow (active run or "
+              "MLFLOW_TRACKING_URI / MLFLOW_RUN_ID); needs mlflow installed.")
 @click.option("--disable-plugin", "disabled", multiple=True, metavar="NAME", help="Do not load this plugin.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary table, no progress.")
 def check_cmd(model: Path, baseline: Path | None, policy_path: Path | None, report_path: Path,
               tokenizer: Path | None, validators: list[str] | None, seed: int, threads: int | None,
               bbq_data: Path | None, bbq_limit: int | None, orders: str | None, bbq_mode: str | None,
-              baseline_predictions: Path | None, disabled: tuple[str, ...], quiet: bool) -> None:
+              baseline_predictions: Path | None, bless_dir: Path | None, mlflow: bool, disabled: tuple[str, ...],
+              quiet: bool) -> None:
     """Gate MODEL (.onnx, .tflite, HF directory or .gguf) against --baseline and write the JSON report."""
+    if bless_dir:
+        revoke(bless_dir)  # a run that dies half-way must not leave an old BLESSED behind
     policy = _policy(policy_path, bbq_data, bbq_limit, orders, bbq_mode)
     extra = {"baseline_predictions": str(baseline_predictions) if baseline_predictions else None,
              "report_path": str(report_path)}
@@ -54,10 +62,18 @@ def check_cmd(model: Path, baseline: Path | None, policy_path: Path | None, repo
     progress = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
     report = check(model, baseline, policy, options=options, progress=progress)
     code = _write(report, report_path)
-    for problem in announce(report, report_path if code == report.exit_code else None, disabled):
+    written = report_path if code == report.exit_code else None
+    if bless_dir:
+        marker = bless(bless_dir, report, written)
+        progress(f"edgeval: wrote {marker}")
+    if mlflow:
+        from ..hooks.mlflow import log_report
+
+        log_report(report, written)
+    for problem in announce(report, written, disabled):
         click.echo(f"edgeval: warning: {problem}", err=True)
     if not quiet:
-        print_summary(report, report_path if code == report.exit_code else None)
+        print_summary(report, written)
     sys.exit(code)
 
 
