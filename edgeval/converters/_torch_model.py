@@ -22,11 +22,14 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jin
 
 
 def load_torch_model(model: Any) -> tuple[torch.nn.Module, Path | None]:
-    """``(model, source path)`` from an HF directory, a ``.gguf`` file or an already loaded model.
+    """``(model, source path)`` from an HF directory, a ``.gguf`` file or an already loaded model (which is
+    switched to eval mode and eager attention in place).
 
     The source path is where the tokenizer lives (``None`` when a model object without a local
     ``name_or_path`` was given)."""
     if isinstance(model, torch.nn.Module):
+        if hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation("eager")  # sdpa turns left-padded rows into NaN in TFLite exports
         origin = Path(str(getattr(model, "name_or_path", "") or ""))
         return model.eval(), origin if str(origin) not in ("", ".") and origin.exists() else None
     return load_hf_model(model), Path(model)
@@ -39,6 +42,7 @@ class LogitsWrapper(torch.nn.Module):
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
+        self.train(False)  # a fresh Module is in training mode; exporters must see eval mode
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         positions = torch.clamp(torch.cumsum(attention_mask, dim=-1) - 1, min=0)

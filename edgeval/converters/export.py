@@ -28,19 +28,20 @@ def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset
     """Write ``model`` (HF dir, ``.gguf`` or loaded model) to ``out_path`` as ONNX; return the path.
 
     ``opset`` defaults to 18 (dynamo) or 17 (legacy); ``tokenizer`` overrides where tokenizer files come from."""
+    torch = require("torch", "torch", "exporting to ONNX")
     require("onnx", "torch", "exporting to ONNX")
     from . import _torch_model as tm
 
     loaded, source = tm.load_torch_model(model)
     out = _prepare(out_path)
-    args = tm.sample_batch(2, 8)
+    wrapper, args = tm.LogitsWrapper(loaded), tm.sample_batch(2, 8)
     if legacy:
-        tm.torch.onnx.export(tm.LogitsWrapper(loaded), args, str(out), dynamo=False, opset_version=opset or 17,
-                             input_names=INPUT_NAMES, output_names=["logits"], dynamic_axes=DYNAMIC_AXES)
+        torch.onnx.export(wrapper, args, str(out), dynamo=False, opset_version=opset or 17,
+                          input_names=INPUT_NAMES, output_names=["logits"], dynamic_axes=DYNAMIC_AXES)
     else:
-        program = tm.torch.onnx.export(tm.LogitsWrapper(loaded), args, dynamo=True, opset_version=opset or 18,
-                                       input_names=INPUT_NAMES, output_names=["logits"],
-                                       dynamic_shapes=_dynamic_shapes(tm.torch))
+        program = torch.onnx.export(wrapper, args, dynamo=True, opset_version=opset or 18, verbose=False,
+                                    input_names=INPUT_NAMES, output_names=["logits"],
+                                    dynamic_shapes=_dynamic_shapes(torch))
         program.save(str(out), external_data=None)  # None: external data only when the weights exceed 2 GB
     tm.write_tokenizer(source, out.parent, tokenizer)
     return out
@@ -50,12 +51,13 @@ def export_tflite(model: Any, out_path: str | Path, *, batch: int, seq_len: int,
                   tokenizer: str | Path | None = None) -> Path:
     """Write ``model`` to ``out_path`` as a TFLite flatbuffer with a static ``(batch, seq_len)`` int32 signature
     (``serving_default``: ``args_0`` input ids, ``args_1`` attention mask → ``output_0`` logits); return the path."""
+    torch = require("torch", "torch", "exporting to TFLite")
     litert_torch = require("litert_torch", "torch", "exporting to TFLite")
     from . import _torch_model as tm
 
     loaded, source = tm.load_torch_model(model)
     out = _prepare(out_path)
-    converted = litert_torch.convert(tm.LogitsWrapper(loaded), tm.sample_batch(batch, seq_len, tm.torch.int32))
+    converted = litert_torch.convert(tm.LogitsWrapper(loaded), tm.sample_batch(batch, seq_len, torch.int32))
     converted.export(str(out))
     tm.write_tokenizer(source, out.parent, tokenizer)
     return out

@@ -21,18 +21,13 @@ import numpy as np
 
 from ..artifacts import Artifact
 from ..errors import MeasurementError, ModelError, require
+from ._util import one_line
 from .base import BaseRuntime, position_ids
 from .tokenizer import find_tokenizer
 
 _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32,
            "tensor(float16)": np.float16, "tensor(double)": np.float64, "tensor(bool)": np.bool_}
 _IDS_NAMES = ("input_ids", "input", "ids", "tokens", "token_ids")
-
-
-def _one_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception message (ORT's messages span lines)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def _ort_errors(ort: Any) -> tuple[type[BaseException], ...]:
@@ -73,7 +68,7 @@ def _ids_input(inputs: list[_Input]) -> _Input | None:
     return (named or loose or [None])[0]
 
 
-def _past_shape(spec: _Input, batch: int) -> tuple[int, ...]:
+def _past_shape(spec: _Input, batch: int, path: Path | None = None) -> tuple[int, ...]:
     """An empty past tensor's shape: batch dims → ``batch``, the symbolic sequence dim → 0, static dims kept."""
     names = [str(d).lower() if not isinstance(d, int) else "" for d in spec.shape]
     has_batch = any("batch" in n for n in names)
@@ -87,7 +82,7 @@ def _past_shape(spec: _Input, batch: int) -> tuple[int, ...]:
             dims.append(0)
     if dims.count(0) != 1:
         raise ModelError(f"cannot tell the past-sequence dimension of input {spec}: edgeval feeds past key/values "
-                         "empty and needs every other dimension static")
+                         "empty and needs every other dimension static", path=path)
     return tuple(dims)
 
 
@@ -117,7 +112,7 @@ class OnnxRuntime(BaseRuntime):
         try:
             return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
         except _ort_errors(ort) as exc:
-            raise ModelError(f"ONNX Runtime cannot load it: {_one_line(exc)}", path=path) from None
+            raise ModelError(f"ONNX Runtime cannot load it: {one_line(exc)}", path=path) from None
 
     def _check_inputs(self, path: Path) -> _Input:
         """The token-id input; ModelError when the model does not take token ids or has inputs we cannot feed."""
@@ -130,6 +125,8 @@ class OnnxRuntime(BaseRuntime):
                 raise ModelError(f"input '{spec.name}' is not one edgeval can feed (inputs are {listing})", path=path)
             if spec.dtype is None:
                 raise ModelError(f"input {spec} has a type edgeval cannot feed", path=path)
+            if self._role(spec) == "past":
+                _past_shape(spec, batch=1, path=path)  # fail at load, not at the first batch
         return ids
 
     @staticmethod
@@ -166,7 +163,7 @@ class OnnxRuntime(BaseRuntime):
             (logits,) = self.session.run([self.logits_name], feeds)
         except _ort_errors(self._ort) as exc:
             raise MeasurementError(f"ONNX Runtime failed on a batch of shape {tuple(input_ids.shape)}: "
-                                   f"{_one_line(exc)}", path=self.artifact.path) from None
+                                   f"{one_line(exc)}", path=self.artifact.path) from None
         return logits
 
     def describe(self) -> dict:

@@ -14,25 +14,19 @@ import numpy as np
 
 from ..artifacts import Artifact
 from ..errors import MeasurementError, ModelError, TokenizerError, require
+from ._util import one_line
 from .base import BaseRuntime, pad_left, position_ids
 from .tokenizer import TransformersTokenizer
 
 
-def _one_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception message (libraries love multi-line errors)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 def _load_errors() -> tuple[type[BaseException], ...]:
     """What transformers / safetensors / gguf raise on a broken or unsupported model."""
-    errors: list[type[BaseException]] = [OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError]
+    builtin = (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError)
     try:
         from safetensors import SafetensorError
-        errors.append(SafetensorError)
-    except ImportError:
-        pass  # safetensors absent: transformers then reads only .bin files, whose errors are listed above
-    return tuple(errors)
+    except ImportError:  # without safetensors transformers reads only .bin files, whose errors are builtin ones
+        return builtin
+    return (*builtin, SafetensorError)
 
 
 def pretrained_source(path: Path) -> tuple[str, dict[str, str]]:
@@ -45,17 +39,22 @@ def pretrained_source(path: Path) -> tuple[str, dict[str, str]]:
 
 
 def load_hf_model(path: str | Path) -> Any:
-    """A float32 causal LM in eval mode, eager attention, from an HF directory or a ``.gguf`` file."""
+    """A float32 causal LM in eval mode, eager attention, from an HF directory (safetensors only) or a ``.gguf``."""
     torch = require("torch", "torch", "running Hugging Face or GGUF models")
     transformers = require("transformers", "torch", "running Hugging Face or GGUF models")
     path = Path(path)
     source, extra = pretrained_source(path)
+    safe = {} if extra else {"use_safetensors": True}  # never unpickle .bin weights
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(
-            source, dtype=torch.float32, attn_implementation="eager", trust_remote_code=False, **extra)
+            source, dtype=torch.float32, attn_implementation="eager", trust_remote_code=False, **extra, **safe)
     except _load_errors() as exc:
-        raise ModelError(f"transformers cannot load it as a causal LM: {_one_line(exc)}", path=path) from None
+        raise ModelError(f"transformers cannot load it as a causal LM: {one_line(exc)}", path=path) from None
     return model.eval()
+
+
+#: any of these in a directory means transformers may find a tokenizer there
+HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "tokenizer_config.json")
 
 
 def _tokenizer_source(model_path: Path, explicit: str | Path | None) -> tuple[str, dict[str, str]]:
@@ -73,10 +72,13 @@ def auto_tokenizer(path: str | Path, explicit: str | Path | None = None) -> Any:
     transformers = require("transformers", "torch", "loading Hugging Face tokenizers")
     where = Path(explicit if explicit is not None else path)
     source, extra = _tokenizer_source(Path(path), explicit)
+    if not extra and not any((Path(source) / name).is_file() for name in HF_TOKENIZER_FILES):
+        raise TokenizerError(f"no tokenizer files ({', '.join(HF_TOKENIZER_FILES)}) in {source}; "
+                             "pass --tokenizer PATH", path=where)
     try:
         return transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=False, **extra)
     except _load_errors() as exc:
-        raise TokenizerError(f"no usable tokenizer: {_one_line(exc)}; pass --tokenizer PATH", path=where) from None
+        raise TokenizerError(f"no usable tokenizer: {one_line(exc)}; pass --tokenizer PATH", path=where) from None
 
 
 def load_hf_tokenizer(path: str | Path, explicit: str | Path | None = None) -> TransformersTokenizer:
