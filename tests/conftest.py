@@ -9,6 +9,7 @@ Exports of them (each a directory holding the artifact and its tokenizer files):
     tiny_llama_tflite                   litert-torch, static bucket batch 2 × seq 32: ~9 s; tests marked ``tflite``
     optimum_layout_onnx                 GPT-2 with position_ids + past_key_values.* inputs, present.* outputs
     optimum_layout_onnx_int32           the same layout from the Llama, int32 input_ids (see onnx_layouts.py)
+    tiny_llama_pruned_onnx              a 50 %-magnitude-pruned copy of the Llama's block weights, legacy export
 
 Heavy imports (torch, litert) happen inside the fixtures, so collecting tests stays cheap.
 """
@@ -103,3 +104,21 @@ def _optimum_layout(model_dir: Path, out_dir: Path, ids_dtype: str) -> Path:
 
     write_tokenizer(model_dir, out_dir)
     return export_optimum_layout(model_dir, out_dir / "model.onnx", getattr(torch, ids_dtype))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_pruned_onnx(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama with half of each decoder-block matrix zeroed (magnitude), exported like tiny_llama_onnx."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from edgeval.converters.export import export_onnx
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 2 and ".layers." in f".{name}":
+                p[p.abs() <= p.abs().flatten().kthvalue(p.numel() // 2).values] = 0
+    root = tmp_path_factory.mktemp("llama-pruned")
+    model.save_pretrained(root / "hf")
+    return export_onnx(root / "hf", root / "onnx" / "model.onnx", legacy=True, tokenizer=tiny_llama_dir)

@@ -141,3 +141,14 @@ def test_loglik_mode_prefers_the_likelier_continuation():
     preds = score_loglik(ContinuationRuntime(), [item(("ggg", "gg", "xyz"))], batch_size=2)
     # " ggg" = space + 3 likely tokens; " gg" = space + 2: fewer tokens, each likely -> higher sum for "gg"
     assert preds[0].pred == 1 and preds[0].scores[2] < preds[0].scores[0] < preds[0].scores[1]
+
+
+def test_first_order_view_equals_a_one_order_run():
+    from edgeval.validators.bbq.scoring import first_order_view
+
+    runtime = OptionLovingRuntime("the grandson", a_bias=1.0, like=0.7)
+    items = [item(example_id=1), item(("the grandson", "Unknown", "the grandfather"), example_id=2)]
+    one = score_letters(runtime, items, n_orders=1, batch_size=4)
+    view = first_order_view(score_letters(runtime, items, n_orders=3, batch_size=4))
+    assert [p.pred for p in view] == [p.pred for p in one]
+    np.testing.assert_allclose([p.scores for p in view], [p.scores for p in one], atol=1e-5)

@@ -19,24 +19,6 @@ FAST = "latency: {runs: 5, warmup: 1, seq_len: 16, max_ratio_to_baseline: 5.0}\n
        "perplexity: {window: 64, stride: 32, max_tokens: 200, max_ratio_to_baseline: 100.0}\n"
 
 
-@pytest.fixture(scope="module")
-def pruned_onnx(tiny_llama_dir: Path, tmp_path_factory) -> Path:
-    """A 50 % magnitude-pruned copy of the tiny Llama, exported like the dense one."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from edgeval.converters.export import export_onnx
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.ndim == 2 and ".layers." in f".{name}":
-                p[p.abs() <= p.abs().flatten().kthvalue(p.numel() // 2).values] = 0
-    root = tmp_path_factory.mktemp("pruned")
-    model.save_pretrained(root / "hf")
-    return export_onnx(root / "hf", root / "onnx" / "model.onnx", legacy=True, tokenizer=tiny_llama_dir)
-
-
 def run_cli(*args, capsys) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as info:
         main([str(a) for a in args])
@@ -57,9 +39,9 @@ def checked(path: Path) -> dict:
     return doc
 
 
-def test_pass_report(pruned_onnx, tiny_llama_onnx, policy, tmp_path, capsys):
+def test_pass_report(tiny_llama_pruned_onnx, tiny_llama_onnx, policy, tmp_path, capsys):
     report = tmp_path / "r.json"
-    code, out, _ = run_cli("check", pruned_onnx, "--baseline", tiny_llama_onnx, "--policy", policy,
+    code, out, _ = run_cli("check", tiny_llama_pruned_onnx, "--baseline", tiny_llama_onnx, "--policy", policy,
                            "--validators", "size,latency,perplexity", "--report", report, capsys=capsys)
     doc = checked(report)
     assert code == 0 and doc["verdict"] == "pass" and doc["exit_code"] == 0, out
@@ -70,11 +52,11 @@ def test_pass_report(pruned_onnx, tiny_llama_onnx, policy, tmp_path, capsys):
     assert "PASS" in out and "size.ratio_to_baseline" in out
 
 
-def test_blocked_report(pruned_onnx, tiny_llama_onnx, tmp_path, capsys):
+def test_blocked_report(tiny_llama_pruned_onnx, tiny_llama_onnx, tmp_path, capsys):
     policy = tmp_path / "p.yaml"
     policy.write_text(FAST + "size: {max_bytes: 1000}\n")
     report = tmp_path / "r.json"
-    code, out, _ = run_cli("check", pruned_onnx, "--baseline", tiny_llama_onnx, "--policy", policy,
+    code, out, _ = run_cli("check", tiny_llama_pruned_onnx, "--baseline", tiny_llama_onnx, "--policy", policy,
                            "--validators", "size", "--report", report, capsys=capsys)
     doc = checked(report)
     assert code == 1 and doc["verdict"] == "blocked"
@@ -196,7 +178,7 @@ def test_no_traceback_in_a_real_process(tmp_path):
     assert Report.load(tmp_path / "r.json").verdict == "error"
 
 
-def test_bless_dir_markers(pruned_onnx, tiny_llama_onnx, tmp_path, capsys):
+def test_bless_dir_markers(tiny_llama_pruned_onnx, tiny_llama_onnx, tmp_path, capsys):
     bless = tmp_path / "bless"
     bless.mkdir()
     (bless / "BLESSED").write_text("stale")
@@ -205,7 +187,7 @@ def test_bless_dir_markers(pruned_onnx, tiny_llama_onnx, tmp_path, capsys):
     code, _, _ = run_cli("check", garbage, "--validators", "size", "--report", tmp_path / "r.json",
                          "--bless-dir", bless, capsys=capsys)
     assert code == 3 and sorted(p.name for p in bless.iterdir()) == ["NOT_BLESSED"]
-    code, _, _ = run_cli("check", pruned_onnx, "--baseline", tiny_llama_onnx, "--validators", "size",
+    code, _, _ = run_cli("check", tiny_llama_pruned_onnx, "--baseline", tiny_llama_onnx, "--validators", "size",
                          "--report", tmp_path / "r.json", "--bless-dir", bless, capsys=capsys)
     marker = json.loads((bless / "BLESSED").read_text())
     assert code == 0 and sorted(p.name for p in bless.iterdir()) == ["BLESSED"]

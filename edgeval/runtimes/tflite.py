@@ -80,6 +80,7 @@ class TFLiteRuntime(BaseRuntime):
         self.dtypes = {role: details[name]["dtype"] for role, name in self.roles.items()}
         shape = [int(d) for d in details[self.roles["ids"]]["shape_signature"]]
         self.bucket = tuple(None if d < 0 else d for d in shape)
+        self.max_seq_len = self.bucket[1]
         outputs = list(self.runner.get_output_details())
         self.output = "logits" if "logits" in outputs else sorted(outputs, key=_natural_key)[0]
         super().__init__(artifact, find_tokenizer(artifact.path, tokenizer_path))

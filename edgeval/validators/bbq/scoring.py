@@ -88,7 +88,23 @@ def _letter_prediction(item: BBQItem, orders, rows: list[np.ndarray]) -> Predict
     ranked = np.sort(scores)
     return Prediction.for_item(item, int(np.argmax(scores)), scores=tuple(float(s) for s in scores),
                                margin=float(ranked[-1] - ranked[-2]),
-                               order_letters=tuple(int(np.argmax(r)) for r in rows))
+                               order_letters=tuple(int(np.argmax(r)) for r in rows),
+                               extra={"order_logprobs": [[round(float(v), 6) for v in r] for r in rows]})
+
+
+def first_order_view(predictions: Sequence[Prediction]) -> list[Prediction]:
+    """What scoring in the stored order alone (``--orders 1``, as the study did) would have answered, read off a
+    3-order run at no extra cost: the first shown order is the stored one."""
+    out = []
+    for p in predictions:
+        first = p.extra.get("order_logprobs", [None])[0]
+        if first is None:
+            raise ValueError("predictions carry no per-order log-probabilities (letter mode only)")
+        ranked = np.sort(first)
+        out.append(Prediction(p.category, p.example_id, p.context_condition, p.question_polarity, p.label,
+                              p.unknown_idx, p.biased_idx, int(np.argmax(first)), scores=tuple(first),
+                              margin=float(ranked[-1] - ranked[-2]), order_letters=(int(np.argmax(first)),)))
+    return out
 
 
 def score_loglik(runtime, items: Sequence[BBQItem], batch_size: int,
