@@ -1,0 +1,118 @@
+"""Plugins: built-ins come through the plugin manager; a third-party plugin installed with pip is found through the
+``edgeval`` entry-point group, runs its validator and its report_ready hook, and can be turned off.
+
+The demo plugin (tests/plugin_pkg) is installed with pip into a private ``--target`` directory that only the
+subprocesses of these tests put on their path: the (possibly shared) virtual environment is never changed, so
+other test sessions do not see ``demo_plugin``, and nothing has to be uninstalled. Entry points are read when
+edgeval starts, hence subprocesses.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from edgeval import builtin
+from edgeval.plugins import AUTOLOAD_ENV, BUILTIN, ENTRY_POINT_GROUP, plugin_manager, registered_validators
+
+PLUGIN_SRC = Path(__file__).parent / "plugin_pkg"
+MARKER_ENV = "EDGEVAL_DEMO_MARKER"
+
+
+# -- built-ins, in process -------------------------------------------------------------------------------------
+def test_builtins_come_through_the_plugin_manager() -> None:
+    pm = plugin_manager()
+    assert pm.get_plugin(BUILTIN) is builtin
+    impls = {impl.plugin_name for impl in pm.hook.edgeval_validators.get_hookimpls()}
+    assert BUILTIN in impls
+    validators = registered_validators()
+    assert {"size", "latency", "bbq", "perplexity"} <= set(validators)
+    assert "onnx" in {fmt for table in pm.hook.edgeval_runtimes() for fmt in table}
+
+
+def test_builtin_is_declared_as_an_entry_point() -> None:
+    eps = {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    assert eps.get(BUILTIN) == "edgeval.builtin"
+
+
+def test_builtins_load_with_autoload_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(AUTOLOAD_ENV, "1")
+    pm = plugin_manager()
+    assert [name for name, _ in pm.list_name_plugin()] == [BUILTIN]
+    assert "size" in registered_validators()
+
+
+# -- a pip-installed plugin, in subprocesses ---------------------------------------------------------------
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/plugin_pkg installed by pip into a private directory (a copy is built, so the source tree stays clean)."""
+    root = tmp_path_factory.mktemp("demo_plugin")
+    src = shutil.copytree(PLUGIN_SRC, root / "src", ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    site = root / "site"
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site), "--quiet",
+           "--disable-pip-version-check", "--no-input"]
+    if importlib.util.find_spec("setuptools") is not None:  # build offline with what is installed
+        cmd += ["--no-build-isolation", "--no-index"]
+    proc = subprocess.run(cmd + [str(src)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"pip could not install the demo plugin:\n{proc.stdout}\n{proc.stderr}"
+    assert any(site.glob("edgeval_demo_plugin-*.dist-info/entry_points.txt"))
+    return site
+
+
+def edgeval(site: Path, cwd: Path, *args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python -m edgeval ARGS`` with the plugin's directory on the path (autoload on unless ``env`` says)."""
+    full = {k: v for k, v in os.environ.items() if k not in (AUTOLOAD_ENV, MARKER_ENV)}
+    full["PYTHONPATH"] = os.pathsep.join([str(site)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-m", "edgeval", *map(str, args)], capture_output=True, text=True,
+                          env=full, cwd=cwd, timeout=300)
+
+
+def test_validators_lists_the_plugin(plugin_site: Path, tmp_path: Path) -> None:
+    proc = edgeval(plugin_site, tmp_path, "validators")
+    assert proc.returncode == 0, proc.stderr
+    names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
+    assert "demo_plugin" in names and "size" in names and "bbq" in names
+
+
+def test_check_runs_the_plugin_and_fires_report_ready(plugin_site: Path, tiny_llama_onnx: Path,
+                                                      tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("plugins:\n  demo_plugin: {greeting: hello}\n")
+    report, marker = tmp_path / "report.json", tmp_path / "marker.json"
+    proc = edgeval(plugin_site, tmp_path, "check", tiny_llama_onnx, "--validators", "size,demo_plugin",
+                   "--policy", policy, "--report", report, "-q", env={MARKER_ENV: str(marker)})
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(report.read_text())
+    check = next(c for c in doc["checks"] if c["id"] == "demo_plugin.ok")
+    assert check["status"] == "pass" and check["validator"] == "demo_plugin"
+    assert doc["results"]["demo_plugin"] == {"format": "onnx", "settings": {"greeting": "hello"}, "answer": 42}
+    assert {c["validator"] for c in doc["checks"]} == {"size", "demo_plugin"}
+    fired = json.loads(marker.read_text())
+    assert fired["verdict"] == "pass" and Path(fired["path"]) == report and "demo_plugin.ok" in fired["checks"]
+
+
+@pytest.mark.parametrize("how", ["--disable-plugin", AUTOLOAD_ENV])
+def test_plugin_can_be_turned_off(how: str, plugin_site: Path, tiny_llama_onnx: Path, tmp_path: Path) -> None:
+    flag, env = (["--disable-plugin", "demo"], None) if how == "--disable-plugin" else ([], {AUTOLOAD_ENV: "1"})
+    listed = edgeval(plugin_site, tmp_path, "validators", *flag, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "demo_plugin" not in listed.stdout and "size" in listed.stdout and "bbq" in listed.stdout
+    marker = tmp_path / "marker.json"
+    env = {**(env or {}), MARKER_ENV: str(marker)}
+    unknown = edgeval(plugin_site, tmp_path, "check", tiny_llama_onnx, "--validators", "size,demo_plugin", *flag,
+                      "--report", tmp_path / "r1.json", "-q", env=env)
+    assert unknown.returncode == 2, unknown.stderr
+    assert "unknown validator 'demo_plugin'" in unknown.stderr and not (tmp_path / "r1.json").exists()
+    builtins_only = edgeval(plugin_site, tmp_path, "check", tiny_llama_onnx, "--validators", "size", *flag,
+                            "--report", tmp_path / "r2.json", "-q", env=env)
+    assert builtins_only.returncode == 0, builtins_only.stderr
+    assert json.loads((tmp_path / "r2.json").read_text())["verdict"] == "pass"
+    assert not marker.exists()  # the plugin's report_ready hook did not run either
