@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..api import CheckOptions, announce, check
-from ..errors import EdgevalError, ExitCode, PolicyError
+from ..errors import EdgevalError, ExitCode, PolicyError, require
 from ..hooks.blessing import bless, revoke
 from ..policy import Policy, find_project_policy
 from ..report import Report
@@ -52,6 +52,8 @@ def check_cmd(model: Path, baseline: Path | None, policy_path: Path | None, repo
               baseline_predictions: Path | None, bless_dir: Path | None, mlflow: bool, disabled: tuple[str, ...],
               quiet: bool) -> None:
     """Gate MODEL (.onnx, .tflite, HF directory or .gguf) against --baseline and write the JSON report."""
+    if mlflow:
+        require("mlflow", "mlflow", "--mlflow")  # fail before the run, not after the report is written
     if bless_dir:
         revoke(bless_dir)  # a run that dies half-way must not leave an old BLESSED behind
     policy = _policy(policy_path, bbq_data, bbq_limit, orders, bbq_mode)
