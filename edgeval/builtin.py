@@ -22,14 +22,7 @@ def _load(target: str):
 
 @hookimpl
 def edgeval_validators():
-    out = []
-    for target in BUILTIN_VALIDATORS.values():
-        try:
-            out.append(_load(target))
-        except ModuleNotFoundError as exc:
-            if not exc.name or not exc.name.startswith("edgeval."):
-                raise
-    return out
+    return [_load(target) for target in BUILTIN_VALIDATORS.values()]
 
 
 @hookimpl
