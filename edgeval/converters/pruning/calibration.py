@@ -39,7 +39,8 @@ class Calibration:
 
         ids = torch.as_tensor(ids, dtype=torch.long)
         if ids.dim() != 2 or ids.numel() == 0:
-            raise BadInputError(f"calibration ids must be a non-empty (n_samples, seq_len) tensor, got {tuple(ids.shape)}")
+            raise BadInputError("calibration ids must be a non-empty (n_samples, seq_len) tensor, "
+                                f"got shape {tuple(ids.shape)}")
         digest = hashlib.sha256(ids.numpy().astype("<i8").tobytes()).hexdigest()
         return cls(ids=ids, source=source, sha256=digest)
 

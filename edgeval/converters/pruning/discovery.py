@@ -118,7 +118,7 @@ def _matches(layer: PrunableLayer, patterns: Sequence[Any]) -> bool:
 
 def find_layers(model: "nn.Module", include: Iterable[str] | str | None = None,
                 exclude: Iterable[str] | str | None = None) -> list[PrunableLayer]:
-    """The block linears to prune, in forward order; ``include``/``exclude`` filter them (see module doc).
+    """The block linears to prune, block by block in module order; ``include``/``exclude`` filter them (see module doc).
 
     Raises :class:`ModelError` when the blocks hold no linear layer, :class:`BadInputError` when the patterns
     leave nothing to prune or are invalid.

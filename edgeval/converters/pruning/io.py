@@ -1,8 +1,9 @@
 """Load a model to prune (Hugging Face directory or ``.gguf``) and write the pruned one atomically.
 
-Stop-gap loader: ``edgeval/converters/_torch_model.py`` (``load_torch_model``) is meant to become the shared one;
-until it exists this module loads models itself, without ``trust_remote_code`` and without pickle (safetensors or
-GGUF only: ``use_safetensors=True``).
+Loading goes through the exporters' shared loader (:func:`edgeval.converters._torch_model.load_torch_model`:
+float32, eager attention, safetensors or GGUF only, no ``trust_remote_code``), so a pruned model is read exactly
+the way the exporters and the torch runtime read it. Tokenizer files are copied with the same module's
+:func:`write_tokenizer` (byte for byte from an HF directory; converted from a GGUF).
 
 The output is written into a temporary sibling directory and renamed into place, so a crash never leaves a
 half-written model at ``out_dir``.
@@ -16,37 +17,24 @@ from pathlib import Path
 from typing import Any
 
 from ...artifacts import detect_format
-from ...errors import ModelError, TokenizerError, UsageError, require
+from ...errors import ModelError, UsageError
 from .manifest import MANIFEST_NAME
 
 
-def load_model(src: str | Path) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` in float32 from an HF directory or a ``.gguf`` file; :class:`ModelError` if unusable."""
+def load_model(src: str | Path) -> tuple[Any, Any, Path]:
+    """``(model, tokenizer, source)`` from an HF directory or ``.gguf``; :class:`ModelError` if unusable.
+
+    ``source`` is the path the tokenizer files are copied from when the pruned model is saved.
+    """
     path = Path(src).expanduser()
     fmt = detect_format(path)
     if fmt not in ("hf", "gguf"):
         raise ModelError(f"pruning needs a Hugging Face directory or a .gguf file, not {fmt}", path=path)
-    transformers = require("transformers", "torch", "Pruning")
-    torch = require("torch", "torch", "Pruning")
-    where, extra = (path, {"use_safetensors": True}) if fmt == "hf" else (path.parent, {"gguf_file": path.name})
-    try:
-        model = transformers.AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **extra)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"cannot load as a causal LM: {_first_line(exc)}", path=path) from None
-    return _dequantized(model).eval(), _tokenizer(transformers, where, extra, path)
+    from ...runtimes.torch import auto_tokenizer
+    from .._torch_model import load_torch_model
 
-
-def _tokenizer(transformers: Any, where: Path, extra: dict, path: Path) -> Any:
-    extra = {k: v for k, v in extra.items() if k == "gguf_file"}
-    try:
-        return transformers.AutoTokenizer.from_pretrained(where, **extra)
-    except (OSError, ValueError, KeyError) as exc:
-        raise TokenizerError(f"cannot load the tokenizer: {_first_line(exc)}", path=path) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    model, source = load_torch_model(path)
+    return _dequantized(model), auto_tokenizer(path), source or path
 
 
 def _dequantized(model: Any) -> Any:
@@ -64,19 +52,24 @@ def check_output(out_dir: str | Path, overwrite: bool) -> Path:
     if out.exists() and not out.is_dir():
         raise UsageError(f"output path exists and is not a directory: {out}")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UsageError(f"output directory {out} exists and is not empty (pass overwrite=True / --force)")
+        raise UsageError(f"output directory {out} exists and is not empty (pass overwrite=True / --overwrite)")
     return out
 
 
-def save_pruned(model: Any, tokenizer: Any, out_dir: Path, manifest: dict) -> Path:
-    """Write safetensors + config + tokenizer + ``pruning.json`` to a temp dir, then rename it to ``out_dir``."""
+def save_pruned(model: Any, source: Path, out_dir: Path, manifest: dict) -> Path:
+    """Write safetensors + config + tokenizer files (copied from ``source``) + ``pruning.json`` to a temp dir,
+    then rename it to ``out_dir``."""
+    from .._torch_model import write_tokenizer
+
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     tmp.chmod(0o755)  # mkdtemp makes it 0700; the renamed directory should look like any other
     try:
         model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        write_tokenizer(source, tmp)
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        for file in tmp.iterdir():
+            file.chmod(0o644)  # some writers leave 0600 files behind
         _replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -55,7 +55,7 @@ def check_layers(per_layer: dict[str, dict[str, Any]]) -> list[str]:
             lines.append(f"{name}: measured sparsity {stats['measured_sparsity']:.4f} differs from requested "
                          f"{stats['requested_sparsity']:.4f} by {100 * gap:+.2f} points")
     for line in lines:
-        warnings.warn(line, SparsityWarning, stacklevel=3)
+        warnings.warn(line, SparsityWarning, stacklevel=5)  # points at prune_model's caller
     return lines
 
 
@@ -70,13 +70,11 @@ def environment() -> dict[str, Any]:
 
 def build_manifest(settings: dict[str, Any], layers: Sequence[PrunableLayer], requested: float,
                    totals: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """The manifest: settings, per-layer and overall sparsity, warnings, environment; ``extra`` merged last."""
+    """The manifest: settings and ``extra`` first, then overall and per-layer sparsity, warnings, environment."""
     per_layer = {layer.name: layer_stats(layer, requested) for layer in layers}
     zeros = sum(s["zeros"] for s in per_layer.values())
     numel = sum(s["numel"] for s in per_layer.values())
-    manifest = {"schema": SCHEMA, **settings, "requested_sparsity": requested,
-                "measured_sparsity": zeros / numel, "pruned_params": numel, "pruned_zeros": zeros, **totals,
-                "layers_included": list(per_layer), "layers": per_layer, "warnings": check_layers(per_layer),
-                "edgeval_version": __version__, "environment": environment()}
-    manifest.update(extra)
-    return manifest
+    return {"schema": SCHEMA, **settings, **extra, "requested_sparsity": requested,
+            "measured_sparsity": zeros / numel, "pruned_params": numel, "pruned_zeros": zeros, **totals,
+            "warnings": check_layers(per_layer), "layers_included": list(per_layer), "layers": per_layer,
+            "edgeval_version": __version__, "environment": environment()}

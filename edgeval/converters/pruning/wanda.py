@@ -2,14 +2,15 @@
 
 What this module does, step by step:
 
-1. **Block calls.** One full forward pass of the first calibration window records, for every decoder block, the
+1. **Block calls.** One full forward pass of the first micro-batch of windows records, for every decoder block, the
    positional and keyword arguments the model passes besides the hidden states (attention mask, rotary
    ``position_embeddings``, ``position_ids``, …). Recording every block, not just block 0, keeps models whose
    blocks differ (Gemma 3 and Qwen2 sliding-window layers get their own masks) right. The windows are unpadded and
    equally long, so these arguments do not depend on the window's content and are reused for all windows.
-2. **Block-0 inputs.** Each window runs through the model with a pre-hook on block 0 that stores its hidden-state
-   input and raises a stop exception, so only the embedding (and whatever precedes block 0) runs.
-3. **Stream through the blocks**, holding one ``(n_samples, seq_len, hidden)`` buffer, no more:
+2. **Block-0 inputs.** Each micro-batch of windows runs through the model with a pre-hook on block 0 that stores
+   its hidden-state input and raises a stop exception, so only the embedding (and whatever precedes block 0) runs.
+3. **Stream through the blocks**, holding one ``(n_samples, seq_len, hidden)`` buffer (and one micro-batch's
+   activations), no more:
    a. forward hooks on every linear of the block (q, k, v, o, gate, up, down — whatever the block holds)
       accumulate the sum over all calibration tokens of ``x_j**2`` per input feature ``j``; one pass over the
       *unpruned* block records the inputs of all its sublayers (as in the paper and its reference code);
@@ -17,13 +18,17 @@ What this module does, step by step:
    c. the *pruned* block runs again on the buffer and its outputs overwrite it: they are the next block's inputs.
    So block ``i`` is calibrated on activations that went through the already-pruned blocks ``0..i-1``.
 
-Windows run one at a time (batch 1), as in the reference code. Accumulation is in float64.
+Windows run in micro-batches of up to :data:`MICRO_BATCH` (the largest divisor of ``n_samples`` not above it, so
+every call has the batch size the block calls were recorded with); the reference code runs them one at a time,
+which gives the same sums up to float rounding, about 1.6 times slower on CPU. Per-window sums of squares are
+float32; the running total over windows is float64. Sublayers fed the same tensor (q/k/v, gate/up) share one sum.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
+from ...errors import ModelError
 from .discovery import PrunableLayer
 
 if TYPE_CHECKING:
@@ -33,10 +38,11 @@ if TYPE_CHECKING:
 #: called with the (out, in) score matrix of a layer, returns its keep-mask
 Selector = Callable[["torch.Tensor", PrunableLayer], "torch.Tensor"]
 Progress = Callable[[int, int, str], None]
+MICRO_BATCH = 8
 
 
 class _Stop(Exception):
-    """Raised by the block-0 pre-hook to end a forward pass once block 0's input is known."""
+    """Raised by a block pre-hook to end a forward pass once what it needed has been recorded."""
 
 
 @dataclass(frozen=True)
@@ -68,21 +74,41 @@ def _forward(model: "nn.Module", ids: "torch.Tensor") -> None:
     model(input_ids=ids, use_cache=False)
 
 
+def micro_batch(n_samples: int, limit: int = MICRO_BATCH) -> int:
+    """The largest divisor of ``n_samples`` that is at most ``limit``."""
+    return max(d for d in range(1, min(n_samples, limit) + 1) if n_samples % d == 0)
+
+
+def _batches(n_samples: int, size: int) -> list[slice]:
+    return [slice(start, start + size) for start in range(0, n_samples, size)]
+
+
 def capture_block_calls(model: "nn.Module", blocks: "nn.ModuleList", ids: "torch.Tensor") -> list[BlockCall]:
-    """Run ``ids`` (shape ``(1, seq_len)``) through the whole model and record each block's call."""
+    """Run ``ids`` (one micro-batch) through the model up to the last block and record each block's call.
+
+    The pass stops on entering the last block, so the final norm and the (vocabulary-sized) logits never run.
+    """
     calls: dict[int, BlockCall] = {}
 
     def recorder(index: int):
         def hook(_module, args, kwargs):
             calls[index] = BlockCall.split(args, kwargs)[1]
+            if index == len(blocks) - 1:
+                raise _Stop
         return hook
 
     handles = [block.register_forward_pre_hook(recorder(i), with_kwargs=True) for i, block in enumerate(blocks)]
     try:
         _forward(model, ids)
+    except _Stop:
+        pass
     finally:
         for handle in handles:
             handle.remove()
+    missing = [i for i in range(len(blocks)) if i not in calls]
+    if missing:
+        raise ModelError(f"{type(model).__name__}.forward never called decoder block(s) {missing}: cannot "
+                         "replay them for calibration")
     return [calls[i] for i in range(len(blocks))]
 
 
@@ -98,9 +124,9 @@ def capture_block0_inputs(model: "nn.Module", block0: "nn.Module", ids: "torch.T
 
     handle = block0.register_forward_pre_hook(hook, with_kwargs=True)
     try:
-        for row in ids:
+        for part in _batches(ids.shape[0], micro_batch(ids.shape[0])):
             try:
-                _forward(model, row.unsqueeze(0))
+                _forward(model, ids[part])
             except _Stop:
                 pass
     finally:
@@ -114,17 +140,20 @@ def record_input_norms(block: "nn.Module", call: BlockCall, layers: Sequence[Pru
     import torch
 
     sums = {layer.name: torch.zeros(layer.in_features, dtype=torch.float64) for layer in layers}
+    last: list = [None, None]  # (input tensor, its sum of squares): q/k/v and gate/up see the same tensor
 
     def accumulator(name: str):
         def hook(_module, inputs, _output):
-            x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).to(torch.float64)
-            sums[name] += (x * x).sum(dim=0).cpu()
+            if inputs[0] is not last[0]:
+                x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).float()
+                last[:] = [inputs[0], (x * x).sum(dim=0).to("cpu", torch.float64)]
+            sums[name] += last[1]
         return hook
 
     handles = [layer.module.register_forward_hook(accumulator(layer.name)) for layer in layers]
     try:
-        for j in range(hidden.shape[0]):
-            call.run(block, hidden[j:j + 1])
+        for part in _batches(hidden.shape[0], micro_batch(hidden.shape[0])):
+            call.run(block, hidden[part])
     finally:
         for handle in handles:
             handle.remove()
@@ -144,9 +173,9 @@ def apply_mask(layer: PrunableLayer, keep: "torch.Tensor") -> None:
 
 
 def _advance(block: "nn.Module", call: BlockCall, hidden: "torch.Tensor") -> None:
-    """Replace each window's hidden states with the (pruned) block's output, one window at a time."""
-    for j in range(hidden.shape[0]):
-        hidden[j:j + 1] = call.run(block, hidden[j:j + 1])
+    """Replace the windows' hidden states with the (pruned) block's output, one micro-batch at a time."""
+    for part in _batches(hidden.shape[0], micro_batch(hidden.shape[0])):
+        hidden[part] = call.run(block, hidden[part])
 
 
 def prune_wanda(model: "nn.Module", blocks: "nn.ModuleList", layers: Sequence[PrunableLayer], ids: "torch.Tensor",
@@ -157,7 +186,7 @@ def prune_wanda(model: "nn.Module", blocks: "nn.ModuleList", layers: Sequence[Pr
     device = next(model.parameters()).device
     ids = ids.to(device)
     with torch.no_grad():
-        calls = capture_block_calls(model, blocks, ids[:1])
+        calls = capture_block_calls(model, blocks, ids[:micro_batch(ids.shape[0])])
         hidden = capture_block0_inputs(model, blocks[0], ids)
         last = max(layer.block for layer in layers)
         for index in range(last + 1):
