@@ -27,8 +27,8 @@ def _progress(done: int, total: int, label: str) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--per-row/--per-matrix", default=None, help="Threshold per output row (default for wanda) or per "
               "matrix (default for random/magnitude).")
-@click.option("--include", multiple=True, metavar="PATTERN", help="Only prune layers whose name matches (glob).")
-@click.option("--exclude", multiple=True, metavar="PATTERN", help="Do not prune layers whose name matches (glob).")
+@click.option("--include", multiple=True, metavar="PATTERN", help="Only prune layers whose name matches (glob, or re:REGEX).")
+@click.option("--exclude", multiple=True, metavar="PATTERN", help="Do not prune layers whose name matches (glob, or re:REGEX).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output HF directory.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def prune_cmd(model: Path, method: str, sparsity: float | None, pattern: str, calibration: str, n_samples: int,
@@ -36,12 +36,17 @@ def prune_cmd(model: Path, method: str, sparsity: float | None, pattern: str, ca
               out_dir: Path, overwrite: bool) -> None:
     """Prune the linear layers in MODEL's decoder blocks (HF directory or .gguf) and write a pruned HF
     directory with a pruning.json manifest (requested and measured sparsity per layer)."""
-    from ..converters.pruning.api import prune_directory
+    import warnings
 
-    result = prune_directory(model, out_dir, method, sparsity, overwrite=overwrite, pattern=pattern,
-                             calibration=None if calibration == "builtin" else calibration, n_samples=n_samples,
-                             seq_len=seq_len, seed=seed, per_row=per_row, include=list(include) or None,
-                             exclude=list(exclude) or None, progress=_progress)
+    from ..converters.pruning.api import prune_directory
+    from ..converters.pruning.manifest import SparsityWarning
+
+    with warnings.catch_warnings():  # the manifest's warnings are printed below, once
+        warnings.simplefilter("ignore", SparsityWarning)
+        result = prune_directory(model, out_dir, method, sparsity, overwrite=overwrite, pattern=pattern,
+                                 calibration=None if calibration == "builtin" else calibration,
+                                 n_samples=n_samples, seq_len=seq_len, seed=seed, per_row=per_row,
+                                 include=list(include) or None, exclude=list(exclude) or None, progress=_progress)
     manifest = result.manifest
     click.echo(f"pruned ({method}, {pattern}) -> {result.out_dir}: measured sparsity "
                f"{manifest['measured_sparsity']:.4f} over {manifest['pruned_params']:,} weights in the pruned layers "
