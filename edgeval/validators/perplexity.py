@@ -5,7 +5,8 @@ Text: the short English prose edgeval ships (``edgeval/data/perplexity.txt``, wr
 file given in the policy (``perplexity.text``). It is tokenised once without special tokens and cut to
 ``max_tokens``. Sliding windows of ``window`` tokens advance by ``stride``; each window scores only the tokens
 that no earlier window scored, so every token after the first is predicted exactly once, with at least
-``window - stride`` tokens of context (except in the first window). ``window`` is capped by the runtime's longest
+``window - stride`` tokens of context (except in the first window; ``stride`` is capped at ``window - 1``).
+``window`` is capped by the runtime's longest
 accepted sequence (static TFLite buckets). Perplexity = exp(mean negative log-likelihood over scored tokens).
 """
 from __future__ import annotations
@@ -38,14 +39,20 @@ def load_text(path: str | None) -> tuple[str, str]:
 
 
 def windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int, int]]:
-    """(begin, end, first_scored): window [begin, end) scores the tokens at positions first_scored..end-1."""
+    """(begin, end, first_scored): window [begin, end) scores the tokens at positions first_scored..end-1.
+
+    The first window scores tokens 1..window-1; each later one scores the next ``stride`` tokens with the
+    ``window - stride`` tokens before them as context (``stride < window``, so there is always some).
+    """
     if n_tokens < 2:
         raise DataError(f"perplexity text has {n_tokens} token(s); at least 2 are needed")
-    spans, prev_end, begin = [], 1, 0
-    while prev_end < n_tokens:
-        end = min(begin + window, n_tokens)
-        spans.append((begin, end, prev_end))
-        prev_end, begin = end, begin + stride
+    if not 0 < stride < window:
+        raise ValueError(f"need 0 < stride < window, got stride={stride}, window={window}")
+    spans, first = [], 1
+    while first < n_tokens:
+        end = min(first + stride, n_tokens) if spans else min(window, n_tokens)
+        spans.append((max(0, end - window), end, first))
+        first = end
     return spans
 
 
@@ -61,7 +68,7 @@ def perplexity(runtime, text: str, window: int, stride: int, max_tokens: int | N
     """Score ``text`` with ``runtime``; returns perplexity, mean NLL and the token counts."""
     ids = runtime.tokenizer.encode(text, add_special_tokens=False)[: max_tokens or None]
     window = min(window, runtime.max_seq_len or window)
-    stride = min(stride, window)
+    stride = min(stride, window - 1)
     spans = windows(len(ids), window, stride)
     nll: list[np.ndarray] = []
     for start in range(0, len(spans), BATCH):
