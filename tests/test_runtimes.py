@@ -344,3 +344,18 @@ def test_onnx_path_imports_no_torch_or_tensorflow(tiny_llama_onnx):
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_next_token_output_matches_full_logits_and_is_used(tiny_llama_onnx, tiny_gpt2_onnx):
+    """edgeval's exports carry a last-position-only output; next_token_logits uses it and agrees with logits."""
+    from edgeval.runtimes import load_runtime
+
+    batch = [[5, 6, 7, 8, 9, 10], [11, 12], [3, 4, 5, 6]]
+    for path in (tiny_llama_onnx, tiny_gpt2_onnx):
+        runtime = load_runtime(path)
+        assert runtime.next_name == "next_token_logits"
+        fast = runtime.next_token_logits(batch)
+        runtime.next_name = None  # the generic path: full logits, last position
+        slow = runtime.next_token_logits(batch)
+        assert fast.shape == slow.shape == (3, 1000)
+        np.testing.assert_allclose(fast, slow, atol=1e-5)

@@ -19,13 +19,17 @@ from typing import Any
 from ..errors import require
 
 INPUT_NAMES = ["input_ids", "attention_mask"]
+OUTPUT_NAMES = ["logits", "next_token_logits"]
 DYNAMIC_AXES = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-                "logits": {0: "batch", 1: "sequence"}}
+                "logits": {0: "batch", 1: "sequence"}, "next_token_logits": {0: "batch"}}
 
 
 def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset: int | None = None,
                 tokenizer: str | Path | None = None) -> Path:
     """Write ``model`` (HF dir, ``.gguf`` or loaded model) to ``out_path`` as ONNX; return the path.
+
+    Outputs: ``logits`` (batch, seq, vocab) and ``next_token_logits`` (batch, 1, vocab), the latter computed
+    from the last position alone so that next-token scoring skips the LM head everywhere else.
 
     ``opset`` defaults to 18 (dynamo) or 17 (legacy); ``tokenizer`` overrides where tokenizer files come from."""
     torch = require("torch", "torch", "exporting to ONNX")
@@ -34,13 +38,13 @@ def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset
 
     loaded, source = tm.load_torch_model(model)
     out = _prepare(out_path)
-    wrapper, args = tm.LogitsWrapper(loaded), tm.sample_batch(2, 8)
+    wrapper, args = tm.LogitsAndNextWrapper(loaded), tm.sample_batch(2, 8)
     if legacy:
         torch.onnx.export(wrapper, args, str(out), dynamo=False, opset_version=opset or 17,
-                          input_names=INPUT_NAMES, output_names=["logits"], dynamic_axes=DYNAMIC_AXES)
+                          input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, dynamic_axes=DYNAMIC_AXES)
     else:
         program = torch.onnx.export(wrapper, args, dynamo=True, opset_version=opset or 18, verbose=False,
-                                    input_names=INPUT_NAMES, output_names=["logits"],
+                                    input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
                                     dynamic_shapes=_dynamic_shapes(torch))
         program.save(str(out), external_data=None)  # None: external data only when the weights exceed 2 GB
     tm.write_tokenizer(source, out.parent, tokenizer)

@@ -88,8 +88,11 @@ class BaseRuntime:
         if logits.ndim != 3 or logits.shape[:2] != tuple(input_ids.shape):
             raise MeasurementError(f"model returned logits of shape {logits.shape} for a batch of "
                                    f"{tuple(input_ids.shape)}: not a causal LM signature", path=self.artifact.path)
-        rows = attention_mask.astype(bool)
-        if not np.isfinite(logits[rows]).all():
+        return self.check_finite(logits, attention_mask.astype(bool))
+
+    def check_finite(self, logits: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """float32 ``logits`` (only ``rows`` of them checked, when given); NaN/inf is a MeasurementError."""
+        if not np.isfinite(logits if rows is None else logits[rows]).all():
             raise MeasurementError("model produced NaN or infinite logits", path=self.artifact.path)
         return logits.astype(np.float32, copy=False)
 

@@ -22,8 +22,10 @@ import numpy as np
 from ..artifacts import Artifact
 from ..errors import MeasurementError, ModelError, require
 from ._util import one_line
-from .base import BaseRuntime, position_ids
+from .base import BaseRuntime, pad_left, position_ids
 from .tokenizer import find_tokenizer
+
+NEXT_OUTPUT = "next_token_logits"
 
 _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32,
            "tensor(float16)": np.float16, "tensor(double)": np.float64, "tensor(bool)": np.bool_}
@@ -99,6 +101,8 @@ class OnnxRuntime(BaseRuntime):
         self.ids = self._check_inputs(artifact.path)
         outputs = [o.name for o in self.session.get_outputs()]
         self.logits_name = "logits" if "logits" in outputs else outputs[0]
+        #: an output with the last position's logits only (edgeval's exports have it): next_token_logits uses it
+        self.next_name = NEXT_OUTPUT if NEXT_OUTPUT in outputs else None
         super().__init__(artifact, find_tokenizer(artifact.path, tokenizer_path))
 
     def _open(self, path: Path, threads: int | None) -> Any:
@@ -157,19 +161,30 @@ class OnnxRuntime(BaseRuntime):
                 feeds[spec.name] = values[role].astype(spec.dtype)
         return feeds
 
-    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray, output: str | None = None) -> np.ndarray:
         feeds = self._feeds(input_ids, attention_mask)
         try:
-            (logits,) = self.session.run([self.logits_name], feeds)
+            (logits,) = self.session.run([output or self.logits_name], feeds)
         except _ort_errors(self._ort) as exc:
             raise MeasurementError(f"ONNX Runtime failed on a batch of shape {tuple(input_ids.shape)}: "
                                    f"{one_line(exc)}", path=self.artifact.path) from None
         return logits
 
+    def next_token_logits(self, sequences) -> np.ndarray:
+        """Logits of the next token; with a ``next_token_logits`` output, ORT computes the LM head only there."""
+        if self.next_name is None:
+            return super().next_token_logits(sequences)
+        ids, mask = pad_left(sequences, self.tokenizer.pad_id)
+        logits = np.asarray(self._forward(ids, mask, self.next_name))
+        if logits.ndim != 3 or logits.shape[0] != ids.shape[0]:
+            raise MeasurementError(f"output '{self.next_name}' has shape {logits.shape} for a batch of "
+                                   f"{tuple(ids.shape)}", path=self.artifact.path)
+        return self.check_finite(logits[:, -1, :])
+
     def describe(self) -> dict:
         return {"runtime": self.name, "version": self._ort.__version__, "threads": self.threads,
                 "providers": self.session.get_providers(), "inputs": [i.name for i in self.inputs],
-                "output": self.logits_name}
+                "output": self.logits_name, "next_token_output": self.next_name}
 
     def close(self) -> None:
         self.session = None
