@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgeval.runtimes.base import BaseRuntime
 from edgeval.validators.bbq.prompts import cyclic_orders, letter_prompt, letter_token_ids
 from edgeval.validators.bbq.scoring import letter_logprobs, score_letters, score_loglik
 from edgeval.validators.bbq.types import BBQItem
@@ -27,6 +28,7 @@ class OptionLovingRuntime:
 
     name = "fake"
     max_seq_len = None
+    next_token_logits_shared = BaseRuntime.next_token_logits_shared  # the generic (no KV cache) path
 
     def __init__(self, favourite_text: str, a_bias: float = 3.0, like: float = 1.0):
         self.tokenizer = CharTokenizer()

@@ -359,3 +359,21 @@ def test_next_token_output_matches_full_logits_and_is_used(tiny_llama_onnx, tiny
         slow = runtime.next_token_logits(batch)
         assert fast.shape == slow.shape == (3, 1000)
         np.testing.assert_allclose(fast, slow, atol=1e-5)
+
+
+@pytest.mark.parametrize("groups", [
+    [[[20, 21], [22], [23, 24, 25]], [[30], [31, 32]], [[40, 41, 42, 43]]],   # uneven: cache rows selected
+    [[[20, 21], [22]], [[30], [31, 32, 33]], [[40], [41]]],                  # even: cache repeated
+])
+def test_torch_kv_prefix_sharing_equals_full_sequences(tiny_gpt2_dir, groups):
+    """The KV-cached path (prefix once, suffixes after it) gives the logits of the full sequences."""
+    from edgeval.runtimes import load_runtime
+    from edgeval.runtimes.base import BaseRuntime
+
+    runtime = load_runtime(tiny_gpt2_dir)  # GPT-2: absolute positions, so a position slip would show
+    prefixes = [[5, 6, 7, 8, 9], [11, 12], [3]]
+    shared = runtime.next_token_logits_shared(prefixes, groups)
+    full = BaseRuntime.next_token_logits_shared(runtime, prefixes, groups)
+    for a, b, group in zip(shared, full, groups):
+        assert a.shape == (len(group), 1000)
+        np.testing.assert_allclose(a, b, atol=1e-5)

@@ -39,6 +39,11 @@ class Runtime(Protocol):
     def describe(self) -> dict:
         """Facts for the report: runtime name, version, threads, providers, shape buckets."""
 
+    def next_token_logits_shared(self, prefixes: Sequence[Sequence[int]],
+                                 suffixes: Sequence[Sequence[Sequence[int]]]) -> list[np.ndarray]:
+        """Next-token logits after ``prefix_i + s`` for each suffix s of group i (prefix computed once where the
+        runtime can cache it)."""
+
 
 def position_ids(attention_mask: np.ndarray) -> np.ndarray:
     """Positions that ignore left padding: 0 at each row's first real token."""
@@ -105,6 +110,20 @@ class BaseRuntime:
         logits = self.forward(ids, mask)
         width = ids.shape[1]
         return [logits[row, width - len(seq):, :] for row, seq in enumerate(sequences)]
+
+    def next_token_logits_shared(self, prefixes: Sequence[Sequence[int]],
+                                 suffixes: Sequence[Sequence[Sequence[int]]]) -> list[np.ndarray]:
+        """For each prefix i, logits ``(len(suffixes[i]), V)`` of the token after ``prefix_i + suffix``.
+
+        This generic version concatenates and runs every sequence in full: a runtime without a KV cache recomputes
+        the shared prefix once per suffix. Runtimes that can cache it (torch) override this."""
+        flat = [list(p) + list(s) for p, group in zip(prefixes, suffixes) for s in group]
+        logits = self.next_token_logits(flat)
+        out, start = [], 0
+        for group in suffixes:
+            out.append(logits[start:start + len(group)])
+            start += len(group)
+        return out
 
     def close(self) -> None:
         """Release the session / interpreter. The runtime is unusable afterwards."""

@@ -86,6 +86,23 @@ def load_hf_tokenizer(path: str | Path, explicit: str | Path | None = None) -> T
     return TransformersTokenizer(auto_tokenizer(path, explicit), source=str(explicit if explicit is not None else path))
 
 
+def _pad_right(sequences: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    width = max(len(s) for s in sequences)
+    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        ids[row, :len(seq)] = seq
+        mask[row, :len(seq)] = 1
+    return ids, mask
+
+
+def _select(cache: Any, counts: list[int]) -> None:
+    """Repeat row i of a KV cache counts[i] times (uneven groups), in place."""
+    import torch
+
+    cache.batch_select_indices(torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts)))
+
+
 class TorchRuntime(BaseRuntime):
     """Runs an HF directory or a GGUF file with torch (CPU, float32, eager attention)."""
 
@@ -121,6 +138,31 @@ class TorchRuntime(BaseRuntime):
         if not np.isfinite(logits).all():
             raise MeasurementError("model produced NaN or infinite logits", path=self.artifact.path)
         return logits.astype(np.float32, copy=False)
+
+    def next_token_logits_shared(self, prefixes: Sequence[Sequence[int]],
+                                 suffixes: Sequence[Sequence[Sequence[int]]]) -> list[np.ndarray]:
+        """KV-cached prefixes: one pass over the left-padded prefixes, the cache repeated once per suffix, then
+        one pass over the right-padded suffixes; the logits are read at each suffix's last real token."""
+        torch = self._torch
+        counts = [len(group) for group in suffixes]
+        ids, mask = pad_left(prefixes, self.tokenizer.pad_id)
+        flat = [list(s) for group in suffixes for s in group]
+        tail, tail_mask = _pad_right(flat, self.tokenizer.pad_id)
+        with torch.inference_mode():
+            cache = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                               position_ids=torch.from_numpy(position_ids(mask)), use_cache=True).past_key_values
+            if len(set(counts)) == 1:
+                cache.batch_repeat_interleave(counts[0])
+            else:
+                _select(cache, counts)
+            full_mask = np.concatenate([np.repeat(mask, counts, axis=0), tail_mask], axis=1)
+            start = np.repeat(mask.sum(axis=1), counts)[:, None]
+            logits = self.model(input_ids=torch.from_numpy(tail), attention_mask=torch.from_numpy(full_mask),
+                                position_ids=torch.from_numpy(start + np.arange(tail.shape[1])),
+                                past_key_values=cache, use_cache=True).logits
+        last = torch.from_numpy(tail_mask.sum(axis=1) - 1)
+        picked = self.check_finite(logits[torch.arange(len(flat)), last].float().numpy())
+        return list(np.split(picked, np.cumsum(counts)[:-1]))
 
     def describe(self) -> dict:
         transformers = require("transformers", "torch", "describing the torch runtime")

@@ -4,8 +4,9 @@ Letter mode (default): every item is shown in each of the option orders (1 or 3 
 the next-token logits are restricted to the answer-letter tokens ("A" and " A" merged by log-sum-exp) and
 log-softmaxed over the three letters; an option's score is the sum, over orders, of the log-probability of the
 letter it was shown under. The answer is the argmax over options; the margin is best minus second best.
-Cost: one forward pass per (item, order). The orders share context and question, but a runtime without a KV
-cache (ONNX Runtime, TFLite) recomputes that prefix: 3 orders cost 3× one order.
+Cost: the orders of an item share their context and question. The torch runtime computes that prefix once (KV
+cache) and only the option part per order; a runtime without a KV cache (ONNX Runtime, TFLite) recomputes the
+prefix for every order, so there 3 orders cost 3× one order.
 
 Log-likelihood mode: each option's text is scored as a continuation of the prompt (sum of token log-probs), as
 lm-evaluation-harness does; 3 sequences per item.
@@ -36,15 +37,17 @@ def letter_logprobs(next_logits: np.ndarray, letter_ids: list[list[int]]) -> np.
     return _log_softmax(merged)
 
 
-def _batched(lengths: list[int], batch_size: int, fn: Callable[[list[int]], list], progress: "Progress") -> list:
-    """Call ``fn(indices)`` on batches of indices sorted by sequence length; results come back in input order."""
+def _batched(lengths: list[int], batch_size: int, fn: Callable[[list[int]], list], progress: "Progress",
+             weight: int = 1) -> list:
+    """Call ``fn(indices)`` on batches of indices sorted by sequence length; results come back in input order.
+    Progress advances by ``weight`` per index (prompts per unit)."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     out: list = [None] * len(lengths)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         for i, value in zip(idx, fn(idx)):
             out[i] = value
-        progress.advance(len(idx))
+        progress.advance(weight * len(idx))
     return out
 
 
@@ -64,20 +67,39 @@ class Progress:
             self.last = now
 
 
+def shared_prefix(sequences: Sequence[Sequence[int]]) -> int:
+    """Length of the longest common prefix, leaving at least one token of each sequence outside it."""
+    limit = min(len(seq) for seq in sequences) - 1
+    n = 0
+    while n < limit and all(seq[n] == sequences[0][n] for seq in sequences):
+        n += 1
+    return n
+
+
 def score_letters(runtime, items: Sequence[BBQItem], n_orders: int, batch_size: int,
                   emit: Callable[[str], None] = lambda m: None) -> list[Prediction]:
-    """Letter-mode predictions for ``items`` (see module docstring)."""
+    """Letter-mode predictions for ``items`` (see module docstring).
+
+    The orders of an item share their context and question: each item's prompts are split into that common
+    prefix and the order-specific rest, and the runtime computes the prefix once where it can (KV cache)."""
     tokenizer = runtime.tokenizer
     letter_ids = letter_token_ids(tokenizer)
     orders = cyclic_orders(n_orders)
-    prompts = [tokenizer.encode(letter_prompt(tokenizer, item, order), add_special_tokens=False)
-               for item in items for order in orders]
-    progress = Progress(len(prompts), f"bbq[{runtime.name}]", emit)
-    rows = _batched([len(p) for p in prompts], batch_size,
-                    lambda idx: letter_logprobs(runtime.next_token_logits([prompts[i] for i in idx]), letter_ids),
-                    progress)
-    return [_letter_prediction(item, orders, rows[i * len(orders):(i + 1) * len(orders)])
-            for i, item in enumerate(items)]
+    units = []
+    for item in items:
+        prompts = [tokenizer.encode(letter_prompt(tokenizer, item, order), add_special_tokens=False)
+                   for order in orders]
+        cut = shared_prefix(prompts)
+        units.append((prompts[0][:cut], [p[cut:] for p in prompts]))
+    progress = Progress(len(units) * len(orders), f"bbq[{runtime.name}]", emit)
+    per_batch = max(1, batch_size // len(orders))
+
+    def run(idx: list[int]) -> list[np.ndarray]:
+        logits = runtime.next_token_logits_shared([units[i][0] for i in idx], [units[i][1] for i in idx])
+        return [letter_logprobs(block, letter_ids) for block in logits]
+
+    rows = _batched([len(u[0]) + max(map(len, u[1])) for u in units], per_batch, run, progress, len(orders))
+    return [_letter_prediction(item, orders, list(block)) for item, block in zip(items, rows)]
 
 
 def _letter_prediction(item: BBQItem, orders, rows: list[np.ndarray]) -> Prediction:
