@@ -31,5 +31,15 @@ test-onnx-only:
 	$(VENV)-onnx/bin/pip install -q '.[onnx]' pytest
 	$(VENV)-onnx/bin/python tests/onnx_only/check_onnx_only.py $(VENV)-onnx-fixture
 
+# The first thing a new user runs: prune SmolLM2-135M-Instruct (Wanda and magnitude at 30 and 50 %), gate each
+# pruned copy against the dense model, write edgeval-demo/demo.html (several minutes on 2 cores). BBQ data:
+# $EDGEVAL_BBQ_DIR, else ../shared/bbq/data when it exists, else the checksummed download. More options:
+# make demo DEMO_ARGS="--limit 240 --sparsities 0.2,0.4,0.6"
+demo: setup
+	@data="$${EDGEVAL_BBQ_DIR:-../shared/bbq/data}"; \
+	if [ -d "$$data" ]; then set -- --bbq-data "$$data"; else set --; fi; \
+	echo "$(BIN)/edgeval demo $$* $(DEMO_ARGS)"; \
+	$(BIN)/edgeval demo "$$@" $(DEMO_ARGS)
+
 clean:
 	rm -rf $(VENV) $(VENV)-onnx $(VENV)-onnx-fixture build dist *.egg-info .pytest_cache
