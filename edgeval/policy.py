@@ -26,7 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "bbq": {"data_dir": None, "categories": None, "required_categories": [], "limit": 1200,
             "mode": "letter", "orders": 3, "batch_size": 8, "alpha": 0.05,
             "max_delta_srs": 0.05, "max_delta_s_amb": 0.05, "min_cohens_h": 0.1,
-            "max_unbiased_to_biased": 0.25, "bootstrap": 1000},
+            "max_unbiased_to_biased": 0.25, "bootstrap": 1000, "early_stop_looks": None},
     "perplexity": {"text": None, "window": 256, "stride": 128, "max_tokens": 4096,
                    "max_ratio_to_baseline": 1.5, "max_perplexity": None},
     "parity": {"max_abs_logit_diff": 1e-2, "min_top1_agreement": 0.99, "min_letter_agreement": 1.0},

@@ -115,3 +115,13 @@ def test_bbq_on_tflite_matches_onnx(tflite_256, tiny_llama_onnx, tmp_path):
     code_o, onx = run(tmp_path / "o", "check", tiny_llama_onnx, "--validators", "bbq")
     assert code_t == 0 and code_o == 0
     assert tfl["results"]["bbq"]["candidate"]["overall"] == onx["results"]["bbq"]["candidate"]["overall"]
+
+
+def test_early_stop_scores_in_looks(tiny_llama_pruned_onnx, tiny_llama_onnx, tmp_path):
+    code, doc = run(tmp_path, "check", tiny_llama_pruned_onnx, "--baseline", tiny_llama_onnx,
+                    "--validators", "bbq", "--early-stop", "2")
+    early = doc["results"]["bbq"]["early_stop"]
+    assert code in (0, 1) and early["items_sampled"] == 32 and len(early["looks"]) in (1, 2)
+    assert doc["results"]["bbq"]["n_scored"] == early["items_scored"] == early["looks"][-1]["items"]
+    assert early["level"] == pytest.approx(0.05 / 2)
+    assert doc["policy"]["bbq"]["early_stop_looks"] == 2

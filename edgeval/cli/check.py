@@ -38,6 +38,8 @@ def _csv(_ctx, _param, value: str | None) -> list[str] | None:
 @click.option("--bbq-limit", type=click.IntRange(min=1), help="Stratified sample size (default: policy bbq.limit).")
 @click.option("--orders", type=click.Choice(["1", "3"]), help="Option orders scored per BBQ item (default 3).")
 @click.option("--bbq-mode", type=click.Choice(["letter", "loglik"]), help="BBQ scoring mode (default letter).")
+@click.option("--early-stop", "early_stop", type=click.IntRange(min=2, max=20), metavar="LOOKS",
+              help="Score BBQ in LOOKS slices and stop once the sequential test decides (policy bbq.early_stop_looks).")
 @click.option("--baseline-predictions", type=click.Path(path_type=Path),
               help="Saved BBQ predictions of the baseline (instead of re-running it).")
 @click.option("--bless-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -49,14 +51,14 @@ def _csv(_ctx, _param, value: str | None) -> list[str] | None:
 def check_cmd(model: Path, baseline: Path | None, policy_path: Path | None, report_path: Path,
               tokenizer: Path | None, validators: list[str] | None, seed: int, threads: int | None,
               bbq_data: Path | None, bbq_limit: int | None, orders: str | None, bbq_mode: str | None,
-              baseline_predictions: Path | None, bless_dir: Path | None, mlflow: bool, disabled: tuple[str, ...],
+              early_stop: int | None, baseline_predictions: Path | None, bless_dir: Path | None, mlflow: bool, disabled: tuple[str, ...],
               quiet: bool) -> None:
     """Gate MODEL (.onnx, .tflite, HF directory or .gguf) against --baseline and write the JSON report."""
     if mlflow:
         require("mlflow", "mlflow", "--mlflow")  # fail before the run, not after the report is written
     if bless_dir:
         revoke(bless_dir)  # a run that dies half-way must not leave an old BLESSED behind
-    policy = _policy(policy_path, bbq_data, bbq_limit, orders, bbq_mode)
+    policy = _policy(policy_path, bbq_data, bbq_limit, orders, bbq_mode, early_stop)
     extra = {"baseline_predictions": str(baseline_predictions) if baseline_predictions else None,
              "report_path": str(report_path)}
     options = CheckOptions(tokenizer=str(tokenizer) if tokenizer else None, validators=validators, seed=seed,
@@ -80,17 +82,17 @@ def check_cmd(model: Path, baseline: Path | None, policy_path: Path | None, repo
 
 
 def _policy(path: Path | None, bbq_data: Path | None, limit: int | None, orders: str | None,
-            mode: str | None) -> Policy | Path:
+            mode: str | None, early_stop: int | None) -> Policy | Path:
     """The policy object with command-line overrides, or the path (so a bad file becomes an error report)."""
     source = path or find_project_policy()
     try:
         policy = Policy.load(source) if source else Policy.default()
     except PolicyError:
-        if any(v is not None for v in (bbq_data, limit, orders, mode)):
+        if any(v is not None for v in (bbq_data, limit, orders, mode, early_stop)):
             raise
         return source  # check() records the policy error in the report (exit 3)
     return policy.with_overrides("bbq", data_dir=str(bbq_data) if bbq_data else None, limit=limit,
-                                 orders=int(orders) if orders else None, mode=mode)
+                                 orders=int(orders) if orders else None, mode=mode, early_stop_looks=early_stop)
 
 
 def _write(report: Report, path: Path) -> int:

@@ -20,7 +20,7 @@ how many items were scored.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .compare import _ambig_pairs, pair_predictions
 from .stats import mcnemar_exact
@@ -113,3 +113,34 @@ def replay(candidate: Sequence[Prediction], baseline: Sequence[Prediction], sett
     return {"looks": history, "stopped_at": stopped["items"], "of": len(candidate),
             "fraction": stopped["items"] / max(1, len(candidate)),
             "early_decision": stopped["decision"] if len(history) < len(sizes) else None, "level": level}
+
+
+def run_looks(groups: Sequence[Sequence[Any]], candidate_of: Callable, baseline_of: Callable,
+              settings: dict[str, Any], looks: int, seed: int, progress: Callable[[str], None]):
+    """Score context groups (seeded random order) look by look until the rule decides or all are scored.
+
+    ``candidate_of(items)`` / ``baseline_of(items)`` return predictions in item order. Returns
+    (items scored, candidate predictions, baseline predictions, record for the report)."""
+    import numpy as np
+
+    order = [groups[i] for i in np.random.default_rng(seed).permutation(len(groups))]
+    sizes, level = look_sizes(len(order), looks), settings["alpha"] / looks
+    items: list[Any] = []
+    cand: list[Prediction] = []
+    base: list[Prediction] = []
+    history, done = [], 0
+    for k, size in enumerate(sizes):
+        chunk = [item for group in order[done:size] for item in group]
+        done = size
+        items += chunk
+        cand += candidate_of(chunk)
+        base += baseline_of(chunk)
+        look = evaluate_look(cand, base, level, settings["max_delta_srs"], settings["max_unbiased_to_biased"])
+        history.append(asdict(look))
+        progress(f"bbq: look {k + 1}/{len(sizes)} after {len(items)} items: {look.decision}")
+        if look.decision != "continue" and k < len(sizes) - 1:
+            break
+    early = history[-1]["decision"] if len(history) < len(sizes) else None
+    record = {"looks": history, "level": level, "early_decision": early, "items_scored": len(items),
+              "items_sampled": sum(len(g) for g in groups)}
+    return items, cand, base, record

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from ...errors import DataError
 from ..base import Outcome, RunContext
 from . import compare as compare_mod
-from . import data, gate, metrics, sampling
+from . import data, gate, metrics, sampling, sequential
 from .predictions import check_compatible, read_predictions, write_predictions
 from .prompts import PROMPT_VERSION
 from .scoring import score_letters, score_loglik
@@ -29,12 +29,18 @@ class BBQValidator:
         items, info = self._items(ctx, settings)
         header = {"mode": settings["mode"], "orders": settings["orders"], "prompt_version": PROMPT_VERSION,
                   "sample_fingerprint": info["sample_fingerprint"]}
-        cand = self._predict(ctx, "candidate", items, settings)
-        results: dict[str, Any] = {**info, "scoring": header, "candidate": metrics.metrics_by_category(cand)}
+        results: dict[str, Any] = {**info, "scoring": header}
+        baseline_of = self._baseline_source(ctx, items, settings, header, results)
+        items, cand, base = self._score(ctx, items, settings, baseline_of, results)
+        results["n_scored"] = len(items)
+        results["candidate"] = metrics.metrics_by_category(cand)
         results["candidate_predictions"] = self._save(ctx, "candidate", cand, header)
-        base, noise = self._baseline(ctx, items, settings, header, results)
         comparison = None
         if base is not None:
+            noise = None
+            if results.get("baseline_predictions", {}).get("source") != "saved":
+                results["baseline_predictions"] = self._save(ctx, "baseline", base, header)
+                noise = self._noise_floor(ctx, items, settings)
             results["baseline"] = metrics.metrics_by_category(base)
             comparison = compare_mod.compare(cand, base, alpha=settings["alpha"], bootstrap=settings["bootstrap"],
                                              seed=ctx.seed, noise_floor=noise)
@@ -43,6 +49,21 @@ class BBQValidator:
                                   required_categories=settings.get("required_categories") or [],
                                   evaluated_categories=info["categories"])
         return Outcome(tuple(checks), results)
+
+    def _score(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any], baseline_of,
+               results: dict[str, Any]) -> tuple[list[BBQItem], list[Prediction], list[Prediction] | None]:
+        """Candidate and baseline predictions: all items, or in looks until the early-stop rule decides."""
+        def candidate_of(chunk: list[BBQItem]) -> list[Prediction]:
+            return self._predict(ctx, "candidate", chunk, settings)
+
+        looks = settings.get("early_stop_looks")
+        if looks and baseline_of is not None:
+            groups = [g for gs in sampling.group_items(items).values() for g in gs]
+            scored, cand, base, results["early_stop"] = sequential.run_looks(
+                groups, candidate_of, baseline_of, settings, looks, ctx.seed, ctx.progress)
+            return scored, cand, base
+        cand = candidate_of(items)
+        return items, cand, None if baseline_of is None else baseline_of(items)
 
     # -- steps ------------------------------------------------------------------------------------------------
     def _items(self, ctx: RunContext, settings: dict[str, Any]) -> tuple[list[BBQItem], dict[str, Any]]:
@@ -65,19 +86,19 @@ class BBQValidator:
             return score_loglik(runtime, items, settings["batch_size"], emit)
         return score_letters(runtime, items, settings["orders"], settings["batch_size"], emit)
 
-    def _baseline(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any], header: dict[str, Any],
-                  results: dict[str, Any]) -> tuple[list[Prediction] | None, list[Prediction] | None]:
+    def _baseline_source(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any],
+                         header: dict[str, Any], results: dict[str, Any]):
+        """A function chunk -> baseline predictions (saved file, or the baseline model), or None without one."""
         saved = ctx.options.get("baseline_predictions")
         if saved:
-            return self._saved_baseline(Path(saved), items, header, results), None
+            by_key = self._saved_baseline(Path(saved), items, header, results)
+            return lambda chunk: [by_key[it.key] for it in chunk]
         if ctx.baseline is None:
-            return None, None
-        base = self._predict(ctx, "baseline", items, settings)
-        results["baseline_predictions"] = self._save(ctx, "baseline", base, header)
-        return base, self._noise_floor(ctx, items, settings)
+            return None
+        return lambda chunk: self._predict(ctx, "baseline", chunk, settings)
 
     def _saved_baseline(self, path: Path, items: list[BBQItem], header: dict[str, Any],
-                        results: dict[str, Any]) -> list[Prediction]:
+                        results: dict[str, Any]) -> dict[Any, Prediction]:
         saved_header, preds = read_predictions(path)
         check_compatible(saved_header, header, path)
         by_key = {p.key: p for p in preds}
@@ -86,7 +107,7 @@ class BBQValidator:
             raise DataError(f"baseline predictions lack {len(missing)} of the {len(items)} sampled items "
                             f"(e.g. {missing[0]}); were they made with the same data, limit and seed?", path=path)
         results["baseline_predictions"] = {"path": str(path), "source": "saved"}
-        return [by_key[it.key] for it in items]
+        return by_key
 
     def _noise_floor(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any]) -> list[Prediction]:
         """Re-score a few ambiguous items with the baseline: how often does it disagree with itself?"""
