@@ -36,6 +36,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--calib-len", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--saved-only", action="store_true",
+                   help="summarise only the models whose predictions are already saved in --work (no scoring)")
     return p.parse_args()
 
 
@@ -72,14 +74,24 @@ def build_models(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def score(onnx_path: Path, items, args) -> tuple[list, float]:
+    """3-order predictions of one model, saved beside it (and reused on a re-run with the same sample)."""
     from edgeval.runtimes import load_runtime
+    from edgeval.validators.bbq.predictions import read_predictions, write_predictions
+    from edgeval.validators.bbq.sampling import sample_fingerprint
     from edgeval.validators.bbq.scoring import score_letters
 
+    saved, fingerprint = onnx_path.with_name("bbq-predictions.jsonl.gz"), sample_fingerprint(items, 0)
+    if saved.is_file():
+        header, preds = read_predictions(saved)
+        if header.get("sample_fingerprint") == fingerprint:
+            return preds, header["seconds"]
     runtime = load_runtime(onnx_path, threads=args.threads)
     started = time.perf_counter()
     preds = score_letters(runtime, items, 3, args.batch_size, emit=log)
     elapsed = time.perf_counter() - started
     runtime.close()
+    write_predictions(saved, preds, {"mode": "letter", "orders": 3, "prompt_version": "bbq-letter-v1",
+                                     "sample_fingerprint": fingerprint, "seconds": elapsed})
     return preds, elapsed
 
 
@@ -122,6 +134,8 @@ def main() -> None:
     items = list(stratified_sample(load_bbq(args.bbq_data).items, args.limit, 0))
     log(f"{len(items)} BBQ items; machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     runs: dict[str, dict[str, Any]] = {}
+    if args.saved_only:
+        models = {k: v for k, v in models.items() if v["onnx"].with_name("bbq-predictions.jsonl.gz").is_file()}
     for name, info in models.items():
         log(f"scoring {name} ({len(items)} items x 3 orders)")
         preds, elapsed = score(info["onnx"], items, args)
