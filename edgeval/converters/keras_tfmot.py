@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
 from ..errors import BadInputError, UsageError, require
+from ..report import atomic_write_bytes
 
 _LEGACY_ON = ("1", "true", "True")
 _EXTRA = "tf"
@@ -231,7 +231,7 @@ def to_tflite(model: Any, out_path: str | Path | None = None, *, sparse: bool = 
     result.sparse, result.quantize, result.path = sparse, quantize, None
     result.op_resolver = SPARSE_INT8_OP_RESOLVER if sparse and quantize else "AUTO"
     if out_path is not None:
-        result.path = _atomic_write_bytes(Path(out_path), result)
+        result.path = atomic_write_bytes(Path(out_path), result)
     return result
 
 
@@ -239,22 +239,6 @@ def _optimizations(tf: Any, sparse: bool, quantize: str | None) -> list[Any]:
     """The converter's ``optimizations`` list for the options asked."""
     options = [tf.lite.Optimize.DEFAULT] if quantize else []
     return options + ([tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else [])
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temp file in the same directory and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _first_line(exc: BaseException) -> str:
