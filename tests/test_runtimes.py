@@ -346,12 +346,14 @@ def test_onnx_path_imports_no_torch_or_tensorflow(tiny_llama_onnx):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_next_token_output_matches_full_logits_and_is_used(tiny_llama_onnx, tiny_gpt2_onnx):
-    """edgeval's exports carry a last-position-only output; next_token_logits uses it and agrees with logits."""
+def test_next_token_output_matches_full_logits_and_is_used(tiny_llama_dir, tiny_gpt2_dir, tmp_path):
+    """Exports with next_token_output=True carry a last-position-only output; next_token_logits uses it."""
+    from edgeval.converters.export import export_onnx
     from edgeval.runtimes import load_runtime
 
     batch = [[5, 6, 7, 8, 9, 10], [11, 12], [3, 4, 5, 6]]
-    for path in (tiny_llama_onnx, tiny_gpt2_onnx):
+    for source in (tiny_llama_dir, tiny_gpt2_dir):
+        path = export_onnx(source, tmp_path / source.name / "model.onnx", legacy=True, next_token_output=True)
         runtime = load_runtime(path)
         assert runtime.next_name == "next_token_logits"
         fast = runtime.next_token_logits(batch)
