@@ -15,7 +15,7 @@ from edgeval.validators.bbq import data, sampling
 from edgeval.validators.bbq.download import sha256_file
 from edgeval.validators.bbq.parsing import canon, derive_biased, option_groups, tag_parts
 
-FIXTURES = Path(__file__).parent / "fixtures" / "bbq"
+from bbq_fixture import FIXTURE_DIR as FIXTURES  # noqa: E402
 REAL = Path(__file__).parents[1].parent / "shared" / "bbq" / "data"
 
 

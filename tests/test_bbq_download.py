@@ -15,7 +15,7 @@ import pytest
 from edgeval.errors import DataError
 from edgeval.validators.bbq import data, download
 
-FIXTURES = Path(__file__).parent / "fixtures" / "bbq"
+from bbq_fixture import FIXTURE_DIR as FIXTURES  # noqa: E402
 COMMIT = "bea11bd97d79217245b5871acd247b9d6eb24598"
 CSV_HEADER = "example_id,question_index,category,target_loc,label_type\n"
 

@@ -12,7 +12,7 @@ import pytest
 from edgeval.cli import main
 from edgeval.schemas import load_schema
 
-FIXTURE = Path(__file__).parent / "fixtures" / "bbq"
+from bbq_fixture import FIXTURE_DIR as FIXTURE  # noqa: E402
 POLICY = "bbq: {limit: 32, bootstrap: 200}\nperplexity: {window: 64, stride: 32, max_tokens: 200}\n"
 
 

@@ -12,7 +12,7 @@ import pytest
 from edgeval.validators.bbq import data, sampling
 from edgeval.validators.bbq.types import BBQItem
 
-FIXTURES = Path(__file__).parent / "fixtures" / "bbq"
+from bbq_fixture import FIXTURE_DIR as FIXTURES  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from edgeval.cli import main
 
-FIXTURE = Path(__file__).parent / "fixtures" / "bbq"
+from bbq_fixture import FIXTURE_DIR as FIXTURE  # noqa: E402
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 pytest.importorskip("matplotlib")
