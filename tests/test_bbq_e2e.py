@@ -46,26 +46,24 @@ def test_bbq_on_onnx_with_baseline(tiny_llama_pruned_onnx, tiny_llama_onnx, tmp_
     assert header["orders"] == 3 and len(rows) == 32
 
 
-def test_saved_baseline_predictions_give_the_same_comparison(tiny_llama_pruned_onnx, tiny_llama_onnx, tmp_path):
-    first = tmp_path / "a"
-    first.mkdir()
-    _, doc = run(first, "check", tiny_llama_pruned_onnx, "--baseline", tiny_llama_onnx, "--validators", "bbq")
-    saved = doc["results"]["bbq"]["baseline_predictions"]["path"]
-    second = tmp_path / "b"
-    second.mkdir()
-    _, again = run(second, "check", tiny_llama_pruned_onnx, "--baseline-predictions", saved, "--validators", "bbq")
+@pytest.fixture(scope="module")
+def first_run(tiny_llama_pruned_onnx, tiny_llama_onnx, tmp_path_factory) -> dict:
+    """One check with a baseline model; its baseline predictions sidecar is reused by the tests below."""
+    _, doc = run(tmp_path_factory.mktemp("first"), "check", tiny_llama_pruned_onnx, "--baseline", tiny_llama_onnx,
+                 "--validators", "bbq")
+    return doc
+
+
+def test_saved_baseline_predictions_give_the_same_comparison(first_run, tiny_llama_pruned_onnx, tmp_path):
+    saved = first_run["results"]["bbq"]["baseline_predictions"]["path"]
+    _, again = run(tmp_path, "check", tiny_llama_pruned_onnx, "--baseline-predictions", saved, "--validators", "bbq")
     strip = lambda d: {k: v for k, v in d["results"]["bbq"]["comparison"]["overall"].items() if "noise" not in k}
-    assert strip(again) == strip(doc)
+    assert strip(again) == strip(first_run)
 
 
-def test_saved_predictions_with_other_settings_are_refused(tiny_llama_pruned_onnx, tiny_llama_onnx, tmp_path):
-    first = tmp_path / "a"
-    first.mkdir()
-    _, doc = run(first, "check", tiny_llama_pruned_onnx, "--baseline", tiny_llama_onnx, "--validators", "bbq")
-    saved = doc["results"]["bbq"]["baseline_predictions"]["path"]
-    second = tmp_path / "b"
-    second.mkdir()
-    code, again = run(second, "check", tiny_llama_pruned_onnx, "--baseline-predictions", saved,
+def test_saved_predictions_with_other_settings_are_refused(first_run, tiny_llama_pruned_onnx, tmp_path):
+    saved = first_run["results"]["bbq"]["baseline_predictions"]["path"]
+    code, again = run(tmp_path, "check", tiny_llama_pruned_onnx, "--baseline-predictions", saved,
                       "--validators", "bbq", "--orders", "1")
     assert code == 3 and "orders=3" in again["checks"][0]["message"]
 

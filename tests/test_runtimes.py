@@ -379,3 +379,13 @@ def test_torch_kv_prefix_sharing_equals_full_sequences(tiny_gpt2_dir, groups):
     for a, b, group in zip(shared, full, groups):
         assert a.shape == (len(group), 1000)
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_torch_loader_rejects_missing_and_foreign_paths(tmp_path):
+    from edgeval.errors import ModelError
+    from edgeval.runtimes.torch import load_hf_model
+
+    with pytest.raises(ModelError, match="no such file"):
+        load_hf_model(tmp_path / "missing")
+    with pytest.raises(ModelError, match="no config.json"):
+        load_hf_model(tmp_path)

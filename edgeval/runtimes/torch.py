@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..artifacts import Artifact
+from ..artifacts import Artifact, detect_format
 from ..errors import MeasurementError, ModelError, TokenizerError, require
 from ._util import one_line
 from .base import BaseRuntime, pad_left, position_ids
@@ -43,6 +43,9 @@ def load_hf_model(path: str | Path) -> Any:
     torch = require("torch", "torch", "running Hugging Face or GGUF models")
     transformers = require("transformers", "torch", "running Hugging Face or GGUF models")
     path = Path(path)
+    fmt = detect_format(path)  # missing path, directory without config.json, bad magic: one line, exit 3
+    if fmt not in ("hf", "gguf"):
+        raise ModelError(f"a {fmt} file is not a Hugging Face directory or .gguf file", path=path)
     source, extra = pretrained_source(path)
     safe = {} if extra else {"use_safetensors": True}  # never unpickle .bin weights
     try:
