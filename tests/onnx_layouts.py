@@ -4,7 +4,8 @@
 inputs ``input_ids, attention_mask, position_ids, past_key_values.N.key/value`` (past length symbolic), outputs
 ``logits, present.N.key/value``. The graph uses the given ``position_ids`` (not a cumsum of the mask), so a runtime
 that feeds wrong positions gets wrong logits (on GPT-2, whose positions are absolute: Llama's rotary attention
-is blind to a constant position offset), and concatenates each past tensor in front of the new keys/values.
+is blind to a constant position offset), and attends to the past it is given (a real KV cache: edgeval's
+prefix sharing runs on it). It is written independently of edgeval's own ``--kv-cache`` exporter.
 """
 from __future__ import annotations
 
@@ -20,13 +21,16 @@ class _OptimumLike(torch.nn.Module):
         self.train(False)
 
     def forward(self, input_ids, attention_mask, position_ids, *past):
-        out = self.model(input_ids=input_ids.long(), attention_mask=attention_mask, position_ids=position_ids,
-                         use_cache=True)
-        cache = out.past_key_values
-        present = []
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
         for i in range(self.layers):
-            present.append(torch.cat([past[2 * i], cache.layers[i].keys], dim=2))
-            present.append(torch.cat([past[2 * i + 1], cache.layers[i].values], dim=2))
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        out = self.model(input_ids=input_ids.long(), attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=cache, use_cache=True)
+        present = []
+        for layer in out.past_key_values.layers:
+            present += [layer.keys, layer.values]
         return (out.logits, *present)
 
 
@@ -40,9 +44,9 @@ def export_optimum_layout(model_dir: Path, out_path: Path, ids_dtype: torch.dtyp
     heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
     head_dim = cfg.hidden_size // cfg.num_attention_heads
     ids = torch.arange(1, 17, dtype=ids_dtype).reshape(2, 8)
-    mask = torch.ones((2, 8), dtype=torch.int64)
-    positions = torch.arange(8).expand(2, 8)
-    past = [torch.zeros((2, heads, 0, head_dim)) for _ in range(2 * layers)]
+    mask = torch.ones((2, 11), dtype=torch.int64)  # 3 past + 8 new tokens: a non-empty past is what gets traced
+    positions = torch.arange(3, 11).expand(2, 8)
+    past = [torch.randn((2, heads, 3, head_dim)) for _ in range(2 * layers)]
     kv = [f"past_key_values.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
     present = [f"present.{i}.{kind}" for i in range(layers) for kind in ("key", "value")]
     axes = {"input_ids": {0: "batch_size", 1: "sequence_length"},

@@ -363,22 +363,82 @@ def test_next_token_output_matches_full_logits_and_is_used(tiny_llama_dir, tiny_
         np.testing.assert_allclose(fast, slow, atol=1e-5)
 
 
-@pytest.mark.parametrize("groups", [
-    [[[20, 21], [22], [23, 24, 25]], [[30], [31, 32]], [[40, 41, 42, 43]]],   # uneven: cache rows selected
-    [[[20, 21], [22]], [[30], [31, 32, 33]], [[40], [41]]],                  # even: cache repeated
-])
-def test_torch_kv_prefix_sharing_equals_full_sequences(tiny_gpt2_dir, groups):
-    """The KV-cached path (prefix once, suffixes after it) gives the logits of the full sequences."""
-    from edgeval.runtimes import load_runtime
-    from edgeval.runtimes.base import BaseRuntime
+def prompt_tree(seed: int = 0) -> list[list[int]]:
+    """Prompts shaped like BBQ's: a shared head, contexts (one extending another), questions, 3 endings each."""
+    rng = np.random.default_rng(seed)
+    head, out = [int(t) for t in rng.integers(3, 999, 5)], []
+    for _ in range(2):
+        ambig = head + [int(t) for t in rng.integers(3, 999, 4)]
+        for context in (ambig, ambig + [int(t) for t in rng.integers(3, 999, 3)]):
+            for q in range(2):
+                question = context + [int(t) for t in rng.integers(3, 999, 2 + q)]
+                out += [question + [int(t) for t in rng.integers(3, 999, 1 + k)] for k in range(3)]
+    return out + [head[:3], [7, 8]]
 
-    runtime = load_runtime(tiny_gpt2_dir)  # GPT-2: absolute positions, so a position slip would show
-    prefixes = [[5, 6, 7, 8, 9], [11, 12], [3]]
-    shared = runtime.next_token_logits_shared(prefixes, groups)
-    full = BaseRuntime.next_token_logits_shared(runtime, prefixes, groups)
-    for a, b, group in zip(shared, full, groups):
-        assert a.shape == (len(group), 1000)
-        np.testing.assert_allclose(a, b, atol=1e-5)
+
+def assert_prefix_sharing_exact(runtime) -> None:
+    """KV-cached scoring of the tree (tiny batches, so the cache is gathered across batches) == full prompts."""
+    sequences = prompt_tree()
+    assert runtime.kv_seq_axes() is not None
+    shared = runtime.next_token_logits_many(sequences, max_rows=3, window=20)
+    full = runtime.next_token_logits(sequences)
+    np.testing.assert_allclose(shared, full, atol=1e-5)
+    assert runtime.tokens_computed < 0.6 * runtime.tokens_requested
+
+
+@pytest.fixture(scope="session")
+def kv_exports(tiny_llama_dir, tiny_gpt2_dir, tmp_path_factory) -> dict[str, Path]:
+    from edgeval.converters.export import export_onnx
+
+    root = tmp_path_factory.mktemp("kv-exports")
+    return {d.name: export_onnx(d, root / d.name / "model.onnx", legacy=True, kv_cache=True, next_token_output=True)
+            for d in (tiny_llama_dir, tiny_gpt2_dir)}
+
+
+@pytest.mark.parametrize("which", ["tiny-llama", "tiny-gpt2"])
+def test_kv_cache_export_shares_prefixes_exactly(kv_exports, tiny_llama_dir, tiny_gpt2_dir, which):
+    """edgeval export --kv-cache: the with-past layout; prefix sharing equals full prompts, and a plain
+    forward pass (empty past) still matches torch."""
+    model_dir = {"tiny-llama": tiny_llama_dir, "tiny-gpt2": tiny_gpt2_dir}[which]
+    path = next(p for name, p in kv_exports.items() if name.startswith(which))
+    runtime = load_runtime(path)
+    facts = runtime.describe()
+    assert facts["kv_cache"] and "past_key_values.0.key" in facts["inputs"] and facts["next_token_output"]
+    assert_prefix_sharing_exact(runtime)
+    assert_matches_torch(path, model_dir)
+
+
+@pytest.mark.parametrize("which", ["llama", "gpt2"])
+def test_torch_runtime_shares_prefixes_exactly(tiny_llama_dir, tiny_gpt2_dir, which):
+    assert_prefix_sharing_exact(load_runtime(tiny_llama_dir if which == "llama" else tiny_gpt2_dir))
+
+
+def test_optimum_layout_cache_is_used(optimum_layout_onnx, optimum_layout_onnx_int32):
+    """A with-past model edgeval did not write (explicit positions; int32 ids) gets the same prefix sharing."""
+    for path in (optimum_layout_onnx, optimum_layout_onnx_int32):
+        assert_prefix_sharing_exact(load_runtime(path))
+
+
+def test_cache_needs_position_ids_and_present_outputs(optimum_layout_onnx):
+    """Without position_ids edgeval cannot know how the graph numbers tokens after a padded past; without a
+    present output per past input there is nothing to reuse. Both fall back to full prompts, same logits."""
+    runtime = load_runtime(optimum_layout_onnx)
+    outputs = [o.name for o in runtime.session.get_outputs()]
+    assert runtime._cache_layout(outputs) is not None
+    assert runtime._cache_layout([name for name in outputs if name != "present.1.value"]) is None
+    runtime.inputs = [spec for spec in runtime.inputs if spec.name != "position_ids"]
+    assert runtime._cache_layout(outputs) is None
+
+
+@pytest.mark.slow
+def test_kv_cache_export_dynamo(tiny_llama_dir, tmp_path):
+    from edgeval.converters.export import export_onnx
+
+    path = export_onnx(tiny_llama_dir, tmp_path / "model.onnx", kv_cache=True)
+    runtime = load_runtime(path)
+    assert runtime.describe()["kv_cache"] and runtime.next_name is None
+    assert_prefix_sharing_exact(runtime)
+    assert_matches_torch(path, tiny_llama_dir)
 
 
 def test_torch_loader_rejects_missing_and_foreign_paths(tmp_path):

@@ -7,6 +7,7 @@ Importing this module imports torch.
 """
 from __future__ import annotations
 
+import inspect
 import shutil
 import tempfile
 from pathlib import Path
@@ -63,11 +64,56 @@ class LogitsAndNextWrapper(LogitsWrapper):
         hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
                                        use_cache=False).last_hidden_state
         head = self.model.get_output_embeddings()
-        return self._cap(head(hidden)), self._cap(head(hidden[:, -1:, :]))
+        return _cap(self.model, head(hidden)), _cap(self.model, head(hidden[:, -1:, :]))
 
-    def _cap(self, logits: torch.Tensor) -> torch.Tensor:
-        cap = getattr(self.model.config, "final_logit_softcapping", None)  # Gemma 2 and kin
-        return logits if not cap else torch.tanh(logits / cap) * cap
+
+class CachedLogitsWrapper(torch.nn.Module):
+    """``(input_ids, attention_mask, position_ids, *past) -> (logits[, next_token_logits], *present)``: the
+    with-past layout optimum writes (``past_key_values.N.key/value`` in, ``present.N.key/value`` out, batch first,
+    ``(batch, kv_heads, seq, head_dim)``), so that ONNX Runtime can score prompts that share a prefix without
+    recomputing it. ``attention_mask`` covers past and new tokens; positions are given, not derived."""
+
+    def __init__(self, model: torch.nn.Module, next_token: bool = False):
+        super().__init__()
+        self.model, self.next_token = model, next_token
+        self.layers = model.config.get_text_config().num_hidden_layers
+        self.train(False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        from ..runtimes.torch import transformers_cache
+
+        cache = transformers_cache(self.model.config)
+        for layer in range(self.layers):
+            cache.update(past[2 * layer], past[2 * layer + 1], layer)
+        name = "cache" if "cache" in inspect.signature(self.model.base_model.forward).parameters else "past_key_values"
+        out = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                    use_cache=True, **{name: cache})
+        head = self.model.get_output_embeddings()
+        hidden = out.last_hidden_state
+        logits = (_cap(self.model, head(hidden)),) + ((_cap(self.model, head(hidden[:, -1:, :])),)
+                                                       if self.next_token else ())
+        present = tuple(t for layer in out.past_key_values.layers for t in (layer.keys, layer.values))
+        return logits + present
+
+    def sample(self, batch: int = 2, seq_len: int = 8, past_len: int = 3) -> tuple[torch.Tensor, ...]:
+        """A traceable sample with a non-empty past (row 0 with padding in the past)."""
+        config = self.model.config.get_text_config()
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        ids, new_mask = sample_batch(batch, seq_len)
+        new_mask[:] = 1
+        mask = torch.cat([torch.ones((batch, past_len), dtype=torch.int64), new_mask], dim=1)
+        mask[0, 0] = 0
+        positions = torch.clamp(torch.cumsum(mask, dim=-1) - 1, min=0)[:, -seq_len:]
+        generator = torch.Generator().manual_seed(0)
+        past = [torch.randn((batch, heads, past_len, head_dim), generator=generator) for _ in range(2 * self.layers)]
+        return (ids, mask, positions, *past)
+
+
+def _cap(model: torch.nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    cap = getattr(model.config, "final_logit_softcapping", None)  # Gemma 2 and kin
+    return logits if not cap else torch.tanh(logits / cap) * cap
 
 
 def sample_batch(batch: int, seq_len: int, dtype: torch.dtype = torch.int64) -> tuple[torch.Tensor, torch.Tensor]:

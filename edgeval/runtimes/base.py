@@ -10,7 +10,7 @@ positions whether or not it is padded. Backends that take ``position_ids`` are f
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -39,10 +39,10 @@ class Runtime(Protocol):
     def describe(self) -> dict:
         """Facts for the report: runtime name, version, threads, providers, shape buckets."""
 
-    def next_token_logits_shared(self, prefixes: Sequence[Sequence[int]],
-                                 suffixes: Sequence[Sequence[Sequence[int]]]) -> list[np.ndarray]:
-        """Next-token logits after ``prefix_i + s`` for each suffix s of group i (prefix computed once where the
-        runtime can cache it)."""
+    def next_token_logits_many(self, sequences: Sequence[Sequence[int]], *, max_rows: int = 32, window: int = 192,
+                               progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Logits ``(B, V)`` after each of many sequences; shared prefixes computed once where the runtime has a
+        KV cache."""
 
 
 def position_ids(attention_mask: np.ndarray) -> np.ndarray:
@@ -75,6 +75,9 @@ class BaseRuntime:
     name = "base"
     #: longest sequence the artifact accepts (static-shape TFLite buckets); None: any length
     max_seq_len: int | None = None
+    #: tokens asked for / actually run by next_token_logits_many (prefix sharing is the difference)
+    tokens_requested = 0
+    tokens_computed = 0
 
     def __init__(self, artifact: Artifact, tokenizer: Tokenizer):
         self.artifact = artifact
@@ -111,19 +114,59 @@ class BaseRuntime:
         width = ids.shape[1]
         return [logits[row, width - len(seq):, :] for row, seq in enumerate(sequences)]
 
-    def next_token_logits_shared(self, prefixes: Sequence[Sequence[int]],
-                                 suffixes: Sequence[Sequence[Sequence[int]]]) -> list[np.ndarray]:
-        """For each prefix i, logits ``(len(suffixes[i]), V)`` of the token after ``prefix_i + suffix``.
+    # -- many prompts with shared prefixes ------------------------------------------------------------------
+    def kv_seq_axes(self) -> list[int] | None:
+        """Per past key/value array, its sequence axis (batch is axis 0); None when the runtime cannot run with a
+        KV cache (then :meth:`next_token_logits_many` runs every prompt in full)."""
+        return None
 
-        This generic version concatenates and runs every sequence in full: a runtime without a KV cache recomputes
-        the shared prefix once per suffix. Runtimes that can cache it (torch) override this."""
-        flat = [list(p) + list(s) for p, group in zip(prefixes, suffixes) for s in group]
-        logits = self.next_token_logits(flat)
-        out, start = [], 0
-        for group in suffixes:
-            out.append(logits[start:start + len(group)])
-            start += len(group)
+    def _cached_step(self, input_ids: np.ndarray, attention_mask: np.ndarray, positions: np.ndarray,
+                     past: list[np.ndarray] | None, keep: bool) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        """One pass of left-padded ``input_ids`` (B, T) after ``past`` (None: empty), ``attention_mask`` covering
+        past and new tokens, ``positions`` (B, T). Returns the last position's logits (B, V) and, when ``keep``,
+        the present arrays (past followed by the new keys/values), in :meth:`kv_seq_axes` order."""
+        raise NotImplementedError
+
+    def next_token_logits_many(self, sequences: Sequence[Sequence[int]], *, max_rows: int = 32, window: int = 192,
+                               progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Logits ``(len(sequences), V)`` of the token after each sequence, shared prefixes computed once.
+
+        With a KV cache (:meth:`kv_seq_axes`) the sequences are sorted, cut into windows of ``window`` and each
+        window run as a radix tree (:mod:`edgeval.runtimes.prefix`); without one, every sequence runs in full,
+        sorted by length. ``max_rows`` bounds a batch; ``progress(n)`` is called as sequences are done.
+        ``self.tokens_requested`` / ``self.tokens_computed`` accumulate what was asked and what was run."""
+        from .prefix import tree_next_token_logits
+
+        if any(len(seq) == 0 for seq in sequences):
+            raise ValueError("a sequence has no tokens")
+        seq_axes = self.kv_seq_axes()
+        key = (lambda i: tuple(sequences[i])) if seq_axes is not None else (lambda i: len(sequences[i]))
+        order = sorted(range(len(sequences)), key=key)
+        out: np.ndarray | None = None
+        chunk = window if seq_axes is not None else max_rows
+        for start in range(0, len(order), chunk):
+            idx = order[start:start + chunk]
+            batch = [list(sequences[i]) for i in idx]
+            self.tokens_requested += sum(map(len, batch))
+            if seq_axes is None:
+                logits = self.next_token_logits(batch)
+                self.tokens_computed += sum(map(len, batch))
+            else:
+                logits, computed = tree_next_token_logits(batch, self._checked_step, seq_axes,
+                                                          self.tokenizer.pad_id, max_rows=max_rows)
+                self.tokens_computed += computed
+            if out is None:
+                out = np.empty((len(sequences), logits.shape[-1]), np.float32)
+            out[idx] = logits
+            if progress is not None:
+                progress(len(idx))
+        if out is None:
+            raise ValueError("empty batch")
         return out
+
+    def _checked_step(self, input_ids, attention_mask, positions, past, keep):
+        logits, present = self._cached_step(input_ids, attention_mask, positions, past, keep)
+        return self.check_finite(np.asarray(logits)), present
 
     def close(self) -> None:
         """Release the session / interpreter. The runtime is unusable afterwards."""

@@ -6,8 +6,14 @@ Input layouts understood (by name, then by type):
 - ``input_ids`` (int64 or int32, as the model declares) and usually ``attention_mask`` → ``logits``, the layout
   :func:`edgeval.converters.export.export_onnx` writes;
 - what exporters such as optimum add: ``position_ids`` (fed :func:`~edgeval.runtimes.base.position_ids`),
-  ``past_key_values.N.key/value`` (fed empty: past length 0; other dims from the model's metadata),
-  ``token_type_ids`` (zeros); ``present.*`` outputs are computed but ignored.
+  ``past_key_values.N.key/value`` (fed empty, past length 0, for a plain forward pass; other dims from the
+  model's metadata), ``token_type_ids`` (zeros).
+
+KV cache: a model with ``position_ids``, ``past_key_values.*`` inputs (batch first) and a ``present.*`` output for
+each of them (optimum's ``text-generation-with-past`` layout, and ``edgeval export --kv-cache``) is run with its
+cache by :meth:`~edgeval.runtimes.base.BaseRuntime.next_token_logits_many`: prompts that share a prefix compute it
+once (see :mod:`edgeval.runtimes.prefix`). Without ``position_ids`` the cache is not used: edgeval cannot know how
+such a graph numbers the tokens after a padded past.
 
 The output named ``logits`` is used, else the first output.
 """
@@ -89,7 +95,7 @@ def _past_shape(spec: _Input, batch: int, path: Path | None = None) -> tuple[int
 
 
 class OnnxRuntime(BaseRuntime):
-    """Runs a ``.onnx`` model on ONNX Runtime (CPU), one forward pass per batch, no KV cache."""
+    """Runs a ``.onnx`` model on ONNX Runtime (CPU); with a KV cache where the model's layout has one."""
 
     name = "onnxruntime"
 
@@ -103,6 +109,8 @@ class OnnxRuntime(BaseRuntime):
         self.logits_name = "logits" if "logits" in outputs else outputs[0]
         #: an output with the last position's logits only (edgeval's exports have it): next_token_logits uses it
         self.next_name = NEXT_OUTPUT if NEXT_OUTPUT in outputs else None
+        #: (past input, its present output, sequence axis) per cache tensor, when the model can run with a cache
+        self.cache = self._cache_layout(outputs)
         super().__init__(artifact, find_tokenizer(artifact.path, tokenizer_path))
 
     def _open(self, path: Path, threads: int | None) -> Any:
@@ -147,6 +155,49 @@ class OnnxRuntime(BaseRuntime):
             return "token_type"
         return None
 
+    def _cache_layout(self, outputs: list[str]) -> list[tuple[_Input, str, int]] | None:
+        """Pairs each past input with its present output; None unless every one has one, the batch axis is
+        first and the model takes position_ids."""
+        past = [spec for spec in self.inputs if self._role(spec) == "past"]
+        if not past or not any(self._role(spec) == "position" for spec in self.inputs):
+            return None
+        layout = []
+        for spec in past:
+            names = (spec.name.replace("past_key_values", "present", 1), spec.name.replace("past", "present", 1))
+            present = next((name for name in names if name in outputs), None)
+            probe = _past_shape(spec, batch=-7)
+            if present is None or probe[0] != -7:
+                return None
+            layout.append((spec, present, probe.index(0)))
+        return layout
+
+    def kv_seq_axes(self) -> list[int] | None:
+        return None if self.cache is None else [axis for _, _, axis in self.cache]
+
+    def _cached_step(self, input_ids, attention_mask, positions, past, keep):
+        batch = input_ids.shape[0]
+        values = {"mask": attention_mask, "position": positions, "token_type": np.zeros_like(input_ids)}
+        feeds = {self.ids.name: input_ids.astype(self.ids.dtype)}
+        for spec in self.inputs:
+            role = None if spec is self.ids else self._role(spec)
+            if role is not None and role != "past":
+                feeds[spec.name] = values[role].astype(spec.dtype)
+        for k, (spec, _, _) in enumerate(self.cache):
+            feeds[spec.name] = (np.zeros(_past_shape(spec, batch), dtype=spec.dtype) if past is None
+                                else past[k].astype(spec.dtype, copy=False))
+        names = [self.next_name or self.logits_name] + ([name for _, name, _ in self.cache] if keep else [])
+        try:
+            results = self.session.run(names, feeds)
+        except _ort_errors(self._ort) as exc:
+            raise MeasurementError(f"ONNX Runtime failed on a cached batch of shape {tuple(input_ids.shape)} "
+                                   f"after {attention_mask.shape[1] - input_ids.shape[1]} past tokens: "
+                                   f"{one_line(exc)}", path=self.artifact.path) from None
+        logits = np.asarray(results[0])
+        if logits.ndim != 3 or logits.shape[0] != batch:
+            raise MeasurementError(f"output '{names[0]}' has shape {logits.shape} for a batch of "
+                                   f"{tuple(input_ids.shape)}", path=self.artifact.path)
+        return logits[:, -1, :], (results[1:] if keep else None)
+
     def _feeds(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
         """The input dict for one batch, every tensor in the dtype the model declares."""
         batch = input_ids.shape[0]
@@ -184,7 +235,7 @@ class OnnxRuntime(BaseRuntime):
     def describe(self) -> dict:
         return {"runtime": self.name, "version": self._ort.__version__, "threads": self.threads,
                 "providers": self.session.get_providers(), "inputs": [i.name for i in self.inputs],
-                "output": self.logits_name, "next_token_output": self.next_name}
+                "output": self.logits_name, "next_token_output": self.next_name, "kv_cache": self.cache is not None}
 
     def close(self) -> None:
         self.session = None

@@ -89,21 +89,11 @@ def load_hf_tokenizer(path: str | Path, explicit: str | Path | None = None) -> T
     return TransformersTokenizer(auto_tokenizer(path, explicit), source=str(explicit if explicit is not None else path))
 
 
-def _pad_right(sequences: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    width = max(len(s) for s in sequences)
-    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(sequences), width), dtype=np.int64)
-    for row, seq in enumerate(sequences):
-        ids[row, :len(seq)] = seq
-        mask[row, :len(seq)] = 1
-    return ids, mask
+def transformers_cache(config: Any) -> Any:
+    """An empty DynamicCache for a model of ``config``."""
+    from transformers import DynamicCache
 
-
-def _select(cache: Any, counts: list[int]) -> None:
-    """Repeat row i of a KV cache counts[i] times (uneven groups), in place."""
-    import torch
-
-    cache.batch_select_indices(torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts)))
+    return DynamicCache(config=config)
 
 
 class TorchRuntime(BaseRuntime):
@@ -119,7 +109,10 @@ class TorchRuntime(BaseRuntime):
         tokenizer = load_hf_tokenizer(artifact.path, tokenizer_path)
         super().__init__(artifact, tokenizer)
         self.model = load_hf_model(artifact.path)
-        self._keeps_last = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        parameters = inspect.signature(self.model.forward).parameters
+        self._keeps_last = "logits_to_keep" in parameters
+        self._cache_arg = "cache" if "cache" in parameters else "past_key_values"  # renamed in transformers 5.2x
+        self._layers = self.model.config.get_text_config().num_hidden_layers
 
     def _run(self, input_ids: np.ndarray, attention_mask: np.ndarray, **extra: Any) -> np.ndarray:
         """Logits from one forward pass (no KV cache), positions that ignore left padding."""
@@ -142,36 +135,33 @@ class TorchRuntime(BaseRuntime):
             raise MeasurementError("model produced NaN or infinite logits", path=self.artifact.path)
         return logits.astype(np.float32, copy=False)
 
-    def next_token_logits_shared(self, prefixes: Sequence[Sequence[int]],
-                                 suffixes: Sequence[Sequence[Sequence[int]]]) -> list[np.ndarray]:
-        """KV-cached prefixes: one pass over the left-padded prefixes, the cache repeated once per suffix, then
-        one pass over the right-padded suffixes; the logits are read at each suffix's last real token."""
+    def kv_seq_axes(self) -> list[int]:
+        """Keys and values of every layer, ``(batch, heads, seq, head_dim)``: transformers' cache layout."""
+        return [2] * (2 * self._layers)
+
+    def _cached_step(self, input_ids, attention_mask, positions, past, keep):
+        """One pass after ``past`` (rebuilt as a DynamicCache); logits at the last position only."""
         torch = self._torch
-        counts = [len(group) for group in suffixes]
-        ids, mask = pad_left(prefixes, self.tokenizer.pad_id)
-        flat = [list(s) for group in suffixes for s in group]
-        tail, tail_mask = _pad_right(flat, self.tokenizer.pad_id)
+        cache = transformers_cache(self.model.config)
+        if past is not None:
+            for layer in range(self._layers):
+                cache.update(torch.from_numpy(past[2 * layer]), torch.from_numpy(past[2 * layer + 1]), layer)
+        extra = {"logits_to_keep": 1} if self._keeps_last else {}
         with torch.inference_mode():
-            cache = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                               position_ids=torch.from_numpy(position_ids(mask)), use_cache=True).past_key_values
-            if len(set(counts)) == 1:
-                cache.batch_repeat_interleave(counts[0])
-            else:
-                _select(cache, counts)
-            full_mask = np.concatenate([np.repeat(mask, counts, axis=0), tail_mask], axis=1)
-            start = np.repeat(mask.sum(axis=1), counts)[:, None]
-            logits = self.model(input_ids=torch.from_numpy(tail), attention_mask=torch.from_numpy(full_mask),
-                                position_ids=torch.from_numpy(start + np.arange(tail.shape[1])),
-                                past_key_values=cache, use_cache=True).logits
-        last = torch.from_numpy(tail_mask.sum(axis=1) - 1)
-        picked = self.check_finite(logits[torch.arange(len(flat)), last].float().numpy())
-        return list(np.split(picked, np.cumsum(counts)[:-1]))
+            out = self.model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask),
+                             position_ids=torch.from_numpy(positions), use_cache=True,
+                             **{self._cache_arg: cache}, **extra)
+        logits = out.logits[:, -1, :].float().numpy()
+        if not keep:
+            return logits, None
+        layers = out.past_key_values.layers
+        return logits, [t.numpy() for layer in layers for t in (layer.keys, layer.values)]
 
     def describe(self) -> dict:
         transformers = require("transformers", "torch", "describing the torch runtime")
         return {"runtime": self.name, "version": self._torch.__version__, "transformers": transformers.__version__,
                 "threads": self.threads, "providers": ["cpu"], "dtype": "float32", "attention": "eager",
-                "architecture": type(self.model).__name__}
+                "architecture": type(self.model).__name__, "kv_cache": True}
 
     def close(self) -> None:
         self.model = None
