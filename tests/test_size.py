@@ -309,3 +309,27 @@ def test_tflite_buffer_stored_at_an_offset_outside_the_flatbuffer(tmp_path):
     (tmp_path / "big.tflite").write_bytes(head + b"\0" * (offset - len(head)) + data[:32])  # truncated
     with pytest.raises(ModelError, match="past the end of the file"):
         tensor_stats("tflite", tmp_path / "big.tflite")
+
+
+def test_baseline_is_measured_once_per_process_while_unchanged(tmp_path, monkeypatch):
+    """A baseline checked against several candidates is compressed once; a changed file is measured again."""
+    import os
+
+    from edgeval.validators import size
+
+    dense = weights()
+    base = save_onnx(dense, tmp_path / "dense.onnx")
+    first = save_onnx(magnitude_prune(dense), tmp_path / "a.onnx")
+    second = save_onnx(magnitude_prune(dense, 0.25), tmp_path / "b.onnx")
+    calls = []
+    real = size.compressed_bytes
+    monkeypatch.setattr(size, "compressed_bytes", lambda files, level=1: calls.append(list(files)) or real(files, level))
+    _, r1 = size_of(first, base)
+    _, r2 = size_of(second, base)
+    assert [Path(c[0]).name for c in calls] == ["a.onnx", "dense.onnx", "b.onnx"]
+    assert r1["baseline_compressed_bytes"] == r2["baseline_compressed_bytes"] == real([base])
+    save_onnx(weights(seed=1), base)  # same size, new content and mtime
+    os.utime(base, ns=(1, 1))
+    _, r3 = size_of(second, base)
+    assert [Path(c[0]).name for c in calls][3:] == ["b.onnx", "dense.onnx"]
+    assert r3["baseline_compressed_bytes"] == real([base])

@@ -52,7 +52,7 @@ class SizeValidator:
         level = int(settings.get("compress_level", 1))
         results = measure(ctx.candidate, level, ctx.progress)
         if ctx.baseline is not None:
-            base = measure(ctx.baseline, level, ctx.progress)
+            base = measure_cached(ctx.baseline, level, ctx.progress)
             results.update({f"baseline_{key}": base[key] for key in COMPARED})
             results.update(deltas(results))
         results["summary"] = summary_sentence(results)
@@ -69,6 +69,27 @@ def measure(artifact: Artifact, level: int, progress: Callable[[str], None] = la
                            "compressed_bytes": compressed_bytes(files, level), "compress_level": level}
     out.update(tensor_summary(tensor_stats(artifact.format, artifact.path), total))
     return out
+
+
+_MEASURED: dict[tuple, dict[str, Any]] = {}
+
+
+def measure_cached(artifact: Artifact, level: int, progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    """:func:`measure`, remembered in this process while the artifact's files keep their paths, sizes and
+    modification times: one baseline checked against several candidates (``edgeval demo``, a sweep through the
+    API) is compressed once."""
+    try:
+        key = (artifact.format, level, tuple((str(Path(f).resolve()), Path(f).stat().st_size,
+                                              Path(f).stat().st_mtime_ns) for f in artifact.files))
+    except OSError:
+        return measure(artifact, level, progress)  # measure() reports the unreadable file
+    if key not in _MEASURED:
+        if len(_MEASURED) >= 8:
+            _MEASURED.pop(next(iter(_MEASURED)))
+        _MEASURED[key] = measure(artifact, level, progress)
+    else:
+        progress(f"size: {artifact.path.name}: unchanged since it was measured in this process")
+    return dict(_MEASURED[key])
 
 
 def file_bytes(files: Iterable[Path]) -> int:
