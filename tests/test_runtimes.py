@@ -408,6 +408,27 @@ def test_kv_cache_export_shares_prefixes_exactly(kv_exports, tiny_llama_dir, tin
     assert_matches_torch(path, model_dir)
 
 
+def test_parity_checks_the_cached_path(kv_exports, tiny_llama_dir):
+    """`edgeval export --kv-cache` parity: the KV-cached path is compared too, and a broken cache fails it."""
+    from edgeval.validators.parity import parity_report
+
+    path = next(p for name, p in kv_exports.items() if name.startswith("tiny-llama"))
+    candidate, reference = load_runtime(path), load_runtime(tiny_llama_dir)
+    checks, results = parity_report(candidate, reference)
+    status = {c.id: c.status for c in checks}
+    assert status["parity.cached_logit_diff"] == "pass" and results["max_abs_cached_logit_diff"] < 1e-4
+    step = candidate._cached_step
+
+    def stale_cache(ids, mask, positions, past, keep):  # e.g. a graph that ignores its past
+        logits, present = step(ids, mask, positions, past, keep)
+        return (logits if past is None else logits + 0.5), present
+
+    candidate._cached_step = stale_cache
+    checks, results = parity_report(candidate, reference)
+    status = {c.id: c.status for c in checks}
+    assert status["parity.cached_logit_diff"] == "fail" and status["parity.max_abs_logit_diff"] == "pass"
+
+
 @pytest.mark.parametrize("which", ["llama", "gpt2"])
 def test_torch_runtime_shares_prefixes_exactly(tiny_llama_dir, tiny_gpt2_dir, which):
     assert_prefix_sharing_exact(load_runtime(tiny_llama_dir if which == "llama" else tiny_gpt2_dir))

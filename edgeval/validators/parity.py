@@ -11,6 +11,9 @@ cyclic option orders, 48 prompts. Measured:
 - ``letter_agreement``: share of prompts whose chosen answer letter (argmax of ``letter_logprobs``) is the same;
 - ``option_agreement``: share of items whose final option, letter log-probs summed over the orders as the BBQ
   validator does, is the same (gated by ``min_letter_agreement`` too);
+- ``max_abs_cached_logit_diff`` (candidates with a KV cache only): max |Δ next-token logit| when the candidate
+  computes shared prompt prefixes once (:meth:`~edgeval.runtimes.base.BaseRuntime.next_token_logits_many`, the
+  path BBQ scoring takes), gated like ``max_abs_logit_diff``;
 - ``tokenizer_agreement``: share of prompts the reference's tokenizer (and chat template) encodes to the same ids
   as the candidate's; it must be 1 (an export shipped with the wrong tokenizer files is not at parity).
 
@@ -237,7 +240,11 @@ def parity_checks(results: dict[str, Any], settings: dict[str, Any]) -> list[Che
     """One check per measurement; ``min_letter_agreement`` gates both letter and option agreement."""
     higher = {"direction": "higher_is_better"}
     letters = settings.get("min_letter_agreement")
-    return [
+    cached = [] if results.get("max_abs_cached_logit_diff") is None else [
+        threshold_check("parity.cached_logit_diff", NAME, "max |delta logit|, candidate with its KV cache "
+                        "(shared prefixes computed once)", results["max_abs_cached_logit_diff"],
+                        settings.get("max_abs_logit_diff"), direction="lower_is_better")]
+    return cached + [
         threshold_check("parity.max_abs_logit_diff", NAME, "max |delta logit|", results["max_abs_logit_diff"],
                         settings.get("max_abs_logit_diff"), direction="lower_is_better"),
         threshold_check("parity.top1_agreement", NAME, "next-token top-1 agreement", results["top1_agreement"],
@@ -266,7 +273,11 @@ def parity_report(candidate_runtime: Any, reference_runtime: Any, settings: dict
     if progress:
         progress(f"parity: {len(prompts.ids)} prompts ({len(prompts.items)} items x {N_ORDERS} orders)")
     cand_next, ref_next, diff = compare_logits(candidate_runtime, reference_runtime, prompts.ids)
-    results = {**_header(prompts, items is None), **diff,
+    cached = None
+    if getattr(candidate_runtime, "kv_seq_axes", lambda: None)() is not None:  # the path BBQ scoring takes
+        shared = candidate_runtime.next_token_logits_many(prompts.ids)
+        cached = float(np.abs(shared - ref_next).max())
+    results = {**_header(prompts, items is None), **diff, "max_abs_cached_logit_diff": cached,
                "top1_agreement": float((cand_next.argmax(1) == ref_next.argmax(1)).mean()),
                **letter_parity(cand_next, ref_next, letter_token_ids(candidate_runtime.tokenizer), prompts),
                "candidate": candidate_runtime.describe(), "reference": reference_runtime.describe()}
