@@ -135,7 +135,7 @@ StepFn = Callable[[np.ndarray, np.ndarray, np.ndarray, "list[np.ndarray] | None"
 
 def tree_next_token_logits(sequences: Sequence[Sequence[int]], step: StepFn,
                            seq_axes: Sequence[int], pad_id: int, *, max_rows: int = 32,
-                           max_tokens: int = 8192) -> tuple[np.ndarray, int]:
+                           max_tokens: int = 4096) -> tuple[np.ndarray, int]:
     """Logits ``(len(sequences), V)`` of the token after each sequence, via the radix tree and ``step``, and the
     number of tokens the tree ran.
 
