@@ -123,3 +123,17 @@ def test_early_stop_scores_in_looks(tiny_llama_pruned_onnx, tiny_llama_onnx, tmp
     assert doc["results"]["bbq"]["n_scored"] == early["items_scored"] == early["looks"][-1]["items"]
     assert early["level"] == pytest.approx(0.05 / 2)
     assert doc["policy"]["bbq"]["early_stop_looks"] == 2
+
+
+def test_prefix_sharing_changes_cost_not_answers(tiny_llama_dir, tiny_llama_onnx, tmp_path):
+    """torch (KV cache: shared prefixes run once) and a plain ONNX export (every prompt in full) give the same
+    BBQ answers; the report says which runtime shared prefixes and how many tokens each ran."""
+    (tmp_path / "t").mkdir()
+    (tmp_path / "o").mkdir()
+    code_t, hf = run(tmp_path / "t", "check", tiny_llama_dir, "--validators", "bbq")
+    code_o, onx = run(tmp_path / "o", "check", tiny_llama_onnx, "--validators", "bbq")
+    assert code_t == code_o == 0
+    assert hf["results"]["bbq"]["candidate"]["overall"] == onx["results"]["bbq"]["candidate"]["overall"]
+    shared, full = hf["results"]["bbq"]["compute"]["candidate"], onx["results"]["bbq"]["compute"]["candidate"]
+    assert shared["kv_cache"] and not full["kv_cache"]
+    assert shared["prompt_tokens"] == full["prompt_tokens"] == full["tokens_run"] > 2 * shared["tokens_run"] > 0

@@ -28,7 +28,8 @@ def simulate(rng, n, p_biased, p_ub, p_bu):
     return pair_set(n // 2, base, base ^ flip)
 
 
-@pytest.mark.parametrize("k, n", [(0, 20), (3, 20), (20, 20), (7, 150)])
+@pytest.mark.parametrize("k, n", [(0, 20), (3, 20), (20, 20), (7, 150), (1, 1200), (600, 1200), (1199, 1200),
+                                  (40, 45)])
 def test_clopper_pearson_matches_scipy(k, n):
     ci = binomtest(k, n).proportion_ci(confidence_level=0.9, method="exact")
     lo, hi = clopper_pearson(k, n, 0.05)

@@ -26,7 +26,8 @@ def dis(eid, pred, cat="Age"):
 
 
 # -- McNemar ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("b,c", [(0, 1), (0, 5), (1, 9), (3, 3), (7, 2), (10, 25), (40, 61), (120, 80)])
+@pytest.mark.parametrize("b,c", [(0, 1), (0, 5), (1, 9), (3, 3), (7, 2), (10, 25), (40, 61), (120, 80),
+                                 (0, 300), (600, 600), (450, 520), (1, 1500)])
 def test_mcnemar_matches_scipy_binomtest(b, c):
     from scipy.stats import binomtest
 

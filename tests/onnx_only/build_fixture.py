@@ -1,10 +1,13 @@
 """Build the fixture for the gate-only install check (runs in the full dev venv).
 
-Writes DIR/dense.onnx and DIR/pruned.onnx (a tiny random Llama and a 50 % magnitude-pruned copy, each with its
-tokenizer files beside it) and DIR/policy.yaml.
+Writes DIR/dense/model.onnx and DIR/pruned/model.onnx (a tiny random Llama and a 50 % magnitude-pruned copy, each
+with its tokenizer files beside it), DIR/pruned-kv/model.onnx (the pruned copy exported with a KV cache, so the
+torch-free venv runs the prefix-sharing BBQ path), DIR/bbq (the invented BBQ-format fixture under the loader's
+file names) and DIR/policy.yaml.
 """
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -42,6 +45,12 @@ def main(out: Path) -> None:
         for f in dense_dir.glob("chat_template*"):
             (Path(tmp) / "pruned" / f.name).write_bytes(f.read_bytes())
         export_onnx(Path(tmp) / "pruned", out / "pruned" / "model.onnx", legacy=True)
+        export_onnx(Path(tmp) / "pruned", out / "pruned-kv" / "model.onnx", legacy=True, kv_cache=True,
+                    next_token_output=True)
+    bbq = out / "bbq"
+    bbq.mkdir(exist_ok=True)
+    for path in (Path(__file__).resolve().parents[1] / "fixtures" / "bbq").glob("*.invented.jsonl"):
+        shutil.copyfile(path, bbq / path.name.replace(".invented.jsonl", ".jsonl"))
     (out / "policy.yaml").write_text("latency: {runs: 5, warmup: 1, seq_len: 16}\n"
                                      "perplexity: {window: 64, stride: 32, max_tokens: 256}\n")
     print(f"fixture written to {out}")

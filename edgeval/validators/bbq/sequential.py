@@ -23,19 +23,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
 from .compare import _ambig_pairs, pair_predictions
-from .stats import mcnemar_exact
+from .stats import clopper_pearson, mcnemar_exact
 from .types import Prediction
-
-
-def clopper_pearson(k: int, n: int, level: float) -> tuple[float, float]:
-    """Two one-sided exact bounds, each with error ``level``: (lower, upper) for a binomial proportion."""
-    from scipy.stats import beta
-
-    if n == 0:
-        return 0.0, 1.0
-    lower = 0.0 if k == 0 else float(beta.ppf(level, k, n - k + 1))
-    upper = 1.0 if k == n else float(beta.ppf(1 - level, k + 1, n - k))
-    return lower, upper
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ Notation for the paired 2x2 table of "answer is biased" (baseline rows, candidat
     base biased          a            b        b = biased -> unbiased
     base not             c            d        c = unbiased -> biased
 
-scipy is imported inside the functions that need it (it is the optional ``stats`` extra).
+The exact tests need only binomial tails, computed here with numpy and integer arithmetic: the gate runs in an
+``edgeval[onnx]``-only install, without scipy (the ``stats`` extra; the tests check these against scipy).
 """
 from __future__ import annotations
 
@@ -36,13 +37,60 @@ def mcnemar_exact(b: int, c: int, alternative: str = "two-sided") -> float:
     n = b + c
     if n == 0:
         return 1.0
-    from scipy.stats import binom
-
     if alternative == "greater":
-        return float(binom.sf(c - 1, n, 0.5))
+        return 1.0 - half_binom_cdf(c - 1, n) if c > 0 else 1.0
     if alternative == "less":
-        return float(binom.cdf(c, n, 0.5))
-    return float(min(1.0, 2.0 * binom.cdf(min(b, c), n, 0.5)))
+        return half_binom_cdf(c, n)
+    return min(1.0, 2.0 * half_binom_cdf(min(b, c), n))
+
+
+def half_binom_cdf(k: int, n: int) -> float:
+    """``P(X <= k)`` for X ~ Binomial(n, 1/2), exactly (integer sums, one correctly rounded division)."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    if 2 * k >= n:  # sum the shorter tail
+        return 1.0 - sum(math.comb(n, i) for i in range(k + 1, n + 1)) / 2 ** n
+    return sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+
+
+def _log_binom_pmf(n: int, p: float) -> np.ndarray:
+    """log P(X = i), i = 0..n, for X ~ Binomial(n, p), 0 < p < 1."""
+    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=np.float64)))])
+    i = np.arange(n + 1)
+    return log_fact[n] - log_fact[i] - log_fact[n - i] + i * math.log(p) + (n - i) * math.log1p(-p)
+
+
+def binom_tail(k: int, n: int, p: float, upper: bool) -> float:
+    """``P(X >= k)`` (``upper``) or ``P(X <= k)`` for X ~ Binomial(n, p), summed in log space."""
+    if p <= 0.0 or p >= 1.0:
+        x = 0 if p <= 0.0 else n
+        return float(x >= k) if upper else float(x <= k)
+    lp = _log_binom_pmf(n, p)
+    part = lp[max(k, 0):] if upper else lp[:max(k + 1, 0)]
+    if part.size == 0:
+        return 0.0
+    top = part.max()
+    return float(min(1.0, math.exp(top) * np.exp(part - top).sum()))
+
+
+def clopper_pearson(k: int, n: int, level: float) -> tuple[float, float]:
+    """Two one-sided exact bounds, each with error ``level``, for a binomial proportion k/n: the lower bound is
+    the p where ``P(X >= k) = level``, the upper the p where ``P(X <= k) = level`` (bisection to 1e-13)."""
+    if n == 0:
+        return 0.0, 1.0
+
+    def solve(f, target: float) -> float:  # f increasing in p from f(0) < target to f(1) > target
+        lo, hi = 0.0, 1.0
+        while hi - lo > 1e-13:
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if f(mid) < target else (lo, mid)
+        return (lo + hi) / 2
+
+    lower = 0.0 if k == 0 else solve(lambda p: binom_tail(k, n, p, upper=True), level)
+    upper = 1.0 if k == n else solve(lambda p: -binom_tail(k, n, p, upper=False), -level)
+    return lower, upper
 
 
 def holm(pvalues: Mapping[Hashable, float]) -> dict[Hashable, float]:

@@ -33,6 +33,8 @@ class BBQValidator:
         baseline_of = self._baseline_source(ctx, items, settings, header, results)
         items, cand, base = self._score(ctx, items, settings, baseline_of, results)
         results["n_scored"] = len(items)
+        results["compute"] = self._compute(ctx, base is not None and baseline_of is not None
+                                           and results.get("baseline_predictions", {}).get("source") != "saved")
         results["candidate"] = metrics.metrics_by_category(cand)
         results["candidate_predictions"] = self._save(ctx, "candidate", cand, header)
         comparison = None
@@ -85,6 +87,18 @@ class BBQValidator:
         if settings["mode"] == "loglik":
             return score_loglik(runtime, items, settings["batch_size"], emit)
         return score_letters(runtime, items, settings["orders"], settings["batch_size"], emit)
+
+    @staticmethod
+    def _compute(ctx: RunContext, with_baseline: bool) -> dict[str, Any]:
+        """Per scored role: whether its runtime shared prompt prefixes (KV cache) and the tokens asked / run."""
+        out = {}
+        for role in ("candidate", "baseline") if with_baseline else ("candidate",):
+            runtime = ctx.runtime(role)
+            seq_axes = getattr(runtime, "kv_seq_axes", lambda: None)()
+            out[role] = {"runtime": runtime.name, "kv_cache": seq_axes is not None,
+                         "prompt_tokens": int(getattr(runtime, "tokens_requested", 0)),
+                         "tokens_run": int(getattr(runtime, "tokens_computed", 0))}
+        return out
 
     def _baseline_source(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any],
                          header: dict[str, Any], results: dict[str, Any]):
