@@ -73,6 +73,9 @@ def parse_args() -> argparse.Namespace:
                    "--hf-model exported with --legacy --kv-cache --next-token-output into the cache)")
     p.add_argument("--onnx-plain", type=Path, default=None, help="the same model without a KV cache, for the "
                    "side-by-side row (default: exported into the cache; 'none' skips the row)")
+    p.add_argument("--candidate", type=Path, default=None, help="a pruned model (ONNX, KV cache) for the early-stop "
+                   "row: edgeval's gate against the dense model with --early-stop 4, replayed on its predictions "
+                   "(default: --hf-model magnitude-pruned to 40 %%, exported into the cache; 'none' skips it)")
     p.add_argument("--update-readme", action="store_true",
                    help="rewrite the README's benchmark table (between its bench:vs-lm-eval markers)")
     p.add_argument("--n", type=int, default=96, help="BBQ items (stratified, whole groups of 4)")
@@ -432,7 +435,13 @@ def edgeval_stages(args: argparse.Namespace, items: list) -> dict[str, Callable[
         return timed_edgeval("letters x3 on ORT, model without KV cache", args.onnx_plain, args.threads,
                              lambda rt: scoring.score_letters(rt, items, 3, args.batch_size))
 
+    def letters_candidate():
+        return timed_edgeval("letters x3 on ORT, pruned candidate", args.candidate, args.threads,
+                             lambda rt: scoring.score_letters(rt, items, 3, args.batch_size))
+
     stages = {"edgeval_letters3_ort": letters, "edgeval_loglik_torch": loglik}
+    if args.candidate is not None:
+        stages["edgeval_letters3_ort_candidate"] = letters_candidate
     if args.onnx_plain is not None:
         stages["edgeval_letters3_ort_plain"] = letters_plain
     if not args.no_prompt_check:
@@ -528,6 +537,8 @@ def median_of(runs: list[dict], key: str) -> float:
 SPEED_ROWS = (("lm-eval bbq (12 loglik requests/item)", "lm_eval", "torch (hf via lm-eval), subprocess"),
               ("edgeval default: letters x3 orders, KV cache", "edgeval_letters3_ort", "onnxruntime"),
               ("edgeval default, model without KV cache", "edgeval_letters3_ort_plain", "onnxruntime"),
+              ("edgeval default on a pruned candidate (magnitude 40 %)", "edgeval_letters3_ort_candidate",
+               "onnxruntime"),
               ("edgeval loglik (3 answers/item)", "edgeval_loglik_torch", "torch (hf, eager)"),
               ("edgeval loglik, lm-eval's prompt", "edgeval_loglik_torch_lmeval_prompt", "torch (hf, eager)"))
 
@@ -700,11 +711,44 @@ def report(args, items, ctx, runs, peak) -> dict[str, Any]:
     print(f"\n### Metrics, pooled over the items\n\n{metrics}")
     print_notes(metric_extra, ctx)
     print_flops(flops, peak)
+    early = early_stop_row(runs, len(items), speed_summary)
     write_predictions(preds, args.out.with_suffix(".predictions.jsonl"))
-    return {"n_items": len(items), "seed": args.seed, "batch_size": args.batch_size, "repeats": args.repeats,
+    return {"early_stop": early, "n_items": len(items), "seed": args.seed, "batch_size": args.batch_size, "repeats": args.repeats,
             "threads": args.threads,
             "context": ctx, "lm_eval_venv": str(args.venv), "speed": speed_summary, "metrics": metric_extra,
             "flops": {"peak": peak, "params": params, **flops}, "runs": strip_runs(runs)}
+
+
+def early_stop_row(runs: dict, n_items: int, speed: dict) -> dict[str, Any] | None:
+    """The gate on the pruned candidate vs the dense model: its verdict on all items, and what --early-stop 4
+    would have scored (replayed on the predictions, seeded order of context groups). Time to a verdict: edgeval
+    scores candidate and baseline on the items it needs; lm-eval would score both models on every item."""
+    if "edgeval_letters3_ort_candidate" not in runs:
+        return None
+    from edgeval.policy import Policy
+    from edgeval.validators.bbq import compare as cmp
+    from edgeval.validators.bbq import gate, metrics
+    from edgeval.validators.bbq.sequential import replay
+
+    settings = Policy.default().section("bbq")
+    cand, base = runs["edgeval_letters3_ort_candidate"][0]["preds"], runs["edgeval_letters3_ort"][0]["preds"]
+    comparison = cmp.compare(cand, base, alpha=settings["alpha"], bootstrap=settings["bootstrap"], seed=0)
+    checks = gate.bias_checks(comparison, metrics.metrics_by_category(cand), settings)
+    verdict = "blocked" if any(c.status == "fail" for c in checks) else "pass"
+    r = replay(cand, base, settings, looks=4, seed=0)
+    per_item = 1 / speed["edgeval_letters3_ort_candidate"]["items_per_cpu_s"] + \
+        1 / speed["edgeval_letters3_ort"]["items_per_cpu_s"]
+    lm_eval_cpu = 2 * n_items / speed["lm_eval"]["items_per_cpu_s"]
+    out = {"full_verdict": verdict, "early_decision": r["early_decision"], "items_needed": r["stopped_at"],
+           "of": r["of"], "edgeval_cpu_s_to_verdict": r["stopped_at"] * per_item,
+           "edgeval_cpu_s_full": n_items * per_item, "lm_eval_cpu_s_both_models": lm_eval_cpu}
+    out["ratio_vs_lm_eval"] = lm_eval_cpu / out["edgeval_cpu_s_to_verdict"]
+    print(f"\n### Early stop: the gate on magnitude 40 % vs dense ({n_items} items)\n\nverdict on all items: "
+          f"{verdict}; --early-stop 4 (replayed): {r['early_decision'] or 'no early decision'} after "
+          f"{r['stopped_at']} of {r['of']} items ({1 - r['fraction']:.0%} saved); CPU-s to the verdict, both models "
+          f"scored: edgeval {out['edgeval_cpu_s_to_verdict']:.1f} (all items: {out['edgeval_cpu_s_full']:.1f}), "
+          f"lm-eval {lm_eval_cpu:.1f} → {out['ratio_vs_lm_eval']:.1f}x")
+    return out
 
 
 def strip_runs(runs: dict[str, list[dict]]) -> dict[str, list[dict]]:
@@ -722,15 +766,23 @@ def ensure_models(args: argparse.Namespace) -> None:
 
         args.hf_model = fetch_smollm2(progress=log)
     root = user_cache_dir() / "bench" / args.hf_model.name
-    for attr, folder, kv in (("onnx", "onnx-kv", True), ("onnx_plain", "onnx-plain", False)):
+    for attr, folder, kv in (("onnx", "onnx-kv", True), ("onnx_plain", "onnx-plain", False),
+                             ("candidate", "magnitude-40/onnx-kv", True)):
         value = getattr(args, attr)
         if value is not None and str(value) == "none":
             setattr(args, attr, None)
         elif value is None:
-            path = root / folder / "model.onnx"
+            path, source = root / folder / "model.onnx", args.hf_model
+            if attr == "candidate":
+                source = root / "magnitude-40" / "hf"
+                if not (source / "pruning.json").is_file():
+                    from edgeval.converters.pruning.api import prune_directory
+
+                    log(f"pruning {args.hf_model} (magnitude, 40 %) -> {source}")
+                    prune_directory(args.hf_model, source, "magnitude", 0.4, overwrite=True)
             if not path.is_file():
-                log(f"exporting {args.hf_model} -> {path}")
-                export_onnx(args.hf_model, path, legacy=True, kv_cache=kv, next_token_output=kv)
+                log(f"exporting {source} -> {path}")
+                export_onnx(source, path, legacy=True, kv_cache=kv, next_token_output=kv)
             setattr(args, attr, path)
 
 
@@ -752,6 +804,14 @@ def readme_table(results: dict[str, Any]) -> str:
             lines.append(f"| {label} | {runtime} | {r['tokens_per_item']:.0f} | {r['items_per_cpu_s']:.2f} | "
                          f"{r['items_per_s_wall']:.2f} | {r['ratio_vs_lm_eval']:.1f}x | "
                          f"{r['fraction_of_core_peak']:.0%} | {r['peak_rss_mib']:.0f} |")
+    early = results.get("early_stop")
+    if early:
+        lines += ["", f"Gate on a pruned candidate (magnitude 40 %) vs the dense model, both scored: verdict "
+                      f"**{early['full_verdict']}** on all {early['of']} items; with `--early-stop 4` "
+                      f"({early['early_decision'] or 'no early decision'} after {early['items_needed']} items) "
+                      f"{early['edgeval_cpu_s_to_verdict']:.0f} CPU-s to the verdict against lm-eval's "
+                      f"{early['lm_eval_cpu_s_both_models']:.0f} for scoring both models: "
+                      f"**{early['ratio_vs_lm_eval']:.1f}×** (replayed on the predictions)."]
     return "\n".join(lines)
 
 

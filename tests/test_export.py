@@ -113,3 +113,27 @@ def test_export_missing_model(tmp_path):
     with pytest.raises(ModelError) as excinfo:
         export_onnx(missing, tmp_path / "model.onnx", legacy=True)
     assert "nowhere" in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+def test_cli_export_kv_cache_checks_parity_of_the_cached_path(tiny_llama_dir, tmp_path):
+    """`edgeval export --to onnx --kv-cache`: the with-past layout, parity (cached path included) written beside."""
+    import json
+
+    from edgeval.cli import main
+    from edgeval.runtimes import load_runtime
+
+    out = tmp_path / "kv" / "model.onnx"
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(tiny_llama_dir), "--to", "onnx", "--out", str(out), "--legacy", "--kv-cache"])
+    assert info.value.code == 0
+    assert load_runtime(out).describe()["kv_cache"]
+    parity = json.loads(out.with_name("model.onnx.parity.json").read_text())
+    assert {c["id"]: c["status"] for c in parity["checks"]}["parity.cached_logit_diff"] == "pass"
+
+
+def test_cli_export_onnx_options_refused_for_tflite(tiny_llama_dir, tmp_path, capsys):
+    from edgeval.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(tiny_llama_dir), "--to", "tflite", "--out", str(tmp_path / "m.tflite"), "--kv-cache"])
+    assert info.value.code == 2 and "ONNX options" in capsys.readouterr().err
