@@ -137,3 +137,13 @@ def test_prefix_sharing_changes_cost_not_answers(tiny_llama_dir, tiny_llama_onnx
     shared, full = hf["results"]["bbq"]["compute"]["candidate"], onx["results"]["bbq"]["compute"]["candidate"]
     assert shared["kv_cache"] and not full["kv_cache"]
     assert shared["prompt_tokens"] == full["prompt_tokens"] == full["tokens_run"] > 2 * shared["tokens_run"] > 0
+
+
+def test_plain_onnx_model_gets_a_hint_about_the_kv_cache_export(tiny_llama_onnx, tmp_path, capsys):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    with pytest.raises(SystemExit):
+        main(["check", str(tiny_llama_onnx), "--validators", "bbq", "--policy", str(policy), "--bbq-data",
+              str(FIXTURE), "--report", str(tmp_path / "r.json")])
+    out = capsys.readouterr()
+    assert (out.err + out.out).count("no KV-cache inputs") == 1
