@@ -821,9 +821,9 @@ def update_readme(table: str, path: Path = REPO / "README.md") -> None:
         raise SystemExit(f"{path}: no {README_START} ... {README_END} block to rewrite")
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(f"{head}{README_START}\n{table}\n{README_END}{tail}", encoding="utf-8")
-    tmp.replace(path)
+    from edgeval.report import atomic_write_text
+
+    atomic_write_text(path, f"{head}{README_START}\n{table}\n{README_END}{tail}")
     log(f"rewrote the benchmark table in {path}")
 
 

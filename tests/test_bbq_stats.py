@@ -38,6 +38,13 @@ def test_mcnemar_matches_scipy_binomtest(b, c):
     assert mcnemar_exact(b, c, "less") == pytest.approx(binomtest(c, n, 0.5, alternative="less").pvalue, rel=1e-9)
 
 
+def test_mcnemar_keeps_tiny_p_values():
+    """300 discordant pairs all one way: P = 2^-300, not 0 (no 1 - cdf cancellation)."""
+    assert mcnemar_exact(0, 300, "greater") == pytest.approx(2.0 ** -300, rel=1e-12, abs=0)
+    assert mcnemar_exact(0, 300) == pytest.approx(2.0 ** -299, rel=1e-12, abs=0)
+    assert mcnemar_exact(300, 0, "less") == pytest.approx(2.0 ** -300, rel=1e-12, abs=0)
+
+
 def test_mcnemar_by_hand():
     assert mcnemar_exact(0, 5, "greater") == pytest.approx(1 / 32)          # P(X >= 5 | n=5)
     assert mcnemar_exact(0, 5) == pytest.approx(2 / 32)

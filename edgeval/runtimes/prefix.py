@@ -79,8 +79,10 @@ def _batches(nodes: list[Node], max_rows: int, max_tokens: int, slack: float = 1
     """Nodes sorted by segment length, cut into batches of at most ``max_rows`` rows and ``max_tokens`` cells
     (rows × (past + segment)); a batch that already holds ``min_tokens`` real tokens is also cut before padding
     would exceed ``slack`` × its real tokens (a level mixes short and long segments)."""
+    widths = {id(n): 0 if n.parent is None else int(n.parent.mask.sum()) for n in nodes}  # the compacted past
+
     def width(node: Node) -> int:
-        return 0 if node.parent is None else int(node.parent.mask.sum())
+        return widths[id(node)]
 
     out: list[list[Node]] = []
     current: list[Node] = []

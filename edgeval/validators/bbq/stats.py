@@ -38,21 +38,17 @@ def mcnemar_exact(b: int, c: int, alternative: str = "two-sided") -> float:
     if n == 0:
         return 1.0
     if alternative == "greater":
-        return 1.0 - half_binom_cdf(c - 1, n) if c > 0 else 1.0
+        return half_binom_tail(c, n, upper=True)
     if alternative == "less":
-        return half_binom_cdf(c, n)
-    return min(1.0, 2.0 * half_binom_cdf(min(b, c), n))
+        return half_binom_tail(c, n, upper=False)
+    return min(1.0, 2.0 * half_binom_tail(min(b, c), n, upper=False))
 
 
-def half_binom_cdf(k: int, n: int) -> float:
-    """``P(X <= k)`` for X ~ Binomial(n, 1/2), exactly (integer sums, one correctly rounded division)."""
-    if k < 0:
-        return 0.0
-    if k >= n:
-        return 1.0
-    if 2 * k >= n:  # sum the shorter tail
-        return 1.0 - sum(math.comb(n, i) for i in range(k + 1, n + 1)) / 2 ** n
-    return sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+def half_binom_tail(k: int, n: int, upper: bool) -> float:
+    """``P(X >= k)`` (``upper``) or ``P(X <= k)`` for X ~ Binomial(n, 1/2), exactly: the tail itself is summed
+    in integers and divided once, so a p-value of 1e-90 is 1e-90, not 1 - (1 - 1e-90) = 0."""
+    terms = range(max(k, 0), n + 1) if upper else range(0, min(k, n) + 1)
+    return sum(math.comb(n, i) for i in terms) / 2 ** n
 
 
 def _log_binom_pmf(n: int, p: float) -> np.ndarray:
