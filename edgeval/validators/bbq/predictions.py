@@ -1,82 +1,276 @@
 """Per-item predictions sidecar: gzip JSON Lines, one header line then one prediction per line.
 
-The header records how the predictions were made (mode, orders, prompt version, model sha256, runtime); a
-baseline predictions file is accepted only when these match the candidate's run, so that two differently scored
-runs are never compared. Written atomically; the report references the file with its sha256.
+Format (``schemas/bbq-predictions.schema.json``, version 2): the header says who made the predictions (role,
+``model_sha256`` of the model artifact, its runtime, path, format and bytes), on what data (``sample_fingerprint``
+of the sampled keys and seed, ``data_fingerprint`` of the BBQ files read) and with which scoring settings (every
+key of the run's ``scoring`` dict: mode, orders, prompt version, ...). Written atomically; the report references
+the file with its sha256.
+
+A saved baseline (``--baseline-predictions``) is trusted only after :func:`read_predictions` (schema-checked
+header and records; one ``file:line: what`` error for the first bad one) and :func:`check_baseline` (role,
+model identity, data and every scoring setting equal the run's; every sampled item present with the same item
+facts). Each refusal is a :class:`~edgeval.errors.DataError` naming the file and the field (exit 3).
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
-import os
-import tempfile
-from dataclasses import asdict
+import zlib
+from dataclasses import asdict, fields
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from ...errors import DataError
-from .types import Prediction
+from .types import BBQItem, Key, Prediction
 
 FORMAT = "edgeval-bbq-predictions"
-FORMAT_VERSION = 1
-MUST_MATCH = ("mode", "orders", "prompt_version")
+FORMAT_VERSION = 2
+#: header keys that say who made the predictions; every other header key is a scoring setting
+IDENTITY_KEYS = ("format", "version", "role", "model_sha256", "model_path", "model_format", "model_bytes", "runtime")
+#: record fields that restate the data; a saved record must agree with the loaded item on each
+ITEM_FACTS = ("context_condition", "question_polarity", "label", "unknown_idx", "biased_idx")
+_ZERO_SHA = "0" * 64
+
+
+# -- writing ----------------------------------------------------------------------------------------------------
+def prediction_json(p: Prediction) -> str:
+    """One record line (no newline); the same text in a sidecar and in a checkpoint."""
+    return json.dumps(asdict(p), separators=(",", ":"), allow_nan=False)
+
+
+def sidecar_bytes(predictions: Iterable[Prediction], header: dict[str, Any]) -> bytes:
+    """The gzip bytes of a sidecar: deterministic (mtime 0, no file name), so equal inputs give equal files."""
+    head = {"format": FORMAT, "version": FORMAT_VERSION, **header}
+    _check(_validator("header"), head, "<header being written>")
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", fileobj=buf, mode="wb", mtime=0) as gz:
+        gz.write((json.dumps(head, allow_nan=False) + "\n").encode())
+        for p in predictions:
+            gz.write((prediction_json(p) + "\n").encode())
+    return buf.getvalue()
 
 
 def write_predictions(path: Path, predictions: Iterable[Prediction], header: dict[str, Any]) -> str:
     """Write the sidecar atomically; returns its sha256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
-            gz.write((json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **header}) + "\n").encode())
-            for p in predictions:
-                gz.write((json.dumps(asdict(p), separators=(",", ":")) + "\n").encode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    from ...report import atomic_write_bytes
+
+    data = sidecar_bytes(predictions, header)
+    atomic_write_bytes(Path(path), data)
+    return hashlib.sha256(data).hexdigest()
 
 
+def data_fingerprint(file_sha256: dict[str, str], metadata: Path | None = None) -> str:
+    """sha256 over the BBQ files read (name and sha256 of each, sorted) and the target_loc metadata file."""
+    digest = hashlib.sha256()
+    for name, sha in sorted(file_sha256.items()):
+        digest.update(f"{name}\t{sha}\n".encode())
+    if metadata is not None:
+        digest.update(f"metadata\t{hashlib.sha256(Path(metadata).read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+# -- reading ----------------------------------------------------------------------------------------------------
 def read_predictions(path: Path) -> tuple[dict[str, Any], list[Prediction]]:
-    """(header, predictions); a missing, corrupt or foreign file raises :class:`DataError` naming file:line."""
+    """(header, predictions) of a sidecar. A missing, torn, foreign or malformed file raises :class:`DataError`
+    with one line naming ``file:line`` and what is wrong; records are schema-checked and their keys unique."""
+    header, preds, _ = read_sidecar(path)
+    return header, preds
+
+
+def read_sidecar(path: Path) -> tuple[dict[str, Any], list[Prediction], str]:
+    """:func:`read_predictions` plus the sha256 of the very bytes that were read."""
+    path = Path(path)
+    lines, sha = _lines(path)
+    if not lines:
+        raise DataError("empty predictions file (no header line)", path=path)
+    header = parse_line(lines[0], f"{path}:1")
+    _check(_validator("header"), header, f"{path}:1", header_hint=True)
+    preds: list[Prediction] = []
+    seen: dict[Key, int] = {}
+    for n, line in enumerate(lines[1:], start=2):
+        where = f"{path}:{n}"
+        pred = record_from_json(parse_line(line, where), where)
+        if pred.key in seen:
+            raise DataError(f"{where}: duplicate record for {pred.key} (first on line {seen[pred.key]})")
+        seen[pred.key] = n
+        preds.append(pred)
+    return header, preds, sha
+
+
+def _lines(path: Path) -> tuple[list[str], str]:
     try:
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError("predictions file not found", path=path) from None
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise DataError(f"not a readable gzip predictions file: {exc}", path=path) from None
-    header = _parse(path, 1, lines[0] if lines else "")
-    if header.get("format") != FORMAT:
-        raise DataError(f"not an edgeval BBQ predictions file (format={header.get('format')!r})", path=path)
-    return header, [_prediction(path, n, line) for n, line in enumerate(lines[1:], start=2)]
-
-
-def _parse(path: Path, line_no: int, line: str) -> dict[str, Any]:
+    except OSError as exc:
+        raise DataError(f"cannot read the predictions file: {exc.strerror or exc}", path=path) from None
     try:
-        value = json.loads(line)
+        text = gzip.decompress(raw).decode("utf-8")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"not a complete gzip file (truncated or not gzip): {exc}", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text inside the gzip: {exc.reason} at byte {exc.start}", path=path) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines, hashlib.sha256(raw).hexdigest()
+
+
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def parse_line(line: str, where: str) -> dict[str, Any]:
+    """One JSON object per line: strict (no NaN/Infinity, no duplicate keys)."""
+    try:
+        value = json.loads(line, parse_constant=_no_constants, object_pairs_hook=_unique_keys)
     except ValueError as exc:
-        raise DataError(f"{path}:{line_no}: invalid JSON: {exc}") from None
+        raise DataError(f"{where}: invalid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise DataError(f"{path}:{line_no}: expected a JSON object")
+        raise DataError(f"{where}: expected a JSON object, got {type(value).__name__}")
     return value
 
 
-def _prediction(path: Path, line_no: int, line: str) -> Prediction:
-    raw = _parse(path, line_no, line)
-    try:
-        raw["scores"] = tuple(raw.get("scores", ()))
-        raw["order_letters"] = tuple(raw.get("order_letters", ()))
-        return Prediction(**raw)
-    except TypeError as exc:
-        raise DataError(f"{path}:{line_no}: not a prediction record: {exc}") from None
+def record_from_json(raw: dict[str, Any], where: str) -> Prediction:
+    """A schema-checked record as a :class:`Prediction` (lists back to tuples)."""
+    _check(_validator("record"), raw, where)
+    values = dict(raw)
+    values["scores"] = tuple(float(s) for s in raw["scores"])
+    values["order_letters"] = tuple(raw["order_letters"])
+    if raw["margin"] is not None:
+        values["margin"] = float(raw["margin"])
+    return Prediction(**values)
 
 
-def check_compatible(header: dict[str, Any], expected: dict[str, Any], path: Path) -> None:
-    """Raise DataError when a saved baseline was scored differently from the candidate run."""
-    for key in MUST_MATCH:
-        if header.get(key) != expected.get(key):
-            raise DataError(f"baseline predictions were made with {key}={header.get(key)!r}, this run uses "
-                            f"{expected.get(key)!r}; re-run the baseline with the same settings", path=path)
+@lru_cache(maxsize=None)
+def _validator(part: str):
+    """A jsonschema validator for the sidecar's ``header`` or ``record``."""
+    import jsonschema
+
+    from ...schemas import load_schema
+
+    schema = load_schema("bbq-predictions")
+    sub = {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{part}"}
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(sub)
+
+
+def _check(validator, value: dict[str, Any], where: str, header_hint: bool = False) -> None:
+    if header_hint and value.get("format") != FORMAT:
+        raise DataError(f"{where}: not an edgeval BBQ predictions file (format={value.get('format')!r})")
+    if header_hint and value.get("version") != FORMAT_VERSION:
+        raise DataError(f"{where}: predictions format version {value.get('version')!r}, this edgeval reads "
+                        f"version {FORMAT_VERSION}; re-run the baseline to write a new file")
+    error = next(iter(sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path)))), None)
+    if error is not None:
+        field = ".".join(str(p) for p in error.absolute_path) or "record"
+        if error.validator == "oneOf" and error.context:
+            message = f"{error.instance!r} is not valid here ({error.context[0].message})"
+        else:
+            message = error.message
+        raise DataError(f"{where}: {field}: {message}")
+
+
+def check_record_schema_matches_prediction() -> set[str]:
+    """Field names in the record schema that differ from :class:`Prediction`'s (empty when in step)."""
+    in_schema = set(_validator("record").schema["$defs"]["record"]["properties"])
+    return in_schema ^ {f.name for f in fields(Prediction)}
+
+
+# -- trusting a saved baseline ----------------------------------------------------------------------------------
+def check_baseline(path: Path, header: dict[str, Any], preds: Sequence[Prediction], *, scoring: dict[str, Any],
+                   items: Sequence[BBQItem], baseline_sha256: str | None, candidate_sha256: str) -> dict[Key, Prediction]:
+    """Refuse a saved baseline that is not this baseline's, on this data, scored this way; else key -> prediction."""
+    _check_identity(path, header, baseline_sha256, candidate_sha256)
+    _check_scoring(path, header, scoring)
+    return _check_items(path, header, preds, items)
+
+
+def _check_identity(path: Path, header: dict[str, Any], baseline_sha: str | None, candidate_sha: str) -> None:
+    if header["role"] != "baseline":
+        raise DataError(f"role is {header['role']!r}: these are a {header['role']}'s predictions, not a "
+                        "baseline's; give the .bbq-baseline.jsonl.gz sidecar of a run with --baseline", path=path)
+    model = header["model_sha256"]
+    if model == _ZERO_SHA:
+        raise DataError("model_sha256 is all zeros: the predictions are not tied to any model", path=path)
+    if baseline_sha is not None and model != baseline_sha:
+        raise DataError(f"model_sha256 {model[:12]}… is not the --baseline model's ({baseline_sha[:12]}…): "
+                        "these predictions were made by another model", path=path)
+    if model == candidate_sha and baseline_sha != candidate_sha:
+        raise DataError(f"model_sha256 {model[:12]}… is the candidate's own: a model cannot be its own baseline",
+                        path=path)
+
+
+def _check_scoring(path: Path, header: dict[str, Any], scoring: dict[str, Any]) -> None:
+    saved = {k: v for k, v in header.items() if k not in IDENTITY_KEYS}
+    for key in sorted(set(saved) | set(scoring)):
+        if key not in saved:
+            raise DataError(f"{key} is missing from the header (this run uses {key}={scoring[key]!r}); re-run "
+                            "the baseline with this edgeval", path=path)
+        if key not in scoring:
+            raise DataError(f"unknown header field {key}={saved[key]!r}: made by another edgeval version or "
+                            "edited", path=path)
+        if type(saved[key]) is not type(scoring[key]) or saved[key] != scoring[key]:
+            raise DataError(f"baseline predictions were made with {key}={saved[key]!r}, this run uses "
+                            f"{scoring[key]!r}; re-run the baseline with the same settings", path=path)
+
+
+def _check_items(path: Path, header: dict[str, Any], preds: Sequence[Prediction],
+                 items: Sequence[BBQItem]) -> dict[Key, Prediction]:
+    by_key = {p.key: p for p in preds}
+    wanted = {it.key for it in items}
+    missing = [it.key for it in items if it.key not in by_key]
+    if missing:
+        raise DataError(f"baseline predictions lack {len(missing)} of the {len(items)} sampled items (e.g. "
+                        f"{missing[0]}); were they made with the same data, limit and seed?", path=path)
+    extra = [p.key for p in preds if p.key not in wanted]
+    if extra:
+        raise DataError(f"{len(extra)} record(s) for items not in this run's sample (e.g. {extra[0]})", path=path)
+    n_orders = header["orders"] if header["mode"] == "letter" else 0
+    for line, item in _lines_of(preds, items):
+        pred = by_key[item.key]
+        where = f"{path}:{line}"
+        for name in ITEM_FACTS:
+            if getattr(pred, name) != getattr(item, name):
+                raise DataError(f"{where}: {name}={getattr(pred, name)!r} but the data says "
+                                f"{getattr(item, name)!r} for {item.key}")
+        if len(pred.scores) != 3 or len(pred.order_letters) != n_orders:
+            raise DataError(f"{where}: expected 3 scores and {n_orders} order letters ({header['mode']} mode, "
+                            f"orders={header['orders']}), got {len(pred.scores)} and {len(pred.order_letters)}")
+    return by_key
+
+
+def _lines_of(preds: Sequence[Prediction], items: Sequence[BBQItem]):
+    line_of = {p.key: n for n, p in enumerate(preds, start=2)}
+    return sorted((line_of[it.key], it) for it in items)
+
+
+def baseline_identity(header: dict[str, Any], path: Path, sha256: str) -> dict[str, Any]:
+    """What the report records about a saved baseline: the file (path, sha256) and the model it came from."""
+    return {"path": str(path), "sha256": sha256, "source": "saved", "role": header["role"],
+            "model_sha256": header["model_sha256"], "model_path": header.get("model_path"),
+            "model_format": header.get("model_format"), "model_bytes": header.get("model_bytes"),
+            "runtime": header["runtime"]}
+
+
+def baseline_artifact(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The report's ``baseline`` when no baseline model was given but saved BBQ predictions were: the model
+    named by the sidecar, marked with where that identity came from. None otherwise."""
+    saved = (results.get("bbq") or {}).get("baseline_predictions") or {}
+    if saved.get("source") != "saved":
+        return None
+    return {"path": saved.get("model_path") or f"(unknown: see {saved['path']})",
+            "format": saved.get("model_format"), "sha256": saved["model_sha256"], "bytes": saved.get("model_bytes"),
+            "source": f"bbq baseline predictions {saved['path']} (sha256 {saved['sha256']})"}
