@@ -175,7 +175,7 @@ def _check(validator, value: dict[str, Any], where: str, header_hint: bool = Fal
                         f"version {FORMAT_VERSION}; re-run the baseline to write a new file")
     error = next(iter(sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path)))), None)
     if error is not None:
-        field = ".".join(str(p) for p in error.absolute_path) or "record"
+        field = ".".join(str(p) for p in error.absolute_path) or ("header" if header_hint else "record")
         if error.validator == "oneOf" and error.context:
             message = f"{error.instance!r} is not valid here ({error.context[0].message})"
         else:
@@ -223,8 +223,14 @@ def _check_scoring(path: Path, header: dict[str, Any], scoring: dict[str, Any]) 
             raise DataError(f"unknown header field {key}={saved[key]!r}: made by another edgeval version or "
                             "edited", path=path)
         if type(saved[key]) is not type(scoring[key]) or saved[key] != scoring[key]:
-            raise DataError(f"baseline predictions were made with {key}={saved[key]!r}, this run uses "
-                            f"{scoring[key]!r}; re-run the baseline with the same settings", path=path)
+            raise DataError(f"baseline predictions were made with {key}={_short(saved[key])}, this run uses "
+                            f"{_short(scoring[key])}; re-run the baseline with the same settings", path=path)
+
+
+def _short(value: Any) -> str:
+    """repr, with a long digest cut to 12 characters."""
+    text = repr(value)
+    return text[:13] + "…'" if isinstance(value, str) and len(value) > 20 else text
 
 
 def _check_items(path: Path, header: dict[str, Any], preds: Sequence[Prediction],
