@@ -41,8 +41,10 @@ def checkpoint_dir() -> Path:
     return user_cache_dir().joinpath(*SUBDIR)
 
 
-def chunks(items: Sequence[BBQItem], groups_per_chunk: int = CHUNK_GROUPS) -> list[list[BBQItem]]:
-    """``items`` cut into consecutive runs of ``groups_per_chunk`` context groups (category, example_id // 4)."""
+def chunks(items: Sequence[BBQItem], groups_per_chunk: int | None = None) -> list[list[BBQItem]]:
+    """``items`` cut into consecutive runs of ``groups_per_chunk`` (default :data:`CHUNK_GROUPS`) context groups
+    (category, example_id // 4)."""
+    groups_per_chunk = groups_per_chunk or CHUNK_GROUPS
     out: list[list[BBQItem]] = []
     current: list[BBQItem] = []
     seen: set[tuple[str, int]] = set()

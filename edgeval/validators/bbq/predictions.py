@@ -44,7 +44,7 @@ def prediction_json(p: Prediction) -> str:
 def sidecar_bytes(predictions: Iterable[Prediction], header: dict[str, Any]) -> bytes:
     """The gzip bytes of a sidecar: deterministic (mtime 0, no file name), so equal inputs give equal files."""
     head = {"format": FORMAT, "version": FORMAT_VERSION, **header}
-    _check(_validator("header"), head, "<header being written>")
+    _check(_validator("header"), head, "<header being written>", header_hint=True)
     buf = io.BytesIO()
     with gzip.GzipFile(filename="", fileobj=buf, mode="wb", mtime=0) as gz:
         gz.write((json.dumps(head, allow_nan=False) + "\n").encode())
