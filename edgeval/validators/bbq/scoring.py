@@ -23,6 +23,7 @@ Prompts are sorted by token length and batched, so padding is small; results com
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable, Sequence
 
@@ -113,6 +114,20 @@ def _letter_prediction(item: BBQItem, orders, rows: list[np.ndarray]) -> Predict
         extra["tie"] = True
     return Prediction.for_item(item, pred, scores=tuple(float(s) for s in scores), margin=margin,
                                order_letters=tuple(int(np.argmax(r)) for r in rows), extra=extra)
+
+
+def apply_tie_rule(predictions: Sequence[Prediction]) -> list[Prediction]:
+    """Predictions with ``pred`` re-derived from their stored scores by :func:`decide_scores` (for predictions
+    saved before the tie rule existed; a no-op on predictions made with it)."""
+    out = []
+    for p in predictions:
+        if len(p.scores) != 3:
+            out.append(p)
+            continue
+        pred, margin = decide_scores(p.scores)
+        extra = {k: v for k, v in p.extra.items() if k != "tie"} | ({"tie": True} if pred is None else {})
+        out.append(dataclasses.replace(p, pred=pred, margin=margin, extra=extra))
+    return out
 
 
 def first_order_view(predictions: Sequence[Prediction]) -> list[Prediction]:
