@@ -97,6 +97,10 @@ def _other_biased(rs):
     rs[0]["biased_idx"] = next(i for i in range(3) if i != rs[0]["biased_idx"])
 
 
+def _swap_answer(rs):
+    rs[0]["pred"] = 0 if rs[0]["pred"] != 0 else 1
+
+
 def _flip_condition(rs):
     rs[0]["context_condition"] = {"ambig": "disambig", "disambig": "ambig"}[rs[0]["context_condition"]]
 
@@ -146,6 +150,8 @@ CASES = {
     "duplicate record": (_records(lambda rs: rs.append(dict(rs[0]))), "duplicate record"),
     "label differs": (_records(_other_label), "label="),
     "biased_idx differs": (_records(_other_biased), "biased_idx="),
+    "pred not from scores": (_records(_swap_answer), ":2: pred="),
+    "tie flag on an answer": (_records(lambda rs: rs[0]["extra"].__setitem__("tie", True)), ":2: pred="),
     "context differs": (_records(_flip_condition), ":2: context_condition="),
     "NaN score": (_raw(lambda ls: [ls[0], ls[1].replace('"scores":[', '"scores":[NaN,', 1), *ls[2:]]), ":2: invalid JSON"),
     "duplicate JSON key": (_raw(_dup_key), ":2: invalid JSON: duplicate key 'pred'"),

@@ -9,7 +9,8 @@ the file with its sha256.
 A saved baseline (``--baseline-predictions``) is trusted only after :func:`read_predictions` (schema-checked
 header and records; one ``file:line: what`` error for the first bad one) and :func:`check_baseline` (role,
 model identity, data and every scoring setting equal the run's; every sampled item present with the same item
-facts). Each refusal is a :class:`~edgeval.errors.DataError` naming the file and the field (exit 3).
+facts, and each answer follows from its scores by the tie rule). Each refusal is a
+:class:`~edgeval.errors.DataError` naming the file and the field (exit 3).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ...errors import DataError
+from .scoring import decide_scores
 from .types import BBQItem, Key, Prediction
 
 FORMAT = "edgeval-bbq-predictions"
@@ -255,6 +257,10 @@ def _check_items(path: Path, header: dict[str, Any], preds: Sequence[Prediction]
         if len(pred.scores) != 3 or len(pred.order_letters) != n_orders:
             raise DataError(f"{where}: expected 3 scores and {n_orders} order letters ({header['mode']} mode, "
                             f"orders={header['orders']}), got {len(pred.scores)} and {len(pred.order_letters)}")
+        answer, _ = decide_scores(pred.scores)
+        if pred.pred != answer or bool(pred.extra.get("tie")) != (answer is None):
+            raise DataError(f"{where}: pred={pred.pred!r} (tie={bool(pred.extra.get('tie'))}) does not follow from "
+                            f"its scores, which give {answer!r}")
     return by_key
 
 
