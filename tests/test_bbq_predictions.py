@@ -124,7 +124,9 @@ CASES = {
     "orders": (_header(_set("orders", 1)), "orders=1"),
     "orders as float": (_header(_set("orders", 3.0)), "orders"),
     "mode": (_header(_set("mode", "loglik")), "mode="),
-    "unknown scoring key": (_header(_set("tie_epsilon", 0.001)), "unknown header field tie_epsilon"),
+    "unknown scoring key": (_header(_set("future_knob", 0.001)), "unknown header field future_knob"),
+    "tie epsilon": (_header(_set("tie_epsilon", 0.001)), "tie_epsilon=0.001"),
+    "no tie epsilon": (_header(lambda h, c: h.pop("tie_epsilon")), "tie_epsilon is missing"),
     "nested header value": (_header(_set("note", {"a": 1})), "note"),
     "wrong format": (_header(_set("format", "something-else")), "not an edgeval BBQ predictions file"),
     "old version": (_header(_set("version", 1)), "format version 1"),
@@ -259,17 +261,17 @@ def test_sidecar_header_carries_identity_and_every_scoring_key(sidecars):
 
 
 def test_check_baseline_compares_every_scoring_key_generically(sidecars):
-    """A scoring key the lead adds later (e.g. a tie epsilon) is compared without a code change here."""
+    """A scoring key added later is compared without a code change here."""
     header, preds, _ = preds_mod.read_sidecar(sidecars["baseline"])
     scoring = {k: v for k, v in header.items() if k not in preds_mod.IDENTITY_KEYS}
     items = [_item_of(p) for p in preds]
     args = dict(items=items, baseline_sha256=None, candidate_sha256="f" * 64)
     assert len(preds_mod.check_baseline(Path("b.gz"), header, preds, scoring=scoring, **args)) == len(preds)
-    with pytest.raises(DataError, match="tie_epsilon is missing"):
-        preds_mod.check_baseline(Path("b.gz"), header, preds, scoring={**scoring, "tie_epsilon": 1e-9}, **args)
-    with pytest.raises(DataError, match="tie_epsilon=0.1"):
-        preds_mod.check_baseline(Path("b.gz"), {**header, "tie_epsilon": 0.1}, preds,
-                                 scoring={**scoring, "tie_epsilon": 1e-9}, **args)
+    with pytest.raises(DataError, match="future_knob is missing"):
+        preds_mod.check_baseline(Path("b.gz"), header, preds, scoring={**scoring, "future_knob": 1e-9}, **args)
+    with pytest.raises(DataError, match="future_knob=0.1"):
+        preds_mod.check_baseline(Path("b.gz"), {**header, "future_knob": 0.1}, preds,
+                                 scoring={**scoring, "future_knob": 1e-9}, **args)
 
 
 def _item_of(p: Prediction):

@@ -153,24 +153,6 @@ class BBQValidator:
                      f"{saved_header['runtime']})")
         return by_key
 
-    def _saved_baseline(self, path: Path, items: list[BBQItem], header: dict[str, Any],
-                        results: dict[str, Any]) -> dict[Any, Prediction]:
-        saved_header, preds = read_predictions(path)
-        check_compatible(saved_header, header, path)
-        by_key = {p.key: p for p in preds}
-        missing = [it.key for it in items if it.key not in by_key]
-        if missing:
-            raise DataError(f"baseline predictions lack {len(missing)} of the {len(items)} sampled items "
-                            f"(e.g. {missing[0]}); were they made with the same data, limit and seed?", path=path)
-        results["baseline_predictions"] = {"path": str(path), "source": "saved"}
-        return by_key
-
-    def _noise_floor(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any]) -> list[Prediction]:
-        """Re-score a few ambiguous items with the baseline: how often does it disagree with itself?"""
-        probe = [it for it in items if it.ambiguous][:NOISE_PROBE_ITEMS]
-        ctx.progress(f"bbq: re-scoring {len(probe)} baseline items for the noise floor")
-        return self._predict(ctx, "baseline", probe, settings)
-
     def _save(self, ctx: RunContext, role: str, preds: list[Prediction], header: dict[str, Any]) -> dict[str, Any]:
         report_path = ctx.options.get("report_path")
         if not report_path:
