@@ -42,7 +42,7 @@ def sidecars(tiny_llama_pruned_onnx, tiny_llama_onnx, tmp_path_factory) -> dict:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("EDGEVAL_CACHE_DIR", str(tmp / "cache"))
         code, doc, _ = run(tmp, "check", tiny_llama_pruned_onnx, "--baseline", tiny_llama_onnx)
-    assert code in (0, 1)
+    assert code in (0, 1, 5)
     bbq = doc["results"]["bbq"]
     return {"baseline": Path(bbq["baseline_predictions"]["path"]), "candidate": Path(bbq["candidate_predictions"]["path"]),
             "doc": doc}
@@ -212,6 +212,20 @@ def test_the_candidates_own_sidecar_cannot_pass_as_the_baseline(sidecars, tiny_l
     relabelled = _write(tmp_path / "relabelled.jsonl.gz", [json.dumps(header), *lines[1:]])
     _assert_refused(tmp_path, capsys, "candidate's own", relabelled,
                     "check", tiny_llama_pruned_onnx, "--baseline-predictions", relabelled)
+
+
+def test_a_dense_models_own_run_serves_as_baseline_only_with_that_model_named(tiny_llama_onnx, tiny_llama_pruned_onnx,
+                                                                              tmp_path, capsys):
+    """The demo's way: check the dense model alone, then use its (candidate-role) sidecar with --baseline dense."""
+    (tmp_path / "dense").mkdir()
+    code, dense, _ = run(tmp_path / "dense", "check", tiny_llama_onnx)
+    saved = Path(dense["results"]["bbq"]["candidate_predictions"]["path"])
+    assert code == 0 and _read(saved)[0]["role"] == "candidate"
+    code, doc, _ = run(tmp_path, "check", tiny_llama_pruned_onnx, "--baseline", tiny_llama_onnx,
+                       "--baseline-predictions", saved)
+    assert code in (0, 1, 5) and doc["results"]["bbq"]["baseline_predictions"]["model_sha256"] == dense["candidate"]["sha256"]
+    _assert_refused(tmp_path, capsys, "role is 'candidate'", saved,
+                    "check", tiny_llama_pruned_onnx, "--baseline-predictions", saved)
 
 
 def test_sidecar_of_another_model_than_the_baseline_given(sidecars, tiny_llama_pruned_onnx, tmp_path, capsys):

@@ -201,15 +201,19 @@ def check_baseline(path: Path, header: dict[str, Any], preds: Sequence[Predictio
 
 
 def _check_identity(path: Path, header: dict[str, Any], baseline_sha: str | None, candidate_sha: str) -> None:
-    if header["role"] != "baseline":
-        raise DataError(f"role is {header['role']!r}: these are a {header['role']}'s predictions, not a "
-                        "baseline's; give the .bbq-baseline.jsonl.gz sidecar of a run with --baseline", path=path)
+    """Role and model: a baseline's file, of a real model, the --baseline model's when one is given, never the
+    candidate's own. A candidate-role file is accepted only when --baseline names the model that made it (the
+    dense model checked on its own first, as the demo does): the model identity then vouches for it."""
     model = header["model_sha256"]
     if model == _ZERO_SHA:
         raise DataError("model_sha256 is all zeros: the predictions are not tied to any model", path=path)
     if baseline_sha is not None and model != baseline_sha:
         raise DataError(f"model_sha256 {model[:12]}… is not the --baseline model's ({baseline_sha[:12]}…): "
                         "these predictions were made by another model", path=path)
+    if header["role"] != "baseline" and baseline_sha is None:
+        raise DataError(f"role is {header['role']!r}: these are a {header['role']}'s predictions, not a "
+                        "baseline's; give the .bbq-baseline.jsonl.gz sidecar of a run with --baseline, or "
+                        "--baseline MODEL for the model that made them", path=path)
     if model == candidate_sha and baseline_sha != candidate_sha:
         raise DataError(f"model_sha256 {model[:12]}… is the candidate's own: a model cannot be its own baseline",
                         path=path)
