@@ -77,14 +77,14 @@ def build_models(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def score(onnx_path: Path, items, args) -> tuple[list, float]:
     """3-order predictions of one model, saved beside it (and reused on a re-run with the same sample)."""
     from edgeval.runtimes import load_runtime
-    from edgeval.validators.bbq.predictions import read_predictions, write_predictions
+    from edgeval.validators.bbq.predictions import read_cache, write_predictions
     from edgeval.validators.bbq.prompts import PROMPT_VERSION
     from edgeval.validators.bbq.sampling import sample_fingerprint
     from edgeval.validators.bbq.scoring import score_letters
 
     saved, fingerprint = onnx_path.with_name("bbq-predictions.jsonl.gz"), sample_fingerprint(items, 0)
     if saved.is_file():
-        header, preds = read_predictions(saved)
+        header, preds = read_cache(saved)
         if header.get("sample_fingerprint") == fingerprint and header.get("prompt_version") == PROMPT_VERSION:
             return preds, header["seconds"]
     runtime = load_runtime(onnx_path, threads=args.threads)
@@ -93,7 +93,7 @@ def score(onnx_path: Path, items, args) -> tuple[list, float]:
     elapsed = time.perf_counter() - started
     runtime.close()
     write_predictions(saved, preds, {"mode": "letter", "orders": 3, "prompt_version": PROMPT_VERSION,
-                                     "sample_fingerprint": fingerprint, "seconds": elapsed})
+                                     "sample_fingerprint": fingerprint, "seconds": elapsed}, check_header=False)
     return preds, elapsed
 
 

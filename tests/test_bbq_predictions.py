@@ -313,3 +313,17 @@ def test_writing_a_bad_header_is_a_bug_not_a_file(tmp_path):
                                     "runtime": "x", "mode": "letter", "orders": 3, "prompt_version": "v",
                                     "sample_fingerprint": "a" * 64, "data_fingerprint": "b" * 64})
     assert not (tmp_path / "x.jsonl.gz").exists()
+
+
+def test_a_benchmarks_own_cache_of_version_1_stays_readable_but_is_never_a_baseline(sidecars, tmp_path):
+    header, records, lines = _read(sidecars["baseline"])
+    v1 = {k: header[k] for k in ("format", "mode", "orders", "prompt_version", "sample_fingerprint")}
+    old = _write(tmp_path / "bbq-predictions.jsonl.gz", [json.dumps({**v1, "version": 1, "seconds": 1.5}), *lines[1:]])
+    cached_header, cached = preds_mod.read_cache(old)
+    assert cached_header["seconds"] == 1.5 and cached == preds_mod.read_predictions(sidecars["baseline"])[1]
+    with pytest.raises(DataError, match="format version 1"):
+        preds_mod.read_predictions(old)
+    preds_mod.write_predictions(tmp_path / "new.jsonl.gz", cached, {**v1, "seconds": 2.0}, check_header=False)
+    assert preds_mod.read_cache(tmp_path / "new.jsonl.gz")[1] == cached
+    with pytest.raises(DataError, match="header: 'role' is a required property"):
+        preds_mod.read_predictions(tmp_path / "new.jsonl.gz")

@@ -43,10 +43,11 @@ def prediction_json(p: Prediction) -> str:
     return json.dumps(asdict(p), separators=(",", ":"), allow_nan=False)
 
 
-def sidecar_bytes(predictions: Iterable[Prediction], header: dict[str, Any]) -> bytes:
+def sidecar_bytes(predictions: Iterable[Prediction], header: dict[str, Any], check_header: bool = True) -> bytes:
     """The gzip bytes of a sidecar: deterministic (mtime 0, no file name), so equal inputs give equal files."""
     head = {"format": FORMAT, "version": FORMAT_VERSION, **header}
-    _check(_validator("header"), head, "<header being written>", header_hint=True)
+    if check_header:
+        _check(_validator("header"), head, "<header being written>", header_hint=True)
     buf = io.BytesIO()
     with gzip.GzipFile(filename="", fileobj=buf, mode="wb", mtime=0) as gz:
         gz.write((json.dumps(head, allow_nan=False) + "\n").encode())
@@ -55,11 +56,13 @@ def sidecar_bytes(predictions: Iterable[Prediction], header: dict[str, Any]) -> 
     return buf.getvalue()
 
 
-def write_predictions(path: Path, predictions: Iterable[Prediction], header: dict[str, Any]) -> str:
-    """Write the sidecar atomically; returns its sha256."""
+def write_predictions(path: Path, predictions: Iterable[Prediction], header: dict[str, Any], *,
+                      check_header: bool = True) -> str:
+    """Write the sidecar atomically; returns its sha256. ``check_header=False`` only for a tool's own cache
+    (a benchmark's): a file without the identity fields is refused wherever the gate reads one."""
     from ...report import atomic_write_bytes
 
-    data = sidecar_bytes(predictions, header)
+    data = sidecar_bytes(predictions, header, check_header)
     atomic_write_bytes(Path(path), data)
     return hashlib.sha256(data).hexdigest()
 
@@ -100,6 +103,19 @@ def read_sidecar(path: Path) -> tuple[dict[str, Any], list[Prediction], str]:
         seen[pred.key] = n
         preds.append(pred)
     return header, preds, sha
+
+
+def read_cache(path: Path) -> tuple[dict[str, Any], list[Prediction]]:
+    """A tool's own cache of predictions (benchmarks): format versions 1 and 2, records schema-checked, the
+    header not (version 1 had no identity fields). Never for a file the gate trusts: that is
+    :func:`read_predictions` plus :func:`check_baseline`."""
+    path = Path(path)
+    lines, _ = _lines(path)
+    header = parse_line(lines[0], f"{path}:1") if lines else {}
+    if header.get("format") != FORMAT or header.get("version") not in (1, FORMAT_VERSION):
+        raise DataError(f"{path}:1: not an edgeval BBQ predictions file of version 1 or {FORMAT_VERSION}")
+    return header, [record_from_json(parse_line(line, f"{path}:{n}"), f"{path}:{n}")
+                    for n, line in enumerate(lines[1:], start=2)]
 
 
 def _lines(path: Path) -> tuple[list[str], str]:
