@@ -169,17 +169,20 @@ def comparable(doc: dict, root: Path) -> str:
     return json.dumps(doc, sort_keys=True).replace(str(root), "<dir>")
 
 
-def test_interrupted_check_resumes_to_the_same_sidecar_and_report(tiny_llama_dir, tmp_path, monkeypatch, capsys):
-    """In-process: the third chunk's scoring dies (as under kill -9 mid-chunk) after a torn write; the rerun
-    takes two chunks from the checkpoint and ends byte-identical to an uninterrupted run."""
+@pytest.mark.parametrize("early_stop", [False, True], ids=["plain", "early-stop looks with a baseline"])
+def test_interrupted_check_resumes_to_the_same_sidecar_and_report(early_stop, tiny_llama_dir, tiny_llama_onnx,
+                                                                  tmp_path, monkeypatch, capsys):
+    """In-process: the third scoring call dies (as under kill -9 mid-chunk) after a torn write; the rerun takes
+    the two finished chunks from the checkpoint and ends byte-identical to an uninterrupted run. With early stop
+    the calls are look 1's candidate chunks, then its baseline chunks: the one that dies is the baseline's."""
     from edgeval.validators.bbq.validator import BBQValidator
 
-    monkeypatch.setattr(ck, "CHUNK_GROUPS", 4)  # 14 groups: 4 chunks
+    monkeypatch.setattr(ck, "CHUNK_GROUPS", 4)  # 14 groups: chunks of 4 groups (a look of 7 groups: 4 + 3)
+    args = ("--baseline", tiny_llama_onnx, "--early-stop", "2") if early_stop else ()
     (tmp_path / "ref").mkdir()
     (tmp_path / "run").mkdir()
     monkeypatch.setenv("EDGEVAL_CACHE_DIR", str(tmp_path / "ref-cache"))
-    code, reference = _check(tmp_path / "ref", tiny_llama_dir, FIXTURE)
-    assert code == 0
+    code, reference = _check(tmp_path / "ref", tiny_llama_dir, FIXTURE, *args)
     monkeypatch.setenv("EDGEVAL_CACHE_DIR", str(tmp_path / "cache"))
     real = BBQValidator._score_items
     calls = []
@@ -187,26 +190,27 @@ def test_interrupted_check_resumes_to_the_same_sidecar_and_report(tiny_llama_dir
     def dies_on_third(self, ctx, role, items, settings):
         calls.append(len(items))
         if len(calls) == 3:
-            (book,) = ctx.options["_bbq_checkpoints"].values()
-            with open(book.path, "ab") as fh:
+            with open(ctx.options["_bbq_checkpoints"][role].path, "ab") as fh:
                 fh.write(b"deadbeef {\"chunk\": \"torn")  # a write cut short
             raise Killed
         return real(self, ctx, role, items, settings)
 
     monkeypatch.setattr(BBQValidator, "_score_items", dies_on_third)
     with pytest.raises(Killed):
-        _check(tmp_path / "run", tiny_llama_dir, FIXTURE)
+        _check(tmp_path / "run", tiny_llama_dir, FIXTURE, *args)
     monkeypatch.setattr(BBQValidator, "_score_items", real)
     capsys.readouterr()
-    code, resumed = _check(tmp_path / "run", tiny_llama_dir, FIXTURE)
+    code_again, resumed = _check(tmp_path / "run", tiny_llama_dir, FIXTURE, *args)
     err = capsys.readouterr().err
     done = sum(calls[:2])
-    assert code == 0 and f"bbq: resuming candidate from checkpoint: {done}/56 items already scored" in err
+    assert code_again == code and f"bbq: resuming candidate from checkpoint: {done}/{28 if early_stop else 56} " \
+        "items already scored" in err
     assert "dropped a torn or damaged tail" in err
     assert resumed["results"]["bbq"]["compute"]["candidate"]["items_from_checkpoint"] == done
     assert reference["results"]["bbq"]["compute"]["candidate"]["items_from_checkpoint"] == 0
-    sidecar = "r.bbq-candidate.jsonl.gz"
-    assert (tmp_path / "run" / sidecar).read_bytes() == (tmp_path / "ref" / sidecar).read_bytes()
+    for side in ("candidate", "baseline") if early_stop else ("candidate",):
+        sidecar = f"r.bbq-{side}.jsonl.gz"
+        assert (tmp_path / "run" / sidecar).read_bytes() == (tmp_path / "ref" / sidecar).read_bytes()
     assert comparable(resumed, tmp_path / "run") == comparable(reference, tmp_path / "ref")
     assert not list((tmp_path / "cache").rglob("*.ckpt"))  # a completed run removes its checkpoints
 
