@@ -43,7 +43,7 @@ def _csv(_ctx, _param, value: str | None) -> list[str] | None:
 @click.option("--baseline-predictions", type=click.Path(path_type=Path),
               help="Saved BBQ predictions of the baseline (instead of re-running it).")
 @click.option("--no-resume", "no_resume", is_flag=True, help="Score BBQ from scratch: discard the checkpoint a "
-              "killed run with the same model and settings left in the cache (docs/bbq.md: saved predictions and resume).")
+              "killed run with the same model and settings left in the cache (docs/bbq.md, resume).")
 @click.option("--bless-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write BLESSED (verdict pass) or NOT_BLESSED into this directory (TFX convention).")
 @click.option("--mlflow", is_flag=True, help="Log metrics, params and the report to MLflow (active run or "
@@ -53,7 +53,8 @@ def _csv(_ctx, _param, value: str | None) -> list[str] | None:
 def check_cmd(model: Path, baseline: Path | None, policy_path: Path | None, report_path: Path,
               tokenizer: Path | None, validators: list[str] | None, seed: int, threads: int | None,
               bbq_data: Path | None, bbq_limit: int | None, orders: str | None, bbq_mode: str | None,
-              early_stop: int | None, baseline_predictions: Path | None, no_resume: bool, bless_dir: Path | None, mlflow: bool, disabled: tuple[str, ...],
+              early_stop: int | None, baseline_predictions: Path | None, no_resume: bool, bless_dir: Path | None,
+              mlflow: bool, disabled: tuple[str, ...],
               quiet: bool) -> None:
     """Gate MODEL (.onnx, .tflite, HF directory or .gguf) against --baseline and write the JSON report."""
     if mlflow:

@@ -102,9 +102,11 @@ def tokenizer_fingerprint(source: str | None, model_path: Path) -> str | None:
     if source is None:
         return None
     path = Path(source)
+    if not path.exists():
+        return str(source)  # a hub id or the like: its name is all there is
     model_path = Path(model_path).resolve()
-    if not path.exists() or path.resolve() == model_path or (model_path.is_dir() and path.resolve().is_relative_to(model_path)):
-        return str(source) if not path.exists() else None
+    if path.resolve() == model_path or (model_path.is_dir() and path.resolve().is_relative_to(model_path)):
+        return None  # inside the model artifact: its sha256 covers them
     files = [path] if path.is_file() else sorted(path / n for n in TOKENIZER_FILES if (path / n).is_file())
     digest = hashlib.sha256()
     for file in files:

@@ -209,7 +209,8 @@ def check_record_schema_matches_prediction() -> set[str]:
 
 # -- trusting a saved baseline ----------------------------------------------------------------------------------
 def check_baseline(path: Path, header: dict[str, Any], preds: Sequence[Prediction], *, scoring: dict[str, Any],
-                   items: Sequence[BBQItem], baseline_sha256: str | None, candidate_sha256: str) -> dict[Key, Prediction]:
+                   items: Sequence[BBQItem], baseline_sha256: str | None,
+                   candidate_sha256: str) -> dict[Key, Prediction]:
     """Refuse a saved baseline that is not this baseline's, on this data, scored this way; else key -> prediction."""
     _check_identity(path, header, baseline_sha256, candidate_sha256)
     _check_scoring(path, header, scoring)
