@@ -75,10 +75,21 @@ def test_checkpoint_round_trips_predictions_exactly(cache):
     parts = _fill(book, 2)
     again = ck.Checkpoint.open(KEY, print)
     for part in parts:
-        assert again.get(ck.chunk_id(part), len(part)) == [_pred(it) for it in part]
-    assert again.get(ck.chunk_id(ck.chunks(ITEMS)[2]), 128) is None
+        assert again.get(part, ck.chunk_id(part)) == [_pred(it) for it in part]
+    assert again.get(ck.chunks(ITEMS)[2], ck.chunk_id(ck.chunks(ITEMS)[2])) is None
     assert ck.Checkpoint.open({**KEY, "model_sha256": "b" * 64}, print).done == {}  # other model: its own file
     assert len(list(cache.glob("*.ckpt"))) == 2
+
+
+def test_saved_predictions_of_other_items_are_never_taken_for_a_chunk(cache):
+    book = ck.Checkpoint.open(KEY, print)
+    first, second = ck.chunks(ITEMS)[:2]
+    book.append(ck.chunk_id(first), [_pred(it) for it in second])  # a record under the wrong chunk id
+    again = ck.Checkpoint.open(KEY, print)
+    assert again.get(first, ck.chunk_id(first)) is None
+    calls = []
+    out = ck.score_in_chunks(first, lambda c: calls.append(c) or [_pred(it) for it in c], again, "candidate", print)
+    assert calls == [first] and out == [_pred(it) for it in first]
 
 
 @pytest.mark.parametrize("damage", ["torn last line", "half a line", "bad checksum", "garbage tail"])
@@ -93,12 +104,12 @@ def test_a_torn_or_damaged_tail_is_dropped_and_the_file_stays_appendable(cache, 
     messages: list[str] = []
     again = ck.Checkpoint.open(KEY, messages.append)
     kept = 3 if damage == "garbage tail" else 2
-    assert [again.get(ck.chunk_id(p), len(p)) is not None for p in parts] == [True] * kept + [False] * (3 - kept)
+    assert [again.get(p, ck.chunk_id(p)) is not None for p in parts] == [True] * kept + [False] * (3 - kept)
     assert any("dropped a torn or damaged tail" in m for m in messages)
     assert book.path.read_bytes() == raw[: last if kept == 2 else len(raw)]  # truncated back to whole records
     again.append(ck.chunk_id(parts[2]), [_pred(it) for it in parts[2]])
     third = ck.Checkpoint.open(KEY, print)
-    assert all(third.get(ck.chunk_id(p), len(p)) is not None for p in parts)
+    assert all(third.get(p, ck.chunk_id(p)) is not None for p in parts)
 
 
 def test_a_checkpoint_of_another_key_or_a_broken_header_starts_afresh(cache):

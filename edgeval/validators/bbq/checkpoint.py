@@ -138,6 +138,7 @@ class Checkpoint:
         self.key = json.loads(json.dumps(key, sort_keys=True, default=str))  # as it reads back from the file
         self.done: dict[str, list[Prediction]] = {}
         self.items_resumed = 0
+        self.writable = True
 
     @classmethod
     def open(cls, key: dict[str, Any], emit: Callable[[str], None], resume: bool = True) -> "Checkpoint | None":
@@ -189,12 +190,18 @@ class Checkpoint:
 
         atomic_write_bytes(self.path, _line({"format": FORMAT, "version": VERSION, "key": self.key}))
 
-    def get(self, cid: str, n_items: int) -> list[Prediction] | None:
+    def get(self, chunk: Sequence[BBQItem], cid: str) -> list[Prediction] | None:
+        """The saved predictions of ``chunk`` (id ``cid``), when there are some for exactly its items."""
         preds = self.done.get(cid)
-        return preds if preds is not None and len(preds) == n_items else None
+        if preds is None or [p.key for p in preds] != [it.key for it in chunk]:
+            return None
+        return preds
 
     def append(self, cid: str, preds: Sequence[Prediction]) -> None:
         """Append one finished chunk in a single write (then fsync); a failure turns checkpoints off."""
+        self.done.setdefault(cid, list(preds))
+        if not self.writable:
+            return
         records = [json.loads(prediction_json(p)) for p in preds]
         data = _line({"chunk": cid, "predictions": records})
         try:
@@ -207,8 +214,8 @@ class Checkpoint:
             finally:
                 os.close(fd)
         except OSError as exc:
-            self.emit(f"bbq: warning: cannot append to checkpoint {self.path} ({exc.strerror or exc})")
-        self.done.setdefault(cid, list(preds))
+            self.writable = False
+            self.emit(f"bbq: warning: checkpoints off: cannot append to {self.path} ({exc.strerror or exc})")
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -218,7 +225,7 @@ def score_in_chunks(items: Sequence[BBQItem], score: Callable[[list[BBQItem]], l
                     book: Checkpoint | None, label: str, emit: Callable[[str], None]) -> list[Prediction]:
     """Predictions for ``items`` in their order: chunk by chunk, finished chunks taken from ``book``."""
     parts = [(chunk, chunk_id(chunk)) for chunk in chunks(items)]
-    hits = {cid for chunk, cid in parts if book is not None and book.get(cid, len(chunk)) is not None}
+    hits = {cid for chunk, cid in parts if book is not None and book.get(chunk, cid) is not None}
     resumed = sum(len(chunk) for chunk, cid in parts if cid in hits)
     if resumed:
         emit(f"bbq: resuming {label} from checkpoint: {resumed}/{len(items)} items already scored")
@@ -226,7 +233,7 @@ def score_in_chunks(items: Sequence[BBQItem], score: Callable[[list[BBQItem]], l
     out: list[Prediction] = []
     todo, started, last = len(items) - resumed, time.perf_counter(), time.perf_counter()
     for chunk, cid in parts:
-        preds = book.get(cid, len(chunk)) if cid in hits else None
+        preds = book.get(chunk, cid) if cid in hits else None
         if preds is None:
             preds = score(chunk)
             if book is not None:
