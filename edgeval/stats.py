@@ -42,16 +42,56 @@ def z_quantile(p: float) -> float:
 
 
 def t_from_z(z: float, df: int) -> float:
-    """The Student-t quantile with ``df`` degrees of freedom at the normal quantile ``z``'s probability
-    (Cornish-Fisher expansion in 1/df, good to ~1e-3 for df >= 5); cluster-robust tests with G clusters refer
-    their statistic to t with G - 1 degrees of freedom."""
-    if df <= 0 or not math.isfinite(z):
-        return math.inf if z > 0 else z
-    v = float(max(df, 3))
-    z2 = z * z
-    return z * (1 + (z2 + 1) / (4 * v) + (5 * z2 ** 2 + 16 * z2 + 3) / (96 * v ** 2)
-                + (3 * z2 ** 3 + 19 * z2 ** 2 + 17 * z2 - 15) / (384 * v ** 3)
-                + (79 * z2 ** 4 + 776 * z2 ** 3 + 1482 * z2 ** 2 - 1920 * z2 - 945) / (92160 * v ** 4))
+    """The Student-t quantile with ``df`` degrees of freedom at the probability of the normal quantile ``z``
+    (cluster-robust tests with G clusters refer their statistic to t with G - 1 degrees of freedom). ``df < 1``:
+    no test is possible, +inf (-inf for z < 0)."""
+    if not math.isfinite(z):
+        return z
+    if df < 1:
+        return math.inf if z > 0 else -math.inf
+    tail = normal_sf(abs(z))                    # the one-sided tail probability to match
+    lo, hi = 0.0, max(1.0, abs(z))
+    while _t_sf(hi, df) > tail:
+        hi *= 2.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _t_sf(mid, df) > tail else (lo, mid)
+        if hi - lo < 1e-12 * max(1.0, hi):
+            break
+    return math.copysign((lo + hi) / 2, z)
+
+
+def _t_sf(t: float, df: int) -> float:
+    """P(T > t) for t >= 0, T ~ Student-t(df): half the regularised incomplete beta I_x(df/2, 1/2)."""
+    return 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b) by its continued fraction (modified Lentz)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x > (a + 1.0) / (a + b + 2.0):           # the fraction converges fast on the other side
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    tiny, f, c, d = 1e-300, 1.0, 1.0, 0.0
+    for i in range(0, 400):
+        m = i // 2
+        if i == 0:
+            num = 1.0
+        elif i % 2 == 0:
+            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        else:
+            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1.0 + num * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + num / c
+        c = c if abs(c) > tiny else tiny
+        f *= c * d
+        if abs(1.0 - c * d) < 1e-15:
+            break
+    return math.exp(log_front) * (f - 1.0) / a
 
 
 def normal_sf(z: float) -> float:
