@@ -158,8 +158,8 @@ class BBQValidator:
         if not report_path:
             return {"path": None, "sha256": None}
         path = Path(report_path).with_suffix("").with_name(f"{Path(report_path).stem}.bbq-{role}.jsonl.gz")
-        artifact = ctx.artifact(role)
+        artifact, runtime = ctx.artifact(role), ctx.runtime(role).name
         sha = write_predictions(path, preds, {**header, "role": role, "model_sha256": artifact.sha256,
                                               "model_path": str(artifact.path), "model_format": artifact.format,
-                                              "model_bytes": artifact.bytes, "runtime": ctx.runtime(role).name})
-        return {"path": str(path), "sha256": sha}
+                                              "model_bytes": artifact.bytes, "runtime": runtime})
+        return {"path": str(path), "sha256": sha, "model_sha256": artifact.sha256, "runtime": runtime}
