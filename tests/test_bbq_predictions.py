@@ -15,6 +15,7 @@ from edgeval.cli import main
 from edgeval.errors import DataError
 from edgeval.schemas import load_schema
 from edgeval.validators.bbq import predictions as preds_mod
+from edgeval.validators.bbq import records
 from edgeval.validators.bbq.types import Prediction
 
 from bbq_fixture import FIXTURE_DIR as FIXTURE  # noqa: E402
@@ -138,6 +139,8 @@ CASES = {
     "label bool": (_records(_first("label", False)), ":2: label"),
     "example_id string": (_records(_first("example_id", "0")), ":2: example_id"),
     "example_id float": (_records(_first("example_id", 0.5)), ":2: example_id"),
+    "pred 2.0": (_records(_first("pred", 2.0)), ":2: pred: 2.0 is not 0, 1, 2 or null"),
+    "label 1.0": (_records(_first("label", 1.0)), ":2: label: 1.0 is not 0, 1 or 2"),
     "category number": (_records(_first("category", 5)), ":2: category"),
     "score string": (_records(_first("scores", ["x", 0.0, 0.0])), ":2: scores.0"),
     "four scores": (_records(_first("scores", [0.0, 0.0, 0.0, 0.0])), ":2: scores"),
@@ -299,7 +302,44 @@ def _item_of(p: Prediction):
 
 
 def test_record_schema_lists_exactly_the_prediction_fields():
-    assert preds_mod.check_record_schema_matches_prediction() == set()
+    assert records.check_record_schema_matches_prediction() == set()
+
+
+ODD_VALUES = [None, True, False, 0, 1, 2, 3, -1, 0.5, 2.0, "", "x", "ambig", "disambig", "neg", "nonneg", [],
+              [0.0], [0.0, 1.0, 2.0], [0.0, 1.0, 2.0, 3.0], [0, 1, 2], [True], ["a"], [1, 5], {}, {"tie": True},
+              {"tie": False}, {"x": 1}, {"order_logprobs": [[0.1, 0.2, 0.3]]}, {"order_logprobs": [[0.1, 0.2]]},
+              {"order_logprobs": [[0.1, 0.2, True]]}, {"order_logprobs": "no"}]
+
+
+def _float_for_int(rec: dict) -> bool:
+    """An integer field written as 2.0: JSON Schema's "integer" admits it, edgeval's reader does not."""
+    ints = [rec.get(k) for k in ("example_id", "label", "unknown_idx", "biased_idx", "pred")]
+    ints += rec.get("order_letters") if isinstance(rec.get("order_letters"), list) else []
+    return any(type(v) is float for v in ints)
+
+
+def test_the_fast_record_check_agrees_with_the_json_schema(sidecars):
+    """record_ok (plain Python, used on every record) accepts exactly what the schema accepts, except integers
+    written with a fraction (2.0), which only it refuses."""
+    import random
+
+    schema = jsonschema.Draft202012Validator({"$defs": load_schema("bbq-predictions")["$defs"],
+                                              "$ref": "#/$defs/record"})
+    _, rows, _ = _read(sidecars["baseline"])
+    rng = random.Random(0)
+    agreed = {True: 0, False: 0}
+    for _ in range(1500):
+        rec = json.loads(json.dumps(rng.choice(rows)))
+        for _ in range(rng.choice([0, 1, 1, 2])):
+            key = rng.choice([*rec, "foo"])
+            if rng.random() < 0.1:
+                rec.pop(key, None)
+            else:
+                rec[key] = json.loads(json.dumps(rng.choice(ODD_VALUES)))
+        valid = schema.is_valid(rec) and not _float_for_int(rec)
+        assert records.record_ok(rec) == valid, rec
+        agreed[valid] += 1
+    assert min(agreed.values()) > 200  # both outcomes well covered
 
 
 def test_sidecar_bytes_are_deterministic(sidecars, tmp_path):

@@ -27,7 +27,8 @@ from typing import Any, Callable, Sequence
 
 from ...cache import user_cache_dir
 from ...errors import DataError
-from .predictions import parse_line, prediction_json, record_from_json
+from .predictions import prediction_json
+from .records import parse_line, record_from_json
 from .types import BBQItem, Prediction
 
 CHUNK_GROUPS = 32

@@ -19,12 +19,12 @@ import hashlib
 import io
 import json
 import zlib
-from dataclasses import asdict, fields
-from functools import lru_cache
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ...errors import DataError
+from .records import parse_line, record_from_json, schema_check
 from .scoring import decide_scores
 from .types import BBQItem, Key, Prediction
 
@@ -43,11 +43,11 @@ def prediction_json(p: Prediction) -> str:
     return json.dumps(asdict(p), separators=(",", ":"), allow_nan=False)
 
 
-def sidecar_bytes(predictions: Iterable[Prediction], header: dict[str, Any], check_header: bool = True) -> bytes:
+def sidecar_bytes(predictions: Iterable[Prediction], header: dict[str, Any], check: bool = True) -> bytes:
     """The gzip bytes of a sidecar: deterministic (mtime 0, no file name), so equal inputs give equal files."""
     head = {"format": FORMAT, "version": FORMAT_VERSION, **header}
-    if check_header:
-        _check(_validator("header"), head, "<header being written>", header_hint=True)
+    if check:
+        check_header(head, "<header being written>")
     buf = io.BytesIO()
     with gzip.GzipFile(filename="", fileobj=buf, mode="wb", mtime=0) as gz:
         gz.write((json.dumps(head, allow_nan=False) + "\n").encode())
@@ -62,7 +62,7 @@ def write_predictions(path: Path, predictions: Iterable[Prediction], header: dic
     (a benchmark's): a file without the identity fields is refused wherever the gate reads one."""
     from ...report import atomic_write_bytes
 
-    data = sidecar_bytes(predictions, header, check_header)
+    data = sidecar_bytes(predictions, header, check=check_header)
     atomic_write_bytes(Path(path), data)
     return hashlib.sha256(data).hexdigest()
 
@@ -92,7 +92,7 @@ def read_sidecar(path: Path) -> tuple[dict[str, Any], list[Prediction], str]:
     if not lines:
         raise DataError("empty predictions file (no header line)", path=path)
     header = parse_line(lines[0], f"{path}:1")
-    _check(_validator("header"), header, f"{path}:1", header_hint=True)
+    check_header(header, f"{path}:1")
     preds: list[Prediction] = []
     seen: dict[Key, int] = {}
     for n, line in enumerate(lines[1:], start=2):
@@ -118,6 +118,16 @@ def read_cache(path: Path) -> tuple[dict[str, Any], list[Prediction]]:
                     for n, line in enumerate(lines[1:], start=2)]
 
 
+def check_header(header: dict[str, Any], where: str) -> None:
+    """Format, version, then the header schema; DataError ``where: field: what`` on the first problem."""
+    if header.get("format") != FORMAT:
+        raise DataError(f"{where}: not an edgeval BBQ predictions file (format={header.get('format')!r})")
+    if header.get("version") != FORMAT_VERSION:
+        raise DataError(f"{where}: predictions format version {header.get('version')!r}, this edgeval reads "
+                        f"version {FORMAT_VERSION}; re-run the baseline to write a new file")
+    schema_check("header", header, where)
+
+
 def _lines(path: Path) -> tuple[list[str], str]:
     try:
         raw = path.read_bytes()
@@ -135,76 +145,6 @@ def _lines(path: Path) -> tuple[list[str], str]:
     if lines and lines[-1] == "":
         lines.pop()
     return lines, hashlib.sha256(raw).hexdigest()
-
-
-def _no_constants(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def parse_line(line: str, where: str) -> dict[str, Any]:
-    """One JSON object per line: strict (no NaN/Infinity, no duplicate keys)."""
-    try:
-        value = json.loads(line, parse_constant=_no_constants, object_pairs_hook=_unique_keys)
-    except ValueError as exc:
-        raise DataError(f"{where}: invalid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(value).__name__}")
-    return value
-
-
-def record_from_json(raw: dict[str, Any], where: str) -> Prediction:
-    """A schema-checked record as a :class:`Prediction` (lists back to tuples)."""
-    _check(_validator("record"), raw, where)
-    values = dict(raw)
-    values["scores"] = tuple(float(s) for s in raw["scores"])
-    values["order_letters"] = tuple(raw["order_letters"])
-    if raw["margin"] is not None:
-        values["margin"] = float(raw["margin"])
-    return Prediction(**values)
-
-
-@lru_cache(maxsize=None)
-def _validator(part: str):
-    """A jsonschema validator for the sidecar's ``header`` or ``record``."""
-    import jsonschema
-
-    from ...schemas import load_schema
-
-    schema = load_schema("bbq-predictions")
-    sub = {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{part}"}
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(sub)
-
-
-def _check(validator, value: dict[str, Any], where: str, header_hint: bool = False) -> None:
-    if header_hint and value.get("format") != FORMAT:
-        raise DataError(f"{where}: not an edgeval BBQ predictions file (format={value.get('format')!r})")
-    if header_hint and value.get("version") != FORMAT_VERSION:
-        raise DataError(f"{where}: predictions format version {value.get('version')!r}, this edgeval reads "
-                        f"version {FORMAT_VERSION}; re-run the baseline to write a new file")
-    error = next(iter(sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path)))), None)
-    if error is not None:
-        field = ".".join(str(p) for p in error.absolute_path) or ("header" if header_hint else "record")
-        if error.validator == "oneOf" and error.context:
-            message = f"{error.instance!r} is not valid here ({error.context[0].message})"
-        else:
-            message = error.message
-        raise DataError(f"{where}: {field}: {message}")
-
-
-def check_record_schema_matches_prediction() -> set[str]:
-    """Field names in the record schema that differ from :class:`Prediction`'s (empty when in step)."""
-    in_schema = set(_validator("record").schema["$defs"]["record"]["properties"])
-    return in_schema ^ {f.name for f in fields(Prediction)}
 
 
 # -- trusting a saved baseline ----------------------------------------------------------------------------------
