@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from ...errors import DataError
+from ...errors import DataError, PolicyError
 from ..base import Outcome, RunContext
 from . import compare as compare_mod
 from . import data, gate, metrics, sampling, sequential
@@ -18,6 +18,10 @@ from .predictions import check_compatible, read_predictions, write_predictions
 from .prompts import PROMPT_VERSION
 from .scoring import TIE_EPSILON, score_letters, score_loglik
 from .types import BBQItem, Prediction
+
+
+#: gated extras whose tests are fixed-sample (they cannot ride along an early stop)
+FIXED_SAMPLE_GATES = ("max_delta_s_amb", "min_cohens_h", "max_unbiased_to_biased")
 
 
 class BBQValidator:
@@ -59,6 +63,10 @@ class BBQValidator:
             return self._predict(ctx, "candidate", chunk, settings)
 
         looks = settings.get("early_stop_looks")
+        extras = [k for k in FIXED_SAMPLE_GATES if settings.get(k) is not None]
+        if looks and extras:
+            raise PolicyError(f"bbq.early_stop_looks cannot be combined with {', '.join(extras)}: those checks are "
+                              "fixed-sample tests, so an early stop would not be what they decided; unset one")
         if looks and baseline_of is not None:
             groups = [g for gs in sampling.group_items(items).values() for g in gs]
             scored, cand, base, results["early_stop"], decision = sequential.run_looks(
@@ -128,24 +136,6 @@ class BBQValidator:
                             f"(e.g. {missing[0]}); were they made with the same data, limit and seed?", path=path)
         results["baseline_predictions"] = {"path": str(path), "source": "saved"}
         return by_key
-
-    def _saved_baseline(self, path: Path, items: list[BBQItem], header: dict[str, Any],
-                        results: dict[str, Any]) -> dict[Any, Prediction]:
-        saved_header, preds = read_predictions(path)
-        check_compatible(saved_header, header, path)
-        by_key = {p.key: p for p in preds}
-        missing = [it.key for it in items if it.key not in by_key]
-        if missing:
-            raise DataError(f"baseline predictions lack {len(missing)} of the {len(items)} sampled items "
-                            f"(e.g. {missing[0]}); were they made with the same data, limit and seed?", path=path)
-        results["baseline_predictions"] = {"path": str(path), "source": "saved"}
-        return by_key
-
-    def _noise_floor(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any]) -> list[Prediction]:
-        """Re-score a few ambiguous items with the baseline: how often does it disagree with itself?"""
-        probe = [it for it in items if it.ambiguous][:NOISE_PROBE_ITEMS]
-        ctx.progress(f"bbq: re-scoring {len(probe)} baseline items for the noise floor")
-        return self._predict(ctx, "baseline", probe, settings)
 
     def _save(self, ctx: RunContext, role: str, preds: list[Prediction], header: dict[str, Any]) -> dict[str, Any]:
         report_path = ctx.options.get("report_path")
