@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 
 from edgeval.errors import DataError, MeasurementError
+from edgeval.runtimes.tokenizer import Tokenizer
 from edgeval.validators.perplexity import load_text, perplexity, windows
 
 V = 7
 
 
-class Tok:
+class Tok(Tokenizer):
+    source = "digits"
+
     def encode(self, text, add_special_tokens=True):
         return [int(c) % V for c in text if c.isdigit()]
 

@@ -2,8 +2,9 @@
 hide rising bias.
 
 Text: the short English prose edgeval ships (``edgeval/data/perplexity.txt``, written for this project) or a
-file given in the policy (``perplexity.text``). It is tokenised once without special tokens and cut to
-``max_tokens``. Sliding windows of ``window`` tokens advance by ``stride``; each window scores only the tokens
+file given in the policy (``perplexity.text``). It is tokenised once as the model's tokenizer encodes text by
+default (:meth:`~edgeval.runtimes.tokenizer.Tokenizer.encode_text`: a BOS first when the tokenizer adds one, as
+``AutoTokenizer(...)(text)`` does; a model trained with BOS scores garbage without it) and cut to ``max_tokens``. Sliding windows of ``window`` tokens advance by ``stride``; each window scores only the tokens
 that no earlier window scored, so every token after the first is predicted exactly once, with at least
 ``window - stride`` tokens of context (except in the first window; ``stride`` is capped at ``window - 1``).
 ``window`` is capped by the runtime's longest
@@ -66,7 +67,7 @@ def _token_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def perplexity(runtime, text: str, window: int, stride: int, max_tokens: int | None) -> dict[str, Any]:
     """Score ``text`` with ``runtime``; returns perplexity, mean NLL and the token counts."""
-    ids = runtime.tokenizer.encode(text, add_special_tokens=False)[: max_tokens or None]
+    ids = runtime.tokenizer.encode_text(text)[: max_tokens or None]
     window = min(window, runtime.max_seq_len or window)
     stride = min(stride, window - 1)
     spans = windows(len(ids), window, stride)
@@ -80,7 +81,9 @@ def perplexity(runtime, text: str, window: int, stride: int, max_tokens: int | N
     mean = float(values.mean())
     if not math.isfinite(mean):
         raise MeasurementError("perplexity is not finite", path=runtime.artifact.path)
+    prefix, suffix = runtime.tokenizer.special_affixes()
     return {"perplexity": math.exp(mean), "nll_mean": mean, "tokens": len(ids), "tokens_scored": int(values.size),
+            "special_prefix": prefix, "special_suffix": suffix,
             "window": window, "stride": stride, "windows": len(spans)}
 
 
