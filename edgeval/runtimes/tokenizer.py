@@ -173,6 +173,8 @@ class TransformersTokenizer(Tokenizer):
         return self._tk.bos_token_id if which == "bos" else self._tk.eos_token_id
 
     def _directory(self) -> Path | None:
+        if not self.source:
+            return None
         source = Path(self.source)
         if source.is_dir():
             return source
