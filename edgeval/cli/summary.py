@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..numbers import fmt_value
 from ..report import Report
 
 _STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "blocked": "bold red"}
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
-        return f"{value:,}"
-    return str(value)
 
 
 def print_summary(report: Report, written_to: Path | None) -> None:
@@ -31,8 +22,8 @@ def print_summary(report: Report, written_to: Path | None) -> None:
     for column in ("check", "status", "value", "baseline", "threshold"):
         table.add_column(column, no_wrap=column != "check")
     for c in report.checks:
-        table.add_row(c.id, f"[{_STYLE[c.status]}]{c.status}[/]", _cell(c.value), _cell(c.baseline_value),
-                      _cell(c.threshold))
+        table.add_row(c.id, f"[{_STYLE[c.status]}]{c.status}[/]", fmt_value(c.value), fmt_value(c.baseline_value),
+                      fmt_value(c.threshold))
     if report.checks:
         console.print(table)
     for c in report.checks:
