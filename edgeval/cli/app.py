@@ -14,6 +14,8 @@ Exit codes:
   2  usage      bad command line
   3  bad input  unreadable model, bad policy, missing tokenizer, bad data, NaN logits
   4  internal   a bug in edgeval or a plugin (report still written)
+  5  inconclusive  too few items or too weak a signal to claim pass or block
+                   (policy bbq.on_inconclusive; the report says how many items would decide)
 """
 
 

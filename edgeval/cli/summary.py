@@ -7,7 +7,8 @@ from pathlib import Path
 from ..numbers import fmt_value
 from ..report import Report
 
-_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "blocked": "bold red"}
+_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "blocked": "bold red",
+          "inconclusive": "bold yellow"}
 
 
 def print_summary(report: Report, written_to: Path | None) -> None:
