@@ -276,7 +276,8 @@ def parity_report(candidate_runtime: Any, reference_runtime: Any, settings: dict
     if getattr(candidate_runtime, "kv_seq_axes", lambda: None)() is not None:  # the path BBQ scoring takes
         shared = candidate_runtime.next_token_logits_many(prompts.ids)
         cached = float(np.abs(shared - ref_next).max())
-    results = {**_header(prompts, items is None, prompt_format(candidate_runtime.tokenizer)), **diff, "max_abs_cached_logit_diff": cached,
+    header = _header(prompts, items is None, prompt_format(candidate_runtime.tokenizer))
+    results = {**header, **diff, "max_abs_cached_logit_diff": cached,
                "top1_agreement": float((cand_next.argmax(1) == ref_next.argmax(1)).mean()),
                **letter_parity(cand_next, ref_next, letter_token_ids(candidate_runtime.tokenizer), prompts),
                "candidate": candidate_runtime.describe(), "reference": reference_runtime.describe()}

@@ -4,11 +4,11 @@ hide rising bias.
 Text: the short English prose edgeval ships (``edgeval/data/perplexity.txt``, written for this project) or a
 file given in the policy (``perplexity.text``). It is tokenised once as the model's tokenizer encodes text by
 default (:meth:`~edgeval.runtimes.tokenizer.Tokenizer.encode_text`: a BOS first when the tokenizer adds one, as
-``AutoTokenizer(...)(text)`` does; a model trained with BOS scores garbage without it) and cut to ``max_tokens``. Sliding windows of ``window`` tokens advance by ``stride``; each window scores only the tokens
+``AutoTokenizer(...)(text)`` does; a model trained with BOS scores garbage without it) and cut to
+``max_tokens``. Sliding windows of ``window`` tokens advance by ``stride``; each window scores only the tokens
 that no earlier window scored, so every token after the first is predicted exactly once, with at least
 ``window - stride`` tokens of context (except in the first window; ``stride`` is capped at ``window - 1``).
-``window`` is capped by the runtime's longest
-accepted sequence (static TFLite buckets). Perplexity = exp(mean negative log-likelihood over scored tokens).
+``window`` is capped by the runtime's longest accepted sequence (static TFLite buckets). Perplexity = exp(mean negative log-likelihood over scored tokens).
 """
 from __future__ import annotations
 

@@ -13,5 +13,5 @@ from .manifest import MANIFEST_NAME, SparsityWarning
 from .masks import Pattern, nm_mask, parse_pattern, unstructured_mask
 
 __all__ = ["METHODS", "PruneResult", "PruneSettings", "prune_model", "prune_directory", "Calibration",
-           "CalibrationWarning", "load_calibration", "PrunableLayer", "find_blocks", "find_layers", "MANIFEST_NAME", "SparsityWarning",
-           "Pattern", "parse_pattern", "unstructured_mask", "nm_mask"]
+           "CalibrationWarning", "load_calibration", "PrunableLayer", "find_blocks", "find_layers", "MANIFEST_NAME",
+           "SparsityWarning", "Pattern", "parse_pattern", "unstructured_mask", "nm_mask"]

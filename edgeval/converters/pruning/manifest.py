@@ -79,5 +79,5 @@ def build_manifest(settings: dict[str, Any], layers: Sequence[PrunableLayer], re
     numel = sum(s["numel"] for s in per_layer.values())
     return {"schema": SCHEMA, **settings, **extra, "requested_sparsity": requested,
             "measured_sparsity": zeros / numel, "pruned_params": numel, "pruned_zeros": zeros, **totals,
-            "warnings": calibration_warnings + check_layers(per_layer), "layers_included": list(per_layer), "layers": per_layer,
-            "edgeval_version": __version__, "environment": environment()}
+            "warnings": calibration_warnings + check_layers(per_layer), "layers_included": list(per_layer),
+            "layers": per_layer, "edgeval_version": __version__, "environment": environment()}
