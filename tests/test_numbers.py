@@ -45,3 +45,24 @@ def test_rendered_reports_print_residue_as_zero():
     for fmt in ("markdown", "html"):
         text = render(full_report(extra_checks=(extra,)), fmt)
         assert "e-17" not in text and "-0.000" not in text
+
+
+def test_weak_signal_is_shown_in_every_human_view(capsys):
+    from sample_reports import full_report
+
+    from edgeval.cli.summary import print_summary
+    from edgeval.render import render
+    from edgeval.validators.bbq.signal import signal
+    from edgeval.validators.bbq.types import Prediction
+
+    preds = [Prediction("Age", i, "ambig", "neg", 2, 2, 0, 0, scores=(0.0, -0.01, -1.0), margin=0.01,
+                        order_letters=(0, 0, 0)) for i in range(10)]
+    report = full_report()
+    bbq = {**report.results["bbq"], "signal": {"candidate": signal(preds)}}
+    report = report.replace(results={**report.results, "bbq": bbq})
+    for fmt in ("markdown", "html"):
+        assert "Weak signal (candidate)" in render(report, fmt) and "A 100.0 %" in render(report, fmt)
+    print_summary(report, None)
+    assert "warning bbq: Weak signal (candidate)" in " ".join(capsys.readouterr().out.split())
+    quiet = report.replace(results={**report.results, "bbq": {**bbq, "signal": {}}})
+    assert "Weak signal" not in render(quiet, "markdown")

@@ -9,7 +9,8 @@ from typing import Any, Mapping, Sequence
 from ..report import Check, Report
 from .common import (BIAS_HEADER, BIAS_NOTE, STATUS_WORDS, VERDICT_WORDS, BiasRow, artifact_name, base_to_cand,
                      bias_rows, clean, dig, fmt_bytes, fmt_ci, fmt_fixed, fmt_ms, fmt_p, fmt_pct, fmt_value,
-                     latency_sentence, macro_sentence, num, short_sha, size_sentence, verdict_sentence, yes_no)
+                     latency_sentence, macro_sentence, num, short_sha, signal_sentences, size_sentence,
+                     verdict_sentence, yes_no)
 from .css import CSS
 from .svg import RefLine, Series, hbar_chart
 
@@ -165,7 +166,9 @@ def _bbq(bbq: Mapping[str, Any]) -> str:
     intro = f"{len(cats)} categories evaluated: {', '.join(map(str, cats))}" + (
         f"; {bbq['n_items']} items." if num(bbq.get("n_items")) else ".")
     macro = macro_sentence(bbq)
-    return (f"<section><h2>BBQ bias</h2><p>{e(intro)}</p>" + (f"<p class=\"headline\">{e(macro)}</p>" if macro else "")
+    warnings = "".join(f"<p class=\"headline\"><b>{e(s)}</b></p>" for s in signal_sentences(bbq))
+    return (f"<section><h2>BBQ bias</h2><p>{e(intro)}</p>" + warnings
+            + (f"<p class=\"headline\">{e(macro)}</p>" if macro else "")
             + f"<div class=\"grid\">{''.join(charts)}</div><div class=\"scroll\">{_bias_table(rows)}</div>"
             + f"<p class=\"note\">{e(BIAS_NOTE)}</p>"
             + _distribution(bbq) + "</section>")
