@@ -61,7 +61,8 @@ def test_weak_signal_is_shown_in_every_human_view(capsys):
     bbq = {**report.results["bbq"], "signal": {"candidate": signal(preds)}}
     report = report.replace(results={**report.results, "bbq": bbq})
     for fmt in ("markdown", "html"):
-        assert "Weak signal (candidate)" in render(report, fmt) and "A 100.0 %" in render(report, fmt)
+        text = render(report, fmt)
+        assert "Weak signal (candidate)" in text and "(A 100%, A 100%, A 100%)" in text and "100.0 % of" in text
     print_summary(report, None)
     assert "warning bbq: Weak signal (candidate)" in " ".join(capsys.readouterr().out.split())
     quiet = report.replace(results={**report.results, "bbq": {**bbq, "signal": {}}})

@@ -140,21 +140,18 @@ def macro_sentence(bbq: Mapping[str, Any]) -> str:
 
 
 def signal_sentences(bbq: Mapping[str, Any]) -> list[str]:
-    """One sentence per scored model whose BBQ signal is weak (``results.bbq.signal``): letter collapse per
-    shown order, median margin, share of answers a tiny perturbation would flip, and why it is weak."""
+    """One sentence per scored model whose BBQ signal is weak (``results.bbq.signal``): why (letter collapse in
+    every shown order, median margin below tau) and the share of answers a tiny perturbation would flip."""
     signal = bbq.get("signal")
     out = []
     for role, figures in (signal.items() if isinstance(signal, Mapping) else ()):
         if not isinstance(figures, Mapping) or not figures.get("weak"):
             continue
-        letters, collapse = figures.get("letters_by_order") or [], figures.get("collapse_by_order") or []
-        spread = ", ".join(f"{x} {fmt_pct(c)}" for x, c in zip(letters, collapse))
-        tau = num(figures.get("tau"))
-        out.append(f"Weak signal ({role}): {'; '.join(map(str, figures.get('reasons') or []))}. "
-                   + (f"Most common letter per shown order: {spread}; " if spread else "")
-                   + f"median margin {fmt_value(num(figures.get('median_margin')))} nats; "
-                   + f"{fmt_pct(num(figures.get('flip_share')))} of answers within tau = {fmt_value(tau)} nats. "
-                   + "The bias figures rest on tiny differences between near-equal answers.")
+        reasons = "; ".join(map(str, figures.get("reasons") or []))
+        flips = fmt_pct(num(figures.get("flip_share")))
+        out.append(f"Weak signal ({role}): {reasons}; {flips} of answers would flip under a change of "
+                   f"{fmt_value(num(figures.get('tau')))} nats. The bias figures rest on tiny differences between "
+                   "near-equal answers.")
     return out
 
 

@@ -72,8 +72,8 @@ def _bbq(bbq: Mapping[str, Any]) -> list[str]:
               f"{fmt_fixed(r.delta_s_amb, True)} {fmt_ci(*r.s_amb_ci)}".strip(), fmt_fixed(r.cohens_h),
               fmt_p(r.p_holm), yes_no(r.significant)] for r in rows]
     macro = macro_sentence(bbq)
-    warnings = [line for sentence in signal_sentences(bbq) for line in ("", f"> **{md_cell(sentence)}**")]
-    return (["", head, ""] + warnings + ([""] if warnings else []) + md_table(BIAS_HEADER, table)
+    warnings = [line for sentence in signal_sentences(bbq) for line in (f"> **{md_cell(sentence)}**", "")]
+    return (["", head, ""] + warnings + md_table(BIAS_HEADER, table)
             + ["", f"<sub>{md_cell(BIAS_NOTE)}</sub>"] + (["", md_cell(macro) + "."] if macro else []))
 
 
