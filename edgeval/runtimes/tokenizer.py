@@ -256,7 +256,7 @@ def _token_text(token: Any) -> str | None:
 #: files whose bytes decide how a text becomes ids (hashed for the tokenizer fingerprint when present)
 FINGERPRINT_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
                      "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt")
-_PROBE = "Context: a probe text.\nAnswer:"
+_PROBE = "Context: probe text 42.\nAnswer:"
 
 
 def _affixes(tokenizer: Tokenizer, source: Any) -> tuple[list[int], list[int]]:
@@ -264,6 +264,8 @@ def _affixes(tokenizer: Tokenizer, source: Any) -> tuple[list[int], list[int]]:
     plain = tokenizer.encode(_PROBE, add_special_tokens=False)
     full = tokenizer.encode(_PROBE, add_special_tokens=True)
     n = len(plain)
+    if not n:
+        raise TokenizerError("the tokenizer encodes a probe text to no tokens", path=source)
     for start in range(len(full) - n + 1):
         if full[start:start + n] == plain:
             return list(full[:start]), list(full[start + n:])
