@@ -199,3 +199,14 @@ def test_always_a_model_carries_the_weak_signal_warning(tmp_path, capsys):
     assert figures["weak"] and figures["letters_by_order"] == ["A", "A", "A"]
     assert figures["collapse_by_order"] == [1.0, 1.0, 1.0]
     assert "WARNING: weak signal from the candidate" in err and "every shown order" in err
+
+
+def test_candidate_and_baseline_reading_different_prompt_formats_are_refused(bos_dir, tiny_llama_dir, tmp_path):
+    policy, report = tmp_path / "policy.yaml", tmp_path / "r.json"
+    policy.write_text(POLICY)
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in ("check", bos_dir, "--baseline", tiny_llama_dir, "--validators", "bbq", "--policy",
+                               policy, "--bbq-data", FIXTURE_DIR, "--report", report, "-q")])
+    doc = json.loads(report.read_text())
+    messages = " ".join(c["message"] for c in doc["checks"]) + " ".join(e["message"] for e in doc["errors"])
+    assert info.value.code == 3 and "bbq-base-fewshot-v1" in messages and "bbq-letter-v2" in messages
