@@ -21,7 +21,8 @@ def _progress(done: int, total: int, label: str) -> None:
 @click.option("--sparsity", type=float, help="Fraction of weights to zero, in (0, 1). Optional with --pattern N:M.")
 @click.option("--pattern", default="unstructured", show_default=True, help="unstructured, 2:4 or any N:M.")
 @click.option("--calibration", default="builtin", show_default=True,
-              help="Wanda calibration text file, or 'builtin' for the corpus edgeval ships.")
+              help="Wanda calibration corpus: a text file, a directory of .txt files, a .jsonl with a \"text\" field, "
+                   "or 'builtin' for the small corpus edgeval ships.")
 @click.option("--calibration-samples", "n_samples", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--seq-len", type=click.IntRange(min=8), default=512, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -39,10 +40,12 @@ def prune_cmd(model: Path, method: str, sparsity: float | None, pattern: str, ca
     import warnings
 
     from ..converters.pruning.api import prune_directory
+    from ..converters.pruning.calibration import CalibrationWarning
     from ..converters.pruning.manifest import SparsityWarning
 
     with warnings.catch_warnings():  # the manifest's warnings are printed below, once
         warnings.simplefilter("ignore", SparsityWarning)
+        warnings.simplefilter("ignore", CalibrationWarning)
         result = prune_directory(model, out_dir, method, sparsity, overwrite=overwrite, pattern=pattern,
                                  calibration=None if calibration == "builtin" else calibration,
                                  n_samples=n_samples, seq_len=seq_len, seed=seed, per_row=per_row,
@@ -51,6 +54,9 @@ def prune_cmd(model: Path, method: str, sparsity: float | None, pattern: str, ca
     click.echo(f"pruned ({method}, {pattern}) -> {result.out_dir}: measured sparsity "
                f"{manifest['measured_sparsity']:.4f} over {manifest['pruned_params']:,} weights in the pruned layers "
                f"(requested {manifest['requested_sparsity']:.4f}); manifest: {result.out_dir}/pruning.json")
+    if (calib := manifest.get("calibration")) and calib.get("distinct_tokens") is not None:
+        click.echo(f"calibration: {calib['distinct_tokens']:,} distinct tokens used of {calib['requested_tokens']:,} "
+                   f"requested ({calib['n_samples']} x {calib['seq_len']}) from {calib['source']}")
     for warning in result.manifest.get("warnings", []):
         click.echo(f"edgeval: WARNING: {warning}", err=True)
 

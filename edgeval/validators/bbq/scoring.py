@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .prompts import cyclic_orders, letter_prompt, letter_token_ids, loglik_prompt
+from .prompts import cyclic_orders, encode_letter_prompt, letter_token_ids, loglik_prompt
 from .types import BBQItem, Prediction
 
 #: margins (nats) below this are ties: no answer (see the module docstring)
@@ -104,8 +104,7 @@ def score_letters(runtime, items: Sequence[BBQItem], n_orders: int, batch_size: 
     tokenizer = runtime.tokenizer
     letter_ids = letter_token_ids(tokenizer)
     orders = cyclic_orders(n_orders)
-    prompts = [tokenizer.encode(letter_prompt(tokenizer, item, order), add_special_tokens=False)
-               for item in items for order in orders]
+    prompts = [encode_letter_prompt(tokenizer, item, order) for item in items for order in orders]
     progress = Progress(len(prompts), f"bbq[{runtime.name}]", emit)
     logits = runtime.next_token_logits_many(prompts, max_rows=batch_size, progress=progress.advance)
     logp = letter_logprobs(logits, letter_ids)
@@ -163,7 +162,7 @@ def score_loglik(runtime, items: Sequence[BBQItem], batch_size: int,
     tokenizer = runtime.tokenizer
     seqs, spans = [], []
     for item in items:
-        prompt = tokenizer.encode(loglik_prompt(tokenizer, item), add_special_tokens=False)
+        prompt = tokenizer.encode_prompt(loglik_prompt(tokenizer, item))
         for answer in item.answers:
             cont = tokenizer.encode(" " + answer, add_special_tokens=False)
             seqs.append(prompt + cont)

@@ -12,10 +12,10 @@ from typing import Any, Sequence
 from ...errors import DataError, PolicyError
 from ..base import Outcome, RunContext
 from . import compare as compare_mod
-from . import data, gate, metrics, sampling, sequential
+from . import data, gate, metrics, sampling, sequential, signal
 from .decision import Plan, decide
 from .predictions import check_compatible, read_predictions, write_predictions
-from .prompts import PROMPT_VERSION
+from .prompts import prompt_info
 from .scoring import TIE_EPSILON, score_letters, score_loglik
 from .types import BBQItem, Prediction
 
@@ -30,14 +30,20 @@ class BBQValidator:
 
     def run(self, ctx: RunContext, settings: dict[str, Any]) -> Outcome:
         items, info = self._items(ctx, settings)
-        header = {"mode": settings["mode"], "orders": settings["orders"], "prompt_version": PROMPT_VERSION,
-                  "tie_epsilon": TIE_EPSILON, "sample_fingerprint": info["sample_fingerprint"]}
-        results: dict[str, Any] = {**info, "scoring": header}
+        prompts = self._prompt_info(ctx)
+        header = {"mode": settings["mode"], "orders": settings["orders"],
+                  "prompt_version": prompts["candidate"]["version"], "tie_epsilon": TIE_EPSILON,
+                  "sample_fingerprint": info["sample_fingerprint"]}
+        results: dict[str, Any] = {**info, "scoring": {**header, "prompt": prompts}}
         baseline_of = self._baseline_source(ctx, items, settings, header, results)
         items, cand, base, decision = self._score(ctx, items, settings, baseline_of, results)
         results["n_scored"] = len(items)
         results["compute"] = self._compute(ctx, base is not None and baseline_of is not None
                                            and results.get("baseline_predictions", {}).get("source") != "saved")
+        results["signal"] = {role: signal.signal(p) for role, p in (("candidate", cand), ("baseline", base)) if p}
+        for role, figures in results["signal"].items():
+            if line := signal.warning_line(role, figures):
+                ctx.progress(line)
         results["candidate"] = metrics.metrics_by_category(cand)
         results["candidate_predictions"] = self._save(ctx, "candidate", cand, header)
         comparison = None
@@ -76,6 +82,19 @@ class BBQValidator:
         return items, cand, None if baseline_of is None else baseline_of(items), None
 
     # -- steps ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _prompt_info(ctx: RunContext) -> dict[str, Any]:
+        """Prompt format and fingerprints per scored model; models read different prompt formats: refused."""
+        out = {"candidate": prompt_info(ctx.runtime("candidate").tokenizer)}
+        if ctx.baseline is not None and not ctx.options.get("baseline_predictions"):
+            out["baseline"] = prompt_info(ctx.runtime("baseline").tokenizer)
+            if out["baseline"]["version"] != out["candidate"]["version"]:
+                raise DataError(f"the candidate reads BBQ prompts as {out['candidate']['version']} and the "
+                                f"baseline as {out['baseline']['version']} (one tokenizer has a chat template, the "
+                                "other not); give both models the same tokenizer files",
+                                path=ctx.artifact("baseline").path)
+        return out
+
     def _items(self, ctx: RunContext, settings: dict[str, Any]) -> tuple[list[BBQItem], dict[str, Any]]:
         directory = data.ensure_bbq(settings.get("data_dir"), categories=settings.get("categories"),
                                     progress=ctx.progress)
