@@ -58,7 +58,8 @@ class BBQValidator:
             results["decision"] = decision.to_json()
         checks = gate.bias_checks(comparison, results["candidate"], settings,
                                   required_categories=settings.get("required_categories") or [],
-                                  evaluated_categories=info["categories"], decision=decision)
+                                  evaluated_categories=info["categories"], decision=decision,
+                                  signal=results["signal"])
         return Outcome(tuple(checks), results)
 
     def _score(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any], baseline_of,
