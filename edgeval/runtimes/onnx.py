@@ -15,7 +15,9 @@ cache by :meth:`~edgeval.runtimes.base.BaseRuntime.next_token_logits_many`: prom
 once (see :mod:`edgeval.runtimes.prefix`). Without ``position_ids`` the cache is not used: edgeval cannot know how
 such a graph numbers the tokens after a padded past.
 
-The output named ``logits`` is used, else the first output.
+The output named ``logits`` is used, else the first output; it must be float logits ``(batch, seq, vocab)`` (or
+``(batch, vocab)``: next-token logits only) whose vocabulary dimension covers every id the tokenizer can produce
+(wider is fine: models pad their embedding). Anything else, a hidden-state output say, is refused at load (exit 3).
 """
 from __future__ import annotations
 
@@ -105,13 +107,19 @@ class OnnxRuntime(BaseRuntime):
         self.session = self._open(artifact.path, threads)
         self.inputs = [_Input(i.name, i.type, tuple(i.shape)) for i in self.session.get_inputs()]
         self.ids = self._check_inputs(artifact.path)
-        outputs = [o.name for o in self.session.get_outputs()]
+        specs = {o.name: _Input(o.name, o.type, tuple(o.shape)) for o in self.session.get_outputs()}
+        outputs = list(specs)
         self.logits_name = "logits" if "logits" in outputs else outputs[0]
         #: an output with the last position's logits only (edgeval's exports have it): next_token_logits uses it
         self.next_name = NEXT_OUTPUT if NEXT_OUTPUT in outputs else None
+        if specs[self.logits_name].shape and len(specs[self.logits_name].shape) == 2:
+            self.next_name = self.logits_name  # (batch, vocab): next-token logits only, no per-position scoring
         #: (past input, its present output, sequence axis) per cache tensor, when the model can run with a cache
         self.cache = self._cache_layout(outputs)
         super().__init__(artifact, find_tokenizer(artifact.path, tokenizer_path))
+        for name in dict.fromkeys([self.logits_name, self.next_name]):
+            if name is not None:
+                self._check_output(specs[name], listing=", ".join(str(o) for o in specs.values()))
 
     def _open(self, path: Path, threads: int | None) -> Any:
         """An inference session: all graph optimisations, sequential execution, ``threads`` intra-op threads."""
@@ -140,6 +148,19 @@ class OnnxRuntime(BaseRuntime):
             if self._role(spec) == "past":
                 _past_shape(spec, batch=1, path=path)  # fail at load, not at the first batch
         return ids
+
+    def _check_output(self, spec: _Input, listing: str) -> None:
+        """The scored output must be float logits ``(batch, seq, vocab)`` or ``(batch, vocab)`` whose vocabulary
+        dimension (when declared) covers the tokenizer; else ModelError naming the outputs."""
+        path = self.artifact.path
+        hint = "; name the logits output 'logits'" if spec.name != "logits" else ""
+        if spec.type not in ("tensor(float)", "tensor(float16)", "tensor(double)", "tensor(bfloat16)"):
+            raise ModelError(f"output {spec} is not float logits (outputs are {listing}){hint}", path=path)
+        if len(spec.shape) not in (2, 3):
+            raise ModelError(f"output {spec} is not (batch, seq, vocab) or (batch, vocab) logits "
+                             f"(outputs are {listing}){hint}", path=path)
+        width = spec.shape[-1]
+        self.check_vocab_width(width if isinstance(width, int) and width > 0 else None, f"output '{spec.name}'")
 
     @staticmethod
     def _role(spec: _Input) -> str | None:
@@ -193,10 +214,10 @@ class OnnxRuntime(BaseRuntime):
                                    f"after {attention_mask.shape[1] - input_ids.shape[1]} past tokens: "
                                    f"{one_line(exc)}", path=self.artifact.path) from None
         logits = np.asarray(results[0])
-        if logits.ndim != 3 or logits.shape[0] != batch:
+        if logits.ndim not in (2, 3) or logits.shape[0] != batch:
             raise MeasurementError(f"output '{names[0]}' has shape {logits.shape} for a batch of "
                                    f"{tuple(input_ids.shape)}", path=self.artifact.path)
-        return logits[:, -1, :], (results[1:] if keep else None)
+        return (logits[:, -1, :] if logits.ndim == 3 else logits), (results[1:] if keep else None)
 
     def _feeds(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
         """The input dict for one batch, every tensor in the dtype the model declares."""
@@ -227,10 +248,10 @@ class OnnxRuntime(BaseRuntime):
             return super().next_token_logits(sequences)
         ids, mask = pad_left(sequences, self.tokenizer.pad_id)
         logits = np.asarray(self._forward(ids, mask, self.next_name))
-        if logits.ndim != 3 or logits.shape[0] != ids.shape[0]:
+        if logits.ndim not in (2, 3) or logits.shape[0] != ids.shape[0]:
             raise MeasurementError(f"output '{self.next_name}' has shape {logits.shape} for a batch of "
                                    f"{tuple(ids.shape)}", path=self.artifact.path)
-        return self.check_finite(logits[:, -1, :])
+        return self.check_finite(logits[:, -1, :] if logits.ndim == 3 else logits)
 
     def describe(self) -> dict:
         return {"runtime": self.name, "version": self._ort.__version__, "threads": self.threads,

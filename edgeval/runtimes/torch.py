@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..artifacts import Artifact, detect_format
-from ..errors import MeasurementError, ModelError, TokenizerError, require
+from ..errors import ModelError, TokenizerError, require
 from ._util import one_line
 from .base import BaseRuntime, pad_left, position_ids
 from .tokenizer import TransformersTokenizer
@@ -113,6 +113,17 @@ class TorchRuntime(BaseRuntime):
         self._keeps_last = "logits_to_keep" in parameters
         self._cache_arg = "cache" if "cache" in parameters else "past_key_values"  # renamed in transformers 5.2x
         self._layers = self.model.config.get_text_config().num_hidden_layers
+        self.check_vocab_width(self._model_width(), "the model's embedding and LM head")
+
+    def _model_width(self) -> int | None:
+        """The number of token ids the model can embed and score (the smaller of its embedding and LM head)."""
+        sizes = []
+        for module, attr in ((self.model.get_input_embeddings(), "num_embeddings"),
+                             (self.model.get_output_embeddings(), "out_features")):
+            value = getattr(module, attr, None) if module is not None else None
+            if isinstance(value, int):
+                sizes.append(value)
+        return min(sizes) if sizes else None
 
     def _run(self, input_ids: np.ndarray, attention_mask: np.ndarray, **extra: Any) -> np.ndarray:
         """Logits from one forward pass (no KV cache), positions that ignore left padding."""
@@ -130,10 +141,7 @@ class TorchRuntime(BaseRuntime):
         if not self._keeps_last:
             return super().next_token_logits(sequences)
         ids, mask = pad_left(sequences, self.tokenizer.pad_id)
-        logits = self._run(ids, mask, logits_to_keep=1)[:, -1, :]
-        if not np.isfinite(logits).all():
-            raise MeasurementError("model produced NaN or infinite logits", path=self.artifact.path)
-        return logits.astype(np.float32, copy=False)
+        return self.check_finite(self._run(ids, mask, logits_to_keep=1)[:, -1, :])
 
     def kv_seq_axes(self) -> list[int]:
         """Keys and values of every layer, ``(batch, heads, seq, head_dim)``: transformers' cache layout."""
