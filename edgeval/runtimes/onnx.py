@@ -78,6 +78,35 @@ def _ids_input(inputs: list[_Input]) -> _Input | None:
     return (named or loose or [None])[0]
 
 
+def check_external_data(path: Path) -> None:
+    """Refuse (ModelError) a model whose external data points outside its folder: an absolute location, ``..``,
+    or a link that resolves elsewhere. Nothing outside the model's folder is read. Cheap when there is no
+    external data: the file is parsed only when its bytes hold a ``location`` entry."""
+    import mmap
+
+    try:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if data.find(b"location") < 0:
+                return
+    except (OSError, ValueError):
+        return  # unreadable or empty: ONNX Runtime says why
+    onnx = require("onnx", "onnx", "checking ONNX external data")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001  (protobuf's DecodeError and friends: not a model)
+        raise ModelError(f"not a readable ONNX model: {one_line(exc)}", path=path) from None
+    folder = path.resolve().parent
+    tensors = [*model.graph.initializer, *(a.t for n in model.graph.node for a in n.attribute if a.HasField("t"))]
+    for tensor in tensors:
+        location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+        if location is None:
+            continue
+        target = (folder / location).resolve()
+        if Path(location).is_absolute() or ".." in Path(location).parts or folder not in target.parents:
+            raise ModelError(f"initializer '{tensor.name}' keeps its data at {location!r}, outside the model's "
+                             "folder: refused (external data must sit beside the model)", path=path)
+
+
 def _past_shape(spec: _Input, batch: int, path: Path | None = None) -> tuple[int, ...]:
     """An empty past tensor's shape: batch dims → ``batch``, the symbolic sequence dim → 0, static dims kept."""
     names = [str(d).lower() if not isinstance(d, int) else "" for d in spec.shape]
@@ -129,6 +158,7 @@ class OnnxRuntime(BaseRuntime):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if threads:
             options.intra_op_num_threads = threads
+        check_external_data(path)
         try:
             return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
         except _ort_errors(ort) as exc:
