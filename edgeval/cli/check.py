@@ -73,9 +73,17 @@ def check_cmd(model: Path, baseline: Path | None, policy_path: Path | None, repo
                    progress=progress)
     for problem in done.problems:
         click.echo(f"edgeval: error: {problem}", err=True)
+    if done.report.verdict == "error" and not done.problems:
+        click.echo(f"edgeval: error: {_first_error(done.report)}", err=True)  # even with -q: one line says why
     if not quiet:
         print_summary(done.report, done.path)
     raise click.exceptions.Exit(done.exit_code)  # cli.main turns it into the process's exit code
+
+
+def _first_error(report: Report) -> str:
+    messages = [e.message for e in report.errors] + [c.message for c in report.checks if c.status == "error"]
+    more = f" (+{len(messages) - 1} more in the report)" if len(messages) > 1 else ""
+    return (messages[0].splitlines()[0] if messages else "no check ran") + more
 
 
 def _mlflow_sink(report: Report, path: Path | None) -> None:

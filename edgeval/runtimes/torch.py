@@ -7,6 +7,7 @@ Needs the ``torch`` extra (torch, transformers; GGUF also gguf + accelerate).
 from __future__ import annotations
 
 import inspect
+import struct
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,7 +22,7 @@ from .tokenizer import TransformersTokenizer
 
 def _load_errors() -> tuple[type[BaseException], ...]:
     """What transformers / safetensors / gguf raise on a broken or unsupported model."""
-    builtin = (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError)
+    builtin = (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, struct.error)  # struct: bad GGUF
     try:
         from safetensors import SafetensorError
     except ImportError:  # without safetensors transformers reads only .bin files, whose errors are builtin ones
@@ -48,11 +49,17 @@ def load_hf_model(path: str | Path) -> Any:
         raise ModelError(f"a {fmt} file is not a Hugging Face directory or .gguf file", path=path)
     source, extra = pretrained_source(path)
     safe = {} if extra else {"use_safetensors": True}  # never unpickle .bin weights
+    bars = transformers.utils.logging
+    shown = bars.is_progress_bar_enabled()
+    bars.disable_progress_bar()  # a "Loading weights" bar on stderr would bury edgeval's one-line messages
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(
             source, dtype=torch.float32, attn_implementation="eager", trust_remote_code=False, **extra, **safe)
     except _load_errors() as exc:
         raise ModelError(f"transformers cannot load it as a causal LM: {one_line(exc)}", path=path) from None
+    finally:
+        if shown:
+            bars.enable_progress_bar()
     return model.eval()
 
 
