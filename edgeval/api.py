@@ -7,7 +7,6 @@ verdict ``error`` and exit code 3, so that a pipeline always gets a report to ke
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import time
 from dataclasses import dataclass, field
@@ -84,6 +83,10 @@ def announce(report: Report, path: str | Path | None, disabled_plugins: Sequence
     return problems
 
 
+#: the BBQ predictions sidecars written beside a report (``<stem>.bbq-<role>.jsonl.gz``); only these exact names
+#: are removed at start, so other files beside the report (checkpoints, say) are left alone
+SIDECAR_ROLES = ("candidate", "baseline")
+
 #: a sink takes the final report and the path it was written to (None: not written); it raises on failure
 Sink = Callable[[Report, "Path | None"], Any]
 
@@ -103,11 +106,12 @@ class Publication:
         return self.report.exit_code
 
 
-def prepare(report_path: str | Path | None, bless_dir: str | Path | None = None, keep: Sequence[str | Path] = ()) -> None:
+def prepare(report_path: str | Path | None, bless_dir: str | Path | None = None,
+            keep: Sequence[str | Path] = ()) -> None:
     """Call before a check runs: remove the blessing markers and the previous report at ``report_path`` (and its
-    BBQ sidecars ``<stem>.bbq-*.jsonl.gz``, except the files in ``keep``), so that a run killed half-way never
-    leaves the last run's pass behind; refuse (:class:`BadInputError`) a report path or bless dir that cannot be
-    written, before any time is spent measuring."""
+    BBQ sidecars ``<stem>.bbq-candidate.jsonl.gz`` / ``<stem>.bbq-baseline.jsonl.gz``, except the files in
+    ``keep``), so that a run killed half-way never leaves the last run's pass behind; refuse
+    (:class:`BadInputError`) a report path or bless dir that cannot be written, before any time is spent."""
     from .hooks.blessing import revoke
 
     if bless_dir is not None:
@@ -116,7 +120,8 @@ def prepare(report_path: str | Path | None, bless_dir: str | Path | None = None,
         try:
             revoke(bless_dir)
         except OSError as exc:
-            raise BadInputError(f"cannot remove the old blessing marker: {exc.strerror or exc}", path=bless_dir) from None
+            raise BadInputError(f"cannot remove the old blessing marker: {exc.strerror or exc}",
+                                path=bless_dir) from None
     if report_path is not None:
         invalidate_report(Path(report_path), keep)
 
@@ -128,7 +133,7 @@ def invalidate_report(path: Path, keep: Sequence[str | Path] = ()) -> None:
                             "edgeval-report.json", path=path)
     _writable_dir(path.parent, "the report")
     kept = {Path(k).resolve() for k in keep if k}
-    stale = [path, *path.parent.glob(f"{glob.escape(path.stem)}.bbq-*.jsonl.gz")]
+    stale = [path, *(path.with_name(f"{path.stem}.bbq-{role}.jsonl.gz") for role in SIDECAR_ROLES)]
     for file in stale:
         if file.resolve() in kept or file.is_dir():
             continue

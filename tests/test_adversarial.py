@@ -305,7 +305,8 @@ def test_malformed_policies(case, good, tmp_path, capsys):
     assert_refused(code, err, 3, report=report, needle=needle)
 
 
-@pytest.mark.parametrize("text, suffix", [('{"bbq": {"alpha": NaN}}', ".json"), ('{"size": {"max_bytes": Infinity}}', ".json"),
+@pytest.mark.parametrize("text, suffix", [('{"bbq": {"alpha": NaN}}', ".json"),
+                                          ('{"size": {"max_bytes": Infinity}}', ".json"),
                                           ("[tool.edgeval.bbq]\nalpha = nan\n", ".toml"),
                                           ("[project]\nname = 'x'\n", ".toml")])
 def test_non_yaml_policy_sources(text, suffix, good, tmp_path, capsys):
@@ -415,7 +416,8 @@ def test_prune_overwrite_refuses_a_folder_that_is_not_a_prune_output(tiny_llama_
 
 def test_report_folder_is_a_file(good, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
-    code, err = run_cli(capsys, "check", good, "--validators", "latency", "-q", "--report", tmp_path / "file" / "r.json")
+    code, err = run_cli(capsys, "check", good, "--validators", "latency", "-q",
+                        "--report", tmp_path / "file" / "r.json")
     assert_refused(code, err, 3, needle="cannot write the report")
 
 

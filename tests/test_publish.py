@@ -28,7 +28,8 @@ def test_order_report_then_sinks_then_blessing(tmp_path):
         events.append(("sink", written.is_file(), (bless / "BLESSED").exists(), report.verdict))
 
     done = publish(passing(), path, bless_dir=bless, sinks={"probe": sink}, progress=events.append)
-    assert done.problems == () and events[0] == ("sink", True, False, "pass")  # the report exists, the blessing does not yet
+    # the report exists when the sink runs, the blessing does not yet
+    assert done.problems == () and events[0] == ("sink", True, False, "pass")
     assert done.exit_code == 0 and (bless / "BLESSED").is_file() and done.problems == ()
     assert json.loads((bless / "BLESSED").read_text())["report"] == str(path)
 

@@ -79,7 +79,8 @@ def tokenizer_size(tokenizer: Tokenizer) -> int | None:
     size = None
     if hasattr(inner, "get_vocab"):
         try:
-            vocab = inner.get_vocab(with_added_tokens=True) if hasattr(inner, "get_vocab_size") else inner.get_vocab()
+            fast = hasattr(inner, "get_vocab_size")  # tokenizers.Tokenizer; else a transformers tokenizer
+            vocab = inner.get_vocab(with_added_tokens=True) if fast else inner.get_vocab()
             size = max(vocab.values(), default=-1) + 1 or None
         except (TypeError, ValueError, AttributeError):
             size = None
