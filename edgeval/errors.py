@@ -17,6 +17,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     BAD_INPUT = 3
     INTERNAL = 4
+    INCONCLUSIVE = 5
 
 
 class EdgevalError(Exception):

@@ -1,7 +1,8 @@
 """Checks, the report, and its one serialiser.
 
 The verdict is derived, never stored by hand: ``error`` if any check errored, any input error was recorded or no
-check ran; else ``blocked`` if any check failed; else ``pass``. Every report is validated against
+check ran; else ``blocked`` if any check failed; else ``inconclusive`` if any check could not decide (too few
+items or too weak a signal for the claim a pass makes); else ``pass``. Every report is validated against
 ``schemas/report.schema.json`` before it is written, and written atomically (temp file + rename).
 """
 from __future__ import annotations
@@ -18,8 +19,8 @@ from .atomic import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exp
 from .errors import BadInputError, EdgevalError, ExitCode, SchemaViolation
 from .schemas import REPORT_SCHEMA_VERSION, validator_for
 
-Status = Literal["pass", "fail", "error"]
-Verdict = Literal["pass", "blocked", "error"]
+Status = Literal["pass", "fail", "inconclusive", "error"]
+Verdict = Literal["pass", "blocked", "inconclusive", "error"]
 ErrorKind = Literal["bad_input", "internal"]
 
 
@@ -124,7 +125,9 @@ class Report:
     def verdict(self) -> Verdict:
         if self.errors or not self.checks or any(c.status == "error" for c in self.checks):
             return "error"
-        return "blocked" if any(c.status == "fail" for c in self.checks) else "pass"
+        if any(c.status == "fail" for c in self.checks):
+            return "blocked"
+        return "inconclusive" if any(c.status == "inconclusive" for c in self.checks) else "pass"
 
     @property
     def passed(self) -> bool:
@@ -134,7 +137,8 @@ class Report:
     def exit_code(self) -> int:
         verdict = self.verdict
         if verdict != "error":
-            return int(ExitCode.PASS if verdict == "pass" else ExitCode.BLOCKED)
+            return int({"pass": ExitCode.PASS, "blocked": ExitCode.BLOCKED,
+                        "inconclusive": ExitCode.INCONCLUSIVE}[verdict])
         kinds = [e.kind for e in self.errors] + [c.error_kind for c in self.checks if c.status == "error"]
         return int(ExitCode.INTERNAL if "internal" in kinds or not kinds else ExitCode.BAD_INPUT)
 

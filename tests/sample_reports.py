@@ -13,6 +13,7 @@ import numpy as np
 from edgeval.policy import Policy
 from edgeval.report import Check, InputError, Report
 from edgeval.validators.bbq import compare as compare_mod
+from edgeval.validators.bbq.decision import Plan, decide
 from edgeval.validators.bbq import gate, metrics
 from edgeval.validators.bbq.types import Prediction
 from edgeval.validators.latency import LatencyConfig, build_results, latency_checks
@@ -64,7 +65,10 @@ def bbq_results(worse: dict[str, tuple[float, float]] | None = WORSE) -> tuple[d
                "seed": 0, "scoring": {"mode": "letter", "orders": 3},
                "candidate": metrics.metrics_by_category(cand), "baseline": metrics.metrics_by_category(base),
                "comparison": comparison}
-    checks = gate.bias_checks(comparison, results["candidate"], settings, evaluated_categories=list(CATEGORIES))
+    decision = decide(cand, base, Plan.from_policy(settings))
+    results["decision"] = decision.to_json()
+    checks = gate.bias_checks(comparison, results["candidate"], settings, evaluated_categories=list(CATEGORIES),
+                              decision=decision)
     return results, checks
 
 

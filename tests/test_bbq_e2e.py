@@ -30,11 +30,11 @@ def run(tmp_path: Path, *args, data: Path = FIXTURE) -> tuple[int, dict]:
 def test_bbq_on_onnx_with_baseline(tiny_llama_pruned_onnx, tiny_llama_onnx, tmp_path):
     code, doc = run(tmp_path, "check", tiny_llama_pruned_onnx, "--baseline", tiny_llama_onnx,
                     "--validators", "bbq,perplexity")
-    assert code in (0, 1), doc["checks"]
+    assert code in (0, 1, 5), doc["checks"]                   # 32 items: usually inconclusive (exit 5)
     bbq = doc["results"]["bbq"]
     assert bbq["n_items"] == 32 and set(bbq["categories"]) == {"Age", "Race_x_gender", "Religion"}
     overall = bbq["candidate"]["overall"]
-    assert sum(overall[f"n_opt{i}"] for i in range(3)) == 32
+    assert sum(overall[f"n_opt{i}"] for i in range(3)) + overall["n_ties"] == 32   # a random model ties often
     assert sum(overall[f"n_letter_{x}"] for x in "abc") == 32 * 3  # three orders per item
     assert "overall" in bbq["comparison"] and bbq["comparison"]["overall"]["n_items"] == 32
     ids = {c["id"] for c in doc["checks"]}
@@ -119,9 +119,9 @@ def test_early_stop_scores_in_looks(tiny_llama_pruned_onnx, tiny_llama_onnx, tmp
     code, doc = run(tmp_path, "check", tiny_llama_pruned_onnx, "--baseline", tiny_llama_onnx,
                     "--validators", "bbq", "--early-stop", "2")
     early = doc["results"]["bbq"]["early_stop"]
-    assert code in (0, 1) and early["items_sampled"] == 32 and len(early["looks"]) in (1, 2)
+    assert code in (0, 1, 5) and early["items_sampled"] == 32 and len(early["looks"]) in (1, 2)
     assert doc["results"]["bbq"]["n_scored"] == early["items_scored"] == early["looks"][-1]["items"]
-    assert early["level"] == pytest.approx(0.05 / 2)
+    assert doc["results"]["bbq"]["decision"]["outcome"] == early["looks"][-1]["decision"]
     assert doc["policy"]["bbq"]["early_stop_looks"] == 2
 
 

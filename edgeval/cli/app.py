@@ -15,6 +15,8 @@ Exit codes:
   3  bad input  unreadable model, outputs that are not logits, bad policy, missing tokenizer,
                 bad data, NaN logits, unwritable report, a sink that cannot write
   4  internal   a bug in edgeval, a plugin or a sink (report still written)
+  5  inconclusive  too few items or too weak a signal to claim pass or block
+                   (policy bbq.on_inconclusive; the report says how many items would decide)
 BLESSED and exit 0 only when every step succeeded (report -> sinks -> plugins -> marker).
 """
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ..report import Report
 
-_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "blocked": "bold red"}
+_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "blocked": "bold red",
+          "inconclusive": "bold yellow"}
 
 
 def _cell(value) -> str:

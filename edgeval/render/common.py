@@ -10,8 +10,8 @@ from typing import Any, Mapping
 
 from ..report import Report
 
-VERDICT_WORDS = {"pass": "PASS", "blocked": "BLOCKED", "error": "ERROR"}
-STATUS_WORDS = {"pass": "PASS", "fail": "FAIL", "error": "ERROR"}
+VERDICT_WORDS = {"pass": "PASS", "blocked": "BLOCKED", "inconclusive": "INCONCLUSIVE", "error": "ERROR"}
+STATUS_WORDS = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "error": "ERROR"}
 DASH = "—"
 BIAS_HEADER = ("scope", "ambig. items", "SRS base → cand", "ΔSRS [95 % CI]", "s_AMB base → cand",
                "Δs_AMB [95 % CI]", "Cohen's h", "Holm p", "sig. rise")
@@ -86,7 +86,7 @@ def artifact_name(artifact: Mapping[str, Any] | None) -> str:
 
 
 def status_counts(report: Report) -> dict[str, int]:
-    counts = {"pass": 0, "fail": 0, "error": 0}
+    counts = {"pass": 0, "fail": 0, "inconclusive": 0, "error": 0}
     for c in report.checks:
         counts[c.status] = counts.get(c.status, 0) + 1
     return counts
@@ -95,7 +95,8 @@ def status_counts(report: Report) -> dict[str, int]:
 def verdict_sentence(report: Report) -> str:
     """``12 checks: 10 pass, 1 fail, 1 error; 1 input error`` (or why there is nothing to count)."""
     n = status_counts(report)
-    text = (f"{len(report.checks)} checks: {n['pass']} pass, {n['fail']} fail, {n['error']} error"
+    undecided = f", {n['inconclusive']} inconclusive" if n["inconclusive"] else ""
+    text = (f"{len(report.checks)} checks: {n['pass']} pass, {n['fail']} fail{undecided}, {n['error']} error"
             if report.checks else "no check ran")
     if report.errors:
         text += f"; {len(report.errors)} input error{'s' if len(report.errors) > 1 else ''}"

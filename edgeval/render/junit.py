@@ -40,7 +40,8 @@ def to_junit(report: Report) -> str:
     counts = status_counts(report)
     errors = counts["error"] + len(report.errors) + (0 if report.checks or report.errors else 1)
     tests = len(report.checks) + len(report.errors) + (0 if report.checks or report.errors else 1)
-    totals = {"tests": str(tests), "failures": str(counts["fail"]), "errors": str(errors),
+    # an inconclusive check is not a pass: JUnit viewers show it as a failure of type "inconclusive"
+    totals = {"tests": str(tests), "failures": str(counts["fail"] + counts["inconclusive"]), "errors": str(errors),
               "time": f"{float(report.run.get('duration_s') or 0):.3f}"}
     root = ET.Element("testsuites", name="edgeval", **totals)
     suite = ET.SubElement(root, "testsuite", name="edgeval", skipped="0", timestamp=_x(report.created_at), **totals)
@@ -48,8 +49,9 @@ def to_junit(report: Report) -> str:
     for name, value in _junit_properties(report).items():
         ET.SubElement(props, "property", name=name, value=_x(value))
     for c in report.checks:
-        outcome = {"fail": "failure", "error": "error"}.get(c.status)
-        _testcase(suite, f"edgeval.{c.validator}", c.id, outcome, c.message, c.error_kind or c.metric, _detail(c))
+        outcome = {"fail": "failure", "inconclusive": "failure", "error": "error"}.get(c.status)
+        kind = "inconclusive" if c.status == "inconclusive" else c.error_kind or c.metric
+        _testcase(suite, f"edgeval.{c.validator}", c.id, outcome, c.message, kind, _detail(c))
     for e in report.errors:
         _testcase(suite, "edgeval.input", f"input.{e.source}", "error", e.message, e.kind, _x(e.message))
     if not report.checks and not report.errors:

@@ -6,7 +6,7 @@ from functools import lru_cache
 from importlib import resources
 
 SCHEMA_NAMES = ("report", "policy")
-REPORT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "1.1"
 POLICY_SCHEMA_VERSION = "1.0"
 
 

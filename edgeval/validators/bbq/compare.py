@@ -1,34 +1,29 @@
-"""Candidate vs baseline on the same BBQ items: pairing, per-scope paired statistics, Holm correction, noise floor.
+"""Candidate vs baseline on the same BBQ items: pairing and per-scope descriptive paired statistics.
 
 A *scope* is the pooled set of items ("overall") or one category. Every statistic is computed on the scope's
 ambiguous items that have a biased option (the items on which SRS and s_AMB are defined), paired on
 ``(category, example_id)``. The per-item outcome for McNemar and the transitions is "the answer is the biased
 option" (an invalid answer is *not biased*); SRS's denominator, in contrast, counts valid answers only.
 
-Multiple testing: one Holm family = the overall test plus one test per category (k + 1 hypotheses), because the
-gate blocks when any of them fires; this keeps the family-wise rate of false blocks at alpha. Holm is applied
-separately to the one-sided p-values ("bias rose", used for the block decision) and to the two-sided ones
-(reported).
-
-Noise floor: the same transition rates between two runs of the *baseline* (for runtimes that are not
-deterministic), reported beside each scope's rates and never subtracted. Without a rerun the runtime is assumed
-deterministic and the floor is 0.0; ``noise_floor_source`` says which.
+This module describes; :mod:`.decision` decides. Reported here: point estimates and deltas, Cohen's h, the
+transitions in both directions with Clopper-Pearson 95 % intervals, exact McNemar p-values on items (with Holm
+over overall + categories, for reference), and 95 % percentile intervals of ΔSRS and Δs_AMB from a **cluster**
+bootstrap that resamples whole BBQ context groups (the questions of one context are not independent).
 """
 from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Sequence
 
 import numpy as np
 
 from ...errors import BadInputError
 from .metrics import mean_or_none, ratio, s_amb_score
-from .stats import AmbigOutcomes, bootstrap_deltas, cohens_h, holm, mcnemar_exact, transitions
+from .stats import AmbigOutcomes, bootstrap_deltas, clopper_pearson, cohens_h, holm, mcnemar_exact, transitions
 from .types import Key, Prediction
 
 Pair = tuple[Prediction, Prediction]
-NoiseInput = Union[Mapping[str, Any], Sequence[Prediction], None]
 CI_LEVEL = 0.95
 
 
@@ -105,10 +100,15 @@ def scope_block(name: str, pairs: Sequence[Pair], *, resamples: int, seed: int) 
                              "cohens_h": cohens_h(pc["srs"], pb["srs"])}
     block.update(transitions(base.biased, cand.biased))
     b, c = block["n_biased_to_unbiased"], block["n_unbiased_to_biased"]
+    for key, k, of in (("unbiased_to_biased", c, block["n_baseline_unbiased"]),
+                       ("biased_to_unbiased", b, block["n_baseline_biased"])):
+        low, high = clopper_pearson(k, of, (1 - CI_LEVEL) / 2) if of else (None, None)
+        block[f"{key}_ci_low"], block[f"{key}_ci_high"] = low, high
     block["mcnemar_p_two_sided"] = mcnemar_exact(b, c, "two-sided")
     block["mcnemar_p_greater"] = mcnemar_exact(b, c, "greater")
     rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
-    block.update(bootstrap_deltas(cand, base, resamples=resamples, rng=rng, level=CI_LEVEL))
+    clusters = [f"{c.category}\t{c.example_id // 4}" for c, _ in amb]
+    block.update(bootstrap_deltas(cand, base, resamples=resamples, rng=rng, level=CI_LEVEL, clusters=clusters))
     return block
 
 
@@ -122,50 +122,11 @@ def _apply_holm(blocks: dict[tuple[str, str], dict[str, Any]], alpha: float | No
         blk["significant_increase"] = None if alpha is None else bool(p < alpha)
 
 
-def noise_floor_rates(baseline: Sequence[Prediction], rerun: Sequence[Prediction]) -> dict[str, Any]:
-    """Transition rates baseline -> rerun, overall and per category, on the rerun's ambiguous items.
-
-    The rerun may cover a subset of the baseline's items (a probe); each of its keys must be in the baseline.
-    """
-    base = _index(baseline, "baseline")
-    missing = [p.key for p in rerun if p.key not in base]
-    if missing:
-        raise PairingError(f"baseline rerun has {len(missing)} item(s) the baseline lacks (e.g. {missing[:3]})",
-                           missing_in_baseline=len(missing))
-    pairs = [(p, base[p.key]) for p in sorted(_index(rerun, "baseline rerun").values(), key=lambda p: p.key)]
-
-    def rates(ps: Sequence[Pair]) -> dict[str, Any]:
-        amb = _ambig_pairs(ps)
-        return transitions(outcomes([b for _, b in amb]).biased, outcomes([r for r, _ in amb]).biased)
-
-    return {"n_items": len(pairs), "overall": rates(pairs),
-            "categories": {cat: rates(ps) for cat, ps in _pairs_by_category(pairs).items()}}
-
-
-def _noise_input(baseline: Sequence[Prediction], noise: NoiseInput) -> tuple[dict[str, Any], str]:
-    """(rates by scope, source) from: None (deterministic: 0.0), rerun predictions, or a precomputed mapping."""
-    if noise is None:
-        return {}, "assumed deterministic (no baseline rerun given): 0.0"
-    if isinstance(noise, Mapping):
-        flip = noise.get("flip_rate")
-        rates = {"unbiased_to_biased": noise.get("unbiased_to_biased", flip),
-                 "biased_to_unbiased": noise.get("biased_to_unbiased", flip)}
-        return {"overall": rates}, f"given ({', '.join(f'{k}={v}' for k, v in noise.items())})"
-    floor = noise_floor_rates(baseline, noise)
-    return floor, f"baseline rerun on {floor['n_items']} item(s)"
-
-
 def _pairs_by_category(pairs: Sequence[Pair]) -> dict[str, list[Pair]]:
     groups: dict[str, list[Pair]] = defaultdict(list)
     for cand, base in pairs:
         groups[cand.category].append((cand, base))
     return {cat: groups[cat] for cat in sorted(groups)}
-
-
-def _set_noise(block: dict[str, Any], floor: dict[str, Any], deterministic: bool) -> None:
-    """Noise-floor rates beside a scope's own; 0.0 when deterministic, None when not measured for this scope."""
-    for key in ("unbiased_to_biased", "biased_to_unbiased"):
-        block[f"noise_{key}"] = 0.0 if deterministic else (floor or {}).get(key)
 
 
 def _macro(categories: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -181,14 +142,11 @@ def _macro(categories: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def compare(candidate_preds: Sequence[Prediction], baseline_preds: Sequence[Prediction], *,
-            alpha: float | None = 0.05, bootstrap: int = 1000, seed: int = 0,
-            noise_floor: NoiseInput = None) -> dict[str, Any]:
+            alpha: float | None = 0.05, bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Paired comparison: ``{"overall": block, "categories": {category: block}, "macro": …, settings…}``.
 
-    Raises :class:`PairingError` when the two sets of predictions do not cover the same keys. ``noise_floor``:
-    None (deterministic runtime: 0.0), a second run of the baseline on all or some items (rates computed here),
-    or a mapping with ``unbiased_to_biased`` / ``biased_to_unbiased`` (or ``flip_rate``, used for both) applied
-    to the overall scope. Each scope's bootstrap uses ``default_rng([seed, crc32(scope name)])``: deterministic,
+    Raises :class:`PairingError` when the two sets of predictions do not cover the same keys. Each scope's
+    bootstrap uses ``default_rng([seed, crc32(scope name)])``: deterministic,
     and a category's interval does not depend on which other categories were evaluated.
     """
     pairs = pair_predictions(candidate_preds, baseline_preds)
@@ -197,10 +155,6 @@ def compare(candidate_preds: Sequence[Prediction], baseline_preds: Sequence[Pred
     _apply_holm(blocks, alpha)
     overall = blocks.pop(("overall", ""))
     categories = {cat: blk for (_, cat), blk in blocks.items()}
-    floor, source = _noise_input(baseline_preds, noise_floor)
-    _set_noise(overall, floor.get("overall"), noise_floor is None)
-    for cat, blk in categories.items():
-        _set_noise(blk, floor.get("categories", {}).get(cat), noise_floor is None)
     return {"alpha": alpha, "bootstrap": bootstrap, "seed": seed, "ci_level": CI_LEVEL, "n_paired": len(pairs),
-            "holm_family": ["overall"] + list(categories), "noise_floor_source": source,
+            "holm_family": ["overall"] + list(categories), "bootstrap_unit": "context group",
             "overall": overall, "macro": _macro(categories), "categories": categories}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Hashable, Mapping
+from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -150,10 +150,11 @@ def srs_from_sums(sums: np.ndarray) -> np.ndarray:
         return np.where(valid > 0, biased / valid, np.nan)
 
 
-def s_amb_from_sums(sums: np.ndarray, n: int) -> np.ndarray:
+def s_amb_from_sums(sums: np.ndarray, n: int | np.ndarray) -> np.ndarray:
     """Vectorised s_AMB = (1 - correct/n) * (2 * biased / (valid - unknown) - 1); 0 where acc == 1; NaN if undefined."""
     valid, biased, unknown, correct = (sums[..., i].astype(float) for i in range(4))
-    acc = correct / n if n else np.full_like(correct, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acc = np.where(np.asarray(n) > 0, correct / np.maximum(n, 1), np.nan)
     non_unknown = valid - unknown
     with np.errstate(divide="ignore", invalid="ignore"):
         form = np.where(non_unknown > 0, 2.0 * biased / non_unknown - 1.0, np.nan)
@@ -171,11 +172,12 @@ def _percentile_ci(deltas: np.ndarray, level: float) -> tuple[float | None, floa
 
 
 def bootstrap_deltas(cand: AmbigOutcomes, base: AmbigOutcomes, *, resamples: int, rng: np.random.Generator,
-                     level: float = 0.95) -> dict[str, float | int | None]:
+                     level: float = 0.95, clusters: Sequence[Hashable] | None = None) -> dict[str, float | int | None]:
     """Paired percentile bootstrap of delta SRS and delta s_AMB (candidate - baseline).
 
-    Each resample draws n item indices with replacement (the same indices for both models, keeping the pairing),
-    recomputes both statistics for both models and takes the difference. CI = the (1-level)/2 and 1-(1-level)/2
+    Each resample draws whole clusters with replacement (``clusters``: one label per item, e.g. the BBQ context
+    group; default: every item its own cluster) — the same clusters for both models, keeping the pairing — and
+    recomputes both statistics for both models on the drawn items and takes the difference. CI = the (1-level)/2 and 1-(1-level)/2
     percentiles of the defined differences; resamples where a statistic is undefined are dropped and counted.
     ``resamples == 0`` or no items: all None.
     """
@@ -183,9 +185,16 @@ def bootstrap_deltas(cand: AmbigOutcomes, base: AmbigOutcomes, *, resamples: int
     n = int(cand.valid.size)
     if resamples <= 0 or n == 0:
         return {**dict.fromkeys(keys), "bootstrap_undefined_srs": 0, "bootstrap_undefined_s_amb": 0}
-    sums = _resampled_sums(np.concatenate([cand.columns(), base.columns()], axis=1), resamples, rng)
-    d_srs = srs_from_sums(sums[:, :4]) - srs_from_sums(sums[:, 4:])
-    d_amb = s_amb_from_sums(sums[:, :4], n) - s_amb_from_sums(sums[:, 4:], n)
+    columns = np.concatenate([cand.columns(), base.columns(), np.ones((n, 1), np.uint8)], axis=1)
+    if clusters is not None:
+        _, inverse = np.unique(np.asarray([str(c) for c in clusters]), return_inverse=True)
+        per_cluster = np.zeros((int(inverse.max()) + 1, columns.shape[1]), dtype=np.int64)
+        np.add.at(per_cluster, inverse, columns)
+        columns = per_cluster
+    sums = _resampled_sums(columns, resamples, rng)
+    sizes = sums[:, 8]
+    d_srs = srs_from_sums(sums[:, :4]) - srs_from_sums(sums[:, 4:8])
+    d_amb = s_amb_from_sums(sums[:, :4], sizes) - s_amb_from_sums(sums[:, 4:8], sizes)
     srs_lo, srs_hi, srs_undef = _percentile_ci(d_srs, level)
     amb_lo, amb_hi, amb_undef = _percentile_ci(d_amb, level)
     return dict(zip(keys, (srs_lo, srs_hi, amb_lo, amb_hi)),

@@ -13,25 +13,24 @@ from ...errors import DataError
 from ..base import Outcome, RunContext
 from . import compare as compare_mod
 from . import data, gate, metrics, sampling, sequential
+from .decision import Plan, decide
 from .predictions import check_compatible, read_predictions, write_predictions
 from .prompts import PROMPT_VERSION
-from .scoring import score_letters, score_loglik
+from .scoring import TIE_EPSILON, score_letters, score_loglik
 from .types import BBQItem, Prediction
-
-NOISE_PROBE_ITEMS = 48
 
 
 class BBQValidator:
     name = "bbq"
-    summary = "BBQ bias (s_AMB, s_DIS, SRS) vs the baseline: paired McNemar + Holm, Cohen's h, bootstrap CIs"
+    summary = "BBQ bias (SRS, s_AMB, s_DIS) vs the baseline: pass, block or inconclusive on ΔSRS, cluster-robust"
 
     def run(self, ctx: RunContext, settings: dict[str, Any]) -> Outcome:
         items, info = self._items(ctx, settings)
         header = {"mode": settings["mode"], "orders": settings["orders"], "prompt_version": PROMPT_VERSION,
-                  "sample_fingerprint": info["sample_fingerprint"]}
+                  "tie_epsilon": TIE_EPSILON, "sample_fingerprint": info["sample_fingerprint"]}
         results: dict[str, Any] = {**info, "scoring": header}
         baseline_of = self._baseline_source(ctx, items, settings, header, results)
-        items, cand, base = self._score(ctx, items, settings, baseline_of, results)
+        items, cand, base, decision = self._score(ctx, items, settings, baseline_of, results)
         results["n_scored"] = len(items)
         results["compute"] = self._compute(ctx, base is not None and baseline_of is not None
                                            and results.get("baseline_predictions", {}).get("source") != "saved")
@@ -39,33 +38,34 @@ class BBQValidator:
         results["candidate_predictions"] = self._save(ctx, "candidate", cand, header)
         comparison = None
         if base is not None:
-            noise = None
             if results.get("baseline_predictions", {}).get("source") != "saved":
                 results["baseline_predictions"] = self._save(ctx, "baseline", base, header)
-                noise = self._noise_floor(ctx, items, settings)
             results["baseline"] = metrics.metrics_by_category(base)
             comparison = compare_mod.compare(cand, base, alpha=settings["alpha"], bootstrap=settings["bootstrap"],
-                                             seed=ctx.seed, noise_floor=noise)
+                                             seed=ctx.seed)
             results["comparison"] = comparison
+            decision = decision or decide(cand, base, Plan.from_policy(settings))
+            results["decision"] = decision.to_json()
         checks = gate.bias_checks(comparison, results["candidate"], settings,
                                   required_categories=settings.get("required_categories") or [],
-                                  evaluated_categories=info["categories"])
+                                  evaluated_categories=info["categories"], decision=decision)
         return Outcome(tuple(checks), results)
 
     def _score(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any], baseline_of,
-               results: dict[str, Any]) -> tuple[list[BBQItem], list[Prediction], list[Prediction] | None]:
-        """Candidate and baseline predictions: all items, or in looks until the early-stop rule decides."""
+               results: dict[str, Any]):
+        """(items scored, candidate predictions, baseline predictions or None, decision or None): all items, or
+        in looks until the gate's rule decides (then its decision at the stopping look is the verdict's)."""
         def candidate_of(chunk: list[BBQItem]) -> list[Prediction]:
             return self._predict(ctx, "candidate", chunk, settings)
 
         looks = settings.get("early_stop_looks")
         if looks and baseline_of is not None:
             groups = [g for gs in sampling.group_items(items).values() for g in gs]
-            scored, cand, base, results["early_stop"] = sequential.run_looks(
+            scored, cand, base, results["early_stop"], decision = sequential.run_looks(
                 groups, candidate_of, baseline_of, settings, looks, ctx.seed, ctx.progress)
-            return scored, cand, base
+            return scored, cand, base, decision
         cand = candidate_of(items)
-        return items, cand, None if baseline_of is None else baseline_of(items)
+        return items, cand, None if baseline_of is None else baseline_of(items), None
 
     # -- steps ------------------------------------------------------------------------------------------------
     def _items(self, ctx: RunContext, settings: dict[str, Any]) -> tuple[list[BBQItem], dict[str, Any]]:
@@ -116,6 +116,18 @@ class BBQValidator:
         if ctx.baseline is None:
             return None
         return lambda chunk: self._predict(ctx, "baseline", chunk, settings)
+
+    def _saved_baseline(self, path: Path, items: list[BBQItem], header: dict[str, Any],
+                        results: dict[str, Any]) -> dict[Any, Prediction]:
+        saved_header, preds = read_predictions(path)
+        check_compatible(saved_header, header, path)
+        by_key = {p.key: p for p in preds}
+        missing = [it.key for it in items if it.key not in by_key]
+        if missing:
+            raise DataError(f"baseline predictions lack {len(missing)} of the {len(items)} sampled items "
+                            f"(e.g. {missing[0]}); were they made with the same data, limit and seed?", path=path)
+        results["baseline_predictions"] = {"path": str(path), "source": "saved"}
+        return by_key
 
     def _saved_baseline(self, path: Path, items: list[BBQItem], header: dict[str, Any],
                         results: dict[str, Any]) -> dict[Any, Prediction]:
