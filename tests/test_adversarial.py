@@ -67,8 +67,9 @@ def check(capsys, tmp_path, model, *extra, validators="latency", policy=None, bl
 
 
 def test_control_a_crafted_model_can_pass(good, tmp_path, capsys):
+    policy = _policy_case(LATENCY + "bbq: {limit: 6, orders: 1, bootstrap: 0, on_inconclusive: pass}\n", tmp_path)
     code, err, report, bless = check(capsys, tmp_path, good, "--baseline", good, validators="latency,bbq",
-                                     bless=True, policy=None)
+                                     bless=True, policy=policy)
     doc = json.loads(report.read_text())
     assert code == 0 and doc["verdict"] == "pass" and (bless / "BLESSED").is_file(), err
 
@@ -378,7 +379,9 @@ def test_bbq_file_with_a_byte_order_mark_loads(good, tmp_path, capsys):
     for src in FIXTURE_DIR.glob("*.jsonl"):
         (data / src.name).write_bytes(b"\xef\xbb\xbf" + src.read_bytes())
     code, err, report, _ = check(capsys, tmp_path, good, "--baseline", good, "--bbq-data", data, validators="bbq")
-    assert code == 0 and json.loads(report.read_text())["verdict"] == "pass", err
+    doc = json.loads(report.read_text())
+    assert code in (0, 5) and doc["verdict"] in ("pass", "inconclusive"), err  # 6 items: too few to decide
+    assert not doc["errors"] and all(c["status"] != "error" for c in doc["checks"])
 
 
 # -- command line and paths --------------------------------------------------------------------------------------
