@@ -17,7 +17,7 @@ from .artifacts import Artifact, load_artifact
 from .environment import environment
 from .errors import BadInputError, EdgevalError, UsageError
 from .plugins import plugin_manager, select_validators
-from .policy import Policy
+from .policy import Policy, validate_policy
 from .report import Check, InputError, Report
 from .validators.base import RunContext, run_validator
 
@@ -235,6 +235,10 @@ def _bless(report: Report, written: Path | None, directory: Path, problems: list
 
 def _read_policy(policy: Policy | str | Path | None, errors: list[InputError]) -> Policy:
     if isinstance(policy, Policy):
+        try:  # a Policy built by hand (Policy(data=...)) has not been through the loader: NaN, ranges, keys
+            validate_policy(policy.data, policy.source)
+        except EdgevalError as exc:
+            errors.append(InputError.from_exception("policy", exc))
         return policy
     if policy is None:
         return Policy.default()

@@ -540,3 +540,35 @@ def test_hf_model_whose_vocabulary_is_smaller_than_its_tokenizer(tiny_llama_dir,
     AutoModelForCausalLM.from_config(config).save_pretrained(folder, safe_serialization=True)
     code, err, report, _ = check(capsys, tmp_path, folder)
     assert_refused(code, err, 3, report=report, needle="tokenizer")
+
+
+def test_kill_9_mid_run_leaves_no_pass_behind(good, tmp_path):
+    """The previous run's pass report, its sidecar and BLESSED are gone as soon as a new run starts, so a run
+    killed with SIGKILL half-way leaves nothing that says deployable."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    report, bless = tmp_path / "r.json", tmp_path / "bless"
+    report.write_text('{"verdict": "pass", "exit_code": 0}')
+    (tmp_path / "r.bbq-candidate.jsonl.gz").write_bytes(b"stale")
+    bless.mkdir()
+    (bless / "BLESSED").write_text("stale")
+    policy = _policy_case("latency: {runs: 1000000, warmup: 0, seq_len: 8}\n", tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "edgeval", "check", str(good), "--validators", "latency",
+                             "--policy", str(policy), "--report", str(report), "--bless-dir", str(bless), "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ,
+                                                                                       "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while report.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(0.5)  # measuring now
+        assert proc.poll() is None, "the run ended before it could be killed"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not report.exists() and not (tmp_path / "r.bbq-candidate.jsonl.gz").exists()
+    assert list(bless.iterdir()) == []
