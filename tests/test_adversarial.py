@@ -572,3 +572,10 @@ def test_kill_9_mid_run_leaves_no_pass_behind(good, tmp_path):
         proc.wait()
     assert not report.exists() and not (tmp_path / "r.bbq-candidate.jsonl.gz").exists()
     assert list(bless.iterdir()) == []
+
+
+@pytest.mark.tflite
+def test_tflite_logits_narrower_than_the_tokenizer(tiny_llama_tflite, tmp_path, capsys):
+    big = word_level_tokenizer(tmp_path / "big", ["A", "B", "C"], extra_ids=1500)
+    code, err, report, _ = check(capsys, tmp_path, tiny_llama_tflite, "--tokenizer", big)
+    assert_refused(code, err, 3, report=report, needle="tokenizer")
