@@ -34,7 +34,8 @@ def _csv(_ctx, _param, value: str | None) -> list[str] | None:
               "(default: beside the model).")
 @click.option("--validators", callback=_csv, metavar="NAMES", help="Comma-separated validators to run "
               "(default: the policy's list). See `edgeval validators`.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed for inputs and sampling.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed for inputs and sampling (>= 0).")
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads for the runtimes.")
 @click.option("--bbq-data", type=click.Path(path_type=Path), envvar="EDGEVAL_BBQ_DIR",
               help="Directory of BBQ jsonl files (env EDGEVAL_BBQ_DIR). Default: checksummed download/cache.")
@@ -57,10 +58,10 @@ def check_cmd(model: Path, baseline: Path | None, policy_path: Path | None, repo
               early_stop: int | None, baseline_predictions: Path | None, bless_dir: Path | None, mlflow: bool, disabled: tuple[str, ...],
               quiet: bool) -> None:
     """Gate MODEL (.onnx, .tflite, HF directory or .gguf) against --baseline and write the JSON report."""
+    # first: a run that dies (or is refused) must leave neither an old BLESSED nor the previous run's report
+    prepare(report_path, bless_dir, keep=[baseline_predictions] if baseline_predictions else ())
     if mlflow:
         require("mlflow", "mlflow", "--mlflow")  # fail before the run, not after the report is written
-    # a run that dies half-way must leave neither an old BLESSED nor the previous run's report behind
-    prepare(report_path, bless_dir, keep=[baseline_predictions] if baseline_predictions else ())
     policy = _policy(policy_path, bbq_data, bbq_limit, orders, bbq_mode, early_stop)
     extra = {"baseline_predictions": str(baseline_predictions) if baseline_predictions else None,
              "report_path": str(report_path)}
