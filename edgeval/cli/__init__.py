@@ -8,7 +8,8 @@ Exit codes (also in every report's ``exit_code``):
   1  blocked   a check failed: do not deploy
   2  usage     bad command line (unknown option or validator)
   3  bad input unreadable / wrong-signature model, bad policy, missing tokenizer, bad data, NaN logits
-  4  internal  a bug in edgeval or a plugin (the report is still written)
+  4  internal  a bug in edgeval, a plugin or a sink (the report is still written)
+  5  inconclusive  too few items to claim pass or block (see policy bbq.on_inconclusive)
 """
 from __future__ import annotations
 
