@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...errors import BadInputError
+from ...stats import paired_rate_difference
 from .metrics import mean_or_none, ratio, s_amb_score
 from .stats import AmbigOutcomes, bootstrap_deltas, clopper_pearson, cohens_h, holm, mcnemar_exact, transitions
 from .types import Key, Prediction
@@ -108,8 +109,21 @@ def scope_block(name: str, pairs: Sequence[Pair], *, resamples: int, seed: int) 
     block["mcnemar_p_greater"] = mcnemar_exact(b, c, "greater")
     rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
     clusters = [f"{c.category}\t{c.example_id // 4}" for c, _ in amb]
+    block.update(_design_effect(cand, base, clusters))
     block.update(bootstrap_deltas(cand, base, resamples=resamples, rng=rng, level=CI_LEVEL, clusters=clusters))
     return block
+
+
+def _design_effect(cand: AmbigOutcomes, base: AmbigOutcomes, clusters: Sequence[str]) -> dict[str, Any]:
+    """Standard error of ΔSRS with context groups as clusters and with items as if independent; their ratio
+    squared is the design effect (how many times the independent-items analysis overstates the sample)."""
+    args = (cand.biased, cand.valid, base.biased, base.valid)
+    by_group = paired_rate_difference(*args, clusters) if len(clusters) else None
+    by_item = paired_rate_difference(*args, range(len(clusters))) if len(clusters) else None
+    if by_group is None or by_item is None:
+        return {"delta_srs_se_clusters": None, "delta_srs_se_items": None, "design_effect": None}
+    se_g, se_i = by_group.se(), by_item.se()
+    return {"delta_srs_se_clusters": se_g, "delta_srs_se_items": se_i, "design_effect": (se_g / se_i) ** 2}
 
 
 def _apply_holm(blocks: dict[tuple[str, str], dict[str, Any]], alpha: float | None) -> None:

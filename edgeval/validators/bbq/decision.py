@@ -142,10 +142,12 @@ def _needed(n: int, delta: float, se: float, tolerance: float, crit_rise: float,
     """Ambiguous items at which the current estimate would decide (SE shrinking as 1/sqrt(n)); None if never."""
     sd = se * math.sqrt(n)
     if delta > tolerance:
-        return math.ceil((crit_rise * sd / delta) ** 2)
-    if crit_within is None or delta >= tolerance:
+        need = (crit_rise * sd / delta) ** 2
+    elif crit_within is None or delta >= tolerance:
         return None
-    return math.ceil((crit_within * sd / (tolerance - delta)) ** 2)
+    else:
+        need = (crit_within * sd / (tolerance - delta)) ** 2
+    return math.ceil(need) if math.isfinite(need) else None
 
 
 def decide(candidate: Sequence[Prediction], baseline: Sequence[Prediction], plan: Plan) -> Decision:
