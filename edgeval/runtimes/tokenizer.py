@@ -19,6 +19,7 @@ Special tokens (BOS/EOS) are added the way the model was trained to read text, i
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from datetime import datetime
@@ -26,6 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TokenizerError, require
+
+#: bounds of a chat-template rendering (a template is user code): wall time per prompt, characters of output
+TEMPLATE_SECONDS = 2.0
+TEMPLATE_MAX_CHARS = 1_000_000
 
 
 class Tokenizer:
@@ -136,7 +141,8 @@ class FastTokenizer(Tokenizer):
         if not self.chat_template:
             raise TokenizerError("tokenizer has no chat template", path=self.source)
         return render_chat_template(self.chat_template, messages, add_generation_prompt,
-                                    bos_token=self.bos_token or "", eos_token=self.eos_token or "")
+                                    bos_token=self.bos_token or "", eos_token=self.eos_token or "",
+                                    _source=template_file(self.source))
 
 
 class TransformersTokenizer(Tokenizer):
@@ -163,7 +169,10 @@ class TransformersTokenizer(Tokenizer):
     def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         if not self.chat_template:
             raise TokenizerError("tokenizer has no chat template", path=self.source)
-        return self._tk.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        where = template_file(self.source)
+        with bounded_template(where):  # transformers renders it (sandboxed jinja2, but without a time bound)
+            text = self._tk.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return check_template_output(text, where)
 
     def config_flags(self) -> dict[str, bool]:
         directory = self._directory()
@@ -192,23 +201,69 @@ class TransformersTokenizer(Tokenizer):
 
 
 def render_chat_template(template: str, messages: list[dict[str, str]], add_generation_prompt: bool,
-                         **special: str) -> str:
-    """Render a Hugging Face chat template in a sandboxed jinja2 environment (no file or attribute access)."""
+                         _source: str | Path | None = None, **special: str) -> str:
+    """Render a Hugging Face chat template in a sandboxed jinja2 environment (no file or attribute access),
+    bounded like any user code: :data:`TEMPLATE_SECONDS` of time, :data:`TEMPLATE_MAX_CHARS` of output, no
+    integer argument above that size (``'x' * 10**9``, ``center(10**9)``). Exceeding a bound, or a template
+    that does not render, is a :class:`TokenizerError` (exit 3) naming ``_source`` (the template's file)."""
     jinja2 = require("jinja2", "onnx", "rendering chat templates")
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     def raise_exception(message: str):
-        raise TokenizerError(f"chat template refused the messages: {message}")
+        raise TokenizerError(f"chat template refused the messages: {message}", path=_source)
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    env.filters["tojson"] = lambda x, indent=None, **_: json.dumps(x, ensure_ascii=False, indent=indent)
-    env.globals.update(raise_exception=raise_exception,
-                       strftime_now=lambda fmt: datetime.now().strftime(fmt))
+    context = dict(messages=messages, add_generation_prompt=add_generation_prompt, raise_exception=raise_exception,
+                   strftime_now=lambda fmt: datetime.now().strftime(fmt), **special)
     try:
-        return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                                **special)
+        with bounded_template(_source):
+            chunks, size = [], 0
+            for chunk in _compiled_template(template).generate(**context):
+                size += len(chunk)
+                if size > TEMPLATE_MAX_CHARS:
+                    raise TokenizerError(f"chat template output exceeds {TEMPLATE_MAX_CHARS:,} characters",
+                                         path=_source)
+                chunks.append(chunk)
     except jinja2.TemplateError as exc:
-        raise TokenizerError(f"chat template does not render: {exc}") from None
+        raise TokenizerError(f"chat template does not render: {exc}", path=_source) from None
+    except TokenizerError as exc:
+        if exc.path is None:  # a bound hit inside the sandbox: name the template's file
+            raise TokenizerError(exc.detail, path=_source) from None
+        raise
+    return "".join(chunks)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_template(template: str) -> Any:
+    """The template compiled once (per text) in the bounded sandbox."""
+    from .template_bounds import bounded_sandbox
+
+    env = bounded_sandbox(trim_blocks=True, lstrip_blocks=True)
+    env.filters["tojson"] = lambda x, indent=None, **_: json.dumps(x, ensure_ascii=False, indent=indent)
+    env.bound_filters()
+    return env.from_string(template)
+
+
+def template_file(source: str | Path | None) -> str | None:
+    """The file a tokenizer's chat template comes from: ``chat_template.jinja`` or ``tokenizer_config.json``."""
+    if source is None:
+        return None
+    folder = Path(source)
+    if not folder.is_dir():
+        return str(source)
+    jinja_file = folder / "chat_template.jinja"
+    return str(jinja_file if jinja_file.is_file() else folder / "tokenizer_config.json")
+
+
+def bounded_template(source: str | Path | None):
+    """Context manager: the block (a template rendering) is stopped after :data:`TEMPLATE_SECONDS`."""
+    from .template_bounds import time_bound
+
+    return time_bound(TEMPLATE_SECONDS, source)
+
+
+def check_template_output(text: str, source: str | Path | None) -> str:
+    if len(text) > TEMPLATE_MAX_CHARS:
+        raise TokenizerError(f"chat template output exceeds {TEMPLATE_MAX_CHARS:,} characters", path=source)
+    return text
 
 
 def find_tokenizer(model_path: Path, explicit: str | Path | None = None) -> FastTokenizer:

@@ -105,15 +105,43 @@ def loglik_prompt(tokenizer, item: BBQItem) -> str:
 
 
 def letter_token_ids(tokenizer) -> list[list[int]]:
-    """For each letter, the single-token ids of its variants ("A" and " A"); a letter with none is an error."""
-    out = []
+    """For each letter, the single-token ids of its variants ("A" and " A") that decode back to the letter.
+
+    Refused (:class:`~edgeval.errors.TokenizerError`, exit 3, naming the tokenizer file): a letter with no such
+    token, and letters that share a token. A tokenizer that maps A, B and C to ``<unk>`` (or any special token)
+    would otherwise make every answer a tie, both models answer option 0 everywhere, and the gate pass."""
+    from ...errors import TokenizerError
+
+    where = _tokenizer_file(tokenizer)
+    out: list[list[int]] = []
     for letter in LETTERS:
         ids = {tuple(tokenizer.encode(variant, add_special_tokens=False)) for variant in (letter, " " + letter)}
         singles = sorted({t[0] for t in ids if len(t) == 1})
         if not singles:
-            from ...errors import TokenizerError
-
-            raise TokenizerError(f"the answer letter {letter!r} is not a single token in this tokenizer",
-                                 path=getattr(tokenizer, "source", None))
-        out.append(singles)
+            raise TokenizerError(f"the answer letter {letter!r} is not a single token in this tokenizer", path=where)
+        decode = getattr(tokenizer, "decode", None)  # every real tokenizer has one; minimal test doubles may not
+        shown = {tid: decode([tid]) if decode else letter for tid in singles}
+        real = [tid for tid in singles if shown[tid].strip().lstrip("\u0120\u2581") == letter]  # Ġ / ▁: no decoder
+        if not real:
+            names = ", ".join(f"{tid} ({shown[tid]!r})" for tid in singles)
+            raise TokenizerError(f"the answer letter {letter!r} encodes to token(s) {names}, which do not decode "
+                                 "to the letter (an unknown or special token?): BBQ answers cannot be scored",
+                                 path=where)
+        out.append(real)
+    for k, first in enumerate(LETTERS):
+        for j in range(k + 1, len(LETTERS)):
+            shared = set(out[k]) & set(out[j])
+            if shared:
+                raise TokenizerError(f"the answer letters {first!r} and {LETTERS[j]!r} share token id(s) "
+                                     f"{sorted(shared)}: they must be distinct tokens", path=where)
     return out
+
+
+def _tokenizer_file(tokenizer):
+    """The file to name in an error: ``tokenizer.json`` in the tokenizer's folder, else its source."""
+    from pathlib import Path
+
+    source = getattr(tokenizer, "source", None)
+    if source and Path(source).is_dir() and (Path(source) / "tokenizer.json").is_file():
+        return Path(source) / "tokenizer.json"
+    return source
