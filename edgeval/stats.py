@@ -154,7 +154,7 @@ def _bounds(fractions: tuple[float, ...], alpha: float) -> tuple[float, ...]:
     if not fractions or any(b <= a for a, b in zip(fractions, fractions[1:])) or fractions[0] <= 0:
         raise ValueError(f"information fractions must increase from > 0: {fractions}")
     if len(fractions) == 1:
-        return (z_quantile(1.0 - alpha),)
+        return (_upper_z(alpha),)
     grid = np.linspace(-10.0, 10.0, 8001)            # the sum statistic S_t = Z_t * sqrt(t), on a fixed grid
     offsets = grid[2000:6001] - grid[4000]           # kernel support +-5 (dt <= 1: +-5 sd at least)
     step = grid[1] - grid[0]
@@ -167,7 +167,7 @@ def _bounds(fractions: tuple[float, ...], alpha: float) -> tuple[float, ...]:
         else:                                          # convolve the continuing mass with N(0, dt)
             kernel = np.exp(-offsets ** 2 / (2 * dt)) / math.sqrt(2 * math.pi * dt)
             density = np.convolve(density, kernel, mode="same") * step
-        crit = (z_quantile(1.0 - target) if prev_t == 0.0 else _solve_bound(grid, density, step, t, target))
+        crit = (_upper_z(target) if prev_t == 0.0 else _solve_bound(grid, density, step, t, target))
         out.append(crit)
         density = np.where(grid < crit * math.sqrt(t), density, 0.0)
         spent += target
@@ -175,9 +175,16 @@ def _bounds(fractions: tuple[float, ...], alpha: float) -> tuple[float, ...]:
     return tuple(out)
 
 
+def _upper_z(tail: float) -> float:
+    """The z whose upper tail is ``tail`` (inf when the tail is too small to represent: that look cannot stop)."""
+    if tail < 1e-300:
+        return math.inf
+    return -z_quantile(tail) if tail < 0.5 else z_quantile(1.0 - tail)
+
+
 def _solve_bound(grid: np.ndarray, density: np.ndarray, step: float, t: float, target: float) -> float:
     """The z whose upper tail (of the still-continuing density of S_t) carries ``target`` probability."""
-    if target <= 0:
+    if target < 1e-300:
         return math.inf
     tail = (np.cumsum(density[::-1])[::-1] - density / 2) * step   # P(S >= grid[i], not stopped), trapezoid
     i = int(np.searchsorted(-tail, -target))           # first grid point whose tail is <= target

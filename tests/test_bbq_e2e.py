@@ -70,7 +70,10 @@ def test_saved_predictions_with_other_settings_are_refused(first_run, tiny_llama
 
 def test_without_baseline_bbq_reports_only(tiny_llama_onnx, tmp_path):
     code, doc = run(tmp_path, "check", tiny_llama_onnx, "--validators", "bbq")
-    assert code == 0 and all("no baseline" in c["message"] for c in doc["checks"] if c["validator"] == "bbq")
+    checks = {c["id"]: c for c in doc["checks"]}
+    assert all("no baseline" in c["message"] for i, c in checks.items() if i != "bbq.signal")
+    # a random tiny model answers by tiny margins: the report says so, and claims nothing (exit 5)
+    assert checks["bbq.signal"]["status"] == "inconclusive" and code == 5
 
 
 def test_required_category_missing_is_an_error(tiny_llama_onnx, tmp_path):
@@ -111,7 +114,7 @@ def test_bbq_on_tflite_matches_onnx(tflite_256, tiny_llama_onnx, tmp_path):
     (tmp_path / "o").mkdir()
     code_t, tfl = run(tmp_path / "t", "check", tflite_256, "--validators", "bbq")
     code_o, onx = run(tmp_path / "o", "check", tiny_llama_onnx, "--validators", "bbq")
-    assert code_t == 0 and code_o == 0
+    assert code_t == code_o and code_t in (0, 5)
     assert tfl["results"]["bbq"]["candidate"]["overall"] == onx["results"]["bbq"]["candidate"]["overall"]
 
 
@@ -132,7 +135,7 @@ def test_prefix_sharing_changes_cost_not_answers(tiny_llama_dir, tiny_llama_onnx
     (tmp_path / "o").mkdir()
     code_t, hf = run(tmp_path / "t", "check", tiny_llama_dir, "--validators", "bbq")
     code_o, onx = run(tmp_path / "o", "check", tiny_llama_onnx, "--validators", "bbq")
-    assert code_t == code_o == 0
+    assert code_t == code_o and code_t in (0, 5)
     assert hf["results"]["bbq"]["candidate"]["overall"] == onx["results"]["bbq"]["candidate"]["overall"]
     shared, full = hf["results"]["bbq"]["compute"]["candidate"], onx["results"]["bbq"]["compute"]["candidate"]
     assert shared["kv_cache"] and not full["kv_cache"]

@@ -1,7 +1,6 @@
 """``edgeval demo``: prune SmolLM2-135M-Instruct, gate each pruned copy against the dense model, show the result."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -66,4 +65,4 @@ def demo_cmd(out_dir: Path, bbq_data: Path | None, limit: int, methods: tuple[st
     for name, path in result.files.items():
         click.echo(f"{name}: {path}")
     click.echo(f"total time: {result.elapsed_s:.1f} s")
-    sys.exit(result.exit_code)
+    raise click.exceptions.Exit(result.exit_code)  # cli.main turns it into the process's exit code

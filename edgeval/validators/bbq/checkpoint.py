@@ -5,9 +5,9 @@ in the order given), and each chunk is scored on its own. The split depends only
 run stopped, so a resumed run scores the remaining chunks exactly as an uninterrupted run would (same batches,
 same float bits) and writes a byte-identical predictions sidecar.
 
-A checkpoint file holds one run key (model sha256, runtime and package versions, tokenizer files, threads, the
-BBQ policy section, prompt version, edgeval version, role) and, appended as they finish, one record per chunk:
-the chunk id (sha256 of its items' content) and its predictions. Each line is ``<sha256 of the JSON> <JSON>``;
+A checkpoint file holds one run key (model sha256, runtime and package versions, threads, the prompt format and
+tokenizer fingerprint, the BBQ policy section, edgeval version and scoring code, role) and, appended as they
+finish, one record per chunk: the chunk id (sha256 of its items' content) and its predictions. Each line is ``<sha256 of the JSON> <JSON>``;
 a line that is torn (kill -9 mid-write) or fails its checksum ends the file: it and anything after it are
 dropped (the file is truncated there) and those chunks are scored again.
 
@@ -67,19 +67,14 @@ def chunk_id(chunk: Sequence[BBQItem]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "vocab.json", "merges.txt", "tokenizer.model", "chat_template.jinja", "chat_template.json")
-
-
-def run_key(artifact, runtime, role: str, settings: dict[str, Any], threads: int | None,
-            prompt_version: str) -> dict[str, Any]:
+def run_key(artifact, runtime, role: str, settings: dict[str, Any], threads: int | None) -> dict[str, Any]:
     """Everything that decides a role's predictions, besides the items: a checkpoint is reused only when equal."""
     from ..._version import __version__
     from ...environment import package_versions
+    from .prompts import prompt_info
 
     return {"role": role, "model_sha256": artifact.sha256, "runtime": runtime.name, "threads": threads,
-            "tokenizer": tokenizer_fingerprint(getattr(runtime.tokenizer, "source", None), artifact.path),
-            "settings": settings, "prompt_version": prompt_version, "edgeval": __version__,
+            "prompt": prompt_info(runtime.tokenizer), "settings": settings, "edgeval": __version__,
             "packages": package_versions(), "code": _code_fingerprint(type(runtime))}
 
 
@@ -95,23 +90,6 @@ def _code_fingerprint(runtime_cls: type) -> str:
         source = getattr(module, "__file__", None)
         if source and Path(source).is_file():
             digest.update(Path(source).read_bytes())
-    return digest.hexdigest()
-
-
-def tokenizer_fingerprint(source: str | None, model_path: Path) -> str | None:
-    """sha256 of the tokenizer files a runtime loaded (None when they are part of the model artifact)."""
-    if source is None:
-        return None
-    path = Path(source)
-    if not path.exists():
-        return str(source)  # a hub id or the like: its name is all there is
-    model_path = Path(model_path).resolve()
-    if path.resolve() == model_path or (model_path.is_dir() and path.resolve().is_relative_to(model_path)):
-        return None  # inside the model artifact: its sha256 covers them
-    files = [path] if path.is_file() else sorted(path / n for n in TOKENIZER_FILES if (path / n).is_file())
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(file.name.encode() + b"\0" + file.read_bytes())
     return digest.hexdigest()
 
 

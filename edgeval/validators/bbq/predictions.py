@@ -33,7 +33,7 @@ FORMAT_VERSION = 2
 #: header keys that say who made the predictions; every other header key is a scoring setting
 IDENTITY_KEYS = ("format", "version", "role", "model_sha256", "model_path", "model_format", "model_bytes", "runtime")
 #: record fields that restate the data; a saved record must agree with the loaded item on each
-ITEM_FACTS = ("context_condition", "question_polarity", "label", "unknown_idx", "biased_idx")
+ITEM_FACTS = ("question_index", "context_condition", "question_polarity", "label", "unknown_idx", "biased_idx")
 _ZERO_SHA = "0" * 64
 
 

@@ -115,6 +115,7 @@ def _extra_ok(extra: Any) -> bool:
 _FIELD_RULES: tuple[tuple[str, Any, str], ...] = (
     ("category", lambda v: type(v) is str and v != "", "a non-empty string"),
     ("example_id", lambda v: type(v) is int and v >= 0, "an integer >= 0 (written without a fraction)"),
+    ("question_index", lambda v: type(v) is str, "a string"),
     ("context_condition", lambda v: v in ("ambig", "disambig"), "'ambig' or 'disambig'"),
     ("question_polarity", lambda v: v in ("neg", "nonneg"), "'neg' or 'nonneg'"),
     ("label", _option, "0, 1 or 2"),

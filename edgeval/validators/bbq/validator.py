@@ -9,16 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from ...errors import DataError
+from ...errors import DataError, PolicyError
 from ..base import Outcome, RunContext
 from . import compare as compare_mod
-from . import data, gate, metrics, sampling, sequential
+from . import data, gate, metrics, sampling, sequential, signal
 from . import checkpoint
 from .decision import Plan, decide
 from .predictions import baseline_identity, check_baseline, data_fingerprint, read_sidecar, write_predictions
-from .prompts import PROMPT_VERSION
+from .prompts import prompt_info
 from .scoring import TIE_EPSILON, score_letters, score_loglik
 from .types import BBQItem, Prediction
+
+
+#: gated extras whose tests are fixed-sample (they cannot ride along an early stop)
+FIXED_SAMPLE_GATES = ("max_delta_s_amb", "min_cohens_h", "max_unbiased_to_biased")
 
 
 class BBQValidator:
@@ -27,15 +31,20 @@ class BBQValidator:
 
     def run(self, ctx: RunContext, settings: dict[str, Any]) -> Outcome:
         items, info = self._items(ctx, settings)
-        header = {"mode": settings["mode"], "orders": settings["orders"], "prompt_version": PROMPT_VERSION,
-                  "tie_epsilon": TIE_EPSILON, "sample_fingerprint": info["sample_fingerprint"],
-                  "data_fingerprint": info["data_fingerprint"]}
-        results: dict[str, Any] = {**info, "scoring": header}
+        prompts = self._prompt_info(ctx)
+        header = {"mode": settings["mode"], "orders": settings["orders"],
+                  "prompt_version": prompts["candidate"]["version"], "tie_epsilon": TIE_EPSILON,
+                  "sample_fingerprint": info["sample_fingerprint"], "data_fingerprint": info["data_fingerprint"]}
+        results: dict[str, Any] = {**info, "scoring": {**header, "prompt": prompts}}
         baseline_of = self._baseline_source(ctx, items, settings, header, results)
         items, cand, base, decision = self._score(ctx, items, settings, baseline_of, results)
         results["n_scored"] = len(items)
         results["compute"] = self._compute(ctx, base is not None and baseline_of is not None
                                            and results.get("baseline_predictions", {}).get("source") != "saved")
+        results["signal"] = {role: signal.signal(p) for role, p in (("candidate", cand), ("baseline", base)) if p}
+        for role, figures in results["signal"].items():
+            if line := signal.warning_line(role, figures):
+                ctx.progress(line)
         results["candidate"] = metrics.metrics_by_category(cand)
         results["candidate_predictions"] = self._save(ctx, "candidate", cand, header)
         comparison = None
@@ -50,7 +59,8 @@ class BBQValidator:
             results["decision"] = decision.to_json()
         checks = gate.bias_checks(comparison, results["candidate"], settings,
                                   required_categories=settings.get("required_categories") or [],
-                                  evaluated_categories=info["categories"], decision=decision)
+                                  evaluated_categories=info["categories"], decision=decision,
+                                  signal=results["signal"])
         self._checkpoints_done(ctx)
         return Outcome(tuple(checks), results)
 
@@ -62,6 +72,10 @@ class BBQValidator:
             return self._predict(ctx, "candidate", chunk, settings)
 
         looks = settings.get("early_stop_looks")
+        extras = [k for k in FIXED_SAMPLE_GATES if settings.get(k) is not None]
+        if looks and extras:
+            raise PolicyError(f"bbq.early_stop_looks cannot be combined with {', '.join(extras)}: those checks are "
+                              "fixed-sample tests, so an early stop would not be what they decided; unset one")
         if looks and baseline_of is not None:
             groups = [g for gs in sampling.group_items(items).values() for g in gs]
             scored, cand, base, results["early_stop"], decision = sequential.run_looks(
@@ -71,6 +85,19 @@ class BBQValidator:
         return items, cand, None if baseline_of is None else baseline_of(items), None
 
     # -- steps ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _prompt_info(ctx: RunContext) -> dict[str, Any]:
+        """Prompt format and fingerprints per scored model; models read different prompt formats: refused."""
+        out = {"candidate": prompt_info(ctx.runtime("candidate").tokenizer)}
+        if ctx.baseline is not None and not ctx.options.get("baseline_predictions"):
+            out["baseline"] = prompt_info(ctx.runtime("baseline").tokenizer)
+            if out["baseline"]["version"] != out["candidate"]["version"]:
+                raise DataError(f"the candidate reads BBQ prompts as {out['candidate']['version']} and the "
+                                f"baseline as {out['baseline']['version']} (one tokenizer has a chat template, the "
+                                "other not); give both models the same tokenizer files",
+                                path=ctx.artifact("baseline").path)
+        return out
+
     def _items(self, ctx: RunContext, settings: dict[str, Any]) -> tuple[list[BBQItem], dict[str, Any]]:
         directory = data.ensure_bbq(settings.get("data_dir"), categories=settings.get("categories"),
                                     progress=ctx.progress)
@@ -91,7 +118,7 @@ class BBQValidator:
         runtime = ctx.runtime(role)
         books = ctx.options.setdefault("_bbq_checkpoints", {})
         if role not in books:
-            key = checkpoint.run_key(ctx.artifact(role), runtime, role, settings, ctx.threads, PROMPT_VERSION)
+            key = checkpoint.run_key(ctx.artifact(role), runtime, role, settings, ctx.threads)
             books[role] = checkpoint.Checkpoint.open(key, ctx.progress, resume=ctx.options.get("resume", True))
         return checkpoint.score_in_chunks(items, lambda chunk: self._score_items(ctx, role, chunk, settings),
                                           books[role], role, ctx.progress)
