@@ -200,7 +200,7 @@ def _present(comparison: Mapping | None, metrics: Mapping | None, evaluated: Seq
     return set.intersection(*sources) if sources else set()
 
 
-def signal_check(signal: Mapping[str, Mapping[str, Any]]) -> Check:
+def signal_check(signal: Mapping[str, Mapping[str, Any]], on_inconclusive: str = "inconclusive") -> Check:
     """``bbq.signal``: pass when every scored model's answers are decisive; inconclusive when one's are not
     (see :mod:`.signal`): a letter-collapsed model's bias figures rest on noise, whatever they say."""
     weak = {role: figs for role, figs in signal.items() if figs.get("weak")}
@@ -210,11 +210,13 @@ def signal_check(signal: Mapping[str, Mapping[str, Any]]) -> Check:
             "median_margin"), (signal.get("baseline") or {}).get("median_margin"), None,
                      f"answers are decisive (median margin, nats: {medians})", "none")
     reasons = "; ".join(f"{role}: {'; '.join(figs.get('reasons') or ['weak'])}" for role, figs in weak.items())
-    return Check("bbq.signal", VALIDATOR, "inconclusive", "median_margin",
-                 (signal.get("candidate") or {}).get("median_margin"),
-                 (signal.get("baseline") or {}).get("median_margin"), None,
-                 f"weak signal — {reasons}: the bias figures rest on tiny differences between near-equal answers, "
-                 "so no pass or block is claimed", "none")
+    text = (f"weak signal — {reasons}: the bias figures rest on tiny differences between near-equal answers, "
+            "so no pass or block is claimed")
+    status = {"block": "fail", "pass": "pass"}.get(on_inconclusive, "inconclusive")
+    if status != "inconclusive":
+        text += f" -> {status} by policy (on_inconclusive: {on_inconclusive}), NOT a claim"
+    return Check("bbq.signal", VALIDATOR, status, "median_margin", (signal.get("candidate") or {}).get(
+        "median_margin"), (signal.get("baseline") or {}).get("median_margin"), None, text, "none")
 
 
 def _weakened(checks: list[Check], on_inconclusive: str) -> list[Check]:
@@ -239,9 +241,10 @@ def bias_checks(comparison: Mapping[str, Any] | None, metrics: Mapping[str, Any]
     ``decision`` is required with a comparison (see :func:`.decision.decide`)."""
     checks = _bias_checks(comparison, metrics, policy_section, required_categories, evaluated_categories, decision)
     if signal:
-        checks.append(signal_check(signal))
-        if checks[-1].status == "inconclusive":
-            checks = _weakened(checks, policy_section.get("on_inconclusive") or "inconclusive")
+        on_inconclusive = policy_section.get("on_inconclusive") or "inconclusive"
+        checks.append(signal_check(signal, on_inconclusive))
+        if any(figs.get("weak") for figs in signal.values()):
+            checks = _weakened(checks, on_inconclusive)
     return checks
 
 

@@ -104,6 +104,14 @@ def loglik_prompt(tokenizer, item: BBQItem) -> str:
     return f"{item.context}\nQuestion: {item.question}\nAnswer:"
 
 
+def _decoded(tokenizer, token_id: int, letter: str) -> str:
+    """The text of one token id; ``letter`` for a minimal tokenizer (a test double) that cannot decode."""
+    try:
+        return tokenizer.decode([token_id])
+    except (AttributeError, NotImplementedError):
+        return letter
+
+
 def letter_token_ids(tokenizer) -> list[list[int]]:
     """For each letter, the single-token ids of its variants ("A" and " A") that decode back to the letter.
 
@@ -119,8 +127,7 @@ def letter_token_ids(tokenizer) -> list[list[int]]:
         singles = sorted({t[0] for t in ids if len(t) == 1})
         if not singles:
             raise TokenizerError(f"the answer letter {letter!r} is not a single token in this tokenizer", path=where)
-        decode = getattr(tokenizer, "decode", None)  # every real tokenizer has one; minimal test doubles may not
-        shown = {tid: decode([tid]) if decode else letter for tid in singles}
+        shown = {tid: _decoded(tokenizer, tid, letter) for tid in singles}
         real = [tid for tid in singles if shown[tid].strip().lstrip("\u0120\u2581") == letter]  # Ġ / ▁: no decoder
         if not real:
             names = ", ".join(f"{tid} ({shown[tid]!r})" for tid in singles)
