@@ -305,6 +305,7 @@ def _item_of(p: Prediction):
 
 def test_record_schema_lists_exactly_the_prediction_fields():
     assert records.check_record_schema_matches_prediction() == set()
+    assert {name for name, _, _ in records._FIELD_RULES} == records._RECORD_KEYS  # the fast check too
 
 
 ODD_VALUES = [None, True, False, 0, 1, 2, 3, -1, 0.5, 2.0, "", "x", "ambig", "disambig", "neg", "nonneg", [],

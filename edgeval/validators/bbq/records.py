@@ -89,8 +89,6 @@ def check_record_schema_matches_prediction() -> set[str]:
     return in_schema ^ {f.name for f in fields(Prediction)}
 
 
-
-
 def _option(value: Any, nullable: bool = False) -> bool:
     return (nullable and value is None) or (type(value) is int and value in _OPTION)
 
