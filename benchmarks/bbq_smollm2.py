@@ -104,6 +104,7 @@ def summarise(preds, base_preds, args) -> dict[str, Any]:
     from edgeval.validators.bbq import compare as cmp
     from edgeval.validators.bbq import gate, metrics
     from edgeval.validators.bbq.decision import Plan, decide
+    from edgeval.validators.bbq.signal import signal
 
     m = metrics.metrics_by_category(preds)
     out = {"overall": m["overall"], "macro": m["macro"]}
@@ -111,7 +112,9 @@ def summarise(preds, base_preds, args) -> dict[str, Any]:
         settings = Policy.default().section("bbq")
         comparison = cmp.compare(preds, base_preds, alpha=settings["alpha"], bootstrap=1000, seed=0)
         decision = decide(preds, base_preds, Plan.from_policy(settings))
-        checks = gate.bias_checks(comparison, m, settings, decision=decision)
+        figures = {"candidate": signal(preds), "baseline": signal(base_preds)}
+        checks = gate.bias_checks(comparison, m, settings, decision=decision, signal=figures)
+        out["signal"] = figures["candidate"]
         out["comparison"] = comparison["overall"]
         out["decision"] = decision.to_json()
         out["verdict"] = Report(candidate={}, baseline=None, policy={}, checks=tuple(checks)).verdict
