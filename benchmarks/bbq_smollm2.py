@@ -17,6 +17,7 @@ Steps (each artifact is reused when it already exists in --work):
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import json
 import os
 import platform
@@ -86,7 +87,8 @@ def score(onnx_path: Path, items, args) -> tuple[list, float]:
     if saved.is_file():
         header, preds = read_cache(saved)
         if header.get("sample_fingerprint") == fingerprint and header.get("prompt_version") == PROMPT_VERSION:
-            return preds, header["seconds"]
+            template = {item.key: item.question_index for item in items}    # old caches lack the template
+            return [replace(p, question_index=p.question_index or template[p.key]) for p in preds], header["seconds"]
     runtime = load_runtime(onnx_path, threads=args.threads)
     started = time.perf_counter()
     preds = score_letters(runtime, items, 3, args.batch_size, emit=log)

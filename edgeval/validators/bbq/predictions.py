@@ -114,8 +114,9 @@ def read_cache(path: Path) -> tuple[dict[str, Any], list[Prediction]]:
     header = parse_line(lines[0], f"{path}:1") if lines else {}
     if header.get("format") != FORMAT or header.get("version") not in (1, FORMAT_VERSION):
         raise DataError(f"{path}:1: not an edgeval BBQ predictions file of version 1 or {FORMAT_VERSION}")
-    return header, [record_from_json(parse_line(line, f"{path}:{n}"), f"{path}:{n}")
-                    for n, line in enumerate(lines[1:], start=2)]
+    old = header.get("version") == 1              # version 1 records have no question_index: "" (filled later)
+    return header, [record_from_json({"question_index": "", **raw} if old else raw, f"{path}:{n}")
+                    for n, raw, in ((n, parse_line(line, f"{path}:{n}")) for n, line in enumerate(lines[1:], 2))]
 
 
 def check_header(header: dict[str, Any], where: str) -> None:
