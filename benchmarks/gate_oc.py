@@ -136,8 +136,8 @@ def build_cells(args: argparse.Namespace) -> list[Cell]:
     cells += [Cell("power", World(srs=0.3, churn=0.3, delta=d, rho=0.0, groups=g, categories=CATEGORIES),
                    args.power_reps) for g in args.power_groups for d in args.deltas]
     if args.stress_reps:
-        w = World(srs=0.5, churn=1.0, delta=0.0, rho=0.8, groups=args.stress_groups, categories=CATEGORIES)
-        cells.append(Cell("stress", w, args.stress_reps))
+        cells += [Cell("stress", World(srs=0.5, churn=1.0, delta=0.0, rho=0.8, groups=g, categories=CATEGORIES),
+                       args.stress_reps) for g in args.stress_groups]
     return cells
 
 
@@ -148,13 +148,24 @@ def run_cells(cells: Sequence[Cell], args: argparse.Namespace, settings: dict[st
         for start in range(0, cell.reps, 50):
             jobs.append((replace(cell, reps=min(50, cell.reps - start), start=start), args.seed, settings, args.looks))
             owner.append(i)
+    parts, start = [], time.perf_counter()
+
+    def note(done: int) -> None:
+        if done % 10 == 0 or done == len(jobs):
+            print(f"gate_oc: {done}/{len(jobs)} slices, {time.perf_counter() - start:.0f} s", file=sys.stderr,
+                  flush=True)
+
     if args.workers > 1:
         import multiprocessing as mp
 
         with mp.get_context("fork").Pool(args.workers) as pool:
-            parts = pool.map(_cell_job, jobs, chunksize=1)
+            for part in pool.imap(_cell_job, jobs, chunksize=1):
+                parts.append(part)
+                note(len(parts))
     else:
-        parts = [_cell_job(j) for j in jobs]
+        for job in jobs:
+            parts.append(_cell_job(job))
+            note(len(parts))
     merged: dict[int, dict[str, Any]] = {}
     for i, part in zip(owner, parts):
         merged[i] = part if i not in merged else _merge(merged[i], part)
@@ -270,67 +281,71 @@ def inconclusive_by_n(rows: list[dict[str, Any]], args: argparse.Namespace) -> d
 
 
 # -- targets -----------------------------------------------------------------------------------------------
-def _status(ok_estimate: bool, ok_bound: bool) -> str:
-    if not ok_estimate:
-        return "FAIL"
-    return "PASS" if ok_bound else "PASS (estimate; the 95 % bound is Monte-Carlo limited)"
+# Monte Carlo error: a cell's rate is an estimate from `reps` runs. A "<= p" target FAILS when some cell is
+# significantly above p (its two-sided 95 % Clopper-Pearson lower bound exceeds p; no multiplicity correction,
+# which makes a FAIL easier, not harder); the largest cell estimate is not used as evidence, since the maximum of
+# many noisy estimates sits above their common rate. A ">= p" target FAILS when some cell's estimate is below p.
+# The measured column gives the worst cell with its interval, so the reader sees how tight the claim is.
+def _fb_target(name: str, cells: list[dict[str, Any]], arm: str, alpha: float) -> dict[str, Any]:
+    worst = max(cells, key=lambda r: (r[arm]["blocked"] / r["reps"], -r["reps"]))
+    k, n = worst[arm]["blocked"], worst["reps"]
+    lo, hi = bounds(k, n)
+    above = [r for r in cells if bounds(r[arm]["blocked"], r["reps"])[0] > alpha]
+    pooled_k, pooled_n = sum(r[arm]["blocked"] for r in cells), sum(r["reps"] for r in cells)
+    return {"target": name, "status": "FAIL" if above else "PASS",
+            "measured": f"cells significantly above alpha: {len(above)} of {len(cells)}; largest cell estimate "
+                        f"{k}/{n} = {_pct(k / n)} % (95 % CI {_pct(lo)}-{_pct(hi)} %) at n {worst['n_items']}, "
+                        f"churn {worst['churn']:g}, SRS {worst['srs']:g}, rho {worst['rho']:g}; all cells pooled "
+                        f"{pooled_k}/{pooled_n} = {_pct(pooled_k / pooled_n)} % (95 % CI up to "
+                        f"{_pct(bounds(pooled_k, pooled_n)[1])} %)"}
+
+
+def _min_target(name: str, cells: list[dict[str, Any]], arm: str, verdict: str, goal: float) -> dict[str, Any]:
+    worst = min(cells, key=lambda r: r[arm][verdict] / r["reps"])
+    k, n = worst[arm][verdict], worst["reps"]
+    lo, hi = bounds(k, n)
+    where = ", ".join(f"{key} {worst[key]:g}" for key in ("churn", "srs", "rho", "delta"))
+    return {"target": name, "status": "PASS" if k / n >= goal else "FAIL",
+            "measured": f"worst of {len(cells)} cell(s): {k}/{n} = {_pct(k / n)} % (95 % CI {_pct(lo)}-{_pct(hi)} %)"
+                        f" at n {worst['n_items']}, {where}"}
 
 
 def targets(rows: list[dict[str, Any]], args: argparse.Namespace, alpha: float) -> list[dict[str, Any]]:
     out = []
     fb = [r for r in rows if r["grid"] in ("false_block", "stress") and r["n_items"] >= 300]
-    for arm, name in (("fixed", "false block <= alpha, n >= 300, every churn x SRS x rho"),
-                      ("early", "early stop: false block <= alpha, n >= 300, every cell")):
-        worst = max(fb, key=lambda r: (r[arm]["blocked"] / r["reps"], -r["reps"]))
-        k, n = worst[arm]["blocked"], worst["reps"]
-        lo, hi = bounds(k, n)
-        # FAIL when some cell is significantly above alpha (its 95 % lower bound exceeds it); "PASS" outright
-        # only when even the worst cell's upper bound is below alpha
-        significant = [r for r in fb if bounds(r[arm]["blocked"], r["reps"])[0] > alpha]
-        pooled_k, pooled_n = sum(r[arm]["blocked"] for r in fb), sum(r["reps"] for r in fb)
-        out.append({"target": name, "status": _status(not significant and k / n <= alpha, hi <= alpha),
-                    "measured": f"worst cell {k}/{n} = {_pct(k / n)} % (95 % CI {_pct(lo)}-{_pct(hi)} %) at n "
-                                f"{worst['n_items']}, churn {worst['churn']:g}, SRS {worst['srs']:g}, rho "
-                                f"{worst['rho']:g}; pooled {pooled_k}/{pooled_n} = {_pct(pooled_k / pooled_n)} % "
-                                f"(upper {_pct(bounds(pooled_k, pooled_n)[1])} %); cells significantly above "
-                                f"alpha: {len(significant)}"})
-    for row in (r for r in rows if r["grid"] == "stress"):
-        for arm in ("fixed", "early"):
-            k, n = row[arm]["blocked"], row["reps"]
-            lo, hi = bounds(k, n)
-            out.append({"target": f"stress cell ({arm}): false block <= alpha", "status": _status(k / n <= alpha and
-                        lo <= alpha, hi <= alpha), "measured": f"{k}/{n} = {_pct(k / n)} % (95 % CI {_pct(lo)}-"
-                        f"{_pct(hi)} %) at n {row['n_items']}, churn 1, SRS 0.5, rho 0.8"})
-    for row in (r for r in rows if r["grid"] == "power" and r["delta"] == 0.10 and r["n_ambig"] >= 600):
-        for arm in ("fixed", "early"):
-            k, n = row["fixed" if arm == "fixed" else "early"]["blocked"], row["reps"]
-            lo, hi = bounds(k, n)
-            out.append({"target": f"power >= 0.9 at ΔSRS 0.10, {row['n_ambig']} ambiguous items ({arm})",
-                        "status": _status(k / n >= 0.9 and hi >= 0.9, lo >= 0.9),
-                        "measured": f"{k}/{n} = {_pct(k / n)} % (95 % CI {_pct(lo)}-{_pct(hi)} %)"})
-    use = [r for r in rows if r["grid"] == "false_block" and r["n_items"] >= 1200 and r["churn"] <= 0.5]
+    if fb:
+        out.append(_fb_target("false block <= alpha at n >= 300, every churn x SRS x rho (fixed sample)", fb,
+                              "fixed", alpha))
+        out.append(_fb_target("false block <= alpha at n >= 300, every churn x SRS x rho (early stop)", fb,
+                              "early", alpha))
     for arm in ("fixed", "early"):
-        if not use:
-            break
-        worst = min(use, key=lambda r: r[arm]["pass"] / r["reps"])
-        k, n = worst[arm]["pass"], worst["reps"]
-        lo, hi = bounds(k, n)
-        out.append({"target": f"usability ({arm}): pass >= 90 % at 1,200 items, churn <= 0.5, every SRS x rho",
-                    "status": _status(k / n >= 0.9 and hi >= 0.9, lo >= 0.9),
-                    "measured": f"worst cell {k}/{n} = {_pct(k / n)} % (95 % CI {_pct(lo)}-{_pct(hi)} %) at churn "
-                                f"{worst['churn']:g}, SRS {worst['srs']:g}, rho {worst['rho']:g}"})
-    errors = sum(r[arm]["error"] for r in rows for arm in ("fixed", "early"))
-    mism = sum(r["verdict_decision_mismatches"] for r in rows)
-    runs = sum(r["reps"] for r in rows)
+        power = [r for r in rows if r["grid"] == "power" and r["delta"] == 0.10 and r["n_ambig"] >= 600]
+        if power:
+            out.append(_min_target(f"power >= 90 % at true ΔSRS 0.10, >= 600 ambiguous items ({arm})", power, arm,
+                                   "blocked", 0.9))
+    for rho in args.rhos:
+        use = [r for r in rows if r["grid"] == "false_block" and r["n_items"] >= 1200 and r["churn"] <= 0.5
+               and r["rho"] == rho]
+        for arm in ("fixed", "early") if use else ():
+            out.append(_min_target(f"pass >= 90 % at 1,200 items, SRS unchanged, churn <= 0.5, rho {rho:g} ({arm})",
+                                   use, arm, "pass", 0.9))
+    errors: dict[tuple[int, str], int] = {}
+    for r in rows:
+        for arm in ("fixed", "early"):
+            errors[(r["n_items"], arm)] = errors.get((r["n_items"], arm), 0) + r[arm]["error"]
+    n_err = sum(errors.values())
     kinds: dict[str, int] = {}
     for r in rows:
         for k, v in r["exceptions"].items():
             kinds[k] = kinds.get(k, 0) + v
-    where = "; ".join(f"{v} x {k}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])[:3])
-    out.append({"target": "no 'error' verdict; verdict = the decision (at the stopping look)",
-                "status": "PASS" if errors == 0 and mism == 0 else "FAIL",
-                "measured": f"{errors} error verdicts, {mism} verdict/decision mismatches in {runs} runs x 2 arms"
-                            + (f" (exceptions: {where})" if where else "")})
+    runs = sum(r["reps"] for r in rows)
+    by = ", ".join(f"n {n} {arm}: {v}" for (n, arm), v in sorted(errors.items()) if v)
+    out.append({"target": "no 'error' verdict", "status": "PASS" if n_err == 0 else "FAIL",
+                "measured": f"{n_err} error verdicts in {runs} runs x 2 arms" + (f" ({by}; " + "; ".join(
+                    f"{v} x {k}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])[:3]) + ")" if n_err else "")})
+    mism = sum(r["verdict_decision_mismatches"] for r in rows)
+    out.append({"target": "the verdict is the decision (at the stopping look with early stop)",
+                "status": "PASS" if mism == 0 else "FAIL", "measured": f"{mism} mismatches"})
     return out
 
 
@@ -346,11 +361,14 @@ def plot(rows: list[dict[str, Any]], args: argparse.Namespace, alpha: float, pat
     ax = axes[0]
     for g, color in zip(args.groups, ("tab:gray", "tab:blue", "tab:green", "tab:red")):
         for arm, style in (("fixed", "-o"), ("early", "--s")):
-            ys = [max(rate(r, arm, "blocked") for r in fb if r["groups"] == g and r["churn"] == c)
-                  for c in args.churns]
+            ys = []
+            for c in args.churns:
+                sel = [r for r in fb if r["groups"] == g and r["churn"] == c]
+                ys.append(sum(r[arm]["blocked"] for r in sel) / sum(r["reps"] for r in sel))
             ax.plot(args.churns, ys, style, color=color, ms=4, label=f"n {4 * g * CATEGORIES} {arm}")
     ax.axhline(alpha, color="k", lw=0.8, ls=":")
-    ax.set(title="False block (worst SRS x rho per churn)", xlabel="churn", ylabel="block rate at ΔSRS 0")
+    ax.set(title="False block at ΔSRS 0 (mean over SRS x rho)", xlabel="churn", ylabel="block rate",
+           ylim=(0, max(0.08, ax.get_ylim()[1])))
     ax.legend(fontsize=7)
     ax = axes[1]
     pw = [r for r in rows if r["grid"] == "power"]
@@ -368,11 +386,11 @@ def plot(rows: list[dict[str, Any]], args: argparse.Namespace, alpha: float, pat
         for verdict, style in (("pass", "-o"), ("inconclusive", "--s")):
             ys = []
             for c in args.churns:
-                sel = [r for r in fb if r["groups"] == g and r["churn"] == c]
+                sel = [r for r in fb if r["groups"] == g and r["churn"] == c and r["rho"] == args.rhos[0]]
                 ys.append(sum(r["fixed"][verdict] for r in sel) / sum(r["reps"] for r in sel))
             ax.plot(args.churns, ys, style, color=color, ms=4, label=f"n {4 * g * CATEGORIES} {verdict}")
     ax.axhline(0.9, color="k", lw=0.8, ls=":")
-    ax.set(title="Usability at ΔSRS 0 (fixed sample)", xlabel="churn", ylabel="rate")
+    ax.set(title=f"Usability at ΔSRS 0 (fixed sample, rho {args.rhos[0]:g})", xlabel="churn", ylabel="rate")
     ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -390,10 +408,11 @@ def ints(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--reps", type=int, default=40, help="runs per false-block cell (default 40)")
-    p.add_argument("--power-reps", type=int, default=100, help="runs per power cell (default 100)")
-    p.add_argument("--stress-reps", type=int, default=400, help="runs of the stress cell (0: none)")
-    p.add_argument("--stress-groups", type=int, default=13, help="context groups per category in the stress cell")
+    p.add_argument("--reps", type=int, default=80, help="runs per false-block cell")
+    p.add_argument("--power-reps", type=int, default=200, help="runs per power cell")
+    p.add_argument("--stress-reps", type=int, default=500, help="runs per stress cell (0: none)")
+    p.add_argument("--stress-groups", type=ints, default=[13, 50],
+                   help="context groups per category of the stress cells (churn 1, SRS 0.5, rho 0.8)")
     p.add_argument("--churns", type=floats, default=[0.0, 0.25, 0.5, 0.75, 1.0])
     p.add_argument("--srs", type=floats, default=[0.1, 0.3, 0.5, 0.6], help="baseline SRS values")
     p.add_argument("--groups", type=ints, default=[5, 13, 50],
@@ -421,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
     cpu = _cpu_model()
     header = (f"gate_oc: {cpu} ({machine}); {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; seed {args.seed}; "
-              f"reps {args.reps} per false-block cell, {args.power_reps} per power cell, {args.stress_reps} in the "
+              f"reps {args.reps} per false-block cell, {args.power_reps} per power cell, {args.stress_reps} per "
               f"stress cell; {sum(c.reps for c in cells)} simulated runs, each gated fixed-sample and with early "
               f"stop ({args.looks} looks), in {elapsed:.0f} s with {args.workers} worker(s); policy defaults: alpha "
               f"{alpha:g}, alpha_pass {settings['alpha_pass']:g}, max_delta_srs {settings['max_delta_srs']:g}")

@@ -141,16 +141,25 @@ def test_verdict_is_the_decision_at_the_stopping_look(delta):
 
 
 def test_benchmark_targets_can_fail():
-    """The benchmark's own target check reports FAIL on a grid whose false-block rate is too high."""
-    args = oc.parse_args(["--reps", "1"])
-    row = {"grid": "false_block", "srs": 0.5, "churn": 1.0, "delta": 0.0, "rho": 0.0, "groups": 50,
-           "categories": 6, "n_items": 1200, "n_ambig": 600, "reps": 100, "early_share_mean": 1.0,
-           "early_looks_mean": 4.0, "verdict_decision_mismatches": 0, "exceptions": {},
-           "fixed": {"pass": 88, "blocked": 12, "inconclusive": 0, "error": 0},
-           "early": {"pass": 97, "blocked": 3, "inconclusive": 0, "error": 0}}
-    status = {t["target"]: t["status"] for t in oc.targets([row], args, ALPHA)}
-    assert status["false block <= alpha, n >= 300, every churn x SRS x rho"] == "FAIL"
-    assert status["early stop: false block <= alpha, n >= 300, every cell"].startswith("PASS")
+    """The benchmark's own target check reports FAIL on cells that miss the targets, PASS on cells that meet them."""
+    args = oc.parse_args(["--rhos", "0"])
+
+    def row(grid, delta, fixed, early):
+        return {"grid": grid, "srs": 0.3, "churn": 0.5, "delta": delta, "rho": 0.0, "groups": 50, "categories": 6,
+                "n_items": 1200, "n_ambig": 600, "reps": 100, "early_share_mean": 1.0, "early_looks_mean": 4.0,
+                "verdict_decision_mismatches": 0, "exceptions": {},
+                "fixed": dict(zip(oc.VERDICTS, fixed)), "early": dict(zip(oc.VERDICTS, early))}
+
+    rows = [row("false_block", 0.0, (88, 12, 0, 0), (95, 3, 2, 0)),      # 12/100: lower 95 % bound 6.4 % > 5 %
+            row("power", 0.10, (0, 85, 15, 0), (0, 95, 5, 0))]
+    status = {t["target"]: t["status"] for t in oc.targets(rows, args, ALPHA)}
+    assert status["false block <= alpha at n >= 300, every churn x SRS x rho (fixed sample)"] == "FAIL"
+    assert status["false block <= alpha at n >= 300, every churn x SRS x rho (early stop)"] == "PASS"
+    assert status["power >= 90 % at true ΔSRS 0.10, >= 600 ambiguous items (fixed)"] == "FAIL"
+    assert status["power >= 90 % at true ΔSRS 0.10, >= 600 ambiguous items (early)"] == "PASS"
+    assert status["pass >= 90 % at 1,200 items, SRS unchanged, churn <= 0.5, rho 0 (fixed)"] == "FAIL"
+    assert status["pass >= 90 % at 1,200 items, SRS unchanged, churn <= 0.5, rho 0 (early)"] == "PASS"
+    assert status["no 'error' verdict"] == "PASS"
 
 
 def test_benchmark_smoke(tmp_path):
