@@ -286,14 +286,15 @@ def inconclusive_by_n(rows: list[dict[str, Any]], args: argparse.Namespace) -> d
 # which makes a FAIL easier, not harder); the largest cell estimate is not used as evidence, since the maximum of
 # many noisy estimates sits above their common rate. A ">= p" target FAILS when some cell's estimate is below p.
 # The measured column gives the worst cell with its interval, so the reader sees how tight the claim is.
-def _fb_target(name: str, cells: list[dict[str, Any]], arm: str, alpha: float) -> dict[str, Any]:
-    worst = max(cells, key=lambda r: (r[arm]["blocked"] / r["reps"], -r["reps"]))
-    k, n = worst[arm]["blocked"], worst["reps"]
+def _fb_target(name: str, cells: list[dict[str, Any]], arm: str, alpha: float,
+               verdict: str = "blocked") -> dict[str, Any]:
+    worst = max(cells, key=lambda r: (r[arm][verdict] / r["reps"], -r["reps"]))
+    k, n = worst[arm][verdict], worst["reps"]
     lo, hi = bounds(k, n)
-    above = [r for r in cells if bounds(r[arm]["blocked"], r["reps"])[0] > alpha]
-    pooled_k, pooled_n = sum(r[arm]["blocked"] for r in cells), sum(r["reps"] for r in cells)
+    above = [r for r in cells if bounds(r[arm][verdict], r["reps"])[0] > alpha]
+    pooled_k, pooled_n = sum(r[arm][verdict] for r in cells), sum(r["reps"] for r in cells)
     return {"target": name, "status": "FAIL" if above else "PASS",
-            "measured": f"cells significantly above alpha: {len(above)} of {len(cells)}; largest cell estimate "
+            "measured": f"cells significantly above {alpha:g}: {len(above)} of {len(cells)}; largest cell estimate "
                         f"{k}/{n} = {_pct(k / n)} % (95 % CI {_pct(lo)}-{_pct(hi)} %) at n {worst['n_items']}, "
                         f"churn {worst['churn']:g}, SRS {worst['srs']:g}, rho {worst['rho']:g}; all cells pooled "
                         f"{pooled_k}/{pooled_n} = {_pct(pooled_k / pooled_n)} % (95 % CI up to "
@@ -323,6 +324,10 @@ def targets(rows: list[dict[str, Any]], args: argparse.Namespace, alpha: float) 
         if power:
             out.append(_min_target(f"power >= 90 % at true ΔSRS 0.10, >= 600 ambiguous items ({arm})", power, arm,
                                    "blocked", 0.9))
+    at_tol = [r for r in rows if r["grid"] == "power" and abs(r["delta"] - DEFAULTS["bbq"]["max_delta_srs"]) < 1e-9]
+    for arm in ("fixed", "early") if at_tol else ():
+        out.append(_fb_target(f"false pass <= alpha_pass at true ΔSRS = the tolerance ({arm})", at_tol, arm,
+                              DEFAULTS["bbq"]["alpha_pass"], verdict="pass"))
     for rho in args.rhos:
         use = [r for r in rows if r["grid"] == "false_block" and r["n_items"] >= 1200 and r["churn"] <= 0.5
                and r["rho"] == rho]
@@ -426,24 +431,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="JSON of every number")
     p.add_argument("--plot", type=Path, help="PNG of the curves (matplotlib)")
     p.add_argument("--markdown", type=Path, help="also write the printed tables to this file")
+    p.add_argument("--from-json", type=Path, help="re-print the tables, targets and plot of a saved --out JSON")
     return p.parse_args(argv)
+
+
+GRID_ARGS = ("reps", "power_reps", "stress_reps", "stress_groups", "churns", "srs", "groups", "rhos", "deltas",
+             "power_groups", "looks", "seed", "workers")
+
+
+def simulate_all(args: argparse.Namespace, settings: dict[str, Any]) -> tuple[str, list[dict[str, Any]], float]:
+    cells = build_cells(args)
+    start = time.perf_counter()
+    rows = run_cells(cells, args, settings)
+    elapsed = time.perf_counter() - start
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
+    header = (f"gate_oc: {_cpu_model()} ({machine}); {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; seed "
+              f"{args.seed}; reps {args.reps} per false-block cell, {args.power_reps} per power cell, "
+              f"{args.stress_reps} per stress cell; {sum(c.reps for c in cells)} simulated runs, each gated "
+              f"fixed-sample and with early stop ({args.looks} looks), in {elapsed:.0f} s wall with {args.workers} "
+              f"worker(s); policy defaults: alpha {settings['alpha']:g}, alpha_pass {settings['alpha_pass']:g}, "
+              f"max_delta_srs {settings['max_delta_srs']:g}")
+    return header, rows, elapsed
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = dict(DEFAULTS["bbq"])
     alpha = float(settings["alpha"])
-    cells = build_cells(args)
-    start = time.perf_counter()
-    rows = run_cells(cells, args, settings)
-    elapsed = time.perf_counter() - start
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
-    cpu = _cpu_model()
-    header = (f"gate_oc: {cpu} ({machine}); {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; seed {args.seed}; "
-              f"reps {args.reps} per false-block cell, {args.power_reps} per power cell, {args.stress_reps} per "
-              f"stress cell; {sum(c.reps for c in cells)} simulated runs, each gated fixed-sample and with early "
-              f"stop ({args.looks} looks), in {elapsed:.0f} s with {args.workers} worker(s); policy defaults: alpha "
-              f"{alpha:g}, alpha_pass {settings['alpha_pass']:g}, max_delta_srs {settings['max_delta_srs']:g}")
+    if args.from_json:                       # re-render a saved run: its grid, header and numbers
+        saved = json.loads(args.from_json.read_text(encoding="utf-8"))
+        for key in GRID_ARGS:
+            setattr(args, key, saved["args"][key])
+        header, rows, elapsed = saved["header"], saved["cells"], saved["elapsed_s"]
+    else:
+        header, rows, elapsed = simulate_all(args, settings)
     res = targets(rows, args, alpha)
     sections = [header] + false_block_tables(rows, args) + [power_table(rows, args)] + usability_tables(rows, args)
     incon = inconclusive_by_n(rows, args)
