@@ -270,6 +270,21 @@ def power_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             + table(head, body))
 
 
+def stress_table(rows: list[dict[str, Any]]) -> str | None:
+    stress = [r for r in rows if r["grid"] == "stress"]
+    if not stress:
+        return None
+    body = []
+    for r in stress:
+        for arm in ("fixed", "early"):
+            k, n = r[arm]["blocked"], r["reps"]
+            lo, hi = bounds(k, n)
+            body.append([r["n_items"], arm, f"{k}/{n} = {_pct(k / n)} ({_pct(lo)}-{_pct(hi)})",
+                         _pct(rate(r, arm, "pass")), _pct(rate(r, arm, "inconclusive")), _pct(rate(r, arm, "error"))])
+    return ("**Stress cells: true ΔSRS 0, churn 1, baseline SRS 0.5, rho 0.8**\n\n"
+            + table(["n items", "arm", "blocked, % (95 % CI)", "pass %", "inconclusive %", "error %"], body))
+
+
 def inconclusive_by_n(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
     fb = [r for r in rows if r["grid"] == "false_block"]
     out = {}
@@ -466,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         header, rows, elapsed = simulate_all(args, settings)
     res = targets(rows, args, alpha)
-    sections = [header] + false_block_tables(rows, args) + [power_table(rows, args)] + usability_tables(rows, args)
+    sections = [header] + false_block_tables(rows, args) + [stress_table(rows), power_table(rows, args)]
+    sections = [x for x in sections if x] + usability_tables(rows, args)
     incon = inconclusive_by_n(rows, args)
     sections.append("**Inconclusive rate at true ΔSRS 0 by n, % (pooled over churn, SRS, rho)**\n\n" + table(
         ["n items", "fixed", "early stop"], [[n, _pct(v["fixed"]), _pct(v["early"])] for n, v in incon.items()]))
