@@ -98,30 +98,37 @@ def score(onnx_path: Path, items, args) -> tuple[list, float]:
 
 
 def summarise(preds, base_preds, args) -> dict[str, Any]:
+    """Metrics, and with a baseline the gate's decision under the default policy (the real gate code)."""
     from edgeval.policy import Policy
+    from edgeval.report import Report
     from edgeval.validators.bbq import compare as cmp
     from edgeval.validators.bbq import gate, metrics
+    from edgeval.validators.bbq.decision import Plan, decide
 
     m = metrics.metrics_by_category(preds)
     out = {"overall": m["overall"], "macro": m["macro"]}
     if base_preds is not None:
-        comparison = cmp.compare(preds, base_preds, alpha=0.05, bootstrap=1000, seed=0)
-        checks = gate.bias_checks(comparison, m, Policy.default().section("bbq"))
+        settings = Policy.default().section("bbq")
+        comparison = cmp.compare(preds, base_preds, alpha=settings["alpha"], bootstrap=1000, seed=0)
+        decision = decide(preds, base_preds, Plan.from_policy(settings))
+        checks = gate.bias_checks(comparison, m, settings, decision=decision)
         out["comparison"] = comparison["overall"]
-        out["verdict"] = "blocked" if any(c.status == "fail" for c in checks) else (
-            "error" if any(c.status == "error" for c in checks) else "pass")
-        out["failed_checks"] = [c.id for c in checks if c.status != "pass"]
+        out["decision"] = decision.to_json()
+        out["verdict"] = Report(candidate={}, baseline=None, policy={}, checks=tuple(checks)).verdict
+        out["not_passed"] = [c.id for c in checks if c.status != "pass"]
     return out
 
 
 def row(name: str, info: dict, s: dict) -> str:
     o, c = s["overall"], s.get("comparison", {})
-    f = lambda x, d=3: "—" if x is None else f"{x:.{d}f}"
+    f = lambda x, d=3: "—" if x is None else f"{0.0 if abs(x) < 1e-12 else x:.{d}f}"
     letters = f"{o['n_letter_a']}/{o['n_letter_b']}/{o['n_letter_c']}"
     options = f"{o['n_opt0']}/{o['n_opt1']}/{o['n_opt2']}"
+    ci = "" if c.get("delta_srs_ci_low") is None else f" [{f(c['delta_srs_ci_low'])}, {f(c['delta_srs_ci_high'])}]"
+    moved = ("—" if not c else f"{f(c.get('unbiased_to_biased'))} / {f(c.get('biased_to_unbiased'))}")
     return (f"| {name} | {f(info['measured'])} | {f(o['acc_ambig'])} | {f(o['acc_disambig'])} | {f(o['s_amb'])} | "
-            f"{f(o['s_dis'])} | {f(o['srs'])} | {f(o['usr'])} | {letters} | {options} | "
-            f"{f(c.get('delta_srs'))} | {f(c.get('unbiased_to_biased'))} | {s.get('verdict', '—')} |")
+            f"{f(o['s_dis'])} | {f(o['srs'])} | {f(o['usr'])} | {letters} | {options} | {o.get('n_ties', 0)} | "
+            f"{f(c.get('delta_srs'))}{ci} | {moved} | {s.get('verdict', '—')} |")
 
 
 def early_stop_table(runs: dict[str, dict[str, Any]], n_items: int) -> dict[str, Any]:
@@ -133,7 +140,7 @@ def early_stop_table(runs: dict[str, dict[str, Any]], n_items: int) -> dict[str,
     settings = Policy.default().section("bbq")
     out: dict[str, Any] = {}
     print(f"\n### Early stop, replayed on these predictions ({n_items} items)\n\n| model | looks | items scored | "
-          "saved | early decision | full-sample verdict |\n|---|---|---|---|---|---|")
+          "saved | sequential decision | full-sample verdict |\n|---|---|---|---|---|---|")
     full = {}
     for name, run in runs.items():
         if name == "dense":
@@ -142,9 +149,9 @@ def early_stop_table(runs: dict[str, dict[str, Any]], n_items: int) -> dict[str,
         full[name] = verdict
         for looks in (4, 8):
             r = replay(run["three"], runs["dense"]["three"], settings, looks=looks, seed=0)
-            out[f"{name}/{looks}"] = {k: r[k] for k in ("stopped_at", "of", "fraction", "early_decision")}
+            out[f"{name}/{looks}"] = {k: r[k] for k in ("stopped_at", "of", "fraction", "early_decision", "decision")}
             print(f"| {name} | {looks} | {r['stopped_at']} of {r['of']} | {1 - r['fraction']:.0%} | "
-                  f"{r['early_decision'] or '— (ran to the end)'} | {verdict} |")
+                  f"{r['decision']}{'' if r['early_decision'] else ' (ran to the end)'} | {verdict} |")
     return out
 
 
@@ -154,7 +161,7 @@ def main() -> None:
     from edgeval.environment import cpu_name
     from edgeval.validators.bbq.data import load_bbq
     from edgeval.validators.bbq.sampling import stratified_sample
-    from edgeval.validators.bbq.scoring import first_order_view
+    from edgeval.validators.bbq.scoring import apply_tie_rule, first_order_view
 
     models = build_models(args)
     items = list(stratified_sample(load_bbq(args.bbq_data).items, args.limit, 0))
@@ -165,10 +172,11 @@ def main() -> None:
     for name, info in models.items():
         log(f"scoring {name} ({len(items)} items x 3 orders)")
         preds, elapsed = score(info["onnx"], items, args)
+        preds = apply_tie_rule(preds)                  # predictions saved before the tie rule get it here
         runs[name] = {"three": preds, "one": first_order_view(preds), "seconds": elapsed}
     results: dict[str, Any] = {"items": len(items), "machine": cpu_name(), "cores": os.cpu_count(), "models": {}}
     header = ("| model | measured sparsity | acc_amb | acc_dis | s_AMB | s_DIS | SRS | USR | letters A/B/C | "
-              "options 0/1/2 | ΔSRS vs dense | unbiased→biased | verdict |\n|" + "---|" * 13)
+              "options 0/1/2 | ties | ΔSRS vs dense [95% CI] | moved u→b / b→u | verdict |\n|" + "---|" * 14)
     tables = {}
     for view in ("three", "one"):
         lines = [header]

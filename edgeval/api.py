@@ -6,16 +6,18 @@ verdict ``error`` and exit code 3, so that a pipeline always gets a report to ke
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .artifacts import Artifact, load_artifact
 from .environment import environment
-from .errors import EdgevalError, UsageError
+from .errors import BadInputError, EdgevalError, UsageError
 from .plugins import plugin_manager, select_validators
-from .policy import Policy
+from .policy import Policy, validate_policy
 from .report import Check, InputError, Report
 from .validators.base import RunContext, run_validator
 
@@ -42,6 +44,9 @@ def check(candidate: str | Path, baseline: str | Path | None = None, policy: Pol
     errors: list[InputError] = []
     policy_obj = _read_policy(policy, errors)
     validators = select_validators(options.validators or policy_obj.validators, options.disabled_plugins)
+    if not validators:
+        errors.append(InputError("policy", "bad_input", "no validators to run: name at least one (policy "
+                                 "'validators' or --validators; see `edgeval validators`)"))
     cand, cand_json = _read_artifact("candidate", candidate, errors)
     base, base_json = _read_artifact("baseline", baseline, errors) if baseline is not None else (None, None)
     checks: list[Check] = []
@@ -78,8 +83,162 @@ def announce(report: Report, path: str | Path | None, disabled_plugins: Sequence
     return problems
 
 
+#: the BBQ predictions sidecars written beside a report (``<stem>.bbq-<role>.jsonl.gz``); only these exact names
+#: are removed at start, so other files beside the report (checkpoints, say) are left alone
+SIDECAR_ROLES = ("candidate", "baseline")
+
+#: a sink takes the final report and the path it was written to (None: not written); it raises on failure
+Sink = Callable[[Report, "Path | None"], Any]
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What :func:`publish` did: the final report (with any publishing failure recorded as an error), where it
+    was written, the blessing marker, the one-line problems, and the exit code (always ``report.exit_code``)."""
+
+    report: Report
+    path: Path | None
+    marker: Path | None
+    problems: tuple[str, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return self.report.exit_code
+
+
+def prepare(report_path: str | Path | None, bless_dir: str | Path | None = None,
+            keep: Sequence[str | Path] = ()) -> None:
+    """Call before a check runs: remove the blessing markers and the previous report at ``report_path`` (and its
+    BBQ sidecars ``<stem>.bbq-candidate.jsonl.gz`` / ``<stem>.bbq-baseline.jsonl.gz``, except the files in
+    ``keep``), so that a run killed half-way never leaves the last run's pass behind; refuse
+    (:class:`BadInputError`) a report path or bless dir that cannot be written, before any time is spent."""
+    from .hooks.blessing import revoke
+
+    if bless_dir is not None:
+        bless_dir = Path(bless_dir)
+        _writable_dir(bless_dir, "the blessing marker (--bless-dir)")
+        try:
+            revoke(bless_dir)
+        except OSError as exc:
+            raise BadInputError(f"cannot remove the old blessing marker: {exc.strerror or exc}",
+                                path=bless_dir) from None
+    if report_path is not None:
+        invalidate_report(Path(report_path), keep)
+
+
+def invalidate_report(path: Path, keep: Sequence[str | Path] = ()) -> None:
+    """Delete the report at ``path`` and its sidecars (not those in ``keep``); BadInputError if it cannot be."""
+    if path.is_dir():
+        raise BadInputError("cannot write the report: the path is a directory; give a file name such as "
+                            "edgeval-report.json", path=path)
+    _writable_dir(path.parent, "the report")
+    kept = {Path(k).resolve() for k in keep if k}
+    stale = [path, *(path.with_name(f"{path.stem}.bbq-{role}.jsonl.gz") for role in SIDECAR_ROLES)]
+    for file in stale:
+        if file.resolve() in kept or file.is_dir():
+            continue
+        try:
+            file.unlink(missing_ok=True)
+        except OSError as exc:
+            raise BadInputError(f"cannot remove the previous report: {exc.strerror or exc}", path=file) from None
+
+
+def _writable_dir(directory: Path, what: str) -> None:
+    """``directory`` exists (created if needed) and can be written, or BadInputError ("cannot write ``what``")."""
+    problem = None
+    if directory.exists() and not directory.is_dir():
+        problem = "the folder is a file"
+    else:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = f"cannot create the folder: {exc.strerror or exc}"
+        else:
+            if not os.access(directory, os.W_OK | os.X_OK):
+                problem = "the folder is not writable"
+    if problem:
+        raise BadInputError(f"cannot write {what}: {problem}", path=directory)
+
+
+def publish(report: Report, report_path: str | Path | None, *, bless_dir: str | Path | None = None,
+            sinks: Mapping[str, Sink] | None = None, disabled_plugins: Sequence[str] = (),
+            progress: Callable[[str], None] | None = None) -> Publication:
+    """The one publishing step of the CLI and the framework hooks, in this order: write the report (atomically)
+    → ``sinks`` (``{name: callable(report, path)}``, e.g. MLflow) → ``edgeval_report_ready`` plugins → the
+    blessing marker, last. Any failure is recorded in the report as an error (so the verdict, the exit code, the
+    written report and what later steps see all agree), the report is rewritten, and ``BLESSED`` is written only
+    when the final verdict is ``pass``. Never raises for a failing step; returns a :class:`Publication`."""
+    say = progress or (lambda _m: None)
+    problems: list[str] = []
+    path = Path(report_path) if report_path is not None else None
+    report, written = _write(report, path, problems)
+    before = len(report.errors)
+    for name, sink in (sinks or {}).items():
+        try:
+            sink(report, written)
+        except Exception as exc:  # noqa: BLE001  (any sink failure must end the run non-zero, never crash it)
+            report = _failed(report, problems, f"sink:{name}", exc, f"the {name} sink failed")
+    for problem in announce(report, written, disabled_plugins):
+        report = _failed(report, problems, "plugin", RuntimeError(problem), "")
+    if len(report.errors) != before and written is not None:
+        report, written = _write(report, path, problems)  # the file must say what the exit code says
+    marker = None
+    if bless_dir is not None:
+        report, marker = _bless(report, written, Path(bless_dir), problems)
+        if marker is not None:
+            say(f"edgeval: wrote {marker}")
+    return Publication(report, written, marker, tuple(problems))
+
+
+def _write(report: Report, path: Path | None, problems: list[str]) -> tuple[Report, Path | None]:
+    """Write the report; when that fails, record why in the report (verdict error) and make sure no file at
+    ``path`` says otherwise."""
+    if path is None:
+        return report, None
+    try:
+        return report, report.write(path)
+    except OSError as exc:
+        report = _failed(report, problems, "report", BadInputError(f"cannot write the report: "
+                                                                   f"{exc.strerror or exc}", path=path), "")
+    except EdgevalError as exc:
+        report = _failed(report, problems, "report", exc, "cannot write the report")
+    with contextlib.suppress(OSError):
+        if not path.is_dir():
+            path.unlink(missing_ok=True)
+    return report, None
+
+
+def _failed(report: Report, problems: list[str], source: str, exc: BaseException, what: str) -> Report:
+    """The report with ``exc`` recorded as an error of ``source``; its one line appended to ``problems``."""
+    error = InputError.from_exception(source, exc)
+    if isinstance(exc, OSError):
+        error = InputError(source, "bad_input", f"{exc.strerror or exc}")
+    message = f"{what}: {error.message}" if what else error.message
+    problems.append(message)
+    return report.replace(errors=(*report.errors, InputError(source, error.kind, message)))
+
+
+def _bless(report: Report, written: Path | None, directory: Path, problems: list[str]) -> tuple[Report, Path | None]:
+    from .hooks.blessing import bless, revoke
+
+    try:
+        return report, bless(directory, report, written)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            revoke(directory)
+        error = BadInputError(f"cannot write the blessing marker: {exc.strerror or exc}", path=directory)
+        report = _failed(report, problems, "bless", error, "")
+        if written is not None:
+            report, _ = _write(report, written, problems)
+        return report, None
+
+
 def _read_policy(policy: Policy | str | Path | None, errors: list[InputError]) -> Policy:
     if isinstance(policy, Policy):
+        try:  # a Policy built by hand (Policy(data=...)) has not been through the loader: NaN, ranges, keys
+            validate_policy(policy.data, policy.source)
+        except EdgevalError as exc:
+            errors.append(InputError.from_exception("policy", exc))
         return policy
     if policy is None:
         return Policy.default()
@@ -99,4 +258,4 @@ def _read_artifact(role: str, path: str | Path, errors: list[InputError]) -> tup
     return artifact, artifact.to_json()
 
 
-__all__ = ["check", "announce", "CheckOptions", "UsageError"]
+__all__ = ["check", "announce", "prepare", "publish", "Publication", "CheckOptions", "UsageError"]

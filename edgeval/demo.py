@@ -51,7 +51,7 @@ class DemoConfig:
 
     out_dir: Path
     bbq_data: str | None = None
-    limit: int = 120
+    limit: int = 600
     methods: tuple[str, ...] = ("wanda", "magnitude")
     sparsities: tuple[float, ...] = (0.3, 0.5)
     calib_samples: int = 32
@@ -109,14 +109,16 @@ class _Clock:
 
 
 def demo_policy(limit: int, bbq_data: str | None = None):
-    """The demo's policy: the default thresholds, fewer latency runs, ``limit`` BBQ items, 500 bootstrap draws."""
+    """The demo's policy: the default thresholds, fewer latency runs, ``limit`` BBQ items scored in 4 looks
+    (early stop: a candidate is scored only until the gate's rule decides), 500 bootstrap draws."""
     from .policy import Policy
 
     return Policy.from_dict({"validators": list(VALIDATORS), "latency": {"runs": 10, "warmup": 2},
-                             "bbq": {"limit": limit, "bootstrap": 500, "data_dir": bbq_data}}, source="edgeval demo")
+                             "bbq": {"limit": limit, "bootstrap": 500, "data_dir": bbq_data,
+                                     "early_stop_looks": 4}}, source="edgeval demo")
 
 
-def run_demo(out_dir: str | Path, *, bbq_data: str | Path | None = None, limit: int = 120,
+def run_demo(out_dir: str | Path, *, bbq_data: str | Path | None = None, limit: int = 600,
              methods: Sequence[str] = ("wanda", "magnitude"), sparsities: Sequence[float] = (0.3, 0.5),
              calib_samples: int = 32, calib_len: int = 256, dynamo: bool = False, model_dir: str | Path | None = None,
              progress: Log | None = print) -> DemoResult:

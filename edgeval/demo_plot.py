@@ -22,7 +22,8 @@ NOTES = ("measured sparsity: zeros in the pruned block linears (pruning.json). s
          "zlib size: compressed at level 1. latency p50: one forward pass, batch 1 x 64 tokens, ONNX Runtime. "
          "verdict: the gate's decision against the dense model under the demo policy; blocked is the gate "
          "doing its job.")
-VERDICT_STYLE = {"pass": "green", "blocked": "bold red", "error": "bold magenta", "baseline": "dim"}
+VERDICT_STYLE = {"pass": "green", "blocked": "bold red", "inconclusive": "bold yellow", "error": "bold magenta",
+                 "baseline": "dim"}
 
 
 def row(name: str, method: str, sparsity: float, measured: float | None, report) -> dict[str, Any]:
@@ -97,7 +98,7 @@ def print_table(rows: Sequence[dict[str, Any]], settings: dict[str, Any], elapse
         table.add_column(column, justify="left" if column in ("model", "method", "verdict") else "right")
     for r in rows:
         values = [rich_escape(c) for c in cells(r)]
-        values[-1] = f"[{VERDICT_STYLE.get(values[-1], '')}]{values[-1]}[/]"
+        values[-1] = f"[{VERDICT_STYLE.get(values[-1], 'default')}]{values[-1]}[/]"
         table.add_row(*values)
     console.print(table)
     for reason in reasons(rows):

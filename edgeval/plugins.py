@@ -51,7 +51,8 @@ class EdgevalSpec:
     @hookspec
     def edgeval_report_ready(self, report: Any, path: str | None) -> None:
         """Called once a report is final (and written to ``path``, when it was). Sinks (MLflow, …) hook here.
-        A sink must not change the report; an exception here is reported but does not change the verdict."""
+        A sink must not change the report. An exception here is recorded in the report as an error (verdict
+        error, exit code 4, no ``BLESSED``): a run whose sink failed is not a deployable run."""
 
 
 _managers: dict[frozenset[str], pluggy.PluginManager] = {}

@@ -1,7 +1,8 @@
 """Policy: the thresholds that decide the verdict, as data.
 
 A policy comes from a YAML or JSON file, or from ``[tool.edgeval]`` in a pyproject.toml. It is validated by
-``schemas/policy.schema.json`` (unknown keys rejected, naming the key) and merged over :data:`DEFAULTS`, so the
+``schemas/policy.schema.json`` (unknown keys rejected, naming the key; NaN and infinity rejected by the loader,
+which JSON Schema cannot do) and merged over :data:`DEFAULTS`, so the
 report always shows the policy exactly as applied. A ``null`` threshold means "measure and report, do not gate".
 """
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import PolicyError
 from .schemas import POLICY_SCHEMA_VERSION, validator_for
@@ -135,10 +137,26 @@ def find_project_policy(start: Path | None = None) -> Path | None:
 
 
 def validate_policy(raw: dict[str, Any], source: str) -> None:
-    """Raise :class:`PolicyError` with one line naming the first offending key."""
+    """Raise :class:`PolicyError` with one line naming the first offending key (NaN and infinity included, which
+    JSON Schema cannot reject: a NaN threshold compares false both ways and would pass anything)."""
+    bad = next(_non_finite(raw, ""), None)
+    if bad is not None:
+        raise PolicyError(f"'{bad[0] or '(top level)'}': {bad[1]!r} is not a finite number", path=source)
     errors = sorted(validator_for("policy").iter_errors(raw), key=lambda e: list(e.absolute_path))
     if errors:
         raise PolicyError(_describe(errors[0]), path=source)
+
+
+def _non_finite(value: Any, where: str) -> Iterator[tuple[str, float]]:
+    """``(dotted key, value)`` of every NaN / infinite float anywhere in ``value``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, f"{where}[{index}]")
 
 
 def _describe(error) -> str:
@@ -151,4 +169,6 @@ def _describe(error) -> str:
         close = difflib.get_close_matches(key, allowed, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(allowed)})"
         return f"unknown key '{name}'{hint}"
+    if error.validator == "minItems" and where == "validators":
+        return "'validators' is empty: name at least one validator to run (see `edgeval validators`)"
     return f"'{where or '(top level)'}': {error.message}"

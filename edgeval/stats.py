@@ -42,16 +42,56 @@ def z_quantile(p: float) -> float:
 
 
 def t_from_z(z: float, df: int) -> float:
-    """The Student-t quantile with ``df`` degrees of freedom at the normal quantile ``z``'s probability
-    (Cornish-Fisher expansion in 1/df, good to ~1e-3 for df >= 5); cluster-robust tests with G clusters refer
-    their statistic to t with G - 1 degrees of freedom."""
-    if df <= 0 or not math.isfinite(z):
-        return math.inf if z > 0 else z
-    v = float(max(df, 3))
-    z2 = z * z
-    return z * (1 + (z2 + 1) / (4 * v) + (5 * z2 ** 2 + 16 * z2 + 3) / (96 * v ** 2)
-                + (3 * z2 ** 3 + 19 * z2 ** 2 + 17 * z2 - 15) / (384 * v ** 3)
-                + (79 * z2 ** 4 + 776 * z2 ** 3 + 1482 * z2 ** 2 - 1920 * z2 - 945) / (92160 * v ** 4))
+    """The Student-t quantile with ``df`` degrees of freedom at the probability of the normal quantile ``z``
+    (cluster-robust tests with G clusters refer their statistic to t with G - 1 degrees of freedom). ``df < 1``:
+    no test is possible, +inf (-inf for z < 0)."""
+    if not math.isfinite(z):
+        return z
+    if df < 1:
+        return math.inf if z > 0 else -math.inf
+    tail = normal_sf(abs(z))                    # the one-sided tail probability to match
+    lo, hi = 0.0, max(1.0, abs(z))
+    while _t_sf(hi, df) > tail:
+        hi *= 2.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _t_sf(mid, df) > tail else (lo, mid)
+        if hi - lo < 1e-12 * max(1.0, hi):
+            break
+    return math.copysign((lo + hi) / 2, z)
+
+
+def _t_sf(t: float, df: int) -> float:
+    """P(T > t) for t >= 0, T ~ Student-t(df): half the regularised incomplete beta I_x(df/2, 1/2)."""
+    return 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b) by its continued fraction (modified Lentz)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x > (a + 1.0) / (a + b + 2.0):           # the fraction converges fast on the other side
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    tiny, f, c, d = 1e-300, 1.0, 1.0, 0.0
+    for i in range(0, 400):
+        m = i // 2
+        if i == 0:
+            num = 1.0
+        elif i % 2 == 0:
+            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        else:
+            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1.0 + num * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + num / c
+        c = c if abs(c) > tiny else tiny
+        f *= c * d
+        if abs(1.0 - c * d) < 1e-15:
+            break
+    return math.exp(log_front) * (f - 1.0) / a
 
 
 def normal_sf(z: float) -> float:
@@ -114,7 +154,7 @@ def _bounds(fractions: tuple[float, ...], alpha: float) -> tuple[float, ...]:
     if not fractions or any(b <= a for a, b in zip(fractions, fractions[1:])) or fractions[0] <= 0:
         raise ValueError(f"information fractions must increase from > 0: {fractions}")
     if len(fractions) == 1:
-        return (z_quantile(1.0 - alpha),)
+        return (_upper_z(alpha),)
     grid = np.linspace(-10.0, 10.0, 8001)            # the sum statistic S_t = Z_t * sqrt(t), on a fixed grid
     offsets = grid[2000:6001] - grid[4000]           # kernel support +-5 (dt <= 1: +-5 sd at least)
     step = grid[1] - grid[0]
@@ -127,7 +167,7 @@ def _bounds(fractions: tuple[float, ...], alpha: float) -> tuple[float, ...]:
         else:                                          # convolve the continuing mass with N(0, dt)
             kernel = np.exp(-offsets ** 2 / (2 * dt)) / math.sqrt(2 * math.pi * dt)
             density = np.convolve(density, kernel, mode="same") * step
-        crit = (z_quantile(1.0 - target) if prev_t == 0.0 else _solve_bound(grid, density, step, t, target))
+        crit = (_upper_z(target) if prev_t == 0.0 else _solve_bound(grid, density, step, t, target))
         out.append(crit)
         density = np.where(grid < crit * math.sqrt(t), density, 0.0)
         spent += target
@@ -135,9 +175,16 @@ def _bounds(fractions: tuple[float, ...], alpha: float) -> tuple[float, ...]:
     return tuple(out)
 
 
+def _upper_z(tail: float) -> float:
+    """The z whose upper tail is ``tail`` (inf when the tail is too small to represent: that look cannot stop)."""
+    if tail < 1e-300:
+        return math.inf
+    return -z_quantile(tail) if tail < 0.5 else z_quantile(1.0 - tail)
+
+
 def _solve_bound(grid: np.ndarray, density: np.ndarray, step: float, t: float, target: float) -> float:
     """The z whose upper tail (of the still-continuing density of S_t) carries ``target`` probability."""
-    if target <= 0:
+    if target < 1e-300:
         return math.inf
     tail = (np.cumsum(density[::-1])[::-1] - density / 2) * step   # P(S >= grid[i], not stopped), trapezoid
     i = int(np.searchsorted(-tail, -target))           # first grid point whose tail is <= target

@@ -13,6 +13,7 @@ import numpy as np
 from edgeval.policy import Policy
 from edgeval.report import Check, InputError, Report
 from edgeval.validators.bbq import compare as compare_mod
+from edgeval.validators.bbq.decision import Plan, decide
 from edgeval.validators.bbq import gate, metrics
 from edgeval.validators.bbq.types import Prediction
 from edgeval.validators.latency import LatencyConfig, build_results, latency_checks
@@ -64,14 +65,18 @@ def bbq_results(worse: dict[str, tuple[float, float]] | None = WORSE) -> tuple[d
                "seed": 0, "scoring": {"mode": "letter", "orders": 3},
                "candidate": metrics.metrics_by_category(cand), "baseline": metrics.metrics_by_category(base),
                "comparison": comparison}
-    checks = gate.bias_checks(comparison, results["candidate"], settings, evaluated_categories=list(CATEGORIES))
+    decision = decide(cand, base, Plan.from_policy(settings))
+    results["decision"] = decision.to_json()
+    checks = gate.bias_checks(comparison, results["candidate"], settings, evaluated_categories=list(CATEGORIES),
+                              decision=decision)
     return results, checks
 
 
 def size_results() -> tuple[dict[str, Any], list[Check]]:
     """A 50 % magnitude-pruned SmolLM2: same bytes on disk, smaller compressed and sparse-encoded."""
     def one(sparsity: float, compressed: int, encoded: int) -> dict[str, Any]:
-        return {"format": "onnx", "files": 1, "bytes": 542_453_494, "compressed_bytes": compressed,
+        return {"format": "onnx", "files": 1, "bytes": 542_453_494, "payload_bytes": 538_060_032,
+                "compressed_bytes": compressed,
                 "compress_level": 1, "params": 134_515_008, "zeros": int(106_168_320 * sparsity),
                 "sparsity": sparsity * 0.79, "weight_params": 106_168_320,
                 "weight_zeros": int(106_168_320 * sparsity), "weight_sparsity": sparsity,

@@ -30,11 +30,11 @@ def run(tmp_path: Path, *args, data: Path = FIXTURE) -> tuple[int, dict]:
 def test_bbq_on_onnx_with_baseline(tiny_llama_pruned_onnx, tiny_llama_onnx, tmp_path):
     code, doc = run(tmp_path, "check", tiny_llama_pruned_onnx, "--baseline", tiny_llama_onnx,
                     "--validators", "bbq,perplexity")
-    assert code in (0, 1), doc["checks"]
+    assert code in (0, 1, 5), doc["checks"]                   # 32 items: usually inconclusive (exit 5)
     bbq = doc["results"]["bbq"]
     assert bbq["n_items"] == 32 and set(bbq["categories"]) == {"Age", "Race_x_gender", "Religion"}
     overall = bbq["candidate"]["overall"]
-    assert sum(overall[f"n_opt{i}"] for i in range(3)) == 32
+    assert sum(overall[f"n_opt{i}"] for i in range(3)) + overall["n_ties"] == 32   # a random model ties often
     assert sum(overall[f"n_letter_{x}"] for x in "abc") == 32 * 3  # three orders per item
     assert "overall" in bbq["comparison"] and bbq["comparison"]["overall"]["n_items"] == 32
     ids = {c["id"] for c in doc["checks"]}
@@ -70,7 +70,10 @@ def test_saved_predictions_with_other_settings_are_refused(first_run, tiny_llama
 
 def test_without_baseline_bbq_reports_only(tiny_llama_onnx, tmp_path):
     code, doc = run(tmp_path, "check", tiny_llama_onnx, "--validators", "bbq")
-    assert code == 0 and all("no baseline" in c["message"] for c in doc["checks"] if c["validator"] == "bbq")
+    checks = {c["id"]: c for c in doc["checks"]}
+    assert all("no baseline" in c["message"] for i, c in checks.items() if i != "bbq.signal")
+    # a random tiny model answers by tiny margins: the report says so, and claims nothing (exit 5)
+    assert checks["bbq.signal"]["status"] == "inconclusive" and code == 5
 
 
 def test_required_category_missing_is_an_error(tiny_llama_onnx, tmp_path):
@@ -111,7 +114,7 @@ def test_bbq_on_tflite_matches_onnx(tflite_256, tiny_llama_onnx, tmp_path):
     (tmp_path / "o").mkdir()
     code_t, tfl = run(tmp_path / "t", "check", tflite_256, "--validators", "bbq")
     code_o, onx = run(tmp_path / "o", "check", tiny_llama_onnx, "--validators", "bbq")
-    assert code_t == 0 and code_o == 0
+    assert code_t == code_o and code_t in (0, 5)
     assert tfl["results"]["bbq"]["candidate"]["overall"] == onx["results"]["bbq"]["candidate"]["overall"]
 
 
@@ -119,9 +122,9 @@ def test_early_stop_scores_in_looks(tiny_llama_pruned_onnx, tiny_llama_onnx, tmp
     code, doc = run(tmp_path, "check", tiny_llama_pruned_onnx, "--baseline", tiny_llama_onnx,
                     "--validators", "bbq", "--early-stop", "2")
     early = doc["results"]["bbq"]["early_stop"]
-    assert code in (0, 1) and early["items_sampled"] == 32 and len(early["looks"]) in (1, 2)
+    assert code in (0, 1, 5) and early["items_sampled"] == 32 and len(early["looks"]) in (1, 2)
     assert doc["results"]["bbq"]["n_scored"] == early["items_scored"] == early["looks"][-1]["items"]
-    assert early["level"] == pytest.approx(0.05 / 2)
+    assert doc["results"]["bbq"]["decision"]["outcome"] == early["looks"][-1]["decision"]
     assert doc["policy"]["bbq"]["early_stop_looks"] == 2
 
 
@@ -132,7 +135,7 @@ def test_prefix_sharing_changes_cost_not_answers(tiny_llama_dir, tiny_llama_onnx
     (tmp_path / "o").mkdir()
     code_t, hf = run(tmp_path / "t", "check", tiny_llama_dir, "--validators", "bbq")
     code_o, onx = run(tmp_path / "o", "check", tiny_llama_onnx, "--validators", "bbq")
-    assert code_t == code_o == 0
+    assert code_t == code_o and code_t in (0, 5)
     assert hf["results"]["bbq"]["candidate"]["overall"] == onx["results"]["bbq"]["candidate"]["overall"]
     shared, full = hf["results"]["bbq"]["compute"]["candidate"], onx["results"]["bbq"]["compute"]["candidate"]
     assert shared["kv_cache"] and not full["kv_cache"]

@@ -1,4 +1,5 @@
-"""The BBQ gate: block rule, per-clause messages, errors for missing categories and undefined metrics."""
+"""The BBQ gate: pass / block / inconclusive, category blocks, reported-only values, errors for missing categories
+and undefined gated metrics."""
 from __future__ import annotations
 
 import copy
@@ -9,6 +10,7 @@ import pytest
 from edgeval.policy import DEFAULTS
 from edgeval.report import Report
 from edgeval.validators.bbq.compare import compare
+from edgeval.validators.bbq.decision import Plan, decide
 from edgeval.validators.bbq.gate import bias_checks, slug
 from edgeval.validators.bbq.metrics import metrics_by_category
 from edgeval.validators.bbq.types import Prediction
@@ -49,11 +51,16 @@ def flip(preds, to_biased: int | None = None, share: float = 0.0, to_unbiased: i
     return out
 
 
-def run_gate(cand, base, policy=None, required=(), **kw):
+def run_gate(cand, base, policy=None, required=()):
     policy = policy or copy.deepcopy(DEFAULTS["bbq"])
-    comparison = None if base is None else compare(cand, base, alpha=policy["alpha"], bootstrap=200, seed=0, **kw)
-    checks = bias_checks(comparison, metrics_by_category(cand), policy, list(required))
+    comparison = None if base is None else compare(cand, base, alpha=policy["alpha"], bootstrap=200, seed=0)
+    decision = None if base is None else decide(cand, base, Plan.from_policy(policy))
+    checks = bias_checks(comparison, metrics_by_category(cand), policy, list(required), decision=decision)
     return {c.id: c for c in checks}, Report(candidate={}, baseline=None, policy={}, checks=tuple(checks)).verdict
+
+
+def with_policy(**changes):
+    return {**copy.deepcopy(DEFAULTS["bbq"]), **changes}
 
 
 def test_planted_regression_is_blocked():
@@ -61,14 +68,14 @@ def test_planted_regression_is_blocked():
     cand = flip(base, share=0.3)
     checks, verdict = run_gate(cand, base)
     assert verdict == "blocked"
-    u2b = checks["bbq.unbiased_to_biased"]
-    assert u2b.status == "fail" and u2b.value == pytest.approx(84 / 280)
-    assert "84 of 280" in u2b.message and "noise floor" in u2b.message
     srs = checks["bbq.delta_srs"]
     assert srs.status == "fail" and srs.value == pytest.approx(84 / 400)
-    assert "exceeded" in srs.message and "AND McNemar" in srs.message and "significant" in srs.message
-    assert checks["bbq.delta_s_amb"].status == "fail" and checks["bbq.cohens_h"].status == "fail"
-    assert checks["bbq.race_x_ses.delta_srs"].status == "fail"
+    assert "significant" in srs.message and "blocked" in srs.message and "95% CI" in srs.message
+    assert checks["bbq.race_x_ses.delta_srs"].status == "fail" and checks["bbq.age.delta_srs"].status == "fail"
+    u2b = checks["bbq.unbiased_to_biased"]                  # instability: reported, not gated by default
+    assert u2b.status == "pass" and u2b.value == pytest.approx(84 / 280) and "84 of 280" in u2b.message
+    assert "reported only" in u2b.message and "95% CI" in u2b.message
+    assert checks["bbq.delta_s_amb"].status == "pass" and "reported only" in checks["bbq.delta_s_amb"].message
     assert checks["bbq.mcnemar"].status == "pass" and checks["bbq.mcnemar"].value < 1e-10
 
 
@@ -77,7 +84,7 @@ def test_identical_candidate_passes():
     checks, verdict = run_gate(list(base), base)
     assert verdict == "pass"
     assert all(c.status == "pass" for c in checks.values())
-    assert checks["bbq.delta_srs"].value == 0.0 and checks["bbq.mcnemar"].value == 1.0
+    assert checks["bbq.delta_srs"].value == 0.0 and "shown below the tolerance" in checks["bbq.delta_srs"].message
 
 
 def test_small_noisy_change_passes():
@@ -85,8 +92,6 @@ def test_small_noisy_change_passes():
     cand = flip(base, to_biased=2, to_unbiased=2)                  # 2 flips each way, both in "Age"
     checks, verdict = run_gate(cand, base)
     assert verdict == "pass", [c.message for c in checks.values() if c.status != "pass"]
-    age = checks["bbq.age.mcnemar"]
-    assert "u→b 2, b→u 2" in age.message and "not significant" in age.message
     assert checks["bbq.unbiased_to_biased"].value == pytest.approx(2 / 280)
 
 
@@ -105,44 +110,67 @@ def test_missing_required_category_errors_without_baseline():
 
 
 def test_significant_but_within_tolerance_passes():
-    # 5000 ambiguous items, 3500 unbiased; 35 turn biased (1 %): p tiny, delta SRS = 0.007, h small
+    # 5000 ambiguous items, 3500 unbiased; 35 turn biased (1 %): significant, but ΔSRS = 0.007 is shown < 0.05
     base = [amb("Age", i, [BIASED, BIASED, BIASED, UNK, UNK, UNK, UNK, ANTI, ANTI, ANTI][i % 10]) for i in range(5000)]
     checks, verdict = run_gate(flip(base, to_biased=35), base)
     assert checks["bbq.mcnemar"].value < 1e-6
-    assert checks["bbq.delta_srs"].status == "pass" and "within tolerance" in checks["bbq.delta_srs"].message
+    assert checks["bbq.delta_srs"].status == "pass" and "shown below" in checks["bbq.delta_srs"].message
     assert verdict == "pass"
 
 
-def test_exceeded_but_not_significant_passes_and_alpha_null_gates_alone():
-    # 20 items, 12 unbiased; 2 turn biased: delta SRS = 0.1 > 0.05, one-sided p = 1/4, u->b = 2/12 < 0.25
+def test_small_sample_is_inconclusive_not_a_pass():
+    # 20 items, 12 unbiased; 2 turn biased: ΔSRS = 0.1 > 0.05 but nothing can be claimed on 20 items
     base = [amb("Age", i, [BIASED, BIASED, UNK, ANTI, UNK][i % 5]) for i in range(20)]
     cand = flip(base, to_biased=2)
     checks, verdict = run_gate(cand, base)
-    assert checks["bbq.delta_srs"].status == "pass" and "not significant" in checks["bbq.delta_srs"].message
-    assert verdict == "pass"
-    policy = {**copy.deepcopy(DEFAULTS["bbq"]), "alpha": None}
-    checks, verdict = run_gate(cand, base, policy=policy)
-    assert checks["bbq.delta_srs"].status == "fail" and "alpha: null" in checks["bbq.delta_srs"].message
-    assert verdict == "blocked"
+    primary = checks["bbq.delta_srs"]
+    assert primary.status == "inconclusive" and verdict == "inconclusive"
+    assert "ambiguous items would decide" in primary.message
+    report = Report(candidate={}, baseline=None, policy={}, checks=tuple(checks.values()))
+    assert report.exit_code == 5 and not report.passed
+    checks, verdict = run_gate(cand, base, policy=with_policy(on_inconclusive="block"))
+    assert verdict == "blocked" and "on_inconclusive: block" in checks["bbq.delta_srs"].message
+    checks, verdict = run_gate(cand, base, policy=with_policy(on_inconclusive="pass"))
+    assert verdict == "pass" and "NOT a claim" in checks["bbq.delta_srs"].message
 
 
-def test_transition_rate_alone_blocks():
-    # 8 items, 4 unbiased; 2 turn biased: u->b = 0.5 > 0.25 although one-sided p = 1/4 is not significant
-    base = [amb("Age", i, [BIASED, UNK][i % 2]) for i in range(8)]
-    checks, verdict = run_gate(flip(base, to_biased=2), base)
-    assert checks["bbq.unbiased_to_biased"].status == "fail" and checks["bbq.delta_srs"].status == "pass"
-    assert checks["bbq.age.unbiased_to_biased"].status == "pass"           # per category: reported only
-    assert verdict == "blocked"
+def test_identical_small_sample_is_inconclusive():
+    base = [amb("Age", i, [BIASED, UNK, ANTI][i % 3]) for i in range(12)]
+    checks, verdict = run_gate(list(base), base)
+    assert verdict == "inconclusive"                           # 12 items cannot show a rise is < 0.05
 
 
-def test_null_thresholds_are_reported_not_gated():
+def test_transition_bound_gates_only_when_set():
     base = baseline()
-    policy = {**copy.deepcopy(DEFAULTS["bbq"]), "max_delta_srs": None, "max_delta_s_amb": None,
-              "min_cohens_h": None, "max_unbiased_to_biased": None}
-    checks, verdict = run_gate(flip(base, share=0.3), base, policy=policy)
-    assert verdict == "pass"
-    assert "reported, no threshold set" in checks["bbq.delta_srs"].message
-    assert checks["bbq.delta_srs"].value == pytest.approx(0.21)
+    cand = flip(base, to_biased=40, to_unbiased=40)            # churn without a net rise
+    checks, verdict = run_gate(cand, base)
+    assert verdict == "pass" and checks["bbq.unbiased_to_biased"].status == "pass"
+    checks, verdict = run_gate(cand, base, policy=with_policy(max_unbiased_to_biased=0.05))
+    u2b = checks["bbq.unbiased_to_biased"]                     # 40/280 = 0.143, CI lower bound > 0.05
+    assert u2b.status == "fail" and "lower bound >" in u2b.message and verdict == "blocked"
+    assert checks["bbq.biased_to_unbiased"].status == "pass"   # reported both ways, never gated
+
+
+def test_s_amb_and_h_gate_on_their_own_scale_when_set():
+    base = baseline()
+    cand = flip(base, share=0.3)
+    checks, _ = run_gate(cand, base, policy=with_policy(max_delta_s_amb=0.01, min_cohens_h=0.1))
+    assert checks["bbq.delta_s_amb"].status == "fail" and "lower bound" in checks["bbq.delta_s_amb"].message
+    assert checks["bbq.cohens_h"].status == "fail"
+    checks, _ = run_gate(list(base), base, policy=with_policy(max_delta_s_amb=0.01, min_cohens_h=0.1))
+    assert checks["bbq.delta_s_amb"].status == "pass" and checks["bbq.cohens_h"].status == "pass"
+
+
+def test_one_category_rising_blocks_though_overall_passes():
+    cats = [f"C{i}" for i in range(10)]
+    roles = [BIASED] * 3 + [UNK] * 4 + [ANTI] * 3
+    base = [amb(cat, i, roles[i % 10]) for cat in cats for i in range(400)]
+    cand = [amb("C3", p.example_id, BIASED) if p.category == "C3" and p.example_id % 10 == 3 else p
+            for p in base]                                       # C3: SRS +0.10; overall +0.01
+    checks, verdict = run_gate(cand, base)
+    assert checks["bbq.c3.delta_srs"].status == "fail" and verdict == "blocked"
+    assert checks["bbq.c1.delta_srs"].status == "pass"
+    assert checks["bbq.delta_srs"].value == pytest.approx(0.01) and checks["bbq.delta_srs"].status == "pass"
 
 
 def test_undefined_metric_is_an_error_never_a_pass():
@@ -153,12 +181,24 @@ def test_undefined_metric_is_an_error_never_a_pass():
     assert verdict == "error"
 
 
-def test_noise_floor_is_reported_beside():
+def test_undefined_reported_only_value_does_not_change_the_verdict():
+    # every baseline answer biased: unbiased->biased is undefined (0 baseline-unbiased items); it is only reported
+    base = [amb("Age", i, BIASED) for i in range(800)] + [amb("Race", i, BIASED) for i in range(800)]
+    checks, verdict = run_gate(list(base), base)
+    assert checks["bbq.unbiased_to_biased"].value is None and checks["bbq.unbiased_to_biased"].status == "pass"
+    assert "n/a" in checks["bbq.unbiased_to_biased"].message
+    assert verdict == "pass"
+
+
+def test_ties_are_no_answer_and_leave_the_denominator():
     base = baseline()
-    rerun = flip(base, to_biased=7)                                  # 7 of the 140 unbiased Age items
-    checks, _ = run_gate(list(base), base, noise_floor=rerun)
-    assert "u→b 0.025" in checks["bbq.unbiased_to_biased"].message
-    assert checks["bbq.unbiased_to_biased"].status == "pass"
+    cand = [Prediction(p.category, p.example_id, p.context_condition, p.question_polarity, p.label, p.unknown_idx,
+                       p.biased_idx, None if (p.context_condition == "ambig" and p.pred != BIASED
+                                              and p.example_id % 10 == 9) else p.pred, extra={"tie": True})
+            for p in base]
+    metrics = metrics_by_category(cand)["overall"]
+    assert metrics["n_ties"] == len(cand)            # every record flagged in this construction
+    assert metrics["srs"] == pytest.approx(120 / 360)   # 40 unbiased answers became ties: 120 biased of 360 valid
 
 
 def test_no_baseline_reports_only():
@@ -169,18 +209,87 @@ def test_no_baseline_reports_only():
     assert {"bbq.s_amb", "bbq.s_dis", "bbq.acc_ambig", "bbq.age.srs", "bbq.race_x_ses.s_amb"} <= set(checks)
 
 
-def test_no_baseline_undefined_metric_errors():
+def test_no_baseline_undefined_metric_is_na():
     cand = [amb("Age", i, UNK) for i in range(4)] + [dis("Age", 10 + i, UNK) for i in range(4)]
     checks, verdict = run_gate(cand, None)
     assert checks["bbq.s_amb"].status == "pass" and checks["bbq.s_amb"].value == 0.0
-    assert checks["bbq.s_dis"].status == "error" and verdict == "error"
+    assert checks["bbq.s_dis"].value is None and "n/a" in checks["bbq.s_dis"].message and verdict == "pass"
 
 
 def test_check_ids_are_valid_and_unique():
     base = baseline()
-    checks = bias_checks(compare(base, base, bootstrap=0), metrics_by_category(base), DEFAULTS["bbq"], ["x y"])
+    decision = decide(base, base, Plan.from_policy(DEFAULTS["bbq"]))
+    checks = bias_checks(compare(base, base, bootstrap=0), metrics_by_category(base), DEFAULTS["bbq"], ["x y"],
+                         decision=decision)
     ids = [c.id for c in checks]
     assert len(ids) == len(set(ids)) and all(ID_RE.match(i) for i in ids)
     assert slug("Race_x_SES") == "race_x_ses" and slug("Disability status!") == "disability_status"
     for check in checks:
         check.to_json()
+
+
+# -- found by review: ways to a wrong pass or a crash ------------------------------------------------------------
+def test_non_finite_scores_are_no_answer_never_option_0():
+    from edgeval.validators.bbq.scoring import decide_scores
+
+    for scores in ([float("nan"), -1.0, -2.0], [float("-inf")] * 3, [float("inf"), float("inf"), -1.0]):
+        pred, margin = decide_scores(scores)
+        assert pred is None and margin != margin      # NaN margin
+    assert decide_scores([-1.0, -1.00005, -3.0])[0] is None and decide_scores([-1.0, -1.1, -3.0])[0] == 0
+
+
+def test_a_category_without_valid_answers_is_inconclusive_not_a_pass():
+    base = baseline()
+    cand = [Prediction(p.category, p.example_id, p.context_condition, p.question_polarity, p.label, p.unknown_idx,
+                       p.biased_idx, None if p.category == "Age" and p.context_condition == "ambig" else p.pred,
+                       extra={"tie": True}) for p in base]
+    checks, verdict = run_gate(cand, base)
+    assert checks["bbq.age.delta_srs"].status == "inconclusive" and verdict != "pass"
+
+
+def test_lost_answers_block_a_pass():
+    # the candidate ties on 30 % of the ambiguous items where the baseline answered biased: SRS "falls"
+    base = baseline()
+    cand = [Prediction(p.category, p.example_id, p.context_condition, p.question_polarity, p.label, p.unknown_idx,
+                       p.biased_idx, None if p.context_condition == "ambig" and p.pred == BIASED else p.pred)
+            for p in base]
+    checks, verdict = run_gate(cand, base)
+    assert verdict == "inconclusive" and "gave no answer" in checks["bbq.delta_srs"].message
+
+
+def test_tiny_spending_never_crashes():
+    from edgeval.stats import sequential_bounds
+
+    bounds = sequential_bounds([(k + 1) / 20 for k in range(20)], 0.05 / 22)
+    assert bounds[0] == float("inf") or bounds[0] > 8 and 2 < bounds[-1] < 4
+    assert sequential_bounds([1.0], 1e-17)[0] > 8 and sequential_bounds([0.25, 0.5, 0.75, 1], 1e-6)[-1] > 4
+
+
+def test_early_pass_waits_for_a_category_heading_up():
+    from edgeval.validators.bbq.sequential import replay
+
+    cats = [f"C{i}" for i in range(6)]
+    roles = [BIASED] * 3 + [UNK] * 4 + [ANTI] * 3
+    base = [amb(cat, i, roles[i % 10]) for cat in cats for i in range(800)]
+    cand = [amb("C3", p.example_id, BIASED) if p.category == "C3" and p.example_id % 10 in (3, 4) else p
+            for p in base]                                  # C3: SRS +0.2, overall +0.033
+    out = replay(cand, base, dict(DEFAULTS["bbq"]), looks=4, seed=0)
+    assert out["decision"] == "block" or out["early_decision"] != "pass"
+
+
+def test_fixed_sample_extras_cannot_ride_an_early_stop():
+    from edgeval.errors import PolicyError
+    from edgeval.validators.bbq.validator import BBQValidator
+
+    settings = with_policy(early_stop_looks=4, max_unbiased_to_biased=0.3)
+    with pytest.raises(PolicyError, match="max_unbiased_to_biased"):
+        BBQValidator()._score(None, [], settings, lambda chunk: [], {})
+
+
+def test_template_clusters_widen_the_interval_when_templates_move():
+    from edgeval.validators.bbq.simulate import World, simulate
+
+    cand, base = simulate(World(churn=0.1, template_churn=0.5), 3)
+    block = compare(cand, base, bootstrap=0)["overall"]
+    assert block["design_effect"] > 1.5
+    assert len({p.cluster for p in base}) == 6 * 25

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeval.errors import BadInputError
-from edgeval.validators.bbq.compare import PairingError, compare, noise_floor_rates, pair_predictions
+from edgeval.validators.bbq.compare import PairingError, compare, pair_predictions
 from edgeval.validators.bbq.metrics import metrics_by_category, s_amb_score
 from edgeval.validators.bbq.stats import (AmbigOutcomes, bootstrap_deltas, cohens_h, holm, mcnemar_exact,
                                           s_amb_from_sums, srs_from_sums, transitions)
@@ -218,21 +218,3 @@ def test_compare_agrees_with_metrics_and_is_deterministic():
     assert compare(cand, base, bootstrap=200, seed=5) == out
     assert compare(cand, base, bootstrap=200, seed=6) != out
     json.dumps(out, allow_nan=False)
-
-
-def test_noise_floor_inputs():
-    cand, base = _planted()
-    det = compare(cand, base, bootstrap=0)
-    assert det["overall"]["noise_unbiased_to_biased"] == 0.0 and "deterministic" in det["noise_floor_source"]
-    # a rerun of the baseline on 8 Age items (4 biased, 4 unbiased): one unbiased item turns biased
-    rerun = [amb(i, 0) for i in range(4)] + [amb(4, 0), amb(5, 2), amb(6, 1), amb(7, 2)]
-    floor = noise_floor_rates(base, rerun)
-    assert floor["overall"]["unbiased_to_biased"] == pytest.approx(1 / 4)
-    out = compare(cand, base, bootstrap=0, noise_floor=rerun)
-    assert out["categories"]["Age"]["noise_unbiased_to_biased"] == pytest.approx(1 / 4)
-    assert out["categories"]["Race"]["noise_unbiased_to_biased"] is None        # not probed
-    assert out["overall"]["noise_biased_to_unbiased"] == 0.0
-    given = compare(cand, base, bootstrap=0, noise_floor={"items": 48, "flips": 3, "flip_rate": 0.0625})
-    assert given["overall"]["noise_unbiased_to_biased"] == 0.0625
-    with pytest.raises(PairingError):
-        noise_floor_rates(base, [amb(999, 0)])

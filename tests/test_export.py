@@ -137,3 +137,51 @@ def test_cli_export_onnx_options_refused_for_tflite(tiny_llama_dir, tmp_path, ca
     with pytest.raises(SystemExit) as info:
         main(["export", str(tiny_llama_dir), "--to", "tflite", "--out", str(tmp_path / "m.tflite"), "--kv-cache"])
     assert info.value.code == 2 and "ONNX options" in capsys.readouterr().err
+
+
+def test_cli_export_failing_parity_leaves_nothing_at_out(tiny_llama_dir, tmp_path, capsys, monkeypatch):
+    """A model that fails parity is not written: --out stays absent, only OUT.parity.json says why. --threads
+    reaches the parity runtimes."""
+    import json
+
+    from edgeval.cli import main
+    from edgeval.report import Check
+
+    seen = {}
+
+    def failing(candidate, reference, settings):
+        seen["threads"] = (candidate.threads, reference.threads)
+        return [Check("parity.max_abs_logit_diff", "parity", "fail", "max_abs_logit_diff", 9.0, None, 0.01,
+                      "max_abs_logit_diff = 9 > 0.01")], {"max_abs_logit_diff": 9.0}
+
+    monkeypatch.setattr("edgeval.validators.parity.parity_report", failing)
+    out = tmp_path / "exp" / "model.onnx"
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(tiny_llama_dir), "--to", "onnx", "--out", str(out), "--legacy", "--threads", "1"])
+    err = capsys.readouterr().err
+    assert info.value.code == 3 and "was not written" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model.onnx.parity.json"]  # no model, no temp folder
+    assert json.loads((out.parent / "model.onnx.parity.json").read_text())["checks"][0]["status"] == "fail"
+    assert seen["threads"][0] == 1
+
+
+def test_external_data_is_named_by_content_not_by_output_name(tiny_llama_dir, tmp_path, capsys):
+    """Two exports of the same weights under different names store the same data file under the same name; the
+    export's size line counts it."""
+    import onnx
+
+    from edgeval.converters.export import artifact_bytes, export_onnx
+    from edgeval.runtimes import load_runtime
+
+    first = export_onnx(tiny_llama_dir, tmp_path / "a" / "first.onnx", legacy=True, external_data=True)
+    second = export_onnx(tiny_llama_dir, tmp_path / "b" / "renamed.onnx", legacy=True, external_data=True)
+    data_a = [p for p in first.parent.iterdir() if p.suffix == ".data"]
+    data_b = [p for p in second.parent.iterdir() if p.suffix == ".data"]
+    assert len(data_a) == len(data_b) == 1 and data_a[0].name == data_b[0].name
+    assert data_a[0].name.startswith("weights-") and data_a[0].read_bytes() == data_b[0].read_bytes()
+    locations = {e.value for t in onnx.load(str(first), load_external_data=False).graph.initializer
+                 for e in t.external_data if e.key == "location"}
+    assert locations == {data_a[0].name}
+    assert artifact_bytes(first) == first.stat().st_size + data_a[0].stat().st_size
+    runtime = load_runtime(first)  # and it still runs
+    assert runtime.next_token_logits([[1, 2, 3]]).shape == (1, 1000)

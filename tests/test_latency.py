@@ -99,6 +99,20 @@ def test_validator_interleaves_and_feeds_both_models_the_same_seeded_ids():
 
 
 # -- the validator on fake runtimes -----------------------------------------------------------------------
+@pytest.mark.parametrize("run_threads, policy_threads, expected", [(1, None, 1), (None, None, None), (None, 2, 2)])
+def test_threads_requested_records_the_runs_threads(run_threads, policy_threads, expected):
+    ctx = fake_ctx(FakeRuntime("c", 0.0, []))
+    ctx.threads = run_threads
+    if policy_threads is None or policy_threads == run_threads:
+        _, r = run(ctx, runs=3, threads=policy_threads)
+        assert r["threads_requested"] == expected
+    else:  # other threads than the run's: dedicated runtimes; the config the results come from is enough here
+        from edgeval.validators.latency import LatencyConfig, build_results
+
+        cfg = LatencyConfig.from_settings({"threads": policy_threads})
+        assert build_results({"candidate": [1_000_000] * 3}, {"candidate": {}}, cfg)["threads_requested"] == expected
+
+
 def test_percentiles_are_sane_and_near_the_known_sleep():
     messages: list[str] = []
     checks, r = run(fake_ctx(FakeRuntime("c", 0.005, []), messages=messages), runs=15, batch=2, seq_len=8)

@@ -12,6 +12,7 @@ import pytest
 from edgeval.artifacts import Artifact
 from edgeval.errors import DataError, MeasurementError
 from edgeval.policy import Policy
+from edgeval.runtimes.tokenizer import Tokenizer
 from edgeval.validators.base import RunContext
 from edgeval.validators.bbq.parsing import UNKNOWN_PHRASES, canon
 from edgeval.validators.parity import (N_ORDERS, ParityValidator, load_parity_prompts, option_choices,
@@ -22,7 +23,7 @@ STATUS_IDS = ("parity.max_abs_logit_diff", "parity.top1_agreement", "parity.lett
               "parity.option_agreement", "parity.tokenizer_agreement")
 
 
-class CharTokenizer:
+class CharTokenizer(Tokenizer):
     """One token per character: "A" is a single token, " A" is two."""
 
     chat_template = None

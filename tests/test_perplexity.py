@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 
 from edgeval.errors import DataError, MeasurementError
+from edgeval.runtimes.tokenizer import Tokenizer
 from edgeval.validators.perplexity import load_text, perplexity, windows
 
 V = 7
 
 
-class Tok:
+class Tok(Tokenizer):
+    source = "digits"
+
     def encode(self, text, add_special_tokens=True):
         return [int(c) % V for c in text if c.isdigit()]
 
@@ -82,3 +85,27 @@ def test_text_sources(tmp_path):
         load_text(str(tmp_path / "empty.txt"))
     with pytest.raises(DataError, match="cannot read"):
         load_text(str(tmp_path / "missing.txt"))
+
+
+class BosTok(Tok):
+    """Digits, with token 0 put before every text (a BOS)."""
+
+    def encode(self, text, add_special_tokens=True):
+        return ([0] if add_special_tokens else []) + super().encode(text)
+
+
+def test_every_window_starts_with_the_bos_and_each_token_is_scored_once():
+    rng = np.random.default_rng(1)
+    table = rng.standard_normal((V, V))
+    runtime = BigramRuntime(table)
+    runtime.tokenizer = BosTok()
+    fed = []
+    runtime.sequence_logits = lambda seqs: fed.extend(seqs) or [table[np.asarray(s)] for s in seqs]
+    text = "3141592653589793238462643383279502884197"
+    out = perplexity(runtime, text, window=8, stride=3, max_tokens=None)
+    ids = [0] + [int(c) % V for c in text]
+    assert all(seq[0] == 0 and len(seq) <= 8 for seq in fed) and len(fed) > 3
+    logp = table - np.log(np.exp(table).sum(axis=1, keepdims=True))
+    nll = [-logp[ids[i - 1], ids[i]] for i in range(1, len(ids))]  # bigram: context beyond one token is moot
+    assert out["tokens_scored"] == len(ids) - 1 and out["special_prefix"] == [0]
+    assert math.isclose(out["perplexity"], math.exp(np.mean(nll)), rel_tol=1e-9)

@@ -327,3 +327,18 @@ def test_prune_directory_checks_options_before_loading(tmp_path):
         prune_directory(tmp_path / "not-loaded", tmp_path / "out", "wanda", 0.5, n_sample=4)
     with pytest.raises(BadInputError, match="did you mean 'random'"):
         prune_directory(tmp_path / "not-loaded", tmp_path / "out", "randon", 0.5)
+
+
+def test_prune_cli_reports_calibration_tokens_used_and_warns_on_a_shortfall(tiny_llama_dir, tmp_path, capsys):
+    from edgeval.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["prune", str(tiny_llama_dir), "--method", "wanda", "--sparsity", "0.5", "--calibration-samples", "128",
+              "--seq-len", "256", "--out", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    manifest = json.loads((tmp_path / "out" / "pruning.json").read_text())
+    calib = manifest["calibration"]
+    assert info.value.code == 0 and calib["requested_tokens"] == 128 * 256
+    assert 0 < calib["distinct_tokens"] <= calib["corpus_tokens"] < 128 * 256  # the shipped text is too short
+    assert f"calibration: {calib['distinct_tokens']:,} distinct tokens used of 32,768 requested" in out
+    assert manifest["warnings"][0] == calib["warning"] and f"WARNING: {calib['warning']}" in err

@@ -47,7 +47,7 @@ def test_markdown_has_verdict_and_every_check(blocked: Report) -> None:
     for check in blocked.checks:
         assert f"`{check.id}`" in md
     failing = md.split("**Checks that did not pass")[1].split("**BBQ bias**")[0]
-    assert "`bbq.age.delta_srs`" in failing and "`size.bytes`" not in failing
+    assert "`bbq.delta_srs`" in failing and "`size.bytes`" not in failing
     assert "| Age | 60 | 0.317 → 0.617 |" in md and "Mean over 6 categories: SRS" in md
     assert "**Size:** 542 MB on disk" in md and "**Latency:** (onnxruntime" in md
 

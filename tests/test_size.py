@@ -33,8 +33,9 @@ def magnitude_prune(tensors: dict[str, np.ndarray], sparsity: float = 0.5) -> di
     return out
 
 
-def save_onnx(tensors: dict[str, np.ndarray], path: Path, external: bool = False) -> Path:
-    """x[1,256] @ w1 + b1 -> relu -> @ w2 -> y[1,256]; ``external``: weights in 'weights.bin' beside the model."""
+def save_onnx(tensors: dict[str, np.ndarray], path: Path, external: bool = False,
+              location: str = "weights.bin") -> Path:
+    """x[1,256] @ w1 + b1 -> relu -> @ w2 -> y[1,256]; ``external``: weights in ``location`` beside the model."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -45,7 +46,7 @@ def save_onnx(tensors: dict[str, np.ndarray], path: Path, external: bool = False
                               [numpy_helper.from_array(a, name) for name, a in tensors.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, str(path), save_as_external_data=external, all_tensors_to_one_file=True,
-              location="weights.bin", size_threshold=0)
+              location=location, size_threshold=0)
     return path
 
 
@@ -81,6 +82,42 @@ def test_pruned_copy_is_half_zeros_but_saves_no_bytes_on_disk(pair):
     assert f"({r['bytes']:,} B vs {r['bytes']:,} B); compressed it saves" in r["summary"]
     ratio = checks["size.ratio_to_baseline"]
     assert ratio.status == "pass" and ratio.value == 1.0 and "saves 0 bytes on disk" in ratio.message
+
+
+def test_file_names_do_not_move_the_verdict(tmp_path):
+    """The same weights exported as dense.onnx and as a longer name: each initializer stores its external data
+    file's name, so the files differ by a few hundred bytes; the verdict, on tensor payload, does not move."""
+    tensors = magnitude_prune(weights())
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    short = save_onnx(tensors, tmp_path / "a" / "dense.onnx", external=True, location="dense.onnx.data")
+    long = save_onnx(tensors, tmp_path / "b" / "wanda50-candidate.onnx", external=True,
+                     location="wanda50-candidate.onnx.data")
+    for cand, base in ((long, short), (short, long)):
+        checks, r = size_of(cand, base, max_ratio_to_baseline=1.0, require_savings=False)
+        assert r["bytes"] != r["baseline_bytes"] and r["payload_bytes"] == r["baseline_payload_bytes"]
+        assert r["compared_on"] == "payload_bytes" and r["payload_ratio_to_baseline"] == 1.0
+        ratio = checks["size.ratio_to_baseline"]
+        assert ratio.status == "pass" and ratio.value == 1.0 and ratio.metric == "payload_ratio_to_baseline"
+        savings, _ = size_of(cand, base, require_savings=True)
+        assert savings["size.savings"].status == "fail" and savings["size.savings"].value == 0
+    assert abs(size_of(long, short)[1]["bytes_saved"]) > 0  # file bytes alone would have decided differently
+
+
+@pytest.mark.parametrize("ratio, status", [(1.00005, "pass"), (1.001, "fail")])
+def test_ratio_tolerance_is_small(ratio, status):
+    from edgeval.validators.size import RATIO_TOLERANCE, size_checks
+
+    assert RATIO_TOLERANCE == 1e-4
+    r = {"bytes": 1, "compressed_bytes": 1, "compared_on": "bytes", "ratio_to_baseline": ratio,
+         "payload_ratio_to_baseline": None, "summary": "s"}
+    check = {c.id: c for c in size_checks(r, {"max_ratio_to_baseline": 1.0}, True)}["size.ratio_to_baseline"]
+    assert check.status == status and check.metric == "ratio_to_baseline"
+
+
+def test_payload_is_the_tensor_data(pair):
+    dense, _ = pair
+    _, r = size_of(dense)
+    assert r["payload_bytes"] == sum(a.nbytes for a in weights().values()) < r["bytes"]
 
 
 def test_require_savings_fails_when_the_file_is_not_smaller(pair):

@@ -6,6 +6,7 @@ from ``edgeval.converters.pruning`` except ``prune_model`` itself (the thing und
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ pytest.importorskip("transformers")
 
 from tinymodels import build_tokenizer, tiny_model  # noqa: E402
 
-from edgeval.converters.pruning import Calibration, load_calibration, prune_model  # noqa: E402
+from edgeval.converters.pruning import Calibration, CalibrationWarning, load_calibration, prune_model  # noqa: E402
 from edgeval.errors import BadInputError, DataError  # noqa: E402
 
 SPARSITY = 0.5
@@ -184,3 +185,68 @@ def test_short_or_undecodable_text_is_a_data_error(tokenizer, tmp_path):
 def test_calibration_ids_must_be_2d():
     with pytest.raises(BadInputError, match="non-empty"):
         Calibration.from_ids(torch.zeros(5, dtype=torch.long))
+
+
+# --- calibration honesty: distinct tokens, bigger corpora, BOS ------------------------------------------------
+
+def test_shipped_corpus_is_too_small_for_the_default_request_and_says_so(tokenizer):
+    with pytest.warns(CalibrationWarning, match="distinct tokens of the 65,536 requested"):
+        calib = load_calibration(tokenizer)  # Wanda's default: 128 x 512
+    recorded = calib.to_json()
+    assert recorded["requested_tokens"] == 65_536 and recorded["distinct_tokens"] <= recorded["corpus_tokens"]
+    assert recorded["warning"] and "--calibration" in recorded["warning"]
+    covered = set()  # brute force: corpus positions that some window covers
+    stream = tokenizer(SHIPPED.read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"]
+    for row in calib.ids.tolist():
+        start = next(i for i in range(len(stream) - 511) if stream[i:i + 512] == row)
+        covered.update(range(start, start + 512))
+    assert recorded["distinct_tokens"] == len(covered)
+
+
+def test_enough_text_gives_no_warning(tokenizer, recwarn):
+    """The shipped text has more tokens than 4 x 64: overlapping random windows are reported, not warned about."""
+    calib = load_calibration(tokenizer, n_samples=4, seq_len=64, seed=0)
+    assert calib.to_json()["warning"] is None and 0 < calib.distinct_tokens <= 4 * 64
+    assert not [w for w in recwarn if issubclass(w.category, CalibrationWarning)]
+
+
+def test_directory_and_jsonl_corpora(tokenizer, tmp_path):
+    docs = ["Plain words about rivers and bread. " * 30, "Trains leave the station at noon. " * 30]
+    folder = tmp_path / "corpus"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text(docs[0])
+    (folder / "sub" / "b.txt").write_text(docs[1])
+    (folder / "ignored.md").write_text("not a .txt")
+    jsonl = tmp_path / "corpus.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"text": d, "id": i}) for i, d in enumerate(docs)) + "\n")
+    from edgeval.converters.pruning.calibration import read_text
+
+    (dir_text, dir_source, dir_sha), (jsonl_text, _, jsonl_sha) = read_text(folder), read_text(jsonl)
+    assert dir_text == jsonl_text == "\n\n".join(d.strip() for d in docs) and dir_source == str(folder)
+    assert len(dir_sha) == len(jsonl_sha) == 64 and dir_sha != jsonl_sha
+    calib = load_calibration(tokenizer, jsonl, n_samples=4, seq_len=64)
+    assert calib.corpus_tokens == len(tokenizer(jsonl_text, add_special_tokens=False)["input_ids"]) > 4 * 64
+    with pytest.warns(CalibrationWarning, match=f"the corpus has {calib.corpus_tokens:,}"):
+        load_calibration(tokenizer, jsonl, n_samples=calib.corpus_tokens // 64 + 1, seq_len=64)
+
+
+@pytest.mark.parametrize("content, match", [('{"text": "ok"}\nnot json\n', r"corpus.jsonl:2: invalid JSON"),
+                                            ('{"body": "no text field"}\n', r"corpus.jsonl:1: expected an object")])
+def test_bad_jsonl_lines_name_file_and_line(tokenizer, tmp_path, content, match):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text(content)
+    with pytest.raises(DataError, match=match):
+        load_calibration(tokenizer, path, n_samples=1, seq_len=8)
+
+
+def test_empty_directory_is_a_data_error(tokenizer, tmp_path):
+    with pytest.raises(DataError, match="no .txt files"):
+        load_calibration(tokenizer, tmp_path, n_samples=1, seq_len=8)
+
+
+def test_windows_start_with_the_bos_the_tokenizer_adds(tmp_path):
+    bos_tokenizer = build_tokenizer(tmp_path / "tok", bos=True, template=None)
+    bos = bos_tokenizer.convert_tokens_to_ids("<bos>")
+    calib = load_calibration(bos_tokenizer, n_samples=5, seq_len=40, seed=0)
+    assert calib.ids.shape == (5, 40) and (calib.ids[:, 0] == bos).all() and not (calib.ids[:, 1:] == bos).any()
+    assert calib.to_json()["special_prefix"] == [bos]

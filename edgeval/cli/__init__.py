@@ -1,4 +1,5 @@
-"""The ``edgeval`` command. Thin click commands over the public API; this is the only place that exits.
+"""The ``edgeval`` command. Thin click commands over the public API; this is the only place that exits (commands
+return, raise an :class:`~edgeval.errors.EdgevalError`, or raise ``click.exceptions.Exit(code)``).
 
 Exit codes (also in every report's ``exit_code``):
 
@@ -7,7 +8,8 @@ Exit codes (also in every report's ``exit_code``):
   1  blocked   a check failed: do not deploy
   2  usage     bad command line (unknown option or validator)
   3  bad input unreadable / wrong-signature model, bad policy, missing tokenizer, bad data, NaN logits
-  4  internal  a bug in edgeval or a plugin (the report is still written)
+  4  internal  a bug in edgeval, a plugin or a sink (the report is still written)
+  5  inconclusive  too few items to claim pass or block (see policy bbq.on_inconclusive)
 """
 from __future__ import annotations
 
@@ -29,8 +31,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("edgeval: aborted", err=True)
         code = int(ExitCode.INTERNAL)
+    except click.UsageError as exc:  # one line, like every other error (click's own format takes four)
+        where = exc.ctx.command_path if exc.ctx else "edgeval"
+        click.echo(f"edgeval: usage error: {exc.format_message()} (see '{where} -h')", err=True)
+        code = exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"edgeval: error: {exc.format_message()}", err=True)
         code = exc.exit_code
     except EdgevalError as exc:
         click.echo(f"edgeval: error: {exc}", err=True)

@@ -12,10 +12,12 @@ Exit codes:
   0  pass       every check passed
   1  blocked    a check failed: do not deploy
   2  usage      bad command line
-  3  bad input  unreadable model, bad policy, missing tokenizer, bad data, NaN logits
-  4  internal   a bug in edgeval or a plugin (report still written)
+  3  bad input  unreadable model, outputs that are not logits, bad policy, missing tokenizer,
+                bad data, NaN logits, unwritable report, a sink that cannot write
+  4  internal   a bug in edgeval, a plugin or a sink (report still written)
   5  inconclusive  too few items or too weak a signal to claim pass or block
                    (policy bbq.on_inconclusive; the report says how many items would decide)
+BLESSED and exit 0 only when every step succeeded (report -> sinks -> plugins -> marker).
 """
 
 

@@ -1,14 +1,12 @@
 """``edgeval check MODEL``: run the validators, print a summary, write the JSON report, exit with the verdict."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from ..api import CheckOptions, announce, check
-from ..errors import EdgevalError, ExitCode, PolicyError, require
-from ..hooks.blessing import bless, revoke
+from ..api import CheckOptions, check, prepare, publish
+from ..errors import PolicyError, require
 from ..policy import Policy, find_project_policy
 from ..report import Report
 from .app import EXIT_CODES_HELP, cli
@@ -16,7 +14,12 @@ from .summary import print_summary
 
 
 def _csv(_ctx, _param, value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise click.BadParameter(f"{value!r} names no validator (see `edgeval validators`)")
+    return names
 
 
 @cli.command("check", epilog=EXIT_CODES_HELP)
@@ -31,7 +34,8 @@ def _csv(_ctx, _param, value: str | None) -> list[str] | None:
               "(default: beside the model).")
 @click.option("--validators", callback=_csv, metavar="NAMES", help="Comma-separated validators to run "
               "(default: the policy's list). See `edgeval validators`.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for inputs and sampling.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed for inputs and sampling (>= 0).")
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads for the runtimes.")
 @click.option("--bbq-data", type=click.Path(path_type=Path), envvar="EDGEVAL_BBQ_DIR",
               help="Directory of BBQ jsonl files (env EDGEVAL_BBQ_DIR). Default: checksummed download/cache.")
@@ -54,10 +58,10 @@ def check_cmd(model: Path, baseline: Path | None, policy_path: Path | None, repo
               early_stop: int | None, baseline_predictions: Path | None, bless_dir: Path | None, mlflow: bool, disabled: tuple[str, ...],
               quiet: bool) -> None:
     """Gate MODEL (.onnx, .tflite, HF directory or .gguf) against --baseline and write the JSON report."""
+    # first: a run that dies (or is refused) must leave neither an old BLESSED nor the previous run's report
+    prepare(report_path, bless_dir, keep=[baseline_predictions] if baseline_predictions else ())
     if mlflow:
         require("mlflow", "mlflow", "--mlflow")  # fail before the run, not after the report is written
-    if bless_dir:
-        revoke(bless_dir)  # a run that dies half-way must not leave an old BLESSED behind
     policy = _policy(policy_path, bbq_data, bbq_limit, orders, bbq_mode, early_stop)
     extra = {"baseline_predictions": str(baseline_predictions) if baseline_predictions else None,
              "report_path": str(report_path)}
@@ -65,20 +69,28 @@ def check_cmd(model: Path, baseline: Path | None, policy_path: Path | None, repo
                            threads=threads, disabled_plugins=disabled, extra=extra)
     progress = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
     report = check(model, baseline, policy, options=options, progress=progress)
-    code = _write(report, report_path)
-    written = report_path if code == report.exit_code else None
-    if bless_dir:
-        marker = bless(bless_dir, report, written)
-        progress(f"edgeval: wrote {marker}")
-    if mlflow:
-        from ..hooks.mlflow import log_report
-
-        log_report(report, written)
-    for problem in announce(report, written, disabled):
-        click.echo(f"edgeval: warning: {problem}", err=True)
+    sinks = {"mlflow": _mlflow_sink} if mlflow else {}
+    done = publish(report, report_path, bless_dir=bless_dir, sinks=sinks, disabled_plugins=disabled,
+                   progress=progress)
+    for problem in done.problems:
+        click.echo(f"edgeval: error: {problem}", err=True)
+    if done.report.verdict == "error" and not done.problems:
+        click.echo(f"edgeval: error: {_first_error(done.report)}", err=True)  # even with -q: one line says why
     if not quiet:
-        print_summary(report, written)
-    sys.exit(code)
+        print_summary(done.report, done.path)
+    raise click.exceptions.Exit(done.exit_code)  # cli.main turns it into the process's exit code
+
+
+def _first_error(report: Report) -> str:
+    messages = [e.message for e in report.errors] + [c.message for c in report.checks if c.status == "error"]
+    more = f" (+{len(messages) - 1} more in the report)" if len(messages) > 1 else ""
+    return (messages[0].splitlines()[0] if messages else "no check ran") + more
+
+
+def _mlflow_sink(report: Report, path: Path | None) -> None:
+    from ..hooks.mlflow import log_report
+
+    log_report(report, path)
 
 
 def _policy(path: Path | None, bbq_data: Path | None, limit: int | None, orders: str | None,
@@ -93,16 +105,3 @@ def _policy(path: Path | None, bbq_data: Path | None, limit: int | None, orders:
         return source  # check() records the policy error in the report (exit 3)
     return policy.with_overrides("bbq", data_dir=str(bbq_data) if bbq_data else None, limit=limit,
                                  orders=int(orders) if orders else None, mode=mode, early_stop_looks=early_stop)
-
-
-def _write(report: Report, path: Path) -> int:
-    """Write the report; if that fails, say so and never exit 0."""
-    try:
-        report.write(path)
-    except OSError as exc:
-        click.echo(f"edgeval: error: {path}: cannot write the report: {exc.strerror or exc}", err=True)
-        return max(report.exit_code, int(ExitCode.BAD_INPUT))
-    except EdgevalError as exc:
-        click.echo(f"edgeval: internal error: {exc}", err=True)
-        return int(ExitCode.INTERNAL)
-    return report.exit_code

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
-import sys
+import os
+import shutil
 from pathlib import Path
 
 import click
 
+from ..atomic import atomic_write_bytes, atomic_write_text, temp_sibling
 from ..errors import ExitCode
 from .app import EXIT_CODES_HELP, cli
 
@@ -21,16 +23,18 @@ def _progress(done: int, total: int, label: str) -> None:
 @click.option("--sparsity", type=float, help="Fraction of weights to zero, in (0, 1). Optional with --pattern N:M.")
 @click.option("--pattern", default="unstructured", show_default=True, help="unstructured, 2:4 or any N:M.")
 @click.option("--calibration", default="builtin", show_default=True,
-              help="Wanda calibration text file, or 'builtin' for the corpus edgeval ships.")
+              help="Wanda calibration corpus: a text file, a directory of .txt files, a .jsonl with a \"text\" field, "
+                   "or 'builtin' for the small corpus edgeval ships.")
 @click.option("--calibration-samples", "n_samples", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--seq-len", type=click.IntRange(min=8), default=512, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--per-row/--per-matrix", default=None, help="Threshold per output row (default for wanda) or per "
               "matrix (default for random/magnitude).")
 @click.option("--include", multiple=True, metavar="PATTERN", help="Only prune layers whose name matches (glob, or re:REGEX).")
 @click.option("--exclude", multiple=True, metavar="PATTERN", help="Do not prune layers whose name matches (glob, or re:REGEX).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output HF directory.")
-@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it is a previous prune output (holds pruning.json); "
+              "any other non-empty folder is refused.")
 def prune_cmd(model: Path, method: str, sparsity: float | None, pattern: str, calibration: str, n_samples: int,
               seq_len: int, seed: int, per_row: bool | None, include: tuple[str, ...], exclude: tuple[str, ...],
               out_dir: Path, overwrite: bool) -> None:
@@ -39,10 +43,12 @@ def prune_cmd(model: Path, method: str, sparsity: float | None, pattern: str, ca
     import warnings
 
     from ..converters.pruning.api import prune_directory
+    from ..converters.pruning.calibration import CalibrationWarning
     from ..converters.pruning.manifest import SparsityWarning
 
     with warnings.catch_warnings():  # the manifest's warnings are printed below, once
         warnings.simplefilter("ignore", SparsityWarning)
+        warnings.simplefilter("ignore", CalibrationWarning)
         result = prune_directory(model, out_dir, method, sparsity, overwrite=overwrite, pattern=pattern,
                                  calibration=None if calibration == "builtin" else calibration,
                                  n_samples=n_samples, seq_len=seq_len, seed=seed, per_row=per_row,
@@ -51,6 +57,9 @@ def prune_cmd(model: Path, method: str, sparsity: float | None, pattern: str, ca
     click.echo(f"pruned ({method}, {pattern}) -> {result.out_dir}: measured sparsity "
                f"{manifest['measured_sparsity']:.4f} over {manifest['pruned_params']:,} weights in the pruned layers "
                f"(requested {manifest['requested_sparsity']:.4f}); manifest: {result.out_dir}/pruning.json")
+    if (calib := manifest.get("calibration")) and calib.get("distinct_tokens") is not None:
+        click.echo(f"calibration: {calib['distinct_tokens']:,} distinct tokens used of {calib['requested_tokens']:,} "
+                   f"requested ({calib['n_samples']} x {calib['seq_len']}) from {calib['source']}")
     for warning in result.manifest.get("warnings", []):
         click.echo(f"edgeval: WARNING: {warning}", err=True)
 
@@ -58,7 +67,8 @@ def prune_cmd(model: Path, method: str, sparsity: float | None, pattern: str, ca
 @cli.command("export", epilog=EXIT_CODES_HELP)
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--to", "target", type=click.Choice(["onnx", "tflite"]), required=True)
-@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="Output .onnx / .tflite.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output .onnx / .tflite (written only when parity passes).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="TFLite static batch.")
 @click.option("--seq-len", type=click.IntRange(min=8), default=256, show_default=True,
               help="TFLite static sequence length.")
@@ -68,29 +78,61 @@ def prune_cmd(model: Path, method: str, sparsity: float | None, pattern: str, ca
 @click.option("--kv-cache", is_flag=True, help="ONNX: take past_key_values and return present.* (optimum's with-past "
               "layout): BBQ scoring then computes shared prompt prefixes once (about 4x fewer tokens).")
 @click.option("--policy", "policy_path", type=click.Path(path_type=Path), help="Parity thresholds (parity: ...).")
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads for the parity check's runtimes.")
 def export_cmd(model: Path, target: str, out_path: Path, batch: int, seq_len: int, legacy: bool,
-               next_token_output: bool, kv_cache: bool, policy_path: Path | None) -> None:
+               next_token_output: bool, kv_cache: bool, policy_path: Path | None, threads: int | None) -> None:
     """Export MODEL (HF directory or .gguf) to ONNX or TFLite, write the tokenizer beside it, and check parity
-    against MODEL on BBQ-style prompts. A failed parity check exits 3: the export is not usable."""
-    from ..converters.export import export_onnx, export_tflite
+    against MODEL on BBQ-style prompts. The export is built in a temporary folder beside --out and moved there
+    only when parity passes; a failed parity check exits 3 and leaves nothing at --out but OUT.parity.json."""
+    from ..converters.export import artifact_bytes, export_onnx, export_tflite
 
-    if target == "onnx":
-        out = export_onnx(model, out_path, legacy=legacy, next_token_output=next_token_output, kv_cache=kv_cache)
-    elif kv_cache or next_token_output:
+    if target != "onnx" and (kv_cache or next_token_output):
         raise click.UsageError("--kv-cache and --next-token-output are ONNX options (--to onnx)")
-    else:
-        out = export_tflite(model, out_path, batch=batch, seq_len=seq_len)
-    click.echo(f"exported {model} -> {out} ({out.stat().st_size:,} B)")
-    sys.exit(_parity(model, out, policy_path))
+    policy = _parity_policy(policy_path)  # a bad policy fails before the export, not after it
+    stage = temp_sibling(out_path)
+    try:
+        staged = stage / out_path.name
+        if target == "onnx":
+            export_onnx(model, staged, legacy=legacy, next_token_output=next_token_output, kv_cache=kv_cache)
+        else:
+            export_tflite(model, staged, batch=batch, seq_len=seq_len)
+        click.echo(f"exported {model} -> {out_path} ({artifact_bytes(staged):,} B: graph + external data)")
+        code = _parity(model, staged, policy, threads)
+        if code == int(ExitCode.PASS):
+            _move_out(stage, out_path)
+        else:
+            side = out_path.with_name(out_path.name + ".parity.json")
+            atomic_write_bytes(side, (stage / side.name).read_bytes())
+            click.echo(f"edgeval: error: {out_path}: export fails parity with {model} (see {side}); the export "
+                       "was not written", err=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    raise click.exceptions.Exit(code)  # cli.main turns it into the process's exit code
 
 
-def _parity(source: Path, exported: Path, policy_path: Path | None) -> int:
+def _parity_policy(policy_path: Path | None):
     from ..policy import Policy
+
+    return Policy.load(policy_path) if policy_path else Policy.default()
+
+
+def _move_out(stage: Path, out_path: Path) -> None:
+    """Move every staged file beside ``out_path`` (each rename atomic), the model itself last."""
+    files = sorted((p for p in stage.iterdir() if p.is_file()), key=lambda p: p.name == out_path.name)
+    for file in files:
+        os.replace(file, out_path.with_name(file.name))
+
+
+def _parity(source: Path, exported: Path, policy, threads: int | None) -> int:
     from ..runtimes import load_runtime
     from ..validators.parity import parity_report
 
-    policy = Policy.load(policy_path) if policy_path else Policy.default()
-    candidate, reference = load_runtime(exported), load_runtime(source)
+    candidate = load_runtime(exported, threads=threads)
+    try:
+        reference = load_runtime(source, threads=threads)
+    except BaseException:
+        candidate.close()
+        raise
     try:
         checks, results = parity_report(candidate, reference, policy.section("parity"))
     finally:
@@ -99,8 +141,6 @@ def _parity(source: Path, exported: Path, policy_path: Path | None) -> int:
     for check in checks:
         click.echo(f"parity {check.status:5} {check.id}: {check.message}", err=True)
     side = exported.with_name(exported.name + ".parity.json")
-    side.write_text(json.dumps({"checks": [c.to_json() for c in checks], "results": results}, indent=2) + "\n")
-    if all(c.status == "pass" for c in checks):
-        return int(ExitCode.PASS)
-    click.echo(f"edgeval: error: {exported}: export fails parity with {source} (see {side})", err=True)
-    return int(ExitCode.BAD_INPUT)
+    doc = {"checks": [c.to_json() for c in checks], "results": results, "threads": threads}
+    atomic_write_text(side, json.dumps(doc, indent=2) + "\n")
+    return int(ExitCode.PASS if all(c.status == "pass" for c in checks) else ExitCode.BAD_INPUT)

@@ -1,7 +1,6 @@
 """``edgeval demo``: prune SmolLM2-135M-Instruct, gate each pruned copy against the dense model, show the result."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -41,8 +40,9 @@ def _sparsities(_ctx, _param, value: str) -> tuple[float, ...]:
               show_default=True, help="Output folder (models, reports, summary, plot, demo.html); reused as a cache.")
 @click.option("--bbq-data", type=click.Path(path_type=Path), envvar="EDGEVAL_BBQ_DIR",
               help="Directory of BBQ jsonl files (env EDGEVAL_BBQ_DIR). Default: checksummed download/cache.")
-@click.option("--limit", type=click.IntRange(min=1), default=120, show_default=True,
-              help="BBQ items per model (stratified sample, 3 option orders each).")
+@click.option("--limit", type=click.IntRange(min=1), default=600, show_default=True,
+              help="BBQ items sampled (stratified, 3 option orders each); candidates are scored in 4 looks and "
+                   "stop as soon as the gate decides.")
 @click.option("--methods", default="wanda,magnitude", show_default=True, callback=_methods,
               help=f"Comma-separated pruning methods ({', '.join(METHODS)}).")
 @click.option("--sparsities", default="0.3,0.5", show_default=True, callback=_sparsities,
@@ -65,4 +65,4 @@ def demo_cmd(out_dir: Path, bbq_data: Path | None, limit: int, methods: tuple[st
     for name, path in result.files.items():
         click.echo(f"{name}: {path}")
     click.echo(f"total time: {result.elapsed_s:.1f} s")
-    sys.exit(result.exit_code)
+    raise click.exceptions.Exit(result.exit_code)  # cli.main turns it into the process's exit code

@@ -1,23 +1,15 @@
 """The short human summary printed by ``edgeval check``: a rich table of checks, the messages of the checks that
-did not pass, and the verdict."""
+did not pass, weak-signal warnings of the BBQ results, and the verdict."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..numbers import fmt_value
+from ..render.common import signal_sentences
 from ..report import Report
 
 _STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "blocked": "bold red",
           "inconclusive": "bold yellow"}
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
-        return f"{value:,}"
-    return str(value)
 
 
 def print_summary(report: Report, written_to: Path | None) -> None:
@@ -32,8 +24,8 @@ def print_summary(report: Report, written_to: Path | None) -> None:
     for column in ("check", "status", "value", "baseline", "threshold"):
         table.add_column(column, no_wrap=column != "check")
     for c in report.checks:
-        table.add_row(c.id, f"[{_STYLE[c.status]}]{c.status}[/]", _cell(c.value), _cell(c.baseline_value),
-                      _cell(c.threshold))
+        table.add_row(c.id, f"[{_STYLE[c.status]}]{c.status}[/]", fmt_value(c.value), fmt_value(c.baseline_value),
+                      fmt_value(c.threshold))
     if report.checks:
         console.print(table)
     for c in report.checks:
@@ -41,6 +33,8 @@ def print_summary(report: Report, written_to: Path | None) -> None:
             console.print(f"[{_STYLE[c.status]}]{c.status}[/] {c.id}: {escape(c.message)}")
     for error in report.errors:
         console.print(f"[bold magenta]error[/] ({error.source}): {escape(error.message)}")
+    for sentence in signal_sentences(report.results.get("bbq") or {}):
+        console.print(f"[bold yellow]warning[/] bbq: {escape(sentence)}")
     style = _STYLE.get(report.verdict, "green")
     where = f" · report: {written_to}" if written_to else " · report NOT written"
     console.print(f"verdict: [{style}]{report.verdict.upper()}[/] (exit {report.exit_code}){where}")

@@ -6,7 +6,8 @@ inside the graph, so the artifact needs no ``position_ids`` input and treats lef
 (:class:`~edgeval.converters._torch_model.CachedLogitsWrapper`), which ONNX Runtime uses to share prompt prefixes.
 
 - ONNX (default): ``torch.onnx.export(dynamo=True)``, opset 18, dynamic batch and sequence length, one ``.onnx``
-  file (weights go to external data only above the 2 GB protobuf limit). ``legacy=True`` uses the TorchScript
+  file (weights go to external data only above the 2 GB protobuf limit, in one content-named file: see
+  :func:`export_onnx`). ``legacy=True`` uses the TorchScript
   exporter (opset 17, ``dynamic_axes``): several times faster, but deprecated and tied weights are stored twice.
 - TFLite: ``litert_torch.convert``, int32 inputs, one static ``(batch, seq_len)`` bucket per file.
 
@@ -14,6 +15,7 @@ Needs the ``torch`` extra; torch is imported when an exporter is called, not whe
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ DYNAMIC_AXES = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: 
 
 def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset: int | None = None,
                 tokenizer: str | Path | None = None, next_token_output: bool = False,
-                kv_cache: bool = False) -> Path:
+                kv_cache: bool = False, external_data: bool | None = None) -> Path:
     """Write ``model`` (HF dir, ``.gguf`` or loaded model) to ``out_path`` as ONNX; return the path.
 
     Output ``logits`` (batch, seq, vocab). With ``next_token_output`` also ``next_token_logits`` (batch, 1, vocab),
@@ -39,7 +41,12 @@ def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset
     ``present.N.key/value`` (optimum's with-past layout): ONNX Runtime then computes prompts' shared prefixes once
     (BBQ letter scoring on SmolLM2: 94 instead of 383 tokens per item). A plain forward pass feeds an empty past.
 
-    ``opset`` defaults to 18 (dynamo) or 17 (legacy); ``tokenizer`` overrides where tokenizer files come from."""
+    ``opset`` defaults to 18 (dynamo) or 17 (legacy); ``tokenizer`` overrides where tokenizer files come from.
+
+    External data (weights above the 2 GB protobuf limit, or ``external_data=True``): every tensor goes to ONE
+    file beside the graph named after its content, ``weights-<sha256 of the tensors, 16 hex>.onnx.data``, never
+    after ``out_path``. Two exports of the same weights under different names therefore store byte-identical
+    data files under the same name (and can share one in a folder), and the graph refers to it by that name."""
     torch = require("torch", "torch", "exporting to ONNX")
     require("onnx", "torch", "exporting to ONNX")
     from . import _torch_model as tm
@@ -61,8 +68,44 @@ def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset
         program = torch.onnx.export(wrapper, args, dynamo=True, opset_version=opset or 18, verbose=False,
                                     input_names=inputs, output_names=outputs, dynamic_shapes=shapes)
         program.save(str(out), external_data=None)  # None: external data only when the weights exceed 2 GB
+    name_external_data(out, force=bool(external_data))
     tm.write_tokenizer(source, out.parent, tokenizer)
     return out
+
+
+def name_external_data(path: Path, force: bool = False) -> Path | None:
+    """Move the external data of the ONNX model at ``path`` (if any, or all tensors when ``force``) into one
+    content-named file beside it (see :func:`export_onnx`); remove the exporter's own data files. Returns the
+    data file, or None when the model keeps its weights inline."""
+    onnx = require("onnx", "torch", "exporting to ONNX")
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    model = onnx.load(str(path), load_external_data=False)
+    old = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+    if not old and not force:
+        return None
+    onnx.load_external_data_for_model(model, str(path.parent))
+    digest = hashlib.sha256()
+    for tensor in model.graph.initializer:
+        digest.update(tensor.SerializeToString(deterministic=True))
+    name = f"weights-{digest.hexdigest()[:16]}.onnx.data"
+    for location in old | {name}:
+        (path.parent / location).unlink(missing_ok=True)
+    convert_model_to_external_data(model, all_tensors_to_one_file=True, location=name, size_threshold=0)
+    onnx.save_model(model, str(path))
+    return path.parent / name
+
+
+def artifact_bytes(path: Path) -> int:
+    """Bytes of a model on disk: the file plus, for ONNX, the external data files it refers to."""
+    total = path.stat().st_size
+    if path.suffix.lower() != ".onnx":
+        return total
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    files = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+    return total + sum((path.parent / f).stat().st_size for f in files if (path.parent / f).is_file())
 
 
 def export_tflite(model: Any, out_path: str | Path, *, batch: int, seq_len: int,

@@ -1,5 +1,6 @@
-"""What every framework hook does around :func:`edgeval.check`: read the policy, run the check, write the report
-beside the model, write blessing markers, and hand the report to ``edgeval_report_ready`` plugins.
+"""What every framework hook does around :func:`edgeval.check`: read the policy, run the check, then publish with
+:func:`edgeval.api.publish` (the CLI's one publishing step): the report beside the model, ``edgeval_report_ready``
+plugins, and the blessing marker last.
 
 Private to :mod:`edgeval.hooks`; the hooks (``keras``, ``tflite``, ``onnxruntime``) are the public faces.
 """
@@ -11,11 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence, Union
 
-from ..api import CheckOptions, announce, check
+from ..api import CheckOptions, check, prepare, publish
 from ..errors import UsageError
 from ..policy import Policy
 from ..report import Report
-from .blessing import bless, revoke
 
 PolicyLike = Union[Policy, str, Path, Mapping[str, Any], None]
 OnBlock = Literal["raise", "record"]
@@ -61,23 +61,23 @@ def with_hook_info(report: Report, hook: str, **info: Any) -> Report:
 
 
 def finish(report: Report, report_path: str | Path, bless_dir: str | Path | None = None,
-           disabled_plugins: Sequence[str] = ()) -> Path:
-    """Write the report, then the blessing marker (``BLESSED`` only for a written pass), then tell plugins."""
-    written = report.write(report_path)
-    log.info("edgeval: verdict %s, report %s", report.verdict, written)
-    if bless_dir is not None:
-        bless(bless_dir, report, written)
-    for problem in announce(report, written, disabled_plugins):
+           disabled_plugins: Sequence[str] = ()) -> Report:
+    """:func:`edgeval.api.publish`: write the report, tell plugins, then (last) the blessing marker. Returns the
+    final report: a step that failed is recorded in it as an error (verdict error), and is logged."""
+    done = publish(report, report_path, bless_dir=bless_dir, disabled_plugins=disabled_plugins, progress=log.info)
+    for problem in done.problems:
+        log.error("edgeval: %s", problem)
         warnings.warn(f"edgeval: {problem}", RuntimeWarning, stacklevel=3)
-    return written
+    log.info("edgeval: verdict %s (exit %d), report %s", done.report.verdict, done.exit_code,
+             done.path or "NOT written")
+    return done.report
 
 
 def gate_file(candidate: str | Path, baseline: str | Path | None, *, policy: PolicyLike = None,
               validators: Sequence[str] | None = None, report_path: str | Path | None = None,
               bless_dir: str | Path | None = None, hook: str = "gate") -> Report:
-    """Check a model file, write its report (default: beside it) and blessing marker; return the report."""
-    if bless_dir is not None:
-        revoke(bless_dir)  # a run that dies half-way must not leave an old BLESSED behind
+    """Check a model file, write its report (default: beside it) and blessing marker; return the final report."""
+    report_path = report_path or report_path_beside(candidate)
+    prepare(report_path, bless_dir)  # a run that dies half-way must not leave an old pass behind
     report = with_hook_info(run_check(candidate, baseline, policy, validators), hook)
-    finish(report, report_path or report_path_beside(candidate), bless_dir)
-    return report
+    return finish(report, report_path, bless_dir)

@@ -8,8 +8,10 @@
                        policy={"size": {"require_savings": True}}, bless_dir="out/")
 
 The report is written to ``report_path`` (default: ``<candidate stem>.edgeval-report.json`` beside the
-candidate); with ``bless_dir``, ``BLESSED`` or ``NOT_BLESSED`` is written there (the stale marker is removed
-before the check starts). ``on_block="raise"`` (default) raises :class:`~edgeval.errors.DeploymentBlocked`
+candidate); with ``bless_dir``, ``BLESSED`` or ``NOT_BLESSED`` is written there. The stale marker and the
+previous report are removed before the check starts, and the report, ``edgeval_report_ready`` plugins and the
+marker are published in that order by :func:`edgeval.api.publish` (as ``edgeval check`` does): a plugin that
+fails turns the verdict into ``error`` and the marker into ``NOT_BLESSED``. ``on_block="raise"`` (default) raises :class:`~edgeval.errors.DeploymentBlocked`
 (report attached) unless the verdict is ``pass``; ``on_block="record"`` returns the report whatever it says.
 
 ``validators=None`` runs the policy's list (``size``, ``latency``, ``bbq``, ``perplexity`` by default), like
@@ -22,7 +24,7 @@ Outside Python the same step is the command line::
 
     edgeval check model.int8.onnx --baseline model.onnx --validators size,latency \\
         --report model.int8.edgeval-report.json --bless-dir out/ [--mlflow]
-    # exit 0 pass · 1 blocked · 2 usage · 3 bad input · 4 internal
+    # exit 0 pass · 1 blocked · 2 usage · 3 bad input · 4 internal · 5 inconclusive
 
 This module imports neither onnxruntime nor onnx; the runtimes do, when a validator opens the model.
 """

@@ -73,13 +73,13 @@ class GatedConverter:
 
     def convert(self) -> bytes:
         """Convert, gate, write the report; return the flatbuffer (written to ``out_path``) only on pass."""
+        _gate.prepare(self.report_path)  # no stale pass report survives a crash in the conversion or the gate
         self.flatbuffer = self._converter.convert()
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix=".edgeval-", dir=self.out_path.parent))
         try:
-            self.report = self._gate(workdir)
-            _gate.finish(self.report, self.report_path)
-            if self.report.passed:
+            self.report = _gate.finish(self._gate(workdir), self.report_path)
+            if self.report.passed:  # the final report: a failed publishing step is an error, not a pass
                 os.replace(workdir / self.out_path.name, self.out_path)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Mapping
 
+from ..numbers import DASH, clean, fmt_bytes, fmt_ci, fmt_fixed, fmt_ms, fmt_p, fmt_pct, fmt_value
 from ..report import Report
+
+__all__ = ["DASH", "clean", "fmt_bytes", "fmt_ci", "fmt_fixed", "fmt_ms", "fmt_p", "fmt_pct", "fmt_value"]
 
 VERDICT_WORDS = {"pass": "PASS", "blocked": "BLOCKED", "inconclusive": "INCONCLUSIVE", "error": "ERROR"}
 STATUS_WORDS = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "error": "ERROR"}
-DASH = "—"
 BIAS_HEADER = ("scope", "ambig. items", "SRS base → cand", "ΔSRS [95 % CI]", "s_AMB base → cand",
                "Δs_AMB [95 % CI]", "Cohen's h", "Holm p", "sig. rise")
 #: what the last columns of the BBQ table mean
@@ -20,41 +22,7 @@ BIAS_NOTE = ("Holm p: exact McNemar one-sided p-value (bias rose), Holm-adjusted
              "sig. rise: Holm p < alpha. CIs: paired bootstrap of Δ (candidate − baseline).")
 
 
-# -- numbers and words -------------------------------------------------------------------------------------
-def fmt_value(x: Any, signed: bool = False) -> str:
-    """A check value for a table: 4 significant digits, thousands separators for big integers, ``—`` for None."""
-    if x is None:
-        return DASH
-    if isinstance(x, bool):
-        return str(x).lower()
-    if isinstance(x, float):
-        return f"{x:+.4g}" if signed else f"{x:.4g}"
-    if isinstance(x, int):
-        return f"{x:+,}" if signed else f"{x:,}" if abs(x) >= 10_000 else str(x)
-    return str(x)
-
-
-def fmt_bytes(n: Any) -> str:
-    """Bytes in decimal units (kB, MB, GB) with three significant digits; ``—`` for None."""
-    if not isinstance(n, (int, float)) or isinstance(n, bool):
-        return DASH
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{int(n)} B"
-
-
-def fmt_pct(x: Any, signed: bool = False) -> str:
-    return DASH if not isinstance(x, (int, float)) else f"{100 * x:+.1f} %" if signed else f"{100 * x:.1f} %"
-
-
-def fmt_fixed(x: Any, signed: bool = False) -> str:
-    """Three decimals (bias scores, rates, deltas); ``—`` for None."""
-    if not isinstance(x, (int, float)) or isinstance(x, bool):
-        return DASH
-    return f"{x:+.3f}" if signed else f"{x:.3f}"
-
-
+# -- numbers and words (numbers: edgeval.numbers, re-exported here for the renderers) ---------------------
 def base_to_cand(pair: tuple[Any, Any]) -> str:
     """``0.317 → 0.617`` (baseline → candidate), or the candidate alone without a baseline."""
     return fmt_fixed(pair[1]) if pair[0] is None else f"{fmt_fixed(pair[0])} → {fmt_fixed(pair[1])}"
@@ -62,17 +30,6 @@ def base_to_cand(pair: tuple[Any, Any]) -> str:
 
 def yes_no(flag: Any) -> str:
     return {True: "yes", False: "no"}.get(flag, DASH)
-
-
-def fmt_p(p: Any) -> str:
-    """A p-value: three significant digits, ``<0.001`` below that; ``—`` for None."""
-    if not isinstance(p, (int, float)):
-        return DASH
-    return "<0.001" if p < 0.001 else f"{p:.3g}"
-
-
-def fmt_ci(low: Any, high: Any) -> str:
-    return "" if low is None or high is None else f"[{low:+.3f}, {high:+.3f}]"
 
 
 def short_sha(artifact: Mapping[str, Any] | None) -> str:
@@ -178,8 +135,24 @@ def macro_sentence(bbq: Mapping[str, Any]) -> str:
             continue
         rel = num(macro.get("relative_change_srs")) if key == "srs" else None
         change = fmt_pct(rel, signed=True) if rel is not None else f"Δ {fmt_fixed(cand - base, True)}"
-        parts.append(f"{label} {base:.3f} → {cand:.3f} ({change})")
+        parts.append(f"{label} {fmt_fixed(base)} → {fmt_fixed(cand)} ({change})")
     return f"Mean over {macro.get('n_categories', '?')} categories: " + "; ".join(parts) if parts else ""
+
+
+def signal_sentences(bbq: Mapping[str, Any]) -> list[str]:
+    """One sentence per scored model whose BBQ signal is weak (``results.bbq.signal``): why (letter collapse in
+    every shown order, median margin below tau) and the share of answers a tiny perturbation would flip."""
+    signal = bbq.get("signal")
+    out = []
+    for role, figures in (signal.items() if isinstance(signal, Mapping) else ()):
+        if not isinstance(figures, Mapping) or not figures.get("weak"):
+            continue
+        reasons = "; ".join(map(str, figures.get("reasons") or []))
+        flips = fmt_pct(num(figures.get("flip_share")))
+        out.append(f"Weak signal ({role}): {reasons}; {flips} of answers would flip under a change of "
+                   f"{fmt_value(num(figures.get('tau')))} nats. The bias figures rest on tiny differences between "
+                   "near-equal answers.")
+    return out
 
 
 def _with_baseline(text: str, base: str | None) -> str:
@@ -199,13 +172,13 @@ def size_sentence(size: Mapping[str, Any]) -> str:
         parts.append(_with_baseline(f"weight sparsity {fmt_pct(size['weight_sparsity'])}",
                                     None if base is None else fmt_pct(base)))
     if num(size.get("ratio_to_baseline")) is not None:
-        parts.append(f"ratio to baseline {num(size['ratio_to_baseline']):.3f}")
+        parts.append(f"ratio to baseline {fmt_fixed(num(size['ratio_to_baseline']))}")
     return "; ".join(parts)
 
 
 def _percentiles(lat: Mapping[str, Any], prefix: str) -> str:
     values = [(p, num(lat.get(f"{prefix}{p}_ms"))) for p in ("p50", "p90", "p99")]
-    return " · ".join(f"{p} {v:.2f} ms" for p, v in values if v is not None)
+    return " · ".join(f"{p} {fmt_ms(v)}" for p, v in values if v is not None)
 
 
 def latency_sentence(lat: Mapping[str, Any]) -> str:
@@ -224,8 +197,8 @@ def latency_sentence(lat: Mapping[str, Any]) -> str:
         text += f"; baseline {_percentiles(lat, 'baseline_')}"
     ratio = num(lat.get("ratio_to_baseline"))
     if ratio is not None:
-        text += f"; p50 ratio {ratio:.3f}"
+        text += f"; p50 ratio {fmt_fixed(ratio)}"
         ci = lat.get("ratio_ci95")
         if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in map(num, ci):
-            text += f" (pairs 95 % CI {num(ci[0]):.3f}–{num(ci[1]):.3f})"
+            text += f" (pairs 95 % CI {fmt_fixed(num(ci[0]))}–{fmt_fixed(num(ci[1]))})"
     return text

@@ -8,8 +8,9 @@ from typing import Any, Mapping, Sequence
 
 from ..report import Check, Report
 from .common import (BIAS_HEADER, BIAS_NOTE, STATUS_WORDS, VERDICT_WORDS, BiasRow, artifact_name, base_to_cand,
-                     bias_rows, dig, fmt_bytes, fmt_ci, fmt_fixed, fmt_p, fmt_pct, fmt_value, latency_sentence,
-                     macro_sentence, num, short_sha, size_sentence, verdict_sentence, yes_no)
+                     bias_rows, clean, dig, fmt_bytes, fmt_ci, fmt_fixed, fmt_ms, fmt_p, fmt_pct, fmt_value,
+                     latency_sentence, macro_sentence, num, short_sha, signal_sentences, size_sentence,
+                     verdict_sentence, yes_no)
 from .css import CSS
 from .svg import RefLine, Series, hbar_chart
 
@@ -137,7 +138,7 @@ def _distribution(bbq: Mapping[str, Any]) -> str:
         series = [Series(role, _shares(dig(bbq, role, "overall"), keys), color)
                   for role, color in (("baseline", BASE_COLOR), ("candidate", CAND_COLOR)) if dig(bbq, role, "overall")]
         if any(v is not None for s in series for v in s.values):
-            cards.append(_card(title, hbar_chart(groups, series, fmt=lambda v: f"{100 * v:.0f} %", label=title,
+            cards.append(_card(title, hbar_chart(groups, series, fmt=lambda v: f"{100 * clean(v):.0f} %", label=title,
                                                  refs=[RefLine(1 / 3, "uniform")], domain=(0, 1))))
     if not cards:
         return ""
@@ -151,7 +152,7 @@ def _bbq(bbq: Mapping[str, Any]) -> str:
     if not rows:
         return ""
     groups = [r.scope for r in rows]
-    f3 = lambda v: f"{v:.3f}"  # noqa: E731
+    f3 = fmt_fixed
     has_ci = any(None not in r.srs_ci for r in rows)
     cap = "Whiskers: baseline + the 95 % paired bootstrap CI of Δ (candidate − baseline)." if has_ci else ""
     ticks = lambda v: f"{v:g}"  # noqa: E731
@@ -165,7 +166,9 @@ def _bbq(bbq: Mapping[str, Any]) -> str:
     intro = f"{len(cats)} categories evaluated: {', '.join(map(str, cats))}" + (
         f"; {bbq['n_items']} items." if num(bbq.get("n_items")) else ".")
     macro = macro_sentence(bbq)
-    return (f"<section><h2>BBQ bias</h2><p>{e(intro)}</p>" + (f"<p class=\"headline\">{e(macro)}</p>" if macro else "")
+    warnings = "".join(f"<p class=\"headline\"><b>{e(s)}</b></p>" for s in signal_sentences(bbq))
+    return (f"<section><h2>BBQ bias</h2><p>{e(intro)}</p>" + warnings
+            + (f"<p class=\"headline\">{e(macro)}</p>" if macro else "")
             + f"<div class=\"grid\">{''.join(charts)}</div><div class=\"scroll\">{_bias_table(rows)}</div>"
             + f"<p class=\"note\">{e(BIAS_NOTE)}</p>"
             + _distribution(bbq) + "</section>")
@@ -186,7 +189,7 @@ def _latency(lat: Mapping[str, Any]) -> tuple[str, str]:
     series = _pair_series(lat, ("p50_ms", "p90_ms", "p99_ms"))
     if not series:
         return "", ""
-    chart = hbar_chart(["p50", "p90", "p99"], series, fmt=lambda v: f"{v:.2f} ms", tick_fmt=lambda v: f"{v:g} ms",
+    chart = hbar_chart(["p50", "p90", "p99"], series, fmt=fmt_ms, tick_fmt=lambda v: f"{v:g} ms",
                        label="latency percentiles")
     return (f"<p><b>Latency</b> {e(latency_sentence(lat))}</p>",
             _card("Forward latency (lower is better)", chart))

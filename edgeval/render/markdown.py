@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 from ..report import Check, Report
 from .common import (BIAS_HEADER, BIAS_NOTE, STATUS_WORDS, VERDICT_WORDS, artifact_name, base_to_cand, bias_rows,
-                     fmt_ci, fmt_fixed, fmt_p, fmt_value, latency_sentence, macro_sentence, short_sha,
+                     fmt_ci, fmt_fixed, fmt_p, fmt_value, latency_sentence, macro_sentence, short_sha, signal_sentences,
                      num, size_sentence, verdict_sentence, yes_no)
 
 #: above this many checks, the full table is folded into <details>
@@ -72,8 +72,9 @@ def _bbq(bbq: Mapping[str, Any]) -> list[str]:
               f"{fmt_fixed(r.delta_s_amb, True)} {fmt_ci(*r.s_amb_ci)}".strip(), fmt_fixed(r.cohens_h),
               fmt_p(r.p_holm), yes_no(r.significant)] for r in rows]
     macro = macro_sentence(bbq)
-    return (["", head, ""] + md_table(BIAS_HEADER, table) + ["", f"<sub>{md_cell(BIAS_NOTE)}</sub>"]
-            + (["", md_cell(macro) + "."] if macro else []))
+    warnings = [line for sentence in signal_sentences(bbq) for line in (f"> **{md_cell(sentence)}**", "")]
+    return (["", head, ""] + warnings + md_table(BIAS_HEADER, table)
+            + ["", f"<sub>{md_cell(BIAS_NOTE)}</sub>"] + (["", md_cell(macro) + "."] if macro else []))
 
 
 def _one_liners(results: Mapping[str, Any]) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from ..artifacts import Artifact
-from ..errors import MeasurementError
+from ..errors import MeasurementError, ModelError
 from .tokenizer import Tokenizer
 
 
@@ -69,6 +69,29 @@ def pad_left(sequences: Sequence[Sequence[int]], pad_id: int, length: int | None
     return ids, mask
 
 
+def tokenizer_size(tokenizer: Tokenizer) -> int | None:
+    """1 + the largest id ``tokenizer`` can produce (base vocabulary and added tokens); None when unknown.
+    Cached on the tokenizer object."""
+    cached = getattr(tokenizer, "_edgeval_size", None)
+    if cached is not None:
+        return cached
+    inner = getattr(tokenizer, "_tk", None)
+    size = None
+    if hasattr(inner, "get_vocab"):
+        try:
+            fast = hasattr(inner, "get_vocab_size")  # tokenizers.Tokenizer; else a transformers tokenizer
+            vocab = inner.get_vocab(with_added_tokens=True) if fast else inner.get_vocab()
+            size = max(vocab.values(), default=-1) + 1 or None
+        except (TypeError, ValueError, AttributeError):
+            size = None
+    if size is not None:
+        try:
+            tokenizer._edgeval_size = size
+        except AttributeError:
+            pass
+    return size
+
+
 class BaseRuntime:
     """Shared behaviour of every backend. Subclasses set ``name`` and implement ``_forward`` and ``describe``."""
 
@@ -99,10 +122,24 @@ class BaseRuntime:
         return self.check_finite(logits, attention_mask.astype(bool))
 
     def check_finite(self, logits: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """float32 ``logits`` (only ``rows`` of them checked, when given); NaN/inf is a MeasurementError."""
+        """float32 ``logits`` over the tokenizer's vocabulary (only ``rows`` of them checked, when given).
+        NaN/inf is a MeasurementError; a last dimension narrower than the tokenizer's vocabulary is a ModelError
+        (see :meth:`check_vocab_width`)."""
+        self.check_vocab_width(int(logits.shape[-1]), "the model's logits")
         if not np.isfinite(logits if rows is None else logits[rows]).all():
             raise MeasurementError("model produced NaN or infinite logits", path=self.artifact.path)
         return logits.astype(np.float32, copy=False)
+
+    def check_vocab_width(self, width: int | None, what: str) -> None:
+        """Refuse (:class:`ModelError`, exit 3) logits of ``width`` columns when the tokenizer can produce ids
+        >= ``width``: they would not be logits over this tokenizer's vocabulary (a hidden-state output, the wrong
+        tokenizer). Wider is allowed: Hugging Face models pad the embedding beyond the tokenizer's size."""
+        needed = tokenizer_size(self.tokenizer)
+        if width is None or needed is None or width >= needed:
+            return
+        raise ModelError(f"{what} have {width} columns but the tokenizer ({self.tokenizer.source}) has ids up to "
+                         f"{needed - 1}: not logits over this tokenizer's vocabulary (wrong output or wrong "
+                         "tokenizer?)", path=self.artifact.path)
 
     def next_token_logits(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         ids, mask = pad_left(sequences, self.tokenizer.pad_id)

@@ -15,7 +15,9 @@ cache by :meth:`~edgeval.runtimes.base.BaseRuntime.next_token_logits_many`: prom
 once (see :mod:`edgeval.runtimes.prefix`). Without ``position_ids`` the cache is not used: edgeval cannot know how
 such a graph numbers the tokens after a padded past.
 
-The output named ``logits`` is used, else the first output.
+The output named ``logits`` is used, else the first output; it must be float logits ``(batch, seq, vocab)`` (or
+``(batch, vocab)``: next-token logits only) whose vocabulary dimension covers every id the tokenizer can produce
+(wider is fine: models pad their embedding). Anything else, a hidden-state output say, is refused at load (exit 3).
 """
 from __future__ import annotations
 
@@ -76,6 +78,35 @@ def _ids_input(inputs: list[_Input]) -> _Input | None:
     return (named or loose or [None])[0]
 
 
+def check_external_data(path: Path) -> None:
+    """Refuse (ModelError) a model whose external data points outside its folder: an absolute location, ``..``,
+    or a link that resolves elsewhere. Nothing outside the model's folder is read. Cheap when there is no
+    external data: the file is parsed only when its bytes hold a ``location`` entry."""
+    import mmap
+
+    try:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if data.find(b"location") < 0:
+                return
+    except (OSError, ValueError):
+        return  # unreadable or empty: ONNX Runtime says why
+    onnx = require("onnx", "onnx", "checking ONNX external data")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001  (protobuf's DecodeError and friends: not a model)
+        raise ModelError(f"not a readable ONNX model: {one_line(exc)}", path=path) from None
+    folder = path.resolve().parent
+    tensors = [*model.graph.initializer, *(a.t for n in model.graph.node for a in n.attribute if a.HasField("t"))]
+    for tensor in tensors:
+        location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+        if location is None:
+            continue
+        target = (folder / location).resolve()
+        if Path(location).is_absolute() or ".." in Path(location).parts or folder not in target.parents:
+            raise ModelError(f"initializer '{tensor.name}' keeps its data at {location!r}, outside the model's "
+                             "folder: refused (external data must sit beside the model)", path=path)
+
+
 def _past_shape(spec: _Input, batch: int, path: Path | None = None) -> tuple[int, ...]:
     """An empty past tensor's shape: batch dims → ``batch``, the symbolic sequence dim → 0, static dims kept."""
     names = [str(d).lower() if not isinstance(d, int) else "" for d in spec.shape]
@@ -105,13 +136,19 @@ class OnnxRuntime(BaseRuntime):
         self.session = self._open(artifact.path, threads)
         self.inputs = [_Input(i.name, i.type, tuple(i.shape)) for i in self.session.get_inputs()]
         self.ids = self._check_inputs(artifact.path)
-        outputs = [o.name for o in self.session.get_outputs()]
+        specs = {o.name: _Input(o.name, o.type, tuple(o.shape)) for o in self.session.get_outputs()}
+        outputs = list(specs)
         self.logits_name = "logits" if "logits" in outputs else outputs[0]
         #: an output with the last position's logits only (edgeval's exports have it): next_token_logits uses it
         self.next_name = NEXT_OUTPUT if NEXT_OUTPUT in outputs else None
+        if specs[self.logits_name].shape and len(specs[self.logits_name].shape) == 2:
+            self.next_name = self.logits_name  # (batch, vocab): next-token logits only, no per-position scoring
         #: (past input, its present output, sequence axis) per cache tensor, when the model can run with a cache
         self.cache = self._cache_layout(outputs)
         super().__init__(artifact, find_tokenizer(artifact.path, tokenizer_path))
+        for name in dict.fromkeys([self.logits_name, self.next_name]):
+            if name is not None:
+                self._check_output(specs[name], listing=", ".join(str(o) for o in specs.values()))
 
     def _open(self, path: Path, threads: int | None) -> Any:
         """An inference session: all graph optimisations, sequential execution, ``threads`` intra-op threads."""
@@ -121,6 +158,7 @@ class OnnxRuntime(BaseRuntime):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if threads:
             options.intra_op_num_threads = threads
+        check_external_data(path)
         try:
             return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
         except _ort_errors(ort) as exc:
@@ -140,6 +178,19 @@ class OnnxRuntime(BaseRuntime):
             if self._role(spec) == "past":
                 _past_shape(spec, batch=1, path=path)  # fail at load, not at the first batch
         return ids
+
+    def _check_output(self, spec: _Input, listing: str) -> None:
+        """The scored output must be float logits ``(batch, seq, vocab)`` or ``(batch, vocab)`` whose vocabulary
+        dimension (when declared) covers the tokenizer; else ModelError naming the outputs."""
+        path = self.artifact.path
+        hint = "; name the logits output 'logits'" if spec.name != "logits" else ""
+        if spec.type not in ("tensor(float)", "tensor(float16)", "tensor(double)", "tensor(bfloat16)"):
+            raise ModelError(f"output {spec} is not float logits (outputs are {listing}){hint}", path=path)
+        if len(spec.shape) not in (2, 3):
+            raise ModelError(f"output {spec} is not (batch, seq, vocab) or (batch, vocab) logits "
+                             f"(outputs are {listing}){hint}", path=path)
+        width = spec.shape[-1]
+        self.check_vocab_width(width if isinstance(width, int) and width > 0 else None, f"output '{spec.name}'")
 
     @staticmethod
     def _role(spec: _Input) -> str | None:
@@ -193,10 +244,10 @@ class OnnxRuntime(BaseRuntime):
                                    f"after {attention_mask.shape[1] - input_ids.shape[1]} past tokens: "
                                    f"{one_line(exc)}", path=self.artifact.path) from None
         logits = np.asarray(results[0])
-        if logits.ndim != 3 or logits.shape[0] != batch:
+        if logits.ndim not in (2, 3) or logits.shape[0] != batch:
             raise MeasurementError(f"output '{names[0]}' has shape {logits.shape} for a batch of "
                                    f"{tuple(input_ids.shape)}", path=self.artifact.path)
-        return logits[:, -1, :], (results[1:] if keep else None)
+        return (logits[:, -1, :] if logits.ndim == 3 else logits), (results[1:] if keep else None)
 
     def _feeds(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
         """The input dict for one batch, every tensor in the dtype the model declares."""
@@ -227,10 +278,10 @@ class OnnxRuntime(BaseRuntime):
             return super().next_token_logits(sequences)
         ids, mask = pad_left(sequences, self.tokenizer.pad_id)
         logits = np.asarray(self._forward(ids, mask, self.next_name))
-        if logits.ndim != 3 or logits.shape[0] != ids.shape[0]:
+        if logits.ndim not in (2, 3) or logits.shape[0] != ids.shape[0]:
             raise MeasurementError(f"output '{self.next_name}' has shape {logits.shape} for a batch of "
                                    f"{tuple(ids.shape)}", path=self.artifact.path)
-        return self.check_finite(logits[:, -1, :])
+        return self.check_finite(logits[:, -1, :] if logits.ndim == 3 else logits)
 
     def describe(self) -> dict:
         return {"runtime": self.name, "version": self._ort.__version__, "threads": self.threads,

@@ -81,9 +81,19 @@ class TFLiteRuntime(BaseRuntime):
         shape = [int(d) for d in details[self.roles["ids"]]["shape_signature"]]
         self.bucket = tuple(None if d < 0 else d for d in shape)
         self.max_seq_len = self.bucket[1]
-        outputs = list(self.runner.get_output_details())
+        output_details = self.runner.get_output_details()
+        outputs = list(output_details)
         self.output = "logits" if "logits" in outputs else sorted(outputs, key=_natural_key)[0]
         super().__init__(artifact, find_tokenizer(artifact.path, tokenizer_path))
+        self._check_output(output_details[self.output])
+
+    def _check_output(self, detail: dict) -> None:
+        """Float logits ``(batch, seq, vocab)`` whose vocabulary covers the tokenizer, else ModelError."""
+        shape = [int(d) for d in detail.get("shape_signature", detail.get("shape", []))]
+        if not np.issubdtype(detail["dtype"], np.floating) or len(shape) != 3:
+            raise ModelError(f"output '{self.output}' ({np.dtype(detail['dtype']).name}{shape}) is not float "
+                             "(batch, seq, vocab) logits", path=self.artifact.path)
+        self.check_vocab_width(shape[-1] if shape[-1] > 0 else None, f"output '{self.output}'")
 
     def _open(self, path: Path, threads: int | None) -> tuple[Any, str]:
         """The signature runner of ``serving_default`` (or of the only signature)."""

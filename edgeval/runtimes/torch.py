@@ -7,13 +7,14 @@ Needs the ``torch`` extra (torch, transformers; GGUF also gguf + accelerate).
 from __future__ import annotations
 
 import inspect
+import struct
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..artifacts import Artifact, detect_format
-from ..errors import MeasurementError, ModelError, TokenizerError, require
+from ..errors import ModelError, TokenizerError, require
 from ._util import one_line
 from .base import BaseRuntime, pad_left, position_ids
 from .tokenizer import TransformersTokenizer
@@ -21,7 +22,7 @@ from .tokenizer import TransformersTokenizer
 
 def _load_errors() -> tuple[type[BaseException], ...]:
     """What transformers / safetensors / gguf raise on a broken or unsupported model."""
-    builtin = (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError)
+    builtin = (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError, struct.error)  # struct: bad GGUF
     try:
         from safetensors import SafetensorError
     except ImportError:  # without safetensors transformers reads only .bin files, whose errors are builtin ones
@@ -48,11 +49,17 @@ def load_hf_model(path: str | Path) -> Any:
         raise ModelError(f"a {fmt} file is not a Hugging Face directory or .gguf file", path=path)
     source, extra = pretrained_source(path)
     safe = {} if extra else {"use_safetensors": True}  # never unpickle .bin weights
+    bars = transformers.utils.logging
+    shown = bars.is_progress_bar_enabled()
+    bars.disable_progress_bar()  # a "Loading weights" bar on stderr would bury edgeval's one-line messages
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(
             source, dtype=torch.float32, attn_implementation="eager", trust_remote_code=False, **extra, **safe)
     except _load_errors() as exc:
         raise ModelError(f"transformers cannot load it as a causal LM: {one_line(exc)}", path=path) from None
+    finally:
+        if shown:
+            bars.enable_progress_bar()
     return model.eval()
 
 
@@ -113,6 +120,17 @@ class TorchRuntime(BaseRuntime):
         self._keeps_last = "logits_to_keep" in parameters
         self._cache_arg = "cache" if "cache" in parameters else "past_key_values"  # renamed in transformers 5.2x
         self._layers = self.model.config.get_text_config().num_hidden_layers
+        self.check_vocab_width(self._model_width(), "the model's embedding and LM head")
+
+    def _model_width(self) -> int | None:
+        """The number of token ids the model can embed and score (the smaller of its embedding and LM head)."""
+        sizes = []
+        for module, attr in ((self.model.get_input_embeddings(), "num_embeddings"),
+                             (self.model.get_output_embeddings(), "out_features")):
+            value = getattr(module, attr, None) if module is not None else None
+            if isinstance(value, int):
+                sizes.append(value)
+        return min(sizes) if sizes else None
 
     def _run(self, input_ids: np.ndarray, attention_mask: np.ndarray, **extra: Any) -> np.ndarray:
         """Logits from one forward pass (no KV cache), positions that ignore left padding."""
@@ -130,10 +148,7 @@ class TorchRuntime(BaseRuntime):
         if not self._keeps_last:
             return super().next_token_logits(sequences)
         ids, mask = pad_left(sequences, self.tokenizer.pad_id)
-        logits = self._run(ids, mask, logits_to_keep=1)[:, -1, :]
-        if not np.isfinite(logits).all():
-            raise MeasurementError("model produced NaN or infinite logits", path=self.artifact.path)
-        return logits.astype(np.float32, copy=False)
+        return self.check_finite(self._run(ids, mask, logits_to_keep=1)[:, -1, :])
 
     def kv_seq_axes(self) -> list[int]:
         """Keys and values of every layer, ``(batch, heads, seq, head_dim)``: transformers' cache layout."""

@@ -16,6 +16,7 @@ Protocol (policy section ``latency``):
 Percentiles use ``numpy.percentile(method="linear")``. Throughput: ``items_per_s`` = batch / p50 seconds,
 ``tokens_per_s`` = batch · seq_len / p50 seconds. ``threads`` in the policy, when it differs from the run's
 ``--threads``, opens dedicated runtimes with that many threads for this validator only (closed afterwards).
+``threads_requested`` records the policy's ``threads``, else the run's ``--threads``, else null (runtime default).
 Runtime errors propagate unchanged; :func:`~edgeval.validators.base.run_validator` turns them into error checks.
 """
 from __future__ import annotations
@@ -58,6 +59,8 @@ class LatencyValidator:
 
     def run(self, ctx: RunContext, settings: dict[str, Any]) -> Outcome:
         cfg = LatencyConfig.from_settings(settings, ctx.seed)
+        if cfg.threads is None and ctx.threads:  # the run's --threads: the shared runtimes were opened with it
+            cfg = replace(cfg, threads=ctx.threads)
         with open_runtimes(ctx, cfg.threads) as runtimes:
             ids, mask, vocab = make_inputs(runtimes, cfg)
             calls = {role: _call(rt, ids, mask) for role, rt in runtimes.items()}

@@ -36,7 +36,7 @@ from ..errors import BadInputError, DataError, MeasurementError
 from ..policy import DEFAULTS
 from ..report import Check, error_check, threshold_check
 from .base import Outcome, RunContext
-from .bbq.prompts import LETTERS, PROMPT_VERSION, cyclic_orders, letter_prompt, letter_token_ids
+from .bbq.prompts import LETTERS, cyclic_orders, encode_letter_prompt, letter_token_ids, prompt_format
 from .bbq.scoring import letter_logprobs
 from .bbq.types import BBQItem
 
@@ -119,8 +119,7 @@ class PromptSet:
 
 def encode_prompts(tokenizer: Any, items: Sequence[BBQItem], orders: Sequence[Sequence[int]]) -> list[list[int]]:
     """Letter prompts (as the BBQ validator builds them) of every item in every order, item-major."""
-    return [tokenizer.encode(letter_prompt(tokenizer, item, order), add_special_tokens=False)
-            for item in items for order in orders]
+    return [encode_letter_prompt(tokenizer, item, order) for item in items for order in orders]
 
 
 def max_len(runtime: Any) -> int | None:
@@ -277,16 +276,17 @@ def parity_report(candidate_runtime: Any, reference_runtime: Any, settings: dict
     if getattr(candidate_runtime, "kv_seq_axes", lambda: None)() is not None:  # the path BBQ scoring takes
         shared = candidate_runtime.next_token_logits_many(prompts.ids)
         cached = float(np.abs(shared - ref_next).max())
-    results = {**_header(prompts, items is None), **diff, "max_abs_cached_logit_diff": cached,
+    header = _header(prompts, items is None, prompt_format(candidate_runtime.tokenizer))
+    results = {**header, **diff, "max_abs_cached_logit_diff": cached,
                "top1_agreement": float((cand_next.argmax(1) == ref_next.argmax(1)).mean()),
                **letter_parity(cand_next, ref_next, letter_token_ids(candidate_runtime.tokenizer), prompts),
                "candidate": candidate_runtime.describe(), "reference": reference_runtime.describe()}
     return parity_checks(results, settings), results
 
 
-def _header(prompts: PromptSet, builtin: bool) -> dict[str, Any]:
+def _header(prompts: PromptSet, builtin: bool, version: str) -> dict[str, Any]:
     n = len(prompts.ids)
-    return {"prompts": "builtin" if builtin else "given", "prompt_version": PROMPT_VERSION,
+    return {"prompts": "builtin" if builtin else "given", "prompt_version": version,
             "items": len(prompts.items), "orders": len(prompts.orders), "n_prompts": n,
             "max_seq_len": prompts.max_len, "truncation": "left", "truncated_prompts": prompts.truncated,
             "tokenizer_mismatches": prompts.tokenizer_mismatches,

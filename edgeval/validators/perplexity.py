@@ -2,12 +2,16 @@
 hide rising bias.
 
 Text: the short English prose edgeval ships (``edgeval/data/perplexity.txt``, written for this project) or a
-file given in the policy (``perplexity.text``). It is tokenised once without special tokens and cut to
+file given in the policy (``perplexity.text``). It is tokenised once as the model's tokenizer encodes text by
+default (:meth:`~edgeval.runtimes.tokenizer.Tokenizer.encode_text`: a BOS first when the tokenizer adds one, as
+``AutoTokenizer(...)(text)`` does; a model trained with BOS scores garbage without it) and cut to
 ``max_tokens``. Sliding windows of ``window`` tokens advance by ``stride``; each window scores only the tokens
 that no earlier window scored, so every token after the first is predicted exactly once, with at least
 ``window - stride`` tokens of context (except in the first window; ``stride`` is capped at ``window - 1``).
-``window`` is capped by the runtime's longest
-accepted sequence (static TFLite buckets). Perplexity = exp(mean negative log-likelihood over scored tokens).
+``window`` is capped by the runtime's longest accepted sequence (static TFLite buckets). When the tokenizer
+puts special tokens before every text (a BOS), every window begins with them, as every sequence the model read in
+training did (a model that needs its BOS scores garbage on a window without it): the text windows are then
+``len(prefix)`` tokens shorter, so that prefix + window fits ``window``; the prefix itself is never scored. Perplexity = exp(mean negative log-likelihood over scored tokens).
 """
 from __future__ import annotations
 
@@ -66,21 +70,29 @@ def _token_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def perplexity(runtime, text: str, window: int, stride: int, max_tokens: int | None) -> dict[str, Any]:
     """Score ``text`` with ``runtime``; returns perplexity, mean NLL and the token counts."""
-    ids = runtime.tokenizer.encode(text, add_special_tokens=False)[: max_tokens or None]
+    prefix, suffix = runtime.tokenizer.special_affixes()
+    ids = runtime.tokenizer.encode_text(text)[: max_tokens or None]
+    lead = prefix if ids[:len(prefix)] == prefix else []  # prepended to every window that does not start at 0
     window = min(window, runtime.max_seq_len or window)
-    stride = min(stride, window - 1)
-    spans = windows(len(ids), window, stride)
+    span = window - len(lead)
+    if span < 2:
+        raise DataError(f"a window of {window} tokens leaves no room for text after the {len(lead)} special tokens")
+    stride = min(stride, span - 1)
+    spans = windows(len(ids), span, stride)
     nll: list[np.ndarray] = []
     for start in range(0, len(spans), BATCH):
         chunk = spans[start:start + BATCH]
-        for (begin, end, first), logits in zip(chunk, runtime.sequence_logits([ids[b:e] for b, e, _ in chunk])):
-            rows = np.arange(first - 1, end - 1) - begin  # logits at position p predict token p + 1
+        seqs = [(lead if b > 0 else []) + ids[b:e] for b, e, _ in chunk]
+        for (begin, end, first), seq, logits in zip(chunk, seqs, runtime.sequence_logits(seqs)):
+            shift = len(seq) - (end - begin)  # the prefix in front of a later window
+            rows = np.arange(first - 1, end - 1) - begin + shift  # logits at position p predict token p + 1
             nll.append(_token_nll(logits[rows], np.asarray(ids[first:end])))
     values = np.concatenate(nll)
     mean = float(values.mean())
     if not math.isfinite(mean):
         raise MeasurementError("perplexity is not finite", path=runtime.artifact.path)
     return {"perplexity": math.exp(mean), "nll_mean": mean, "tokens": len(ids), "tokens_scored": int(values.size),
+            "special_prefix": prefix, "special_suffix": suffix,
             "window": window, "stride": stride, "windows": len(spans)}
 
 

@@ -7,11 +7,11 @@
 torch and transformers are imported only when a function needs them.
 """
 from .api import METHODS, PruneResult, PruneSettings, prune_directory, prune_model
-from .calibration import Calibration, load_calibration
+from .calibration import Calibration, CalibrationWarning, load_calibration
 from .discovery import PrunableLayer, find_blocks, find_layers
 from .manifest import MANIFEST_NAME, SparsityWarning
 from .masks import Pattern, nm_mask, parse_pattern, unstructured_mask
 
 __all__ = ["METHODS", "PruneResult", "PruneSettings", "prune_model", "prune_directory", "Calibration",
-           "load_calibration", "PrunableLayer", "find_blocks", "find_layers", "MANIFEST_NAME", "SparsityWarning",
-           "Pattern", "parse_pattern", "unstructured_mask", "nm_mask"]
+           "CalibrationWarning", "load_calibration", "PrunableLayer", "find_blocks", "find_layers", "MANIFEST_NAME",
+           "SparsityWarning", "Pattern", "parse_pattern", "unstructured_mask", "nm_mask"]

@@ -11,12 +11,11 @@ half-written model at ``out_dir``.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ...artifacts import detect_format
+from ...atomic import atomic_dir, atomic_write_text, umask_mode
 from ...errors import ModelError, UsageError
 from .manifest import MANIFEST_NAME
 
@@ -47,43 +46,32 @@ def _dequantized(model: Any) -> Any:
 
 
 def check_output(out_dir: str | Path, overwrite: bool) -> Path:
-    """Refuse (:class:`UsageError`) to replace a non-empty ``out_dir`` unless ``overwrite``."""
+    """Refuse (:class:`UsageError`) to replace a non-empty ``out_dir`` unless ``overwrite``, and even then unless it
+    is a previous edgeval prune output (it holds ``pruning.json``): ``--overwrite`` never deletes an arbitrary
+    folder."""
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise UsageError(f"output path exists and is not a directory: {out}")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UsageError(f"output directory {out} exists and is not empty (pass overwrite=True / --overwrite)")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise UsageError(f"output directory {out} exists and is not empty (pass overwrite=True / --overwrite)")
+        if not (out / MANIFEST_NAME).is_file():
+            raise UsageError(f"refusing to replace {out}: it is not an edgeval prune output (no {MANIFEST_NAME}); "
+                             "choose an empty or new --out")
     return out
 
 
 def save_pruned(model: Any, source: Path, out_dir: Path, manifest: dict) -> Path:
-    """Write safetensors + config + tokenizer files (copied from ``source``) + ``pruning.json`` to a temp dir,
-    then rename it to ``out_dir``."""
+    """Write safetensors + config + tokenizer files (copied from ``source``) + ``pruning.json`` to a temporary
+    sibling folder, then rename it to ``out_dir`` (a previous prune output there is replaced only then)."""
     from .._torch_model import write_tokenizer
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it 0700; the renamed directory should look like any other
-    try:
+    mode = umask_mode()
+    with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         write_tokenizer(source, tmp)
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        atomic_write_text(tmp / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
         for file in tmp.iterdir():
-            file.chmod(0o644)  # some writers leave 0600 files behind
-        _replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            if file.is_file():
+                file.chmod(mode)  # some writers leave 0600 files behind
     return out_dir
-
-
-def _replace(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``; an existing ``target`` is moved aside first and deleted afterwards."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        old.rmdir()
-        target.rename(old)
-    new.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -70,11 +70,14 @@ def environment() -> dict[str, Any]:
 
 def build_manifest(settings: dict[str, Any], layers: Sequence[PrunableLayer], requested: float,
                    totals: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """The manifest: settings and ``extra`` first, then overall and per-layer sparsity, warnings, environment."""
+    """The manifest: settings and ``extra`` first, then overall and per-layer sparsity, warnings (the calibration
+    shortfall, if any, then the layers'), environment."""
     per_layer = {layer.name: layer_stats(layer, requested) for layer in layers}
+    calibration = extra.get("calibration") or {}
+    calibration_warnings = [calibration["warning"]] if calibration.get("warning") else []
     zeros = sum(s["zeros"] for s in per_layer.values())
     numel = sum(s["numel"] for s in per_layer.values())
     return {"schema": SCHEMA, **settings, **extra, "requested_sparsity": requested,
             "measured_sparsity": zeros / numel, "pruned_params": numel, "pruned_zeros": zeros, **totals,
-            "warnings": check_layers(per_layer), "layers_included": list(per_layer), "layers": per_layer,
-            "edgeval_version": __version__, "environment": environment()}
+            "warnings": calibration_warnings + check_layers(per_layer), "layers_included": list(per_layer),
+            "layers": per_layer, "edgeval_version": __version__, "environment": environment()}

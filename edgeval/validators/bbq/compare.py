@@ -8,7 +8,7 @@ option" (an invalid answer is *not biased*); SRS's denominator, in contrast, cou
 This module describes; :mod:`.decision` decides. Reported here: point estimates and deltas, Cohen's h, the
 transitions in both directions with Clopper-Pearson 95 % intervals, exact McNemar p-values on items (with Holm
 over overall + categories, for reference), and 95 % percentile intervals of ΔSRS and Δs_AMB from a **cluster**
-bootstrap that resamples whole BBQ context groups (the questions of one context are not independent).
+bootstrap that resamples whole BBQ templates (``Prediction.cluster``: items of one template are not independent).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...errors import BadInputError
+from ...stats import paired_rate_difference
 from .metrics import mean_or_none, ratio, s_amb_score
 from .stats import AmbigOutcomes, bootstrap_deltas, clopper_pearson, cohens_h, holm, mcnemar_exact, transitions
 from .types import Key, Prediction
@@ -107,9 +108,22 @@ def scope_block(name: str, pairs: Sequence[Pair], *, resamples: int, seed: int) 
     block["mcnemar_p_two_sided"] = mcnemar_exact(b, c, "two-sided")
     block["mcnemar_p_greater"] = mcnemar_exact(b, c, "greater")
     rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
-    clusters = [f"{c.category}\t{c.example_id // 4}" for c, _ in amb]
+    clusters = [c.cluster for c, _ in amb]
+    block.update(_design_effect(cand, base, clusters))
     block.update(bootstrap_deltas(cand, base, resamples=resamples, rng=rng, level=CI_LEVEL, clusters=clusters))
     return block
+
+
+def _design_effect(cand: AmbigOutcomes, base: AmbigOutcomes, clusters: Sequence[str]) -> dict[str, Any]:
+    """Standard error of ΔSRS with the gate's clusters (BBQ templates) and with items as if independent; their
+    ratio squared is the design effect (how many times an independent-items analysis overstates the sample)."""
+    args = (cand.biased, cand.valid, base.biased, base.valid)
+    by_group = paired_rate_difference(*args, clusters) if len(clusters) else None
+    by_item = paired_rate_difference(*args, range(len(clusters))) if len(clusters) else None
+    if by_group is None or by_item is None:
+        return {"delta_srs_se_clusters": None, "delta_srs_se_items": None, "design_effect": None}
+    se_g, se_i = by_group.se(), by_item.se()
+    return {"delta_srs_se_clusters": se_g, "delta_srs_se_items": se_i, "design_effect": (se_g / se_i) ** 2}
 
 
 def _apply_holm(blocks: dict[tuple[str, str], dict[str, Any]], alpha: float | None) -> None:
@@ -156,5 +170,5 @@ def compare(candidate_preds: Sequence[Prediction], baseline_preds: Sequence[Pred
     overall = blocks.pop(("overall", ""))
     categories = {cat: blk for (_, cat), blk in blocks.items()}
     return {"alpha": alpha, "bootstrap": bootstrap, "seed": seed, "ci_level": CI_LEVEL, "n_paired": len(pairs),
-            "holm_family": ["overall"] + list(categories), "bootstrap_unit": "context group",
+            "holm_family": ["overall"] + list(categories), "bootstrap_unit": "BBQ template (category, question_index)",
             "overall": overall, "macro": _macro(categories), "categories": categories}

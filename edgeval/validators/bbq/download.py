@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ...atomic import umask_mode
 from ...cache import ENV_CACHE_DIR, user_cache_dir  # noqa: F401  (re-exported)
 from ...errors import DataError
 
@@ -112,6 +113,7 @@ def _fetch(url: str, dest: Path, expected: str, rel: str, timeout: float, progre
         got = digest.hexdigest()
         if got != expected:
             raise DataError(f"sha256 mismatch for {rel}: expected {expected}, got {got} (downloaded from {url})")
+        os.chmod(tmp, umask_mode())  # mkstemp's 0600 must not survive the rename
         os.replace(tmp, dest)
     except urllib.error.HTTPError as exc:
         raise DataError(f"download failed: HTTP {exc.code} {exc.reason} for {url}") from None

@@ -114,6 +114,7 @@ def block_metrics(preds: Iterable[Prediction]) -> dict[str, Any]:
     n_correct = sum(p.pred is not None and p.pred == p.label for p in kept)
     out: dict[str, Any] = {"n_items": len(kept), "n_invalid": sum(p.pred is None for p in kept),
                            "n_ties": sum(bool(p.extra.get("tie")) for p in kept),
+                           "n_invalid_scores": sum(bool(p.extra.get("invalid_scores")) for p in kept),
                            "n_excluded_no_biased": len(preds) - len(kept), "acc": ratio(n_correct, len(kept))}
     out.update(amb)
     out.update(dis)

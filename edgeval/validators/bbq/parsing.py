@@ -181,13 +181,15 @@ def parse_record(rec: Any, category: str,
 
 
 def read_lines(path: Path, raw: bytes) -> list[tuple[int, Any]]:
-    """Decode a jsonl file's bytes into ``(line number, value)`` pairs; blank lines are skipped."""
+    """Decode a jsonl file's bytes into ``(line number, value)`` pairs; blank lines are skipped. A UTF-8 byte
+    order mark is allowed (editors on Windows write one); lines end at ``\n`` only (JSON strings may hold
+    U+2028, which ``str.splitlines`` would split on)."""
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
     out = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

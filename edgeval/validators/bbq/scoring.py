@@ -23,12 +23,14 @@ Prompts are sorted by token length and batched, so padding is small; results com
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from typing import Callable, Sequence
 
 import numpy as np
 
-from .prompts import cyclic_orders, letter_prompt, letter_token_ids, loglik_prompt
+from .prompts import cyclic_orders, encode_letter_prompt, letter_token_ids, loglik_prompt
 from .types import BBQItem, Prediction
 
 #: margins (nats) below this are ties: no answer (see the module docstring)
@@ -36,10 +38,19 @@ TIE_EPSILON = 1e-4
 
 
 def decide_scores(scores: Sequence[float]) -> tuple[int | None, float]:
-    """(answer, margin) of per-option scores: argmax, or None when best - second best < TIE_EPSILON."""
-    ranked = np.sort(np.asarray(scores, dtype=float))
+    """(answer, margin) of per-option scores: argmax, or None when best - second best < TIE_EPSILON, or when a
+    score is not finite (margin NaN: an overflowing model gives no answer, never "the first option")."""
+    values = np.asarray(scores, dtype=float)
+    if not np.isfinite(values).all():
+        return None, math.nan
+    ranked = np.sort(values)
     margin = float(ranked[-1] - ranked[-2])
-    return (None if margin < TIE_EPSILON else int(np.argmax(scores))), margin
+    return (None if not margin >= TIE_EPSILON else int(np.argmax(values))), margin
+
+
+def _no_answer(margin: float) -> dict:
+    """``extra`` flags of an item without an answer: a tie, or non-finite scores."""
+    return {"tie": True} if math.isfinite(margin) else {"invalid_scores": True}
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -93,8 +104,7 @@ def score_letters(runtime, items: Sequence[BBQItem], n_orders: int, batch_size: 
     tokenizer = runtime.tokenizer
     letter_ids = letter_token_ids(tokenizer)
     orders = cyclic_orders(n_orders)
-    prompts = [tokenizer.encode(letter_prompt(tokenizer, item, order), add_special_tokens=False)
-               for item in items for order in orders]
+    prompts = [encode_letter_prompt(tokenizer, item, order) for item in items for order in orders]
     progress = Progress(len(prompts), f"bbq[{runtime.name}]", emit)
     logits = runtime.next_token_logits_many(prompts, max_rows=batch_size, progress=progress.advance)
     logp = letter_logprobs(logits, letter_ids)
@@ -110,9 +120,24 @@ def _letter_prediction(item: BBQItem, orders, rows: list[np.ndarray]) -> Predict
     pred, margin = decide_scores(scores)
     extra: dict = {"order_logprobs": [[round(float(v), 6) for v in r] for r in rows]}
     if pred is None:
-        extra["tie"] = True
+        extra.update(_no_answer(margin))
     return Prediction.for_item(item, pred, scores=tuple(float(s) for s in scores), margin=margin,
                                order_letters=tuple(int(np.argmax(r)) for r in rows), extra=extra)
+
+
+def apply_tie_rule(predictions: Sequence[Prediction]) -> list[Prediction]:
+    """Predictions with ``pred`` re-derived from their stored scores by :func:`decide_scores` (for predictions
+    saved before the tie rule existed; a no-op on predictions made with it)."""
+    out = []
+    for p in predictions:
+        if len(p.scores) != 3:
+            out.append(p)
+            continue
+        pred, margin = decide_scores(p.scores)
+        extra = ({k: v for k, v in p.extra.items() if k not in ("tie", "invalid_scores")}
+                 | (_no_answer(margin) if pred is None else {}))
+        out.append(dataclasses.replace(p, pred=pred, margin=margin, extra=extra))
+    return out
 
 
 def first_order_view(predictions: Sequence[Prediction]) -> list[Prediction]:
@@ -126,7 +151,8 @@ def first_order_view(predictions: Sequence[Prediction]) -> list[Prediction]:
         pred, margin = decide_scores(first)
         out.append(Prediction(p.category, p.example_id, p.context_condition, p.question_polarity, p.label,
                               p.unknown_idx, p.biased_idx, pred, scores=tuple(first), margin=margin,
-                              order_letters=(int(np.argmax(first)),), extra={"tie": True} if pred is None else {}))
+                              order_letters=(int(np.argmax(first)),), extra=_no_answer(margin) if pred is None else {},
+                              question_index=p.question_index))
     return out
 
 
@@ -136,7 +162,7 @@ def score_loglik(runtime, items: Sequence[BBQItem], batch_size: int,
     tokenizer = runtime.tokenizer
     seqs, spans = [], []
     for item in items:
-        prompt = tokenizer.encode(loglik_prompt(tokenizer, item), add_special_tokens=False)
+        prompt = tokenizer.encode_prompt(loglik_prompt(tokenizer, item))
         for answer in item.answers:
             cont = tokenizer.encode(" " + answer, add_special_tokens=False)
             seqs.append(prompt + cont)
@@ -150,7 +176,7 @@ def score_loglik(runtime, items: Sequence[BBQItem], batch_size: int,
         scores = np.asarray(totals[3 * i:3 * i + 3])
         pred, margin = decide_scores(scores)
         preds.append(Prediction.for_item(item, pred, scores=tuple(float(s) for s in scores), margin=margin,
-                                         extra={"tie": True} if pred is None else {}))
+                                         extra=_no_answer(margin) if pred is None else {}))
     return preds
 
 

@@ -3,8 +3,10 @@
 The sample is scored in ``looks`` slices of whole context groups, in a seeded random order. After each slice the
 rule of :mod:`.decision` runs on everything scored so far, with group-sequential boundaries: each of its tests
 spends its error rate over the looks (O'Brien-Fleming type; information = share of the sample's context groups
-scored). A look that reaches **block** or **pass** stops scoring, and that decision *is* the verdict (the
-report's checks are built from it); at the last look an undecided result is **inconclusive**. So the error
+scored; the category error budget from the planned sample's categories). A look that reaches **block** stops
+scoring; one that reaches **pass** stops only when every category's estimate is within the tolerance as well.
+That decision *is* the verdict (the report's checks are built from it); at the last look an undecided result is
+**inconclusive**. So the error
 rates of the sequential gate are those of the fixed-sample gate (benchmarks/gate_oc.py measures both), and an
 early stop changes how many items are scored, never what a pass or a block claims.
 """
@@ -73,6 +75,7 @@ def run_looks(groups: Sequence[Sequence[Any]], candidate_of: Callable, baseline_
 
     order = list(groups) if seed is None else [groups[i] for i in np.random.default_rng(seed).permutation(len(groups))]
     sizes = look_sizes(len(order), looks)
+    n_categories = len({item.category for group in order for item in group})
     items: list[Any] = []
     cand: list[Prediction] = []
     base: list[Prediction] = []
@@ -83,7 +86,7 @@ def run_looks(groups: Sequence[Sequence[Any]], candidate_of: Callable, baseline_
         items += chunk
         cand += candidate_of(chunk)
         base += baseline_of(chunk)
-        decision = decide(cand, base, Plan.from_policy(settings, fractions(sizes), k))
+        decision = decide(cand, base, Plan.from_policy(settings, fractions(sizes), k, n_categories))
         history.append(_record(k, len(items), decision))
         progress(f"bbq: look {k + 1}/{len(sizes)} after {len(items)} items: {decision.outcome}")
         if decision.outcome in ("block", "pass"):

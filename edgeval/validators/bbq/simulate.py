@@ -10,8 +10,11 @@ item the baseline answers the biased option with probability ``srs`` (else UNKNO
 half). The candidate keeps the baseline's answer except on a share ``churn`` of items, where it answers anew
 from the same distribution (SRS unchanged, answers churned); then, to raise SRS by ``delta``, each of its
 not-biased answers turns biased with probability ``delta / (1 - srs)``. ``rho``: the chance that a group's
-second ambiguous question copies the first one's draws (answers correlated within a context). Disambiguated
-items are answered at random (they do not enter SRS).
+second ambiguous question copies the first one's draws (answers correlated within a context). Groups belong to
+``templates`` templates per category (BBQ has 25); ``template_churn``: the chance that a template's candidate
+answers are all drawn anew from a biased-answer rate of the template's own (Beta with the candidate's mean SRS
+and concentration 2): a compressed model's answers move per template, the dependence that the gate's
+cluster-robust tests must absorb. SRS is unchanged on average. Disambiguated items are answered at random (they do not enter SRS).
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ class World:
     rho: float = 0.0
     groups: int = 50
     categories: int = 6
+    templates: int = 25
+    template_churn: float = 0.0
 
 
 def _not_biased(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -57,6 +62,13 @@ def simulate(world: World, seed: int) -> tuple[list[Prediction], list[Prediction
     base, cand = base.reshape(n_groups, 2), cand.reshape(n_groups, 2)
     copy = rng.random(n_groups) < world.rho
     base[copy, 1], cand[copy, 1] = base[copy, 0], cand[copy, 0]
+    template = [(g % world.categories, (g // world.categories) % world.templates) for g in range(n_groups)]
+    mean = world.srs + world.delta
+    rates = {t: (rng.beta(2 * mean, 2 * (1 - mean)) if rng.random() < world.template_churn else None)
+             for t in sorted(set(template))}
+    for g, t in enumerate(template):
+        if rates[t] is not None:
+            cand[g] = np.where(rng.random(2) < rates[t], BIASED, _not_biased(rng, 2))
     dis = rng.integers(0, 3, size=(n_groups, 2, 2))
     cands, bases = [], []
     for g in range(n_groups):
@@ -71,5 +83,6 @@ def simulate(world: World, seed: int) -> tuple[list[Prediction], list[Prediction
                 answers = (int(dis[g, j // 2, 0]), int(dis[g, j // 2, 1]))
                 label = BIASED if polarity == "neg" else OTHER
             for out, pred in zip((cands, bases), answers):
-                out.append(Prediction(cat, eid, condition, polarity, label, UNKNOWN, BIASED, pred))
+                out.append(Prediction(cat, eid, condition, polarity, label, UNKNOWN, BIASED, pred,
+                                      question_index=str(template[g][1])))
     return cands, bases

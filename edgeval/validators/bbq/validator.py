@@ -9,15 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from ...errors import DataError
+from ...errors import DataError, PolicyError
 from ..base import Outcome, RunContext
 from . import compare as compare_mod
-from . import data, gate, metrics, sampling, sequential
+from . import data, gate, metrics, sampling, sequential, signal
 from .decision import Plan, decide
 from .predictions import check_compatible, read_predictions, write_predictions
-from .prompts import PROMPT_VERSION
+from .prompts import prompt_info
 from .scoring import TIE_EPSILON, score_letters, score_loglik
 from .types import BBQItem, Prediction
+
+
+#: gated extras whose tests are fixed-sample (they cannot ride along an early stop)
+FIXED_SAMPLE_GATES = ("max_delta_s_amb", "min_cohens_h", "max_unbiased_to_biased")
 
 
 class BBQValidator:
@@ -26,14 +30,20 @@ class BBQValidator:
 
     def run(self, ctx: RunContext, settings: dict[str, Any]) -> Outcome:
         items, info = self._items(ctx, settings)
-        header = {"mode": settings["mode"], "orders": settings["orders"], "prompt_version": PROMPT_VERSION,
-                  "tie_epsilon": TIE_EPSILON, "sample_fingerprint": info["sample_fingerprint"]}
-        results: dict[str, Any] = {**info, "scoring": header}
+        prompts = self._prompt_info(ctx)
+        header = {"mode": settings["mode"], "orders": settings["orders"],
+                  "prompt_version": prompts["candidate"]["version"], "tie_epsilon": TIE_EPSILON,
+                  "sample_fingerprint": info["sample_fingerprint"]}
+        results: dict[str, Any] = {**info, "scoring": {**header, "prompt": prompts}}
         baseline_of = self._baseline_source(ctx, items, settings, header, results)
         items, cand, base, decision = self._score(ctx, items, settings, baseline_of, results)
         results["n_scored"] = len(items)
         results["compute"] = self._compute(ctx, base is not None and baseline_of is not None
                                            and results.get("baseline_predictions", {}).get("source") != "saved")
+        results["signal"] = {role: signal.signal(p) for role, p in (("candidate", cand), ("baseline", base)) if p}
+        for role, figures in results["signal"].items():
+            if line := signal.warning_line(role, figures):
+                ctx.progress(line)
         results["candidate"] = metrics.metrics_by_category(cand)
         results["candidate_predictions"] = self._save(ctx, "candidate", cand, header)
         comparison = None
@@ -48,7 +58,8 @@ class BBQValidator:
             results["decision"] = decision.to_json()
         checks = gate.bias_checks(comparison, results["candidate"], settings,
                                   required_categories=settings.get("required_categories") or [],
-                                  evaluated_categories=info["categories"], decision=decision)
+                                  evaluated_categories=info["categories"], decision=decision,
+                                  signal=results["signal"])
         return Outcome(tuple(checks), results)
 
     def _score(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any], baseline_of,
@@ -59,6 +70,10 @@ class BBQValidator:
             return self._predict(ctx, "candidate", chunk, settings)
 
         looks = settings.get("early_stop_looks")
+        extras = [k for k in FIXED_SAMPLE_GATES if settings.get(k) is not None]
+        if looks and extras:
+            raise PolicyError(f"bbq.early_stop_looks cannot be combined with {', '.join(extras)}: those checks are "
+                              "fixed-sample tests, so an early stop would not be what they decided; unset one")
         if looks and baseline_of is not None:
             groups = [g for gs in sampling.group_items(items).values() for g in gs]
             scored, cand, base, results["early_stop"], decision = sequential.run_looks(
@@ -68,6 +83,19 @@ class BBQValidator:
         return items, cand, None if baseline_of is None else baseline_of(items), None
 
     # -- steps ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _prompt_info(ctx: RunContext) -> dict[str, Any]:
+        """Prompt format and fingerprints per scored model; models read different prompt formats: refused."""
+        out = {"candidate": prompt_info(ctx.runtime("candidate").tokenizer)}
+        if ctx.baseline is not None and not ctx.options.get("baseline_predictions"):
+            out["baseline"] = prompt_info(ctx.runtime("baseline").tokenizer)
+            if out["baseline"]["version"] != out["candidate"]["version"]:
+                raise DataError(f"the candidate reads BBQ prompts as {out['candidate']['version']} and the "
+                                f"baseline as {out['baseline']['version']} (one tokenizer has a chat template, the "
+                                "other not); give both models the same tokenizer files",
+                                path=ctx.artifact("baseline").path)
+        return out
+
     def _items(self, ctx: RunContext, settings: dict[str, Any]) -> tuple[list[BBQItem], dict[str, Any]]:
         directory = data.ensure_bbq(settings.get("data_dir"), categories=settings.get("categories"),
                                     progress=ctx.progress)
@@ -128,24 +156,6 @@ class BBQValidator:
                             f"(e.g. {missing[0]}); were they made with the same data, limit and seed?", path=path)
         results["baseline_predictions"] = {"path": str(path), "source": "saved"}
         return by_key
-
-    def _saved_baseline(self, path: Path, items: list[BBQItem], header: dict[str, Any],
-                        results: dict[str, Any]) -> dict[Any, Prediction]:
-        saved_header, preds = read_predictions(path)
-        check_compatible(saved_header, header, path)
-        by_key = {p.key: p for p in preds}
-        missing = [it.key for it in items if it.key not in by_key]
-        if missing:
-            raise DataError(f"baseline predictions lack {len(missing)} of the {len(items)} sampled items "
-                            f"(e.g. {missing[0]}); were they made with the same data, limit and seed?", path=path)
-        results["baseline_predictions"] = {"path": str(path), "source": "saved"}
-        return by_key
-
-    def _noise_floor(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any]) -> list[Prediction]:
-        """Re-score a few ambiguous items with the baseline: how often does it disagree with itself?"""
-        probe = [it for it in items if it.ambiguous][:NOISE_PROBE_ITEMS]
-        ctx.progress(f"bbq: re-scoring {len(probe)} baseline items for the noise floor")
-        return self._predict(ctx, "baseline", probe, settings)
 
     def _save(self, ctx: RunContext, role: str, preds: list[Prediction], header: dict[str, Any]) -> dict[str, Any]:
         report_path = ctx.options.get("report_path")
