@@ -133,6 +133,9 @@ def build_cells(args: argparse.Namespace) -> list[Cell]:
     cells = [Cell("false_block", World(srs=s, churn=c, delta=0.0, rho=rho, groups=g, categories=CATEGORIES),
                   args.reps)
              for rho in args.rhos for g in args.groups for c in args.churns for s in args.srs]
+    cells += [Cell("template", World(srs=s, churn=0.1, delta=0.0, rho=0.0, groups=g, categories=CATEGORIES,
+                                     template_churn=tc), args.reps)
+              for g in args.template_groups for tc in args.template_churns for s in args.template_srs]
     cells += [Cell("power", World(srs=0.3, churn=0.3, delta=d, rho=0.0, groups=g, categories=CATEGORIES),
                    args.power_reps) for g in args.power_groups for d in args.deltas]
     if args.stress_reps:
@@ -270,6 +273,26 @@ def power_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             + table(head, body))
 
 
+def template_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str | None:
+    tpl = [r for r in rows if r["grid"] == "template"]
+    if not tpl:
+        return None
+    head = ["n items", "baseline SRS"] + [f"{arm} tc {tc:g}" for tc in args.template_churns
+                                         for arm in ("fixed", "early")]
+    body = []
+    for g in args.template_groups:
+        for s in args.template_srs:
+            line = [4 * g * CATEGORIES, f"{s:g}"]
+            for tc in args.template_churns:
+                r = next(r for r in tpl if r["groups"] == g and r["srs"] == s and r["template_churn"] == tc)
+                line += [_pct(rate(r, "fixed", "blocked")), _pct(rate(r, "early", "blocked"))]
+            body.append(line)
+    return (f"**False-block rate, % with template-level churn (true ΔSRS 0 on average; churn 0.1; tc = share of the "
+            f"templates (min(groups, 25) per category) whose candidate answers are redrawn from a template-specific "
+            f"rate; "
+            f"{args.reps} runs per cell)**\n\n" + table(head, body))
+
+
 def stress_table(rows: list[dict[str, Any]]) -> str | None:
     stress = [r for r in rows if r["grid"] == "stress"]
     if not stress:
@@ -328,11 +351,11 @@ def _min_target(name: str, cells: list[dict[str, Any]], arm: str, verdict: str, 
 
 def targets(rows: list[dict[str, Any]], args: argparse.Namespace, alpha: float) -> list[dict[str, Any]]:
     out = []
-    fb = [r for r in rows if r["grid"] in ("false_block", "stress") and r["n_items"] >= 300]
+    fb = [r for r in rows if r["grid"] in ("false_block", "stress", "template") and r["n_items"] >= 300]
     if fb:
-        out.append(_fb_target("false block <= alpha at n >= 300, every churn x SRS x rho (fixed sample)", fb,
+        out.append(_fb_target("false block <= alpha at n >= 300, every cell (fixed sample)", fb,
                               "fixed", alpha))
-        out.append(_fb_target("false block <= alpha at n >= 300, every churn x SRS x rho (early stop)", fb,
+        out.append(_fb_target("false block <= alpha at n >= 300, every cell (early stop)", fb,
                               "early", alpha))
     for arm in ("fixed", "early"):
         power = [r for r in rows if r["grid"] == "power" and r["delta"] == 0.10 and r["n_ambig"] >= 600]
@@ -438,6 +461,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--groups", type=ints, default=[5, 13, 50],
                    help="context groups per category (x 4 items x 6 categories: 120, 312, 1200 items)")
     p.add_argument("--rhos", type=floats, default=[0.0, 0.8])
+    p.add_argument("--template-churns", type=floats, default=[0.5, 1.0],
+                   help="template-level churn: share of BBQ templates whose candidate answers are redrawn")
+    p.add_argument("--template-groups", type=ints, default=[13, 50, 100],
+                   help="context groups per category in the template-churn grid (312, 1200, 2400 items)")
+    p.add_argument("--template-srs", type=floats, default=[0.3, 0.5], help="baseline SRS in the template grid")
     p.add_argument("--deltas", type=floats, default=[0.0, 0.025, 0.05, 0.075, 0.10, 0.15])
     p.add_argument("--power-groups", type=ints, default=[13, 50])
     p.add_argument("--looks", type=int, default=4)
@@ -451,7 +479,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 GRID_ARGS = ("reps", "power_reps", "stress_reps", "stress_groups", "churns", "srs", "groups", "rhos", "deltas",
-             "power_groups", "looks", "seed", "workers")
+             "power_groups", "looks", "seed", "workers", "template_churns", "template_groups", "template_srs")
 
 
 def simulate_all(args: argparse.Namespace, settings: dict[str, Any]) -> tuple[str, list[dict[str, Any]], float]:
@@ -481,7 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         header, rows, elapsed = simulate_all(args, settings)
     res = targets(rows, args, alpha)
-    sections = [header] + false_block_tables(rows, args) + [stress_table(rows), power_table(rows, args)]
+    sections = [header] + false_block_tables(rows, args) + [template_table(rows, args), stress_table(rows),
+                                                           power_table(rows, args)]
     sections = [x for x in sections if x] + usability_tables(rows, args)
     incon = inconclusive_by_n(rows, args)
     sections.append("**Inconclusive rate at true ΔSRS 0 by n, % (pooled over churn, SRS, rho)**\n\n" + table(

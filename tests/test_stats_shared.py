@@ -57,27 +57,19 @@ def test_bounds_reject_bad_fractions():
 
 
 # -- Student t from z --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("z", [1.0, 1.2816, 1.6449, 1.96, 2.2414, 2.5, 2.6383, 3.0])
-def test_t_from_z_matches_scipy_where_the_fixed_sample_gate_uses_it(z):
-    """Fixed-sample gate quantiles (alpha_pass 0.15 -> 1.04; alpha/2 -> 1.96; alpha/12 -> 2.64; up to z = 3),
-    df 5..300: within 0.3 % of scipy's exact t quantile."""
+@pytest.mark.parametrize("z", [1.0, 1.2816, 1.6449, 1.96, 2.2414, 2.6383, 3.0, 4.3326, 5.6])
+def test_t_from_z_matches_scipy(z):
+    """Every quantile the gate uses (alpha_pass 0.15 -> 1.04; alpha/2 -> 1.96; alpha/12 -> 2.64; first
+    O'Brien-Fleming looks 4.33 and 5.6) at df 1..300: scipy's exact t quantile to 1e-6 (relative)."""
     stats = pytest.importorskip("scipy.stats")
-    for df in range(5, 301):
-        exact = stats.t.ppf(stats.norm.cdf(z), df)
-        assert t_from_z(z, df) == pytest.approx(exact, rel=3e-3), df
-
-
-@pytest.mark.xfail(strict=True, reason="t_from_z (Cornish-Fisher to 1/df^4) is 2-10 % low for z >= 4 at df 4-5 "
-                                       "(first O'Brien-Fleming looks with few clusters): slightly anti-conservative")
-def test_t_from_z_at_early_look_quantiles():
-    stats = pytest.importorskip("scipy.stats")
-    for z in (4.3326, 5.0):
-        for df in (4, 5, 8, 20):
-            assert t_from_z(z, df) == pytest.approx(stats.t.ppf(stats.norm.cdf(z), df), rel=1e-2), (z, df)
+    for df in list(range(1, 40)) + list(range(40, 301, 13)):
+        exact = stats.t.ppf(stats.norm.sf(-z), df)
+        assert t_from_z(z, df) == pytest.approx(exact, rel=1e-6), df
+        assert t_from_z(-z, df) == pytest.approx(-exact, rel=1e-6), df
 
 
 def test_t_from_z_limits():
-    assert t_from_z(1.96, 0) == math.inf
+    assert t_from_z(1.96, 0) == math.inf and t_from_z(-1.96, 0) == -math.inf
     assert t_from_z(1.96, 10_000) == pytest.approx(1.96, abs=1e-3)
     assert t_from_z(1.96, 10) > t_from_z(1.96, 30) > 1.96
 
