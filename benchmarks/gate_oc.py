@@ -9,12 +9,15 @@ stopping look, the comparison on the items scored so far), as the validator does
 Grids (sizes are options; the defaults take about 10 minutes on one core of a 2-core Xeon VM):
   * false block (true ΔSRS 0): churn x baseline SRS x n items, groups independent (rho 0) or correlated (rho 0.8);
     the same runs give the usability figures (pass and inconclusive rates) and the early-stop item share;
+  * template churn: false block when whole BBQ templates' answers are redrawn (the gate's clusters), up to
+    2,400 items;
   * power: block rate vs true ΔSRS at churn 0.3, baseline SRS 0.3;
   * a stress cell with more runs: the hardest false-block case of the grid at n >= 300.
 Then the issue-11 targets are checked (PASS / FAIL, with 95 % Clopper-Pearson bounds for the Monte Carlo error).
 
     python benchmarks/gate_oc.py --out gate_oc.json --plot docs/gate_oc.png
-    python benchmarks/gate_oc.py --reps 100 --power-reps 400 --workers 2 --out big.json   # tighter bounds
+    python benchmarks/gate_oc.py --reps 80 --power-reps 200 --stress-reps 500 --workers 2 --out big.json
+    python benchmarks/gate_oc.py --from-json big.json                                 # re-print a saved run
 """
 from __future__ import annotations
 
@@ -126,7 +129,8 @@ def _cell_job(job: tuple[Cell, int, dict[str, Any], int]) -> dict[str, Any]:
             exceptions[e] = exceptions.get(e, 0) + 1
     return {"grid": cell.grid, **asdict(cell.world), "n_items": cell.n_items, "n_ambig": cell.n_items // 2,
             "reps": cell.reps, "fixed": fixed, "early": early, "early_share_mean": float(np.mean(share)),
-            "early_looks_mean": float(np.mean(taken)), "verdict_decision_mismatches": inconsistent, "exceptions": exceptions}
+            "early_looks_mean": float(np.mean(taken)), "verdict_decision_mismatches": inconsistent,
+            "exceptions": exceptions}
 
 
 def build_cells(args: argparse.Namespace) -> list[Cell]:
@@ -251,7 +255,8 @@ def usability_tables(rows: list[dict[str, Any]], args: argparse.Namespace) -> li
         line = [4 * g * CATEGORIES]
         for c in args.churns:
             sel = [r for r in fb if r["groups"] == g and r["churn"] == c]
-            line.append(f"{100 * sum(r['early_share_mean'] * r['reps'] for r in sel) / sum(r['reps'] for r in sel):.0f}")
+            share = sum(r["early_share_mean"] * r["reps"] for r in sel) / sum(r["reps"] for r in sel)
+            line.append(f"{100 * share:.0f}")
         body.append(line)
     out.append(f"**Early stop ({args.looks} looks): mean share of items scored, % (true ΔSRS 0; pooled over SRS and "
                "rho)**\n\n" + table(head, body))
@@ -451,9 +456,9 @@ def ints(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--reps", type=int, default=80, help="runs per false-block cell")
-    p.add_argument("--power-reps", type=int, default=200, help="runs per power cell")
-    p.add_argument("--stress-reps", type=int, default=500, help="runs per stress cell (0: none)")
+    p.add_argument("--reps", type=int, default=64, help="runs per false-block cell")
+    p.add_argument("--power-reps", type=int, default=160, help="runs per power cell")
+    p.add_argument("--stress-reps", type=int, default=400, help="runs per stress cell (0: none)")
     p.add_argument("--stress-groups", type=ints, default=[13, 50],
                    help="context groups per category of the stress cells (churn 1, SRS 0.5, rho 0.8)")
     p.add_argument("--churns", type=floats, default=[0.0, 0.25, 0.5, 0.75, 1.0])
