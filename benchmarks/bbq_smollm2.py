@@ -77,14 +77,14 @@ def build_models(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def score(onnx_path: Path, items, args) -> tuple[list, float]:
     """3-order predictions of one model, saved beside it (and reused on a re-run with the same sample)."""
     from edgeval.runtimes import load_runtime
-    from edgeval.validators.bbq.predictions import read_predictions, write_predictions
+    from edgeval.validators.bbq.predictions import read_cache, write_predictions
     from edgeval.validators.bbq.prompts import PROMPT_VERSION
     from edgeval.validators.bbq.sampling import sample_fingerprint
     from edgeval.validators.bbq.scoring import score_letters
 
     saved, fingerprint = onnx_path.with_name("bbq-predictions.jsonl.gz"), sample_fingerprint(items, 0)
     if saved.is_file():
-        header, preds = read_predictions(saved)
+        header, preds = read_cache(saved)
         if header.get("sample_fingerprint") == fingerprint and header.get("prompt_version") == PROMPT_VERSION:
             return preds, header["seconds"]
     runtime = load_runtime(onnx_path, threads=args.threads)
@@ -93,7 +93,7 @@ def score(onnx_path: Path, items, args) -> tuple[list, float]:
     elapsed = time.perf_counter() - started
     runtime.close()
     write_predictions(saved, preds, {"mode": "letter", "orders": 3, "prompt_version": PROMPT_VERSION,
-                                     "sample_fingerprint": fingerprint, "seconds": elapsed})
+                                     "sample_fingerprint": fingerprint, "seconds": elapsed}, check_header=False)
     return preds, elapsed
 
 
@@ -104,6 +104,7 @@ def summarise(preds, base_preds, args) -> dict[str, Any]:
     from edgeval.validators.bbq import compare as cmp
     from edgeval.validators.bbq import gate, metrics
     from edgeval.validators.bbq.decision import Plan, decide
+    from edgeval.validators.bbq.signal import signal
 
     m = metrics.metrics_by_category(preds)
     out = {"overall": m["overall"], "macro": m["macro"]}
@@ -111,7 +112,9 @@ def summarise(preds, base_preds, args) -> dict[str, Any]:
         settings = Policy.default().section("bbq")
         comparison = cmp.compare(preds, base_preds, alpha=settings["alpha"], bootstrap=1000, seed=0)
         decision = decide(preds, base_preds, Plan.from_policy(settings))
-        checks = gate.bias_checks(comparison, m, settings, decision=decision)
+        figures = {"candidate": signal(preds), "baseline": signal(base_preds)}
+        checks = gate.bias_checks(comparison, m, settings, decision=decision, signal=figures)
+        out["signal"] = figures["candidate"]
         out["comparison"] = comparison["overall"]
         out["decision"] = decision.to_json()
         out["verdict"] = Report(candidate={}, baseline=None, policy={}, checks=tuple(checks)).verdict

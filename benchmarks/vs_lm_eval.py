@@ -726,20 +726,26 @@ def early_stop_row(runs: dict, n_items: int, speed: dict) -> dict[str, Any] | No
     if "edgeval_letters3_ort_candidate" not in runs:
         return None
     from edgeval.policy import Policy
+    from edgeval.report import Report
     from edgeval.validators.bbq import compare as cmp
     from edgeval.validators.bbq import gate, metrics
+    from edgeval.validators.bbq.decision import Plan, decide
     from edgeval.validators.bbq.sequential import replay
+    from edgeval.validators.bbq.signal import signal
 
     settings = Policy.default().section("bbq")
     cand, base = runs["edgeval_letters3_ort_candidate"][0]["preds"], runs["edgeval_letters3_ort"][0]["preds"]
     comparison = cmp.compare(cand, base, alpha=settings["alpha"], bootstrap=settings["bootstrap"], seed=0)
-    checks = gate.bias_checks(comparison, metrics.metrics_by_category(cand), settings)
-    verdict = "blocked" if any(c.status == "fail" for c in checks) else "pass"
+    checks = gate.bias_checks(comparison, metrics.metrics_by_category(cand), settings,
+                              decision=decide(cand, base, Plan.from_policy(settings)),
+                              signal={"candidate": signal(cand), "baseline": signal(base)})
+    verdict = Report(candidate={}, baseline=None, policy={}, checks=tuple(checks)).verdict
     r = replay(cand, base, settings, looks=4, seed=0)
     per_item = 1 / speed["edgeval_letters3_ort_candidate"]["items_per_cpu_s"] + \
         1 / speed["edgeval_letters3_ort"]["items_per_cpu_s"]
     lm_eval_cpu = 2 * n_items / speed["lm_eval"]["items_per_cpu_s"]
-    out = {"full_verdict": verdict, "early_decision": r["early_decision"], "items_needed": r["stopped_at"],
+    out = {"full_verdict": verdict, "early_decision": r["early_decision"] or f"{r['decision']} (at the last look)",
+           "items_needed": r["stopped_at"],
            "of": r["of"], "edgeval_cpu_s_to_verdict": r["stopped_at"] * per_item,
            "edgeval_cpu_s_full": n_items * per_item, "lm_eval_cpu_s_both_models": lm_eval_cpu}
     out["ratio_vs_lm_eval"] = lm_eval_cpu / out["edgeval_cpu_s_to_verdict"]

@@ -62,6 +62,9 @@ def check(candidate: str | Path, baseline: str | Path | None = None, policy: Pol
                 results[validator.name] = outcome.results
         finally:
             ctx.close()
+        if base_json is None:  # no --baseline model: name the one that made the saved BBQ predictions, if any
+            from .validators.bbq.predictions import baseline_artifact
+            base_json = baseline_artifact(results)
     report = Report(candidate=cand_json, baseline=base_json, policy=policy_obj.to_json(), checks=tuple(checks),
                     results=results, errors=tuple(errors), environment=environment(options.threads),
                     run={"validators": [v.name for v in validators], "seed": options.seed,

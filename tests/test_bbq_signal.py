@@ -20,11 +20,18 @@ def test_spread_letters_and_clear_margins_are_not_weak():
     assert not figures["weak"] and figures["reasons"] == [] and warning_line("candidate", figures) is None
 
 
-def test_one_letter_in_every_order_is_weak_even_with_clear_margins():
+def test_one_letter_in_every_order_with_clear_margins_is_a_warning_not_weak():
     preds = [pred(1.0, [0, 0, 0], example_id=i) for i in range(10)]
     figures = signal(preds)
     assert figures["collapse_by_order"] == [1.0, 1.0, 1.0] and figures["letters_by_order"] == ["A", "A", "A"]
-    assert figures["weak"] and len(figures["reasons"]) == 1
+    assert not figures["weak"] and len(figures["warnings"]) == 1
+    assert warning_line("candidate", figures).startswith("bbq: warning: the candidate: one letter answers")
+
+
+def test_one_letter_in_every_order_with_small_margins_is_weak():
+    preds = [pred(0.1, [0, 0, 0], example_id=i) for i in range(10)]     # 0.1 nats < 3 orders x tau
+    figures = signal(preds)
+    assert figures["weak"] and len(figures["reasons"]) == 1 and "3 x tau" in figures["reasons"][0]
     assert warning_line("candidate", figures).startswith("bbq: WARNING: weak signal from the candidate")
 
 

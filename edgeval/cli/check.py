@@ -46,6 +46,8 @@ def _csv(_ctx, _param, value: str | None) -> list[str] | None:
               help="Score BBQ in LOOKS slices and stop once the sequential test decides (policy bbq.early_stop_looks).")
 @click.option("--baseline-predictions", type=click.Path(path_type=Path),
               help="Saved BBQ predictions of the baseline (instead of re-running it).")
+@click.option("--no-resume", "no_resume", is_flag=True, help="Score BBQ from scratch: discard the checkpoint a "
+              "killed run with the same model and settings left in the cache (docs/bbq.md, resume).")
 @click.option("--bless-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write BLESSED (verdict pass) or NOT_BLESSED into this directory (TFX convention).")
 @click.option("--mlflow", is_flag=True, help="Log metrics, params and the report to MLflow (active run or "
@@ -55,7 +57,8 @@ def _csv(_ctx, _param, value: str | None) -> list[str] | None:
 def check_cmd(model: Path, baseline: Path | None, policy_path: Path | None, report_path: Path,
               tokenizer: Path | None, validators: list[str] | None, seed: int, threads: int | None,
               bbq_data: Path | None, bbq_limit: int | None, orders: str | None, bbq_mode: str | None,
-              early_stop: int | None, baseline_predictions: Path | None, bless_dir: Path | None, mlflow: bool, disabled: tuple[str, ...],
+              early_stop: int | None, baseline_predictions: Path | None, no_resume: bool, bless_dir: Path | None,
+              mlflow: bool, disabled: tuple[str, ...],
               quiet: bool) -> None:
     """Gate MODEL (.onnx, .tflite, HF directory or .gguf) against --baseline and write the JSON report."""
     # first: a run that dies (or is refused) must leave neither an old BLESSED nor the previous run's report
@@ -64,7 +67,7 @@ def check_cmd(model: Path, baseline: Path | None, policy_path: Path | None, repo
         require("mlflow", "mlflow", "--mlflow")  # fail before the run, not after the report is written
     policy = _policy(policy_path, bbq_data, bbq_limit, orders, bbq_mode, early_stop)
     extra = {"baseline_predictions": str(baseline_predictions) if baseline_predictions else None,
-             "report_path": str(report_path)}
+             "report_path": str(report_path), "resume": not no_resume}
     options = CheckOptions(tokenizer=str(tokenizer) if tokenizer else None, validators=validators, seed=seed,
                            threads=threads, disabled_plugins=disabled, extra=extra)
     progress = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))

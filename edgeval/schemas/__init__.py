@@ -5,14 +5,14 @@ import json
 from functools import lru_cache
 from importlib import resources
 
-SCHEMA_NAMES = ("report", "policy")
+SCHEMA_NAMES = ("report", "policy", "bbq-predictions")
 REPORT_SCHEMA_VERSION = "1.1"
 POLICY_SCHEMA_VERSION = "1.0"
 
 
 @lru_cache(maxsize=None)
 def load_schema(name: str) -> dict:
-    """The parsed schema ``name`` ('report' or 'policy')."""
+    """The parsed schema ``name`` (one of :data:`SCHEMA_NAMES`)."""
     if name not in SCHEMA_NAMES:
         raise ValueError(f"unknown schema {name!r}; known: {', '.join(SCHEMA_NAMES)}")
     text = resources.files(__package__).joinpath(f"{name}.schema.json").read_text(encoding="utf-8")

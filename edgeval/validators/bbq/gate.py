@@ -17,7 +17,7 @@ With a baseline::
                              churn to calibrate a bound on).
     bbq.mcnemar              the exact McNemar p-values on items (reported; the gate's tests are cluster-robust).
     bbq.signal               pass when every scored model answers decisively; inconclusive when one does not
-                             (letter collapse, tiny margins: see signal.py) — then the ΔSRS checks cannot pass
+                             (tiny margins, or a letter collapse with small margins: see signal.py) — then the ΔSRS checks cannot pass
                              or block either: they become inconclusive (or what ``on_inconclusive`` says).
 
 A reported-only value that is undefined is "n/a" and passes (it claims nothing); an undefined *gated* value is an

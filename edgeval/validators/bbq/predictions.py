@@ -1,82 +1,249 @@
 """Per-item predictions sidecar: gzip JSON Lines, one header line then one prediction per line.
 
-The header records how the predictions were made (mode, orders, prompt version, model sha256, runtime); a
-baseline predictions file is accepted only when these match the candidate's run, so that two differently scored
-runs are never compared. Written atomically; the report references the file with its sha256.
+Format (``schemas/bbq-predictions.schema.json``, version 2): the header says who made the predictions (role,
+``model_sha256`` of the model artifact, its runtime, path, format and bytes), on what data (``sample_fingerprint``
+of the sampled keys and seed, ``data_fingerprint`` of the BBQ files read) and with which scoring settings (every
+key of the run's ``scoring`` dict: mode, orders, prompt version, ...). Written atomically; the report references
+the file with its sha256.
+
+A saved baseline (``--baseline-predictions``) is trusted only after :func:`read_predictions` (schema-checked
+header and records; one ``file:line: what`` error for the first bad one) and :func:`check_baseline` (role,
+model identity, data and every scoring setting equal the run's; every sampled item present with the same item
+facts, and each answer follows from its scores by the tie rule). Each refusal is a
+:class:`~edgeval.errors.DataError` naming the file and the field (exit 3).
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
-import os
-import tempfile
+import zlib
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from ...errors import DataError
-from .types import Prediction
+from .records import parse_line, record_from_json, schema_check
+from .scoring import decide_scores
+from .types import BBQItem, Key, Prediction
 
 FORMAT = "edgeval-bbq-predictions"
-FORMAT_VERSION = 1
-MUST_MATCH = ("mode", "orders", "prompt_version")
+FORMAT_VERSION = 2
+#: header keys that say who made the predictions; every other header key is a scoring setting
+IDENTITY_KEYS = ("format", "version", "role", "model_sha256", "model_path", "model_format", "model_bytes", "runtime")
+#: record fields that restate the data; a saved record must agree with the loaded item on each
+ITEM_FACTS = ("question_index", "context_condition", "question_polarity", "label", "unknown_idx", "biased_idx")
+_ZERO_SHA = "0" * 64
 
 
-def write_predictions(path: Path, predictions: Iterable[Prediction], header: dict[str, Any]) -> str:
-    """Write the sidecar atomically; returns its sha256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
-            gz.write((json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **header}) + "\n").encode())
-            for p in predictions:
-                gz.write((json.dumps(asdict(p), separators=(",", ":")) + "\n").encode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+# -- writing ----------------------------------------------------------------------------------------------------
+def prediction_json(p: Prediction) -> str:
+    """One record line (no newline); the same text in a sidecar and in a checkpoint."""
+    return json.dumps(asdict(p), separators=(",", ":"), allow_nan=False)
 
 
+def sidecar_bytes(predictions: Iterable[Prediction], header: dict[str, Any], check: bool = True) -> bytes:
+    """The gzip bytes of a sidecar: deterministic (mtime 0, no file name), so equal inputs give equal files."""
+    head = {"format": FORMAT, "version": FORMAT_VERSION, **header}
+    if check:
+        check_header(head, "<header being written>")
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", fileobj=buf, mode="wb", mtime=0) as gz:
+        gz.write((json.dumps(head, allow_nan=False) + "\n").encode())
+        for p in predictions:
+            gz.write((prediction_json(p) + "\n").encode())
+    return buf.getvalue()
+
+
+def write_predictions(path: Path, predictions: Iterable[Prediction], header: dict[str, Any], *,
+                      check_header: bool = True) -> str:
+    """Write the sidecar atomically; returns its sha256. ``check_header=False`` only for a tool's own cache
+    (a benchmark's): a file without the identity fields is refused wherever the gate reads one."""
+    from ...report import atomic_write_bytes
+
+    data = sidecar_bytes(predictions, header, check=check_header)
+    atomic_write_bytes(Path(path), data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def data_fingerprint(file_sha256: dict[str, str], metadata: Path | None = None) -> str:
+    """sha256 over the BBQ files read (name and sha256 of each, sorted) and the target_loc metadata file."""
+    digest = hashlib.sha256()
+    for name, sha in sorted(file_sha256.items()):
+        digest.update(f"{name}\t{sha}\n".encode())
+    if metadata is not None:
+        digest.update(f"metadata\t{hashlib.sha256(Path(metadata).read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+# -- reading ----------------------------------------------------------------------------------------------------
 def read_predictions(path: Path) -> tuple[dict[str, Any], list[Prediction]]:
-    """(header, predictions); a missing, corrupt or foreign file raises :class:`DataError` naming file:line."""
+    """(header, predictions) of a sidecar. A missing, torn, foreign or malformed file raises :class:`DataError`
+    with one line naming ``file:line`` and what is wrong; records are schema-checked and their keys unique."""
+    header, preds, _ = read_sidecar(path)
+    return header, preds
+
+
+def read_sidecar(path: Path) -> tuple[dict[str, Any], list[Prediction], str]:
+    """:func:`read_predictions` plus the sha256 of the very bytes that were read."""
+    path = Path(path)
+    lines, sha = _lines(path)
+    if not lines:
+        raise DataError("empty predictions file (no header line)", path=path)
+    header = parse_line(lines[0], f"{path}:1")
+    check_header(header, f"{path}:1")
+    preds: list[Prediction] = []
+    seen: dict[Key, int] = {}
+    for n, line in enumerate(lines[1:], start=2):
+        where = f"{path}:{n}"
+        pred = record_from_json(parse_line(line, where), where)
+        if pred.key in seen:
+            raise DataError(f"{where}: duplicate record for {pred.key} (first on line {seen[pred.key]})")
+        seen[pred.key] = n
+        preds.append(pred)
+    return header, preds, sha
+
+
+def read_cache(path: Path) -> tuple[dict[str, Any], list[Prediction]]:
+    """A tool's own cache of predictions (benchmarks): format versions 1 and 2, records schema-checked, the
+    header not (version 1 had no identity fields). Never for a file the gate trusts: that is
+    :func:`read_predictions` plus :func:`check_baseline`."""
+    path = Path(path)
+    lines, _ = _lines(path)
+    header = parse_line(lines[0], f"{path}:1") if lines else {}
+    if header.get("format") != FORMAT or header.get("version") not in (1, FORMAT_VERSION):
+        raise DataError(f"{path}:1: not an edgeval BBQ predictions file of version 1 or {FORMAT_VERSION}")
+    return header, [record_from_json(parse_line(line, f"{path}:{n}"), f"{path}:{n}")
+                    for n, line in enumerate(lines[1:], start=2)]
+
+
+def check_header(header: dict[str, Any], where: str) -> None:
+    """Format, version, then the header schema; DataError ``where: field: what`` on the first problem."""
+    if header.get("format") != FORMAT:
+        raise DataError(f"{where}: not an edgeval BBQ predictions file (format={header.get('format')!r})")
+    if header.get("version") != FORMAT_VERSION:
+        raise DataError(f"{where}: predictions format version {header.get('version')!r}, this edgeval reads "
+                        f"version {FORMAT_VERSION}; re-run the baseline to write a new file")
+    schema_check("header", header, where)
+
+
+def _lines(path: Path) -> tuple[list[str], str]:
     try:
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError("predictions file not found", path=path) from None
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise DataError(f"not a readable gzip predictions file: {exc}", path=path) from None
-    header = _parse(path, 1, lines[0] if lines else "")
-    if header.get("format") != FORMAT:
-        raise DataError(f"not an edgeval BBQ predictions file (format={header.get('format')!r})", path=path)
-    return header, [_prediction(path, n, line) for n, line in enumerate(lines[1:], start=2)]
-
-
-def _parse(path: Path, line_no: int, line: str) -> dict[str, Any]:
+    except OSError as exc:
+        raise DataError(f"cannot read the predictions file: {exc.strerror or exc}", path=path) from None
     try:
-        value = json.loads(line)
-    except ValueError as exc:
-        raise DataError(f"{path}:{line_no}: invalid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise DataError(f"{path}:{line_no}: expected a JSON object")
-    return value
+        text = gzip.decompress(raw).decode("utf-8")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"not a complete gzip file (truncated or not gzip): {exc}", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text inside the gzip: {exc.reason} at byte {exc.start}", path=path) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines, hashlib.sha256(raw).hexdigest()
 
 
-def _prediction(path: Path, line_no: int, line: str) -> Prediction:
-    raw = _parse(path, line_no, line)
-    try:
-        raw["scores"] = tuple(raw.get("scores", ()))
-        raw["order_letters"] = tuple(raw.get("order_letters", ()))
-        return Prediction(**raw)
-    except TypeError as exc:
-        raise DataError(f"{path}:{line_no}: not a prediction record: {exc}") from None
+# -- trusting a saved baseline ----------------------------------------------------------------------------------
+def check_baseline(path: Path, header: dict[str, Any], preds: Sequence[Prediction], *, scoring: dict[str, Any],
+                   items: Sequence[BBQItem], baseline_sha256: str | None,
+                   candidate_sha256: str) -> dict[Key, Prediction]:
+    """Refuse a saved baseline that is not this baseline's, on this data, scored this way; else key -> prediction."""
+    _check_identity(path, header, baseline_sha256, candidate_sha256)
+    _check_scoring(path, header, scoring)
+    return _check_items(path, header, preds, items)
 
 
-def check_compatible(header: dict[str, Any], expected: dict[str, Any], path: Path) -> None:
-    """Raise DataError when a saved baseline was scored differently from the candidate run."""
-    for key in MUST_MATCH:
-        if header.get(key) != expected.get(key):
-            raise DataError(f"baseline predictions were made with {key}={header.get(key)!r}, this run uses "
-                            f"{expected.get(key)!r}; re-run the baseline with the same settings", path=path)
+def _check_identity(path: Path, header: dict[str, Any], baseline_sha: str | None, candidate_sha: str) -> None:
+    """Role and model: a baseline's file, of a real model, the --baseline model's when one is given, never the
+    candidate's own. A candidate-role file is accepted only when --baseline names the model that made it (the
+    dense model checked on its own first, as the demo does): the model identity then vouches for it."""
+    model = header["model_sha256"]
+    if model == _ZERO_SHA:
+        raise DataError("model_sha256 is all zeros: the predictions are not tied to any model", path=path)
+    if baseline_sha is not None and model != baseline_sha:
+        raise DataError(f"model_sha256 {model[:12]}… is not the --baseline model's ({baseline_sha[:12]}…): "
+                        "these predictions were made by another model", path=path)
+    if header["role"] != "baseline" and baseline_sha is None:
+        raise DataError(f"role is {header['role']!r}: these are a {header['role']}'s predictions, not a "
+                        "baseline's; give the .bbq-baseline.jsonl.gz sidecar of a run with --baseline, or "
+                        "--baseline MODEL for the model that made them", path=path)
+    if model == candidate_sha and baseline_sha != candidate_sha:
+        raise DataError(f"model_sha256 {model[:12]}… is the candidate's own: a model cannot be its own baseline",
+                        path=path)
+
+
+def _check_scoring(path: Path, header: dict[str, Any], scoring: dict[str, Any]) -> None:
+    saved = {k: v for k, v in header.items() if k not in IDENTITY_KEYS}
+    for key in sorted(set(saved) | set(scoring)):
+        if key not in saved:
+            raise DataError(f"{key} is missing from the header (this run uses {key}={scoring[key]!r}); re-run "
+                            "the baseline with this edgeval", path=path)
+        if key not in scoring:
+            raise DataError(f"unknown header field {key}={saved[key]!r}: made by another edgeval version or "
+                            "edited", path=path)
+        if type(saved[key]) is not type(scoring[key]) or saved[key] != scoring[key]:
+            raise DataError(f"baseline predictions were made with {key}={_short(saved[key])}, this run uses "
+                            f"{_short(scoring[key])}; re-run the baseline with the same settings", path=path)
+
+
+def _short(value: Any) -> str:
+    """repr, with a long digest cut to 12 characters."""
+    text = repr(value)
+    return text[:13] + "…'" if isinstance(value, str) and len(value) > 20 else text
+
+
+def _check_items(path: Path, header: dict[str, Any], preds: Sequence[Prediction],
+                 items: Sequence[BBQItem]) -> dict[Key, Prediction]:
+    by_key = {p.key: p for p in preds}
+    wanted = {it.key for it in items}
+    missing = [it.key for it in items if it.key not in by_key]
+    if missing:
+        raise DataError(f"baseline predictions lack {len(missing)} of the {len(items)} sampled items (e.g. "
+                        f"{missing[0]}); were they made with the same data, limit and seed?", path=path)
+    extra = [p.key for p in preds if p.key not in wanted]
+    if extra:
+        raise DataError(f"{len(extra)} record(s) for items not in this run's sample (e.g. {extra[0]})", path=path)
+    n_orders = header["orders"] if header["mode"] == "letter" else 0
+    for line, item in _lines_of(preds, items):
+        pred = by_key[item.key]
+        where = f"{path}:{line}"
+        for name in ITEM_FACTS:
+            if getattr(pred, name) != getattr(item, name):
+                raise DataError(f"{where}: {name}={getattr(pred, name)!r} but the data says "
+                                f"{getattr(item, name)!r} for {item.key}")
+        if len(pred.scores) != 3 or len(pred.order_letters) != n_orders:
+            raise DataError(f"{where}: expected 3 scores and {n_orders} order letters ({header['mode']} mode, "
+                            f"orders={header['orders']}), got {len(pred.scores)} and {len(pred.order_letters)}")
+        answer, _ = decide_scores(pred.scores)
+        if pred.pred != answer or bool(pred.extra.get("tie")) != (answer is None):
+            raise DataError(f"{where}: pred={pred.pred!r} (tie={bool(pred.extra.get('tie'))}) does not follow from "
+                            f"its scores, which give {answer!r}")
+    return by_key
+
+
+def _lines_of(preds: Sequence[Prediction], items: Sequence[BBQItem]):
+    line_of = {p.key: n for n, p in enumerate(preds, start=2)}
+    return sorted((line_of[it.key], it) for it in items)
+
+
+def baseline_identity(header: dict[str, Any], path: Path, sha256: str) -> dict[str, Any]:
+    """What the report records about a saved baseline: the file (path, sha256) and the model it came from."""
+    return {"path": str(path), "sha256": sha256, "source": "saved", "role": header["role"],
+            "model_sha256": header["model_sha256"], "model_path": header.get("model_path"),
+            "model_format": header.get("model_format"), "model_bytes": header.get("model_bytes"),
+            "runtime": header["runtime"]}
+
+
+def baseline_artifact(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The report's ``baseline`` when no baseline model was given but saved BBQ predictions were: the model
+    named by the sidecar, marked with where that identity came from. None otherwise."""
+    saved = (results.get("bbq") or {}).get("baseline_predictions") or {}
+    if saved.get("source") != "saved":
+        return None
+    return {"path": saved.get("model_path") or f"(unknown: see {saved['path']})",
+            "format": saved.get("model_format"), "sha256": saved["model_sha256"], "bytes": saved.get("model_bytes"),
+            "source": f"bbq baseline predictions {saved['path']} (sha256 {saved['sha256']})"}

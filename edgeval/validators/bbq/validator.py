@@ -13,8 +13,9 @@ from ...errors import DataError, PolicyError
 from ..base import Outcome, RunContext
 from . import compare as compare_mod
 from . import data, gate, metrics, sampling, sequential, signal
+from . import checkpoint
 from .decision import Plan, decide
-from .predictions import check_compatible, read_predictions, write_predictions
+from .predictions import baseline_identity, check_baseline, data_fingerprint, read_sidecar, write_predictions
 from .prompts import prompt_info
 from .scoring import TIE_EPSILON, score_letters, score_loglik
 from .types import BBQItem, Prediction
@@ -33,7 +34,7 @@ class BBQValidator:
         prompts = self._prompt_info(ctx)
         header = {"mode": settings["mode"], "orders": settings["orders"],
                   "prompt_version": prompts["candidate"]["version"], "tie_epsilon": TIE_EPSILON,
-                  "sample_fingerprint": info["sample_fingerprint"]}
+                  "sample_fingerprint": info["sample_fingerprint"], "data_fingerprint": info["data_fingerprint"]}
         results: dict[str, Any] = {**info, "scoring": {**header, "prompt": prompts}}
         baseline_of = self._baseline_source(ctx, items, settings, header, results)
         items, cand, base, decision = self._score(ctx, items, settings, baseline_of, results)
@@ -60,6 +61,7 @@ class BBQValidator:
                                   required_categories=settings.get("required_categories") or [],
                                   evaluated_categories=info["categories"], decision=decision,
                                   signal=results["signal"])
+        self._checkpoints_done(ctx)
         return Outcome(tuple(checks), results)
 
     def _score(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any], baseline_of,
@@ -107,9 +109,21 @@ class BBQValidator:
         return items, {"data_dir": str(directory), "categories": list(loaded.categories),
                        "excluded": loaded.excluded_summary(), "n_items": len(items),
                        "limit": settings.get("limit"), "seed": ctx.seed,
-                       "sample_fingerprint": sampling.sample_fingerprint(items, ctx.seed)}
+                       "sample_fingerprint": sampling.sample_fingerprint(items, ctx.seed),
+                       "data_fingerprint": data_fingerprint(loaded.sha256, loaded.target_loc_file)}
 
     def _predict(self, ctx: RunContext, role: str, items: Sequence[BBQItem], settings: dict[str, Any]):
+        """Predictions of ``role`` for ``items`` (in order), scored in fixed chunks and checkpointed as they are
+        scored, so that a rerun after a crash resumes (see :mod:`.checkpoint`). Every scoring path comes here."""
+        runtime = ctx.runtime(role)
+        books = ctx.options.setdefault("_bbq_checkpoints", {})
+        if role not in books:
+            key = checkpoint.run_key(ctx.artifact(role), runtime, role, settings, ctx.threads)
+            books[role] = checkpoint.Checkpoint.open(key, ctx.progress, resume=ctx.options.get("resume", True))
+        return checkpoint.score_in_chunks(items, lambda chunk: self._score_items(ctx, role, chunk, settings),
+                                          books[role], role, ctx.progress)
+
+    def _score_items(self, ctx: RunContext, role: str, items: Sequence[BBQItem], settings: dict[str, Any]):
         runtime = ctx.runtime(role)
         emit = ctx.progress
         hinted = self.__dict__.setdefault("_hinted", set())
@@ -118,20 +132,29 @@ class BBQValidator:
             hinted.add(role)
             emit(f"bbq: the {role} model has no KV-cache inputs, so every prompt runs in full; an export with "
                  "`edgeval export --kv-cache` (or optimum's with-past layout) scores about 3x faster")
+        quiet = lambda _m: None  # noqa: E731  (progress comes per chunk from checkpoint.score_in_chunks)
         if settings["mode"] == "loglik":
-            return score_loglik(runtime, items, settings["batch_size"], emit)
-        return score_letters(runtime, items, settings["orders"], settings["batch_size"], emit)
+            return score_loglik(runtime, items, settings["batch_size"], quiet)
+        return score_letters(runtime, items, settings["orders"], settings["batch_size"], quiet)
+
+    @staticmethod
+    def _checkpoints_done(ctx: RunContext) -> None:
+        """The validator finished: its predictions are in the results (and sidecars); drop the checkpoints."""
+        for book in ctx.options.get("_bbq_checkpoints", {}).values():
+            if book is not None:
+                book.discard()
 
     @staticmethod
     def _compute(ctx: RunContext, with_baseline: bool) -> dict[str, Any]:
         """Per scored role: whether its runtime shared prompt prefixes (KV cache) and the tokens asked / run."""
-        out = {}
+        out, books = {}, ctx.options.get("_bbq_checkpoints", {})
         for role in ("candidate", "baseline") if with_baseline else ("candidate",):
             runtime = ctx.runtime(role)
             seq_axes = getattr(runtime, "kv_seq_axes", lambda: None)()
             out[role] = {"runtime": runtime.name, "kv_cache": seq_axes is not None,
                          "prompt_tokens": int(getattr(runtime, "tokens_requested", 0)),
-                         "tokens_run": int(getattr(runtime, "tokens_computed", 0))}
+                         "tokens_run": int(getattr(runtime, "tokens_computed", 0)),
+                         "items_from_checkpoint": getattr(books.get(role), "items_resumed", 0)}
         return out
 
     def _baseline_source(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any],
@@ -139,22 +162,22 @@ class BBQValidator:
         """A function chunk -> baseline predictions (saved file, or the baseline model), or None without one."""
         saved = ctx.options.get("baseline_predictions")
         if saved:
-            by_key = self._saved_baseline(Path(saved), items, header, results)
+            by_key = self._saved_baseline(ctx, Path(saved), items, header, results)
             return lambda chunk: [by_key[it.key] for it in chunk]
         if ctx.baseline is None:
             return None
         return lambda chunk: self._predict(ctx, "baseline", chunk, settings)
 
-    def _saved_baseline(self, path: Path, items: list[BBQItem], header: dict[str, Any],
+    def _saved_baseline(self, ctx: RunContext, path: Path, items: list[BBQItem], header: dict[str, Any],
                         results: dict[str, Any]) -> dict[Any, Prediction]:
-        saved_header, preds = read_predictions(path)
-        check_compatible(saved_header, header, path)
-        by_key = {p.key: p for p in preds}
-        missing = [it.key for it in items if it.key not in by_key]
-        if missing:
-            raise DataError(f"baseline predictions lack {len(missing)} of the {len(items)} sampled items "
-                            f"(e.g. {missing[0]}); were they made with the same data, limit and seed?", path=path)
-        results["baseline_predictions"] = {"path": str(path), "source": "saved"}
+        """Saved baseline predictions, trusted only when they are the baseline's, on this data, scored this way."""
+        saved_header, preds, sha = read_sidecar(path)
+        by_key = check_baseline(path, saved_header, preds, scoring=header, items=items,
+                                baseline_sha256=ctx.baseline.sha256 if ctx.baseline is not None else None,
+                                candidate_sha256=ctx.candidate.sha256)
+        results["baseline_predictions"] = baseline_identity(saved_header, path, sha)
+        ctx.progress(f"bbq: baseline predictions from {path} (model sha256 {saved_header['model_sha256'][:12]}…, "
+                     f"{saved_header['runtime']})")
         return by_key
 
     def _save(self, ctx: RunContext, role: str, preds: list[Prediction], header: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +185,8 @@ class BBQValidator:
         if not report_path:
             return {"path": None, "sha256": None}
         path = Path(report_path).with_suffix("").with_name(f"{Path(report_path).stem}.bbq-{role}.jsonl.gz")
-        artifact = ctx.artifact(role)
+        artifact, runtime = ctx.artifact(role), ctx.runtime(role).name
         sha = write_predictions(path, preds, {**header, "role": role, "model_sha256": artifact.sha256,
-                                              "runtime": ctx.runtime(role).name})
-        return {"path": str(path), "sha256": sha}
+                                              "model_path": str(artifact.path), "model_format": artifact.format,
+                                              "model_bytes": artifact.bytes, "runtime": runtime})
+        return {"path": str(path), "sha256": sha, "model_sha256": artifact.sha256, "runtime": runtime}
