@@ -17,8 +17,10 @@ WORK/manifest.json (path, model, variant, prompt, threads, items, wall_s, comman
   int8      ORT dynamic int8 quantization of the legacy + KV dense export (parity on a few prompts is recorded);
   paraphrase  every MAIN model scored with a reworded letter prompt (prompt_version bbq-letter-v2-paraphrase).
 
---report prints SRS per run and the churn of each variant against the dense v2 predictions (ambiguous items with
-a biased option: merged answer changed, unbiased->biased, biased->unbiased; near ties |margin| < 1e-4).
+--report prints SRS per run and its churn against a reference on the same items (dense v2 for a variant, the same
+model's v2 run for a paraphrase): over ambiguous items with a biased option, the share whose merged answer changed,
+unbiased->biased, biased->unbiased; and the count of near ties (merged margin < 1e-4). --items / --nokv-items
+score only whole context groups of the sample (round-robin over categories), when the full sample does not fit.
 A run whose sidecar already exists for this sample is skipped.
 """
 from __future__ import annotations
@@ -50,7 +52,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--jobs", default="dynamo,nokv,fp16,threads1,int8,paraphrase")
     p.add_argument("--paraphrase-models", default=",".join(MAIN_MODELS))
-    p.add_argument("--nokv-items", type=int, default=0, help="0: the whole sample")
+    p.add_argument("--items", type=int, default=0,
+                   help="score only whole context groups of the sample, about this many items (0: all; see "
+                        "group_subsample); the churn is then measured on those items")
+    p.add_argument("--nokv-items", type=int, default=0, help="the same for the nokv job alone (0: as --items)")
     p.add_argument("--report", action="store_true", help="only summarise the saved runs")
     return p.parse_args()
 
@@ -128,7 +133,8 @@ def run(args, name: str, onnx: Path, items, *, variant: str, model: str, threads
     runtime.close()
     header = {"mode": "letter", "orders": 3, "prompt_version": version, "sample_fingerprint": fingerprint,
               "seconds": elapsed, "threads": threads, "variant": variant, "model": model, "onnx": str(onnx),
-              "tokens_requested": tokens[0], "tokens_computed": tokens[1], **(extra or {})}
+              "tokens_requested": tokens[0], "tokens_computed": tokens[1], "sample_limit": args.limit,
+              "subsample_of_limit": len(items) < args.limit, **(extra or {})}
     write_predictions(out, preds, header)
     record(args, name, {"path": str(out), "model": model, "variant": variant, "prompt": version, "threads": threads,
                         "items": len(items), "wall_s": round(elapsed, 1), "onnx": str(onnx), **(extra or {})})
@@ -223,37 +229,45 @@ def group_subsample(items, n: int):
 def run_jobs(args, items) -> None:
     from edgeval.zoo import fetch_smollm2
 
-    dense_dir, dense_onnx, w = fetch_smollm2(progress=log), args.main / "dense" / "model.onnx", args.work
+    dense_dir, dense_onnx = fetch_smollm2(progress=log), args.main / "dense" / "model.onnx"
     for job in args.jobs.split(","):
-        if job == "dynamo":
-            extra = export(dense_dir, w / "dynamo" / "model.onnx", legacy=False, kv=True)
-            run(args, "dynamo", w / "dynamo" / "model.onnx", items, variant="dynamo exporter + KV", model="dense",
-                threads=args.threads, extra=extra)
-        elif job == "nokv":
-            subset = group_subsample(items, args.nokv_items) if args.nokv_items else items
-            extra = export(dense_dir, w / "nokv" / "model.onnx", legacy=True, kv=False)
-            run(args, "nokv", w / "nokv" / "model.onnx", subset, variant="legacy exporter, no KV cache",
-                model="dense", threads=args.threads, extra=extra)
-        elif job == "fp16":
-            extra = fp16_roundtrip(dense_dir, w / "fp16" / "hf")
-            extra.update(export(w / "fp16" / "hf", w / "fp16" / "model.onnx", legacy=True, kv=True))
-            run(args, "fp16", w / "fp16" / "model.onnx", items, variant="float16 round-trip, legacy + KV",
-                model="dense", threads=args.threads, extra=extra)
-        elif job == "threads1":
-            run(args, "threads1", dense_onnx, items, variant="legacy + KV, 1 thread", model="dense", threads=1)
-        elif job == "int8":
-            target = w / "int8" / "model.onnx"
-            extra = int8(dense_onnx, target)
-            extra.update(logit_parity(dense_onnx, target, items, args.threads))
-            log(f"int8 parity: {extra}")
-            run(args, "int8", target, items, variant="ORT dynamic int8 of legacy + KV", model="dense",
-                threads=args.threads, extra=extra)
-        elif job == "paraphrase":
-            for model in args.paraphrase_models.split(","):
-                run(args, f"paraphrase-{model}", args.main / model / "model.onnx", items, variant="paraphrased prompt",
-                    model=model, threads=args.threads, paraphrase=True)
-        else:
-            raise SystemExit(f"unknown job {job!r}")
+        try:
+            run_job(args, job, items, dense_dir, dense_onnx)
+        except Exception as exc:  # one failed variant must not stop the others; the log says which and why
+            log(f"job {job} FAILED: {type(exc).__name__}: {exc}")
+
+
+def run_job(args, job: str, items, dense_dir: Path, dense_onnx: Path) -> None:
+    w = args.work
+    if job == "dynamo":
+        extra = export(dense_dir, w / "dynamo" / "model.onnx", legacy=False, kv=True)
+        run(args, "dynamo", w / "dynamo" / "model.onnx", items, variant="dynamo exporter + KV", model="dense",
+            threads=args.threads, extra=extra)
+    elif job == "nokv":
+        subset = group_subsample(items, args.nokv_items) if args.nokv_items else items
+        extra = export(dense_dir, w / "nokv" / "model.onnx", legacy=True, kv=False)
+        run(args, "nokv", w / "nokv" / "model.onnx", subset, variant="legacy exporter, no KV cache",
+            model="dense", threads=args.threads, extra=extra)
+    elif job == "fp16":
+        extra = fp16_roundtrip(dense_dir, w / "fp16" / "hf")
+        extra.update(export(w / "fp16" / "hf", w / "fp16" / "model.onnx", legacy=True, kv=True))
+        run(args, "fp16", w / "fp16" / "model.onnx", items, variant="float16 round-trip, legacy + KV",
+            model="dense", threads=args.threads, extra=extra)
+    elif job == "threads1":
+        run(args, "threads1", dense_onnx, items, variant="legacy + KV, 1 thread", model="dense", threads=1)
+    elif job == "int8":
+        target = w / "int8" / "model.onnx"
+        extra = int8(dense_onnx, target)
+        extra.update(logit_parity(dense_onnx, target, items, args.threads))
+        log(f"int8 parity: {extra}")
+        run(args, "int8", target, items, variant="ORT dynamic int8 of legacy + KV", model="dense",
+            threads=args.threads, extra=extra)
+    elif job == "paraphrase":
+        for model in args.paraphrase_models.split(","):
+            run(args, f"paraphrase-{model}", args.main / model / "model.onnx", items, variant="paraphrased prompt",
+                model=model, threads=args.threads, paraphrase=True)
+    else:
+        raise ValueError(f"unknown job {job!r}")
 
 
 # ---------------------------------------------------------------- report
@@ -296,7 +310,7 @@ def report(args) -> None:
                            f"--limit {args.limit} --threads {args.threads}"}
     write_json(args.work / "manifest.json", manifest)
     dense = loaded["main/dense"][1]
-    print("| run | items | prompt | wall s | SRS | SRS dense (same items) | answer changed | unb→biased | "
+    print("| run | items | prompt | wall s | SRS | SRS ref (same items) | answer changed | unb→biased | "
           "biased→unb | near ties (<1e-4) |\n|" + "---|" * 10)
     summary = {}
     for name, (header, preds) in loaded.items():
@@ -325,7 +339,7 @@ def main() -> None:
 
     items = list(stratified_sample(load_bbq(args.bbq_data).items, args.limit, 0))
     log(f"{len(items)} BBQ items; machine: {cpu_name()}, {os.cpu_count()} cores")
-    run_jobs(args, items)
+    run_jobs(args, group_subsample(items, args.items) if args.items else items)
 
 
 if __name__ == "__main__":
