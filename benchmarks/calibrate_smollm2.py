@@ -9,6 +9,7 @@ model.onnx exported legacy + KV cache + next-token output, and their 3-order pre
 WORK/<name>/predictions.jsonl.gz (same 1,200-item stratified sample, seed 0, 3 cyclic orders) and an entry in
 WORK/manifest.json (path, model, variant, prompt, threads, items, wall_s, command). Jobs:
 
+  dense-ref the dense legacy + KV export rescored: the reference the variants are compared with (same code);
   dynamo    dense exported by the dynamo exporter (KV cache, next-token output) instead of the legacy one;
   nokv      legacy export without a KV cache (every prompt run in full; --nokv-items limits it to whole
             context groups in key order);
@@ -17,11 +18,12 @@ WORK/manifest.json (path, model, variant, prompt, threads, items, wall_s, comman
   int8      ORT dynamic int8 quantization of the legacy + KV dense export (parity on a few prompts is recorded);
   paraphrase  every MAIN model scored with a reworded letter prompt (prompt_version bbq-letter-v2-paraphrase).
 
---report prints SRS per run and its churn against a reference on the same items (dense v2 for a variant, the same
-model's v2 run for a paraphrase): over ambiguous items with a biased option, the share whose merged answer changed,
+--report prints SRS per run and its churn against a reference on the same items (dense-ref, else MAIN's dense, for
+a variant; MAIN's dense for dense-ref; the same model's v2 run for a paraphrase): over ambiguous items with a biased option, the share whose merged answer changed,
 unbiased->biased, biased->unbiased; and the count of near ties (merged margin < 1e-4). --items / --nokv-items
 score only whole context groups of the sample (round-robin over categories), when the full sample does not fit.
-A run whose sidecar already exists for this sample is skipped.
+A run whose sidecar already exists for this sample is skipped. Run it with PYTHONPATH=<checkout> so that every
+run imports one fixed edgeval (a script's directory, not the cwd, is on sys.path).
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=1200)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--jobs", default="dynamo,nokv,fp16,threads1,int8,paraphrase")
+    p.add_argument("--jobs", default="dense-ref,dynamo,nokv,fp16,threads1,int8,paraphrase")
     p.add_argument("--paraphrase-models", default=",".join(MAIN_MODELS))
     p.add_argument("--items", type=int, default=0,
                    help="score only whole context groups of the sample, about this many items (0: all; see "
@@ -239,7 +241,10 @@ def run_jobs(args, items) -> None:
 
 def run_job(args, job: str, items, dense_dir: Path, dense_onnx: Path) -> None:
     w = args.work
-    if job == "dynamo":
+    if job == "dense-ref":  # the reference: dense legacy + KV rescored by this very process's code
+        run(args, "dense-ref", dense_onnx, items, variant="legacy + KV (reference rescore)", model="dense",
+            threads=args.threads)
+    elif job == "dynamo":
         extra = export(dense_dir, w / "dynamo" / "model.onnx", legacy=False, kv=True)
         run(args, "dynamo", w / "dynamo" / "model.onnx", items, variant="dynamo exporter + KV", model="dense",
             threads=args.threads, extra=extra)
@@ -309,12 +314,12 @@ def report(args) -> None:
                 "command": f"python benchmarks/bbq_smollm2.py --bbq-data {args.bbq_data} --work {args.main} "
                            f"--limit {args.limit} --threads {args.threads}"}
     write_json(args.work / "manifest.json", manifest)
-    dense = loaded["main/dense"][1]
+    dense = loaded.get("dense-ref", loaded["main/dense"])[1]
     print("| run | items | prompt | wall s | SRS | SRS ref (same items) | answer changed | unb→biased | "
           "biased→unb | near ties (<1e-4) |\n|" + "---|" * 10)
     summary = {}
     for name, (header, preds) in loaded.items():
-        base = dense
+        base = loaded["main/dense"][1] if name == "dense-ref" else dense
         if name.startswith("paraphrase-"):  # vs the same model's v2 predictions
             base = loaded.get(f"main/{name.removeprefix('paraphrase-')}", (None, dense))[1]
         c = churn(preds, base)
