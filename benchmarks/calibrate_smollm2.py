@@ -297,13 +297,23 @@ def _srs(preds) -> float | None:
     return metrics_by_category(preds)["overall"]["srs"]
 
 
+def _argmax_view(header: dict, preds: list) -> tuple[dict, list]:
+    """Every run's answer re-derived from its saved scores by plain argmax, so that runs written by code with and
+    without the tie rule (margin < 1e-4 -> no answer) are compared alike; near ties are counted apart."""
+    import dataclasses
+
+    import numpy as np
+
+    return header, [dataclasses.replace(p, pred=int(np.argmax(p.scores))) if p.scores else p for p in preds]
+
+
 def report(args) -> None:
     from edgeval.validators.bbq.predictions import read_predictions
 
     runs = {f"main/{m}": args.main / m / "bbq-predictions.jsonl.gz" for m in MAIN_MODELS}
     manifest = json.loads((args.work / "manifest.json").read_text()) if (args.work / "manifest.json").is_file() else {}
     runs.update({k: Path(v["path"]) for k, v in manifest.items()})
-    loaded = {k: read_predictions(p) for k, p in runs.items() if p.is_file()}
+    loaded = {k: _argmax_view(*read_predictions(p)) for k, p in runs.items() if p.is_file()}
     for m in MAIN_MODELS:  # the main benchmark's own runs, for one manifest of every sidecar
         if f"main/{m}" in loaded and f"main/{m}" not in manifest:
             h, preds = loaded[f"main/{m}"]
