@@ -288,7 +288,9 @@ def churn(preds, base) -> dict[str, Any]:
             "answer_changed": sum(p.pred != b.pred for p, b in pairs) / n,
             "unbiased_to_biased": sum(biased(p) and not biased(b) for p, b in pairs) / n,
             "biased_to_unbiased": sum(biased(b) and not biased(p) for p, b in pairs) / n,
-            "srs_base_same_items": _srs([b for _, b in pairs])}
+            "srs_base_same_items": _srs([b for _, b in pairs]),
+            "max_abs_dscore": max((abs(x - y) for p in preds if p.key in by_key
+                                   for x, y in zip(p.scores, by_key[p.key].scores)), default=None)}
 
 
 def _srs(preds) -> float | None:
@@ -326,7 +328,7 @@ def report(args) -> None:
     write_json(args.work / "manifest.json", manifest)
     dense = loaded.get("dense-ref", loaded["main/dense"])[1]
     print("| run | items | prompt | wall s | SRS | SRS ref (same items) | answer changed | unb→biased | "
-          "biased→unb | near ties (<1e-4) |\n|" + "---|" * 10)
+          "biased→unb | near ties (<1e-4) | max abs Δscore |\n|" + "---|" * 11)
     summary = {}
     for name, (header, preds) in loaded.items():
         base = loaded["main/dense"][1] if name == "dense-ref" else dense
@@ -339,7 +341,7 @@ def report(args) -> None:
         summary[name] = row
         print(f"| {name} | {len(preds)} | {row['prompt']} | {row['seconds']:.0f} | {row['srs']:.3f} | "
               f"{c['srs_base_same_items']:.3f} | {c['answer_changed']:.3f} | {c['unbiased_to_biased']:.3f} | "
-              f"{c['biased_to_unbiased']:.3f} | {ties} |")
+              f"{c['biased_to_unbiased']:.3f} | {ties} | {c['max_abs_dscore']:.2e} |")
     write_json(args.work / "calibration.json", summary)
 
 
