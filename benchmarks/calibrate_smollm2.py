@@ -85,7 +85,7 @@ def score_with_prompt(runtime, items, build: Callable, batch_size: int) -> list:
     from edgeval.validators.bbq.scoring import Progress, _letter_prediction, letter_logprobs
 
     tok, orders = runtime.tokenizer, cyclic_orders(3)
-    prompts = [tok.encode(build(tok, item, order), add_special_tokens=False) for item in items for order in orders]
+    prompts = [tok.encode_prompt(build(tok, item, order)) for item in items for order in orders]
     progress = Progress(len(prompts), f"bbq[{runtime.name}]", log)
     logits = runtime.next_token_logits_many(prompts, max_rows=batch_size, progress=progress.advance)
     logp = letter_logprobs(logits, letter_token_ids(tok))
@@ -113,14 +113,14 @@ def record(args, name: str, entry: dict[str, Any]) -> None:
 def run(args, name: str, onnx: Path, items, *, variant: str, model: str, threads: int, paraphrase: bool = False,
         extra: dict[str, Any] | None = None) -> Path:
     from edgeval.runtimes import load_runtime
-    from edgeval.validators.bbq.predictions import read_predictions, write_predictions
+    from edgeval.validators.bbq.predictions import read_cache, write_predictions
     from edgeval.validators.bbq.prompts import PROMPT_VERSION
     from edgeval.validators.bbq.sampling import sample_fingerprint
     from edgeval.validators.bbq.scoring import score_letters
 
     out = args.work / name / "predictions.jsonl.gz"
     fingerprint, version = sample_fingerprint(items, 0), PARAPHRASE_VERSION if paraphrase else PROMPT_VERSION
-    if out.is_file() and read_predictions(out)[0].get("sample_fingerprint") == fingerprint:
+    if out.is_file() and read_cache(out)[0].get("sample_fingerprint") == fingerprint:
         log(f"{name}: already scored ({out})")
         return out
     log(f"{name}: scoring {len(items)} items x 3 orders on {onnx} with {threads} thread(s)")
@@ -137,7 +137,7 @@ def run(args, name: str, onnx: Path, items, *, variant: str, model: str, threads
               "seconds": elapsed, "threads": threads, "variant": variant, "model": model, "onnx": str(onnx),
               "tokens_requested": tokens[0], "tokens_computed": tokens[1], "sample_limit": args.limit,
               "subsample_of_limit": len(items) < args.limit, **(extra or {})}
-    write_predictions(out, preds, header)
+    write_predictions(out, preds, header, check_header=False)
     record(args, name, {"path": str(out), "model": model, "variant": variant, "prompt": version, "threads": threads,
                         "items": len(items), "wall_s": round(elapsed, 1), "onnx": str(onnx), **(extra or {})})
     log(f"{name}: {len(items)} items in {elapsed:.0f} s -> {out}")
@@ -205,7 +205,7 @@ def logit_parity(a: Path, b: Path, items, threads: int, n_items: int = 20) -> di
     out = []
     for path in (a, b):
         rt = load_runtime(path, threads=threads)
-        seqs = [rt.tokenizer.encode(letter_prompt(rt.tokenizer, it, (0, 1, 2)), add_special_tokens=False)
+        seqs = [rt.tokenizer.encode_prompt(letter_prompt(rt.tokenizer, it, (0, 1, 2)))
                 for it in items[:n_items]]
         out.append(np.asarray(rt.next_token_logits_many(seqs, max_rows=8), dtype=np.float64))
         rt.close()
@@ -310,12 +310,12 @@ def _argmax_view(header: dict, preds: list) -> tuple[dict, list]:
 
 
 def report(args) -> None:
-    from edgeval.validators.bbq.predictions import read_predictions
+    from edgeval.validators.bbq.predictions import read_cache
 
     runs = {f"main/{m}": args.main / m / "bbq-predictions.jsonl.gz" for m in MAIN_MODELS}
     manifest = json.loads((args.work / "manifest.json").read_text()) if (args.work / "manifest.json").is_file() else {}
     runs.update({k: Path(v["path"]) for k, v in manifest.items()})
-    loaded = {k: _argmax_view(*read_predictions(p)) for k, p in runs.items() if p.is_file()}
+    loaded = {k: _argmax_view(*read_cache(p)) for k, p in runs.items() if p.is_file()}
     for m in MAIN_MODELS:  # the main benchmark's own runs, for one manifest of every sidecar
         if f"main/{m}" in loaded and f"main/{m}" not in manifest:
             h, preds = loaded[f"main/{m}"]
