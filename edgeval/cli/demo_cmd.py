@@ -56,7 +56,7 @@ def demo_cmd(out_dir: Path, bbq_data: Path | None, limit: int, methods: tuple[st
     """Prune SmolLM2-135M-Instruct (Wanda, magnitude) at a few sparsities, gate every pruned copy against the
     dense model (size, latency, BBQ bias, perplexity) and write a table, a plot and demo.html to --out.
 
-    Needs the [torch], [onnx] and [demo] extras. On 2 CPU cores the default run takes about 8 minutes and keeps
+    Needs the [torch], [onnx] and [demo] extras. On a loaded 2-core VM the default run took 17-33 minutes and keeps
     about 5 GB of models in --out (a second run reuses them)."""
     from ..demo import run_demo
 
