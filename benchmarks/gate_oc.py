@@ -31,6 +31,8 @@ import zlib
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+
+from edgeval.environment import cpu_name
 from typing import Any, Iterable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's edgeval, not an installed copy
@@ -493,7 +495,7 @@ def simulate_all(args: argparse.Namespace, settings: dict[str, Any]) -> tuple[st
     rows = run_cells(cells, args, settings)
     elapsed = time.perf_counter() - start
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
-    header = (f"gate_oc: {_cpu_model()} ({machine}); {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; seed "
+    header = (f"gate_oc: {cpu_name()} ({machine}); {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; seed "
               f"{args.seed}; reps {args.reps} per false-block cell, {args.power_reps} per power cell, "
               f"{args.stress_reps} per stress cell; {sum(c.reps for c in cells)} simulated runs, each gated "
               f"fixed-sample and with early stop ({args.looks} looks), in {elapsed:.0f} s wall with {args.workers} "
@@ -534,16 +536,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         plot(rows, args, alpha, args.plot)
     return 0 if all(t["status"] != "FAIL" for t in res) else 1
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

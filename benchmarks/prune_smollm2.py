@@ -19,21 +19,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import sys
 import time
 from pathlib import Path
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from edgeval.environment import cpu_name
 
 
 def _peak_rss_mib() -> float:
@@ -88,7 +79,7 @@ def _table(args: argparse.Namespace, manifest: dict, loaded: float | None, total
             ("prune time", f"{manifest['elapsed_s']:.1f} s"),
             ("total time", f"{total:.1f} s" + (" (load + prune + save)" if args.out else " (load + prune)")),
             ("peak RSS", f"{_peak_rss_mib():,.0f} MiB"),
-            ("machine", f"{_cpu_name()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"),
+            ("machine", f"{cpu_name()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"),
             ("software", ", ".join(f"{k} {v}" for k, v in manifest["environment"].items())),
             ("warnings", str(len(manifest["warnings"])))]
     width = max(len(k) for k, _ in rows)
