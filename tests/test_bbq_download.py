@@ -149,7 +149,7 @@ def test_progress_callback_and_no_metadata(server: _Server, tmp_path: Path) -> N
 def test_checksum_mismatch_leaves_nothing(server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(download.SHA256, "data/Age.jsonl", "0" * 64)
     actual = hashlib.sha256((FIXTURES / "Age.jsonl").read_bytes()).hexdigest()
-    with pytest.raises(DataError, match=f"sha256 mismatch for data/Age.jsonl: expected {'0' * 64}, got {actual}"):
+    with pytest.raises(DataError, match=f"sha256 mismatch for BBQ data/Age.jsonl: expected {'0' * 64}, got {actual}"):
         data.ensure_bbq(categories=["Age"], cache_dir=tmp_path / "cache", base_url=server.url, metadata=False)
     assert _files(tmp_path / "cache") == []
 

@@ -11,18 +11,13 @@ The cache mirrors upstream's layout (``data/*.jsonl``, ``supplemental/additional
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
-import sys
-import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
-from ...atomic import umask_mode
 from ...cache import ENV_CACHE_DIR, user_cache_dir  # noqa: F401  (re-exported)
 from ...errors import DataError
+from ...fetch import TIMEOUT_S, Progress, cached_ok, fetch_url, sha256_file, stderr_progress  # noqa: F401
 
 UPSTREAM_REPO = "nyu-mll/BBQ"
 UPSTREAM_COMMIT = "bea11bd97d79217245b5871acd247b9d6eb24598"
@@ -52,8 +47,6 @@ EXPECTED_COUNTS: dict[str, int] = {
     "Physical_appearance": 1576, "Race_ethnicity": 6880, "Race_x_SES": 11160, "Race_x_gender": 15960,
     "Religion": 1200, "SES": 6864, "Sexual_orientation": 864}
 ENV_DATA_DIR = "EDGEVAL_BBQ_DIR"
-TIMEOUT_S = 60.0
-_CHUNK = 1 << 20
 
 
 def raw_url(name: str, base_url: str = BASE_URL) -> str:
@@ -69,61 +62,9 @@ def unknown_category_error(name: str) -> DataError:
     return DataError(f"unknown BBQ category {name!r}{hint} (categories: {', '.join(CATEGORIES)})")
 
 
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def bbq_cache_root(cache_dir: str | Path | None = None) -> Path:
     """The folder holding this commit's cached files (``data/`` and ``supplemental/`` inside it)."""
     return (Path(cache_dir).expanduser() if cache_dir else user_cache_dir()) / "bbq" / UPSTREAM_COMMIT
-
-
-Progress = Callable[[str], None]
-
-
-def _stderr(message: str) -> None:
-    print(f"edgeval: {message}", file=sys.stderr, flush=True)
-
-
-def _tempfile_beside(dest: Path) -> tuple[int, Path]:
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as exc:
-        raise DataError(f"cannot write to the BBQ cache: {exc.strerror}; set {ENV_CACHE_DIR} to a writable "
-                        f"folder", path=dest.parent) from None
-    return fd, Path(name)
-
-
-def _fetch(url: str, dest: Path, expected: str, rel: str, timeout: float, progress: Progress) -> None:
-    """Stream ``url`` to a temporary file beside ``dest``; rename it into place only if its sha256 matches."""
-    fd, tmp = _tempfile_beside(dest)
-    digest, size = hashlib.sha256(), 0
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
-            for block in iter(lambda: resp.read(_CHUNK), b""):
-                out.write(block)
-                digest.update(block)
-                size += len(block)
-        got = digest.hexdigest()
-        if got != expected:
-            raise DataError(f"sha256 mismatch for {rel}: expected {expected}, got {got} (downloaded from {url})")
-        os.chmod(tmp, umask_mode())  # mkstemp's 0600 must not survive the rename
-        os.replace(tmp, dest)
-    except urllib.error.HTTPError as exc:
-        raise DataError(f"download failed: HTTP {exc.code} {exc.reason} for {url}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise DataError(f"download failed for {url}: {reason}; pass data_dir or set {ENV_DATA_DIR} "
-                        f"to use a local copy") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    progress(f"BBQ {rel}: {size / 1e6:.1f} MB, sha256 ok")
 
 
 def _wanted(categories: Iterable[str] | None, metadata: bool) -> list[str]:
@@ -132,15 +73,6 @@ def _wanted(categories: Iterable[str] | None, metadata: bool) -> list[str]:
     if unknown:
         raise unknown_category_error(unknown[0])
     return [f"data/{n}.jsonl" for n in names] + ([METADATA_FILE] if metadata else [])
-
-
-def _cached_ok(path: Path, rel: str, progress: Progress) -> bool:
-    if not path.is_file():
-        return False
-    if sha256_file(path) == SHA256[rel]:
-        return True
-    progress(f"cached {path} fails its sha256 check; downloading it again")
-    return False
 
 
 def ensure_bbq(data_dir: str | Path | None = None, categories: Iterable[str] | None = None,
@@ -161,11 +93,12 @@ def ensure_bbq(data_dir: str | Path | None = None, categories: Iterable[str] | N
         if not path.is_dir():
             raise DataError("BBQ data folder does not exist", path=path)
         return path
-    root, say = bbq_cache_root(cache_dir), progress or _stderr
+    root, say = bbq_cache_root(cache_dir), progress or stderr_progress
     for rel in _wanted(categories, metadata):
         dest = root / rel
-        if not _cached_ok(dest, rel, say):
+        if not cached_ok(dest, SHA256[rel], say):
             url = f"{base_url.rstrip('/')}/{rel}"
             say(f"downloading BBQ {rel} from {url}")
-            _fetch(url, dest, SHA256[rel], rel, timeout, say)
+            fetch_url(url, dest, SHA256[rel], what=f"BBQ {rel}", timeout=timeout, progress=say,
+                      local_hint=f"pass data_dir or set {ENV_DATA_DIR} to use a local copy")
     return root / "data"

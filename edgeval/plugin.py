@@ -1,0 +1,24 @@
+"""The public plugin surface: everything a third-party validator, runtime or sink may import.
+
+Write plugins against this module only; names not exported here are internal and may change without notice.
+The tutorial is ``docs/plugins.md``.
+"""
+from __future__ import annotations
+
+from .atomic import atomic_write_bytes, atomic_write_text
+from .cache import user_cache_dir
+from .errors import BadInputError, DataError, EdgevalError, MeasurementError, ModelError, PolicyError
+from .fetch import extract_members, fetch_url, pip_wheel, sha256_file
+from .plugins import hookimpl
+from .report import Check, error_check, threshold_check
+from .stats import PairedDifference, paired_rate_difference, sequential_bounds
+from .validators.base import Outcome, RunContext, Validator
+from .validators.bbq.gate import slug
+
+__all__ = [
+    "hookimpl", "Check", "Outcome", "RunContext", "Validator", "threshold_check", "error_check", "slug",
+    "EdgevalError", "BadInputError", "DataError", "MeasurementError", "ModelError", "PolicyError",
+    "PairedDifference", "paired_rate_difference", "sequential_bounds",
+    "fetch_url", "pip_wheel", "extract_members", "sha256_file", "user_cache_dir",
+    "atomic_write_bytes", "atomic_write_text",
+]
