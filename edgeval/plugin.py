@@ -11,12 +11,13 @@ from .errors import BadInputError, DataError, EdgevalError, MeasurementError, Mo
 from .fetch import extract_members, fetch_url, pip_wheel, sha256_file
 from .plugins import hookimpl
 from .report import Check, error_check, threshold_check
+from .settings import Settings
 from .stats import PairedDifference, paired_rate_difference, sequential_bounds
 from .validators.base import Outcome, RunContext, Validator
 from .validators.bbq.gate import slug
 
 __all__ = [
-    "hookimpl", "Check", "Outcome", "RunContext", "Validator", "threshold_check", "error_check", "slug",
+    "hookimpl", "Check", "Outcome", "RunContext", "Validator", "Settings", "threshold_check", "error_check", "slug",
     "EdgevalError", "BadInputError", "DataError", "MeasurementError", "ModelError", "PolicyError",
     "PairedDifference", "paired_rate_difference", "sequential_bounds",
     "fetch_url", "pip_wheel", "extract_members", "sha256_file", "user_cache_dir",
