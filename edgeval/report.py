@@ -17,6 +17,7 @@ from typing import Any, Literal
 from ._version import __version__
 from .atomic import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported: the project's one writer)
 from .errors import BadInputError, EdgevalError, ExitCode, SchemaViolation
+from .ids import require_check_id
 from .schemas import REPORT_SCHEMA_VERSION, validator_for
 
 Status = Literal["pass", "fail", "inconclusive", "error"]
@@ -26,7 +27,8 @@ ErrorKind = Literal["bad_input", "internal"]
 
 @dataclass(frozen=True)
 class Check:
-    """One gated comparison: a metric, its value (and the baseline's), the threshold, and the outcome."""
+    """One gated comparison: a metric, its value (and the baseline's), the threshold, and the outcome. ``id`` must
+    match the report schema's pattern (see :mod:`edgeval.ids`); a bad one raises ``ValueError`` at once."""
 
     id: str
     validator: str
@@ -38,6 +40,9 @@ class Check:
     message: str = ""
     direction: str = "none"
     error_kind: ErrorKind | None = None
+
+    def __post_init__(self) -> None:
+        require_check_id(self.id, self.validator)  # here, not when the report is written after the whole run
 
     def to_json(self) -> dict[str, Any]:
         out = {"id": self.id, "validator": self.validator, "status": self.status, "metric": self.metric,

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..report import Check, threshold_check
+from ..settings import Settings, setting
 from .base import Outcome, RunContext
 
 BOOTSTRAP_RESAMPLES = 2000
@@ -51,13 +52,30 @@ class LatencyConfig:
         return cls(**{k: settings[k] for k in keys if k in settings}, seed=seed)
 
 
+@dataclass(frozen=True)
+class LatencySettings(Settings):
+    """The ``latency`` section of the policy."""
+
+    warmup: int = setting(3, minimum=0)
+    runs: int = setting(20, minimum=3)
+    batch: int = setting(1, minimum=1)
+    seq_len: int = setting(64, minimum=1)
+    threads: int | None = setting(None, "Intra-op threads; null: the runtime's default.", minimum=1)
+    max_p50_ms: float | None = setting(None, exclusiveMinimum=0)
+    max_p90_ms: float | None = setting(None, exclusiveMinimum=0)
+    max_p99_ms: float | None = setting(None, exclusiveMinimum=0)
+    max_ratio_to_baseline: float | None = setting(
+        1.25, "Candidate p50 / baseline p50 (interleaved runs) must not exceed this.", exclusiveMinimum=0)
+
+
 class LatencyValidator:
     """Warm-up, then timed forwards: p50/p90/p99 and throughput; interleaved A/B ratio against the baseline."""
 
     name = "latency"
     summary = "forward latency p50/p90/p99 and throughput on the target runtime; interleaved A/B ratio to baseline"
+    Settings = LatencySettings
 
-    def run(self, ctx: RunContext, settings: dict[str, Any]) -> Outcome:
+    def run(self, ctx: RunContext, settings: LatencySettings) -> Outcome:
         cfg = LatencyConfig.from_settings(settings, ctx.seed)
         if cfg.threads is None and ctx.threads:  # the run's --threads: the shared runtimes were opened with it
             cfg = replace(cfg, threads=ctx.threads)

@@ -16,6 +16,7 @@ training did (a model that needs its BOS scores garbage on a window without it):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import numpy as np
 
 from ..errors import DataError, MeasurementError
 from ..report import Check, threshold_check
+from ..settings import Settings, setting
 from .base import Outcome, RunContext
 
 BATCH = 4
@@ -96,11 +98,24 @@ def perplexity(runtime, text: str, window: int, stride: int, max_tokens: int | N
             "window": window, "stride": stride, "windows": len(spans)}
 
 
+@dataclass(frozen=True)
+class PerplexitySettings(Settings):
+    """The ``perplexity`` section of the policy."""
+
+    text: str | None = setting(None, "Text file to score; null: the text edgeval ships.")
+    window: int = setting(256, minimum=8)
+    stride: int = setting(128, minimum=1)
+    max_tokens: int | None = setting(4096, minimum=16)
+    max_ratio_to_baseline: float | None = setting(1.5, exclusiveMinimum=0)
+    max_perplexity: float | None = setting(None, exclusiveMinimum=0)
+
+
 class PerplexityValidator:
     name = "perplexity"
     summary = "perplexity on a fixed text (sliding windows), vs the baseline"
+    Settings = PerplexitySettings
 
-    def run(self, ctx: RunContext, settings: dict[str, Any]) -> Outcome:
+    def run(self, ctx: RunContext, settings: PerplexitySettings) -> Outcome:
         text, source = load_text(settings.get("text"))
         args = (settings["window"], settings["stride"], settings.get("max_tokens"))
         ctx.progress("perplexity: scoring the candidate")

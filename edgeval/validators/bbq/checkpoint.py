@@ -74,7 +74,7 @@ def run_key(artifact, runtime, role: str, settings: dict[str, Any], threads: int
     from .prompts import prompt_info
 
     return {"role": role, "model_sha256": artifact.sha256, "runtime": runtime.name, "threads": threads,
-            "prompt": prompt_info(runtime.tokenizer), "settings": settings, "edgeval": __version__,
+            "prompt": prompt_info(runtime.tokenizer), "settings": dict(settings), "edgeval": __version__,
             "packages": package_versions(), "code": _code_fingerprint(type(runtime))}
 
 
