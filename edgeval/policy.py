@@ -170,8 +170,9 @@ def _lift_plugins(raw: dict[str, Any], source: str) -> dict[str, Any]:
         if name in raw:
             raise PolicyError(f"'{name}' is given twice, at the top level and under '{LEGACY_PLUGINS}': keep the "
                               "top-level section", path=source)
-        warnings.warn(f"{source}: '{LEGACY_PLUGINS}.{name}' is deprecated and will be refused in the next release:"
-                      f" move the section to the top level ('{name}:')", PolicyDeprecationWarning, stacklevel=4)
+        message = (f"'{LEGACY_PLUGINS}.{name}' is deprecated and will be refused in the next release: move the "
+                   f"section to the top level ('{name}:')")
+        warnings.warn_explicit(message, PolicyDeprecationWarning, source, 0)  # one line that names the file
         raw[name] = section
     return raw
 
