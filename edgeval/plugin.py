@@ -9,7 +9,8 @@ Registering
 A validator
     :class:`Validator` (the protocol: ``name``, ``summary``, ``Settings``, ``run``), :class:`RunContext` (what
     ``run`` gets: the artifacts, their runtimes, the seed, progress), :class:`Outcome` (what it returns) and
-    :class:`Runtime` (what ``ctx.runtime(role)`` gives: logits for token sequences).
+    :class:`Runtime` (what ``ctx.runtime(role)`` gives: logits for token sequences); :class:`BaseRuntime` is the
+    base class of a runtime plugin (implement ``_forward``, get padding, bucketing and the NaN check).
 Settings
     :class:`Settings` (base of the frozen dataclass that is the validator's policy section), :func:`setting`
     (a field with help and JSON-schema keywords), :func:`schema_of` (the section's JSON schema, merged into the
@@ -43,13 +44,13 @@ from .fetch import extract_members, fetch_url, pip_wheel, sha256_file
 from .ids import is_check_id, slug
 from .plugins import hookimpl
 from .report import Check, error_check, threshold_check
-from .runtimes.base import Runtime
+from .runtimes.base import BaseRuntime, Runtime
 from .settings import Settings, defaults_of, parse, schema_of, setting
 from .stats import PairedDifference, normal_sf, paired_rate_difference, sequential_bounds, z_quantile
 from .validators.base import Outcome, RunContext, Validator
 
 __all__ = [
-    "hookimpl", "Validator", "RunContext", "Outcome", "Runtime",
+    "hookimpl", "Validator", "RunContext", "Outcome", "Runtime", "BaseRuntime",
     "Settings", "setting", "schema_of", "defaults_of", "parse",
     "Check", "threshold_check", "error_check", "slug", "is_check_id",
     "EdgevalError", "BadInputError", "DataError", "MeasurementError", "ModelError", "PolicyError", "UsageError",

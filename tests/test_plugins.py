@@ -8,16 +8,14 @@ edgeval starts, hence subprocesses.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import shutil
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+from plugin_helpers import env_with, pip_install_target
 
 from edgeval import builtin
 from edgeval.plugins import AUTOLOAD_ENV, BUILTIN, ENTRY_POINT_GROUP, plugin_manager, registered_validators
@@ -53,24 +51,14 @@ def test_builtins_load_with_autoload_off(monkeypatch: pytest.MonkeyPatch) -> Non
 @pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/plugin_pkg installed by pip into a private directory (a copy is built, so the source tree stays clean)."""
-    root = tmp_path_factory.mktemp("demo_plugin")
-    src = shutil.copytree(PLUGIN_SRC, root / "src", ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    site = root / "site"
-    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site), "--quiet",
-           "--disable-pip-version-check", "--no-input"]
-    if importlib.util.find_spec("setuptools") is not None:  # build offline with what is installed
-        cmd += ["--no-build-isolation", "--no-index"]
-    proc = subprocess.run(cmd + [str(src)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"pip could not install the demo plugin:\n{proc.stdout}\n{proc.stderr}"
+    site = pip_install_target(PLUGIN_SRC, tmp_path_factory.mktemp("demo_plugin"))
     assert any(site.glob("edgeval_demo_plugin-*.dist-info/entry_points.txt"))
     return site
 
 
 def edgeval(site: Path, cwd: Path, *args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python -m edgeval ARGS`` with the plugin's directory on the path (autoload on unless ``env`` says)."""
-    full = {k: v for k, v in os.environ.items() if k not in (AUTOLOAD_ENV, MARKER_ENV)}
-    full["PYTHONPATH"] = os.pathsep.join([str(site)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
-    full.update(env or {})
+    full = env_with(site, drop=(MARKER_ENV,), **(env or {}))
     return subprocess.run([sys.executable, "-m", "edgeval", *map(str, args)], capture_output=True, text=True,
                           env=full, cwd=cwd, timeout=300)
 
