@@ -38,8 +38,7 @@ from __future__ import annotations
 
 from .atomic import atomic_write_bytes, atomic_write_text
 from .cache import user_cache_dir
-from .errors import (BadInputError, DataError, EdgevalError, MeasurementError, ModelError, PolicyError,
-                     UsageError)
+from .errors import BadInputError, DataError, EdgevalError, MeasurementError, ModelError, PolicyError, UsageError
 from .fetch import extract_members, fetch_url, pip_wheel, sha256_file
 from .ids import is_check_id, slug
 from .plugins import hookimpl

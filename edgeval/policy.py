@@ -121,8 +121,11 @@ class Policy:
     disabled: tuple[str, ...] = ()
 
     def section(self, name: str) -> dict[str, Any]:
-        """Settings of validator ``name`` as a plain dict (a copy; empty when the policy has none)."""
+        """Settings of validator ``name`` as a plain dict (a copy; empty when the policy has none). A policy built
+        by hand (``Policy(data=...)``) may still hold the legacy ``plugins.<name>`` table: read, never ignored."""
         value = self.data.get(name)
+        if not isinstance(value, dict):
+            value = (self.data.get(LEGACY_PLUGINS) or {}).get(name)
         return copy.deepcopy(value) if isinstance(value, dict) else {}
 
     def settings_for(self, validator: Any) -> Any:

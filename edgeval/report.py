@@ -55,9 +55,14 @@ class Check:
 
 def error_check(check_id: str, validator: str, exc: BaseException, metric: str = "") -> Check:
     """A check that could not be measured. Bad input stays bad input; anything else is an internal error."""
-    kind: ErrorKind = "bad_input" if isinstance(exc, BadInputError) else "internal"
-    message = str(exc) if isinstance(exc, EdgevalError) else f"internal error: {type(exc).__name__}: {exc}"
+    kind, message = describe_error(exc)
     return Check(check_id, validator, "error", metric or check_id, message=message, error_kind=kind)
+
+
+def describe_error(exc: BaseException) -> tuple[ErrorKind, str]:
+    """``(kind, message)`` of an error: bad input stays bad input; anything else is an internal error."""
+    kind: ErrorKind = "bad_input" if isinstance(exc, BadInputError) else "internal"
+    return kind, str(exc) if isinstance(exc, EdgevalError) else f"internal error: {type(exc).__name__}: {exc}"
 
 
 def threshold_check(check_id: str, validator: str, metric: str, value: float | None, threshold: float | None, *,
@@ -104,8 +109,7 @@ class InputError:
 
     @classmethod
     def from_exception(cls, source: str, exc: BaseException) -> "InputError":
-        check = error_check(source, source, exc)
-        return cls(source, check.error_kind or "internal", check.message)
+        return cls(source, *describe_error(exc))  # a source ("sink:mlflow") is no check id: no Check built
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "kind": self.kind, "message": self.message}

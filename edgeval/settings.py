@@ -22,40 +22,27 @@ _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-    """Base class of every validator's settings (subclass it with ``@dataclass(frozen=True)``)."""
+class Settings(Mapping[str, Any]):
+    """Base class of every validator's settings (subclass it with ``@dataclass(frozen=True)``). An instance is
+    also a read-only mapping of its fields, so code written for the policy's dicts keeps working."""
 
     def __getitem__(self, key: str) -> Any:
-        if key not in self.keys():
+        if key not in self._names():
             raise KeyError(key)
         return getattr(self, key)
 
-    def __contains__(self, key: object) -> bool:
-        return key in self.keys()
-
     def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
+        return iter(self._names())
 
     def __len__(self) -> int:
-        return len(self.keys())
+        return len(self._names())
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key) if key in self.keys() else default
-
-    def keys(self) -> list[str]:
-        return [f.name for f in dataclasses.fields(self)]
-
-    def items(self) -> list[tuple[str, Any]]:
-        return [(key, getattr(self, key)) for key in self.keys()]
-
-    def values(self) -> list[Any]:
-        return [getattr(self, key) for key in self.keys()]
+    def _names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(self))
 
     def to_json(self) -> dict[str, Any]:
+        """The section as plain data (what the policy holds)."""
         return dataclasses.asdict(self)
-
-
-Mapping.register(Settings)  # read-only mapping of its fields: code written for the policy's dicts keeps working
 
 
 def setting(default: Any, doc: str = "", **schema: Any) -> Any:

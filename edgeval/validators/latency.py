@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -47,7 +47,7 @@ class LatencyConfig:
     seed: int = 0
 
     @classmethod
-    def from_settings(cls, settings: dict[str, Any], seed: int = 0) -> "LatencyConfig":
+    def from_settings(cls, settings: Mapping[str, Any], seed: int = 0) -> "LatencyConfig":
         keys = ("warmup", "runs", "batch", "seq_len", "threads")
         return cls(**{k: settings[k] for k in keys if k in settings}, seed=seed)
 
@@ -177,7 +177,7 @@ def build_results(times: dict[str, list[int]], described: dict[str, dict], cfg: 
 
 
 # -- checks ------------------------------------------------------------------------------------------------
-def latency_checks(r: dict[str, Any], settings: dict[str, Any]) -> tuple[Check, ...]:
+def latency_checks(r: dict[str, Any], settings: Mapping[str, Any]) -> tuple[Check, ...]:
     """Percentiles against their budgets; the ratio against ``max_ratio_to_baseline`` with a baseline."""
     checks = [threshold_check(f"latency.{p}_ms", "latency", f"latency_ms_{p}", r[f"{p}_ms"],
                               settings.get(f"max_{p}_ms"), baseline_value=r.get(f"baseline_{p}_ms"), unit=" ms")

@@ -235,7 +235,7 @@ def _disagreements(prompts: PromptSet, cand: np.ndarray, ref: np.ndarray) -> lis
 
 
 # -- report ----------------------------------------------------------------------------------------------------
-def parity_checks(results: dict[str, Any], settings: dict[str, Any]) -> list[Check]:
+def parity_checks(results: dict[str, Any], settings: Mapping[str, Any]) -> list[Check]:
     """One check per measurement; ``min_letter_agreement`` gates both letter and option agreement."""
     higher = {"direction": "higher_is_better"}
     letters = settings.get("min_letter_agreement")

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -130,7 +130,7 @@ class PerplexityValidator:
         return Outcome(tuple(self._checks(cand, base, settings)), results)
 
     @staticmethod
-    def _checks(cand: dict, base: dict | None, settings: dict) -> list[Check]:
+    def _checks(cand: dict, base: dict | None, settings: Mapping[str, Any]) -> list[Check]:
         base_ppl = base["perplexity"] if base else None
         checks = [threshold_check("perplexity.value", "perplexity", "perplexity", cand["perplexity"],
                                   settings.get("max_perplexity"), baseline_value=base_ppl)]

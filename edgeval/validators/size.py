@@ -40,7 +40,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from ..artifacts import Artifact
 from ..errors import BadInputError, ModelError
@@ -220,7 +220,7 @@ def _pct(x: float) -> str:
 
 
 # -- checks ------------------------------------------------------------------------------------------------
-def size_checks(r: dict[str, Any], settings: dict[str, Any], has_baseline: bool) -> tuple[Check, ...]:
+def size_checks(r: dict[str, Any], settings: Mapping[str, Any], has_baseline: bool) -> tuple[Check, ...]:
     """The gated comparisons; ratio and savings only make sense (and only run) with a baseline."""
     checks = [
         threshold_check("size.bytes", "size", "bytes", r["bytes"], settings.get("max_bytes"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from ...errors import DataError, PolicyError
 from ...settings import Settings, setting
@@ -98,7 +98,7 @@ class BBQValidator:
         self._checkpoints_done(ctx)
         return Outcome(tuple(checks), results)
 
-    def _score(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any], baseline_of,
+    def _score(self, ctx: RunContext, items: list[BBQItem], settings: Mapping[str, Any], baseline_of,
                results: dict[str, Any]):
         """(items scored, candidate predictions, baseline predictions or None, decision or None): all items, or
         in looks until the gate's rule decides (then its decision at the stopping look is the verdict's)."""
@@ -132,7 +132,7 @@ class BBQValidator:
                                 path=ctx.artifact("baseline").path)
         return out
 
-    def _items(self, ctx: RunContext, settings: dict[str, Any]) -> tuple[list[BBQItem], dict[str, Any]]:
+    def _items(self, ctx: RunContext, settings: Mapping[str, Any]) -> tuple[list[BBQItem], dict[str, Any]]:
         directory = data.ensure_bbq(settings.get("data_dir"), categories=settings.get("categories"),
                                     progress=ctx.progress)
         loaded = data.load_bbq(directory, settings.get("categories"))
@@ -146,7 +146,7 @@ class BBQValidator:
                        "sample_fingerprint": sampling.sample_fingerprint(items, ctx.seed),
                        "data_fingerprint": data_fingerprint(loaded.sha256, loaded.target_loc_file)}
 
-    def _predict(self, ctx: RunContext, role: str, items: Sequence[BBQItem], settings: dict[str, Any]):
+    def _predict(self, ctx: RunContext, role: str, items: Sequence[BBQItem], settings: Mapping[str, Any]):
         """Predictions of ``role`` for ``items`` (in order), scored in fixed chunks and checkpointed as they are
         scored, so that a rerun after a crash resumes (see :mod:`.checkpoint`). Every scoring path comes here."""
         runtime = ctx.runtime(role)
@@ -157,7 +157,7 @@ class BBQValidator:
         return checkpoint.score_in_chunks(items, lambda chunk: self._score_items(ctx, role, chunk, settings),
                                           books[role], role, ctx.progress)
 
-    def _score_items(self, ctx: RunContext, role: str, items: Sequence[BBQItem], settings: dict[str, Any]):
+    def _score_items(self, ctx: RunContext, role: str, items: Sequence[BBQItem], settings: Mapping[str, Any]):
         runtime = ctx.runtime(role)
         emit = ctx.progress
         hinted = self.__dict__.setdefault("_hinted", set())
@@ -191,7 +191,7 @@ class BBQValidator:
                          "items_from_checkpoint": getattr(books.get(role), "items_resumed", 0)}
         return out
 
-    def _baseline_source(self, ctx: RunContext, items: list[BBQItem], settings: dict[str, Any],
+    def _baseline_source(self, ctx: RunContext, items: list[BBQItem], settings: Mapping[str, Any],
                          header: dict[str, Any], results: dict[str, Any]):
         """A function chunk -> baseline predictions (saved file, or the baseline model), or None without one."""
         saved = ctx.options.get("baseline_predictions")
