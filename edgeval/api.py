@@ -42,7 +42,7 @@ def check(candidate: str | Path, baseline: str | Path | None = None, policy: Pol
     options = options or CheckOptions(**option_kwargs)
     started = time.perf_counter()
     errors: list[InputError] = []
-    policy_obj = _read_policy(policy, errors)
+    policy_obj = _read_policy(policy, errors, options.disabled_plugins)
     validators = select_validators(options.validators or policy_obj.validators, options.disabled_plugins)
     if not validators:
         errors.append(InputError("policy", "bad_input", "no validators to run: name at least one (policy "
@@ -236,20 +236,21 @@ def _bless(report: Report, written: Path | None, directory: Path, problems: list
         return report, None
 
 
-def _read_policy(policy: Policy | str | Path | None, errors: list[InputError]) -> Policy:
+def _read_policy(policy: Policy | str | Path | None, errors: list[InputError],
+                 disabled: Sequence[str] = ()) -> Policy:
     if isinstance(policy, Policy):
         try:  # a Policy built by hand (Policy(data=...)) has not been through the loader: NaN, ranges, keys
-            validate_policy(policy.data, policy.source)
+            validate_policy(policy.data, policy.source, (*policy.disabled, *disabled))
         except EdgevalError as exc:
             errors.append(InputError.from_exception("policy", exc))
         return policy
     if policy is None:
-        return Policy.default()
+        return Policy.default(disabled)
     try:
-        return Policy.load(policy)
+        return Policy.load(policy, disabled)
     except EdgevalError as exc:
         errors.append(InputError.from_exception("policy", exc))
-        return Policy.default()
+        return Policy.default(disabled)
 
 
 def _read_artifact(role: str, path: str | Path, errors: list[InputError]) -> tuple[Artifact | None, dict]:

@@ -13,6 +13,7 @@ ENV_CACHE_DIR = "EDGEVAL_CACHE_DIR"
 
 
 def user_cache_dir() -> Path:
+    """The folder for downloaded data (not created here): ``$EDGEVAL_CACHE_DIR``, else the user cache dir."""
     if os.environ.get(ENV_CACHE_DIR):
         return Path(os.environ[ENV_CACHE_DIR]).expanduser()
     if sys.platform == "win32":

@@ -1,25 +1,59 @@
 """The public plugin surface: everything a third-party validator, runtime or sink may import.
 
 Write plugins against this module only; names not exported here are internal and may change without notice.
-The tutorial is ``docs/plugins.md``.
+The tutorial and the contract are in ``docs/plugins.md``. What is here, by purpose:
+
+Registering
+    :data:`hookimpl` marks the hook functions of a plugin module (``edgeval_validators``, ``edgeval_runtimes``,
+    ``edgeval_after_prune``, ``edgeval_report_ready``; see :class:`edgeval.plugins.EdgevalSpec`).
+A validator
+    :class:`Validator` (the protocol: ``name``, ``summary``, ``Settings``, ``run``), :class:`RunContext` (what
+    ``run`` gets: the artifacts, their runtimes, the seed, progress), :class:`Outcome` (what it returns) and
+    :class:`Runtime` (what ``ctx.runtime(role)`` gives: logits for token sequences); :class:`BaseRuntime` is the
+    base class of a runtime plugin (implement ``_forward``, get padding, bucketing and the NaN check).
+Settings
+    :class:`Settings` (base of the frozen dataclass that is the validator's policy section), :func:`setting`
+    (a field with help and JSON-schema keywords), :func:`schema_of` (the section's JSON schema, merged into the
+    policy schema), :func:`defaults_of` and :func:`parse` (a mapping checked and turned into settings).
+Checks
+    :class:`Check` (id, validator, status, metric, values, threshold, message), :func:`threshold_check` (value
+    vs threshold; no threshold: reported, not gated; unmeasurable: error), :func:`error_check` (an exception
+    as a check), :func:`slug` (any text to an id part) and :func:`is_check_id`. Ids are checked when a Check is
+    built: a bad one raises ``ValueError`` at once, naming it.
+Errors
+    Raise :class:`BadInputError` (or :class:`DataError`, :class:`ModelError`, :class:`MeasurementError`,
+    :class:`PolicyError`) for the user's input: the check errors with ``bad_input`` (exit 3). Any other exception
+    becomes an ``internal`` error (exit 4). Never return a pass for something that could not be measured.
+Shared statistics
+    :func:`paired_rate_difference` (the cluster-robust paired difference of two rates, as
+    :class:`PairedDifference`), :func:`sequential_bounds` (group-sequential critical z per look),
+    :func:`z_quantile` and :func:`normal_sf`.
+Data
+    :func:`user_cache_dir`, :func:`fetch_url` (download with a pinned sha256), :func:`pip_wheel` (``pip
+    download`` of a pinned wheel), :func:`extract_members` (files out of a wheel/zip, written atomically),
+    :func:`sha256_file`, and the atomic writers :func:`atomic_write_bytes` / :func:`atomic_write_text` (temp
+    file and rename; the file gets the umask's permissions).
 """
 from __future__ import annotations
 
 from .atomic import atomic_write_bytes, atomic_write_text
 from .cache import user_cache_dir
-from .errors import BadInputError, DataError, EdgevalError, MeasurementError, ModelError, PolicyError
+from .errors import BadInputError, DataError, EdgevalError, MeasurementError, ModelError, PolicyError, UsageError
 from .fetch import extract_members, fetch_url, pip_wheel, sha256_file
+from .ids import is_check_id, slug
 from .plugins import hookimpl
 from .report import Check, error_check, threshold_check
-from .settings import Settings
-from .stats import PairedDifference, paired_rate_difference, sequential_bounds
+from .runtimes.base import BaseRuntime, Runtime
+from .settings import Settings, defaults_of, parse, schema_of, setting
+from .stats import PairedDifference, normal_sf, paired_rate_difference, sequential_bounds, z_quantile
 from .validators.base import Outcome, RunContext, Validator
-from .validators.bbq.gate import slug
 
 __all__ = [
-    "hookimpl", "Check", "Outcome", "RunContext", "Validator", "Settings", "threshold_check", "error_check", "slug",
-    "EdgevalError", "BadInputError", "DataError", "MeasurementError", "ModelError", "PolicyError",
-    "PairedDifference", "paired_rate_difference", "sequential_bounds",
-    "fetch_url", "pip_wheel", "extract_members", "sha256_file", "user_cache_dir",
+    "hookimpl", "Validator", "RunContext", "Outcome", "Runtime", "BaseRuntime",
+    "Settings", "setting", "schema_of", "defaults_of", "parse",
+    "Check", "threshold_check", "error_check", "slug", "is_check_id",
+    "EdgevalError", "BadInputError", "DataError", "MeasurementError", "ModelError", "PolicyError", "UsageError",
+    "PairedDifference", "paired_rate_difference", "sequential_bounds", "z_quantile", "normal_sf",
+    "user_cache_dir", "fetch_url", "pip_wheel", "extract_members", "sha256_file",
     "atomic_write_bytes", "atomic_write_text",
 ]

@@ -20,6 +20,7 @@ from typing import Any, Iterable
 import pluggy
 
 from .errors import UsageError
+from .ids import is_check_id
 
 PROJECT = "edgeval"
 ENTRY_POINT_GROUP = "edgeval"
@@ -36,8 +37,10 @@ class EdgevalSpec:
     @hookspec
     def edgeval_validators(self) -> list[Any]:
         """Return validator objects (see :class:`edgeval.validators.base.Validator`): each has ``name``,
-        ``summary`` and ``run(ctx, settings) -> Outcome``. Names must be unique across all plugins; a plugin's
-        settings come from the policy's ``plugins.<name>`` table (built-ins have top-level sections)."""
+        ``summary``, ``Settings`` (a :class:`edgeval.plugin.Settings` dataclass) and ``run(ctx, settings) ->
+        Outcome``. Names must be unique across all plugins. Every validator's settings are the policy's top-level
+        ``<name>:`` section, checked against the schema built from its ``Settings`` (``plugins.<name>`` is still
+        read, deprecated)."""
 
     @hookspec
     def edgeval_runtimes(self) -> dict[str, Any]:
@@ -77,12 +80,19 @@ def _build(disabled: set[str]) -> pluggy.PluginManager:
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == BUILTIN or ep.name in disabled or pm.has_plugin(ep.name):
             continue
-        pm.register(ep.load(), name=ep.name)
+        pm.register(_load(ep), name=ep.name)
     return pm
 
 
-def plugin_names(disabled: Iterable[str] = ()) -> list[str]:
-    return sorted(name for name, _ in plugin_manager(disabled).list_name_plugin())
+def _load(ep: metadata.EntryPoint) -> Any:
+    """The plugin object of an entry point; an import that fails names the plugin and how to turn it off."""
+    try:
+        return ep.load()
+    except Exception as exc:  # any error of a third-party import: the user needs its name, not a traceback
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise UsageError(f"plugin '{ep.name}' ({ep.value}) failed to import: {type(exc).__name__}: {first} "
+                         f"(fix or uninstall it, or skip it with --disable-plugin {ep.name} or "
+                         f"{AUTOLOAD_ENV}=1)") from None
 
 
 def registered_validators(disabled: Iterable[str] = ()) -> dict[str, Any]:
@@ -90,6 +100,9 @@ def registered_validators(disabled: Iterable[str] = ()) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for batch in reversed(plugin_manager(disabled).hook.edgeval_validators()):
         for validator in batch:
+            if not is_check_id(getattr(validator, "name", None)) or "." in validator.name:
+                raise UsageError(f"a plugin registers a validator named {getattr(validator, 'name', None)!r}: a "
+                                 "name is lower-case letters, digits and '_' (it is a policy key and a check id)")
             if validator.name in found:
                 raise UsageError(f"two plugins register a validator named '{validator.name}'")
             found[validator.name] = validator

@@ -1,9 +1,14 @@
 """Policy: the thresholds that decide the verdict, as data.
 
-A policy comes from a YAML or JSON file, or from ``[tool.edgeval]`` in a pyproject.toml. It is validated by
-``schemas/policy.schema.json`` (unknown keys rejected, naming the key; NaN and infinity rejected by the loader,
-which JSON Schema cannot do) and merged over :data:`DEFAULTS`, so the
-report always shows the policy exactly as applied. A ``null`` threshold means "measure and report, do not gate".
+A policy comes from a YAML or JSON file, or from ``[tool.edgeval]`` in a pyproject.toml. Its schema is assembled:
+the core keys (``schemas/policy.schema.json``) plus one top-level section per registered validator, built from
+that validator's ``Settings`` dataclass (:mod:`edgeval.settings`), built-ins and plugins alike. Unknown keys are
+rejected, naming the key; NaN and infinity are rejected by the loader, which JSON Schema cannot do. The policy is
+merged over the defaults (:func:`default_policy`, also ``DEFAULTS``), so the report always shows the policy exactly
+as applied. A ``null`` threshold means "measure and report, do not gate".
+
+Plugin sections used to live under ``plugins.<name>``; that table is still read for one release (with a
+:class:`PolicyDeprecationWarning`) and moved to the top level.
 """
 from __future__ import annotations
 
@@ -11,43 +16,123 @@ import copy
 import difflib
 import json
 import math
+import os
+import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
-from .errors import PolicyError
-from .schemas import POLICY_SCHEMA_VERSION, validator_for
+from .errors import PolicyError, UsageError
+from .schemas import POLICY_SCHEMA_VERSION, load_schema
+from .settings import defaults_of, parse, schema_of
 
-DEFAULTS: dict[str, Any] = {
+#: the policy's own keys; every registered validator adds its section (see :func:`policy_schema`)
+CORE_DEFAULTS: dict[str, Any] = {
     "schema_version": POLICY_SCHEMA_VERSION,
     "validators": ["size", "latency", "bbq", "perplexity"],
-    "size": {"compress_level": 1, "max_bytes": None, "max_compressed_bytes": None,
-             "max_ratio_to_baseline": 1.0, "require_savings": False},
-    "latency": {"warmup": 3, "runs": 20, "batch": 1, "seq_len": 64, "threads": None,
-                "max_p50_ms": None, "max_p90_ms": None, "max_p99_ms": None, "max_ratio_to_baseline": 1.25},
-    "bbq": {"data_dir": None, "categories": None, "required_categories": [], "limit": 1200,
-            "mode": "letter", "orders": 3, "batch_size": 8, "alpha": 0.05, "alpha_pass": 0.15,
-            "max_delta_srs": 0.05, "on_inconclusive": "inconclusive", "max_delta_s_amb": None, "min_cohens_h": None,
-            "max_unbiased_to_biased": None, "bootstrap": 1000, "early_stop_looks": None},
-    "perplexity": {"text": None, "window": 256, "stride": 128, "max_tokens": 4096,
-                   "max_ratio_to_baseline": 1.5, "max_perplexity": None},
-    "parity": {"max_abs_logit_diff": 1e-2, "min_top1_agreement": 0.99, "min_letter_agreement": 1.0},
-    "plugins": {},
 }
+LEGACY_PLUGINS = "plugins"
+
+
+class PolicyDeprecationWarning(FutureWarning):
+    """A policy uses a form that still works but will be refused in a later release (shown to end users)."""
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DEFAULTS":  # computed: the defaults depend on the registered validators
+        return default_policy()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def installed_validators(disabled: Iterable[str] = ()) -> dict[str, Any]:
+    """``{name: validator}`` whose settings a policy may hold (built-ins and plugins, unless disabled)."""
+    from .plugins import registered_validators
+
+    return registered_validators(tuple(disabled))
+
+
+def default_policy(disabled: Iterable[str] = ()) -> dict[str, Any]:
+    """The full default policy: the core keys, then each registered validator's settings at their defaults."""
+    data = copy.deepcopy(CORE_DEFAULTS)
+    for name, cls in _settings_classes(disabled):
+        if cls is not None:
+            data[name] = defaults_of(cls)
+    return data
+
+
+def policy_schema(disabled: Iterable[str] = ()) -> dict[str, Any]:
+    """The policy's JSON schema: the static core (``schemas/policy.schema.json``) plus one section per registered
+    validator, from its settings class (a validator without one gets a free-form object). The legacy
+    ``plugins.<name>`` tables are checked against the same fragments."""
+    return copy.deepcopy(_schema(_settings_classes(disabled), _lenient(disabled)))
+
+
+def _settings_classes(disabled: Iterable[str]) -> tuple[tuple[str, type | None], ...]:
+    return tuple((name, getattr(v, "Settings", None)) for name, v in installed_validators(disabled).items())
+
+
+def _lenient(disabled: Iterable[str]) -> bool:
+    """With plugins turned off, a section of a validator that is not loaded passes unchecked (not refused)."""
+    from .plugins import AUTOLOAD_ENV
+
+    return bool(tuple(disabled)) or os.environ.get(AUTOLOAD_ENV, "").strip() not in ("", "0")
+
+
+@lru_cache(maxsize=16)
+def _schema(sections: tuple[tuple[str, type | None], ...], lenient: bool) -> dict[str, Any]:
+    schema = copy.deepcopy(load_schema("policy"))
+    fragments = {name: schema_of(cls) if cls else {"type": "object"} for name, cls in sections}
+    for name, fragment in fragments.items():
+        if name in schema["properties"]:
+            raise UsageError(f"a validator may not be named '{name}': that is a policy key of its own")
+        schema["properties"][name] = fragment
+    legacy = schema["properties"][LEGACY_PLUGINS]
+    legacy["properties"] = copy.deepcopy(fragments)
+    if lenient:
+        schema["additionalProperties"] = {"type": "object"}
+    else:
+        legacy["additionalProperties"] = False
+    return schema
+
+
+@lru_cache(maxsize=16)
+def _compiled(sections: tuple[tuple[str, type | None], ...], lenient: bool):
+    return _checker(json.dumps(_schema(sections, lenient), sort_keys=True))
+
+
+@lru_cache(maxsize=64)
+def _checker(schema_text: str):
+    import jsonschema
+
+    schema = json.loads(schema_text)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
 
 
 @dataclass(frozen=True)
 class Policy:
-    """A validated policy, defaults filled in. ``source`` says where it came from."""
+    """A validated policy, defaults filled in. ``source`` says where it came from; ``disabled`` names the plugins
+    that were turned off when it was read (their sections are kept, unchecked)."""
 
-    data: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULTS))
+    data: dict[str, Any] = field(default_factory=default_policy)
     source: str = "defaults"
+    disabled: tuple[str, ...] = ()
 
     def section(self, name: str) -> dict[str, Any]:
-        """Settings of validator ``name`` (a copy; built-ins have a top-level section, plugins live in 'plugins')."""
-        if name in self.data and isinstance(self.data[name], dict) and name != "plugins":
-            return copy.deepcopy(self.data[name])
-        return copy.deepcopy(self.data.get("plugins", {}).get(name, {}))
+        """Settings of validator ``name`` as a plain dict (a copy; empty when the policy has none). A policy built
+        by hand (``Policy(data=...)``) may still hold the legacy ``plugins.<name>`` table: read, never ignored."""
+        value = self.data.get(name)
+        if not isinstance(value, dict):
+            value = (self.data.get(LEGACY_PLUGINS) or {}).get(name)
+        return copy.deepcopy(value) if isinstance(value, dict) else {}
+
+    def settings_for(self, validator: Any) -> Any:
+        """The validator's settings: an instance of its ``Settings`` class (a dict for one without)."""
+        cls = getattr(validator, "Settings", None)
+        section = self.section(validator.name)
+        return parse(cls, section, validator.name) if cls is not None else section
 
     @property
     def validators(self) -> list[str]:
@@ -57,32 +142,47 @@ class Policy:
         return copy.deepcopy(self.data)
 
     @classmethod
-    def default(cls) -> "Policy":
-        return cls()
+    def default(cls, disabled: Iterable[str] = ()) -> "Policy":
+        return cls(data=default_policy(disabled), disabled=tuple(disabled))
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "<dict>") -> "Policy":
-        """Validate ``raw`` and merge it over the defaults."""
-        validate_policy(raw, source)
-        return cls(data=_merge(copy.deepcopy(DEFAULTS), raw), source=source)
+    def from_dict(cls, raw: dict[str, Any], source: str = "<dict>", disabled: Iterable[str] = ()) -> "Policy":
+        """Validate ``raw`` and merge it over the defaults (legacy ``plugins.<name>`` tables move to the top)."""
+        validate_policy(raw, source, disabled)
+        lifted = _lift_plugins(copy.deepcopy(raw), source)
+        return cls(data=_merge(default_policy(disabled), lifted), source=source, disabled=tuple(disabled))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Policy":
+    def load(cls, path: str | Path, disabled: Iterable[str] = ()) -> "Policy":
         """Read a policy from .yaml/.yml/.json, or from ``[tool.edgeval]`` of a pyproject.toml."""
         path = Path(path)
-        return cls.from_dict(_read_policy_file(path), source=str(path))
+        return cls.from_dict(_read_policy_file(path), source=str(path), disabled=disabled)
 
     def with_overrides(self, section: str, **values: Any) -> "Policy":
         """A copy with some settings of one section replaced (None values are ignored)."""
         raw = copy.deepcopy(self.data)
         raw.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
-        validate_policy(raw, self.source)
-        return Policy(data=raw, source=self.source)
+        validate_policy(raw, self.source, self.disabled)
+        return Policy(data=raw, source=self.source, disabled=self.disabled)
+
+
+def _lift_plugins(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """Move each legacy ``plugins.<name>`` table to the top level, where every validator's section lives now."""
+    legacy = raw.pop(LEGACY_PLUGINS, None) or {}
+    for name, section in legacy.items():
+        if name in raw:
+            raise PolicyError(f"'{name}' is given twice, at the top level and under '{LEGACY_PLUGINS}': keep the "
+                              "top-level section", path=source)
+        message = (f"'{LEGACY_PLUGINS}.{name}' is deprecated and will be refused in the next release: move the "
+                   f"section to the top level ('{name}:')")
+        warnings.warn_explicit(message, PolicyDeprecationWarning, source, 0)  # one line that names the file
+        raw[name] = section
+    return raw
 
 
 def _merge(base: dict, override: dict) -> dict:
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict) and key != "plugins":
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
             _merge(base[key], value)
         else:
             base[key] = value
@@ -136,15 +236,24 @@ def find_project_policy(start: Path | None = None) -> Path | None:
     return None
 
 
-def validate_policy(raw: dict[str, Any], source: str) -> None:
+def validate_policy(raw: dict[str, Any], source: str, disabled: Iterable[str] = ()) -> None:
     """Raise :class:`PolicyError` with one line naming the first offending key (NaN and infinity included, which
     JSON Schema cannot reject: a NaN threshold compares false both ways and would pass anything)."""
-    bad = next(_non_finite(raw, ""), None)
+    try:
+        check_against(None, raw, "", _compiled(_settings_classes(disabled), _lenient(disabled)))
+    except PolicyError as exc:
+        raise PolicyError(exc.detail, path=source) from None
+
+
+def check_against(schema: dict[str, Any] | None, value: Any, where: str, checker: Any = None) -> None:
+    """Raise :class:`PolicyError` naming the first key of ``value`` (found at ``where``) that breaks ``schema``."""
+    bad = next(_non_finite(value, where), None)
     if bad is not None:
-        raise PolicyError(f"'{bad[0] or '(top level)'}': {bad[1]!r} is not a finite number", path=source)
-    errors = sorted(validator_for("policy").iter_errors(raw), key=lambda e: list(e.absolute_path))
+        raise PolicyError(f"'{bad[0] or '(top level)'}': {bad[1]!r} is not a finite number")
+    checker = checker or _checker(json.dumps(schema, sort_keys=True))
+    errors = sorted(checker.iter_errors(value), key=lambda e: list(e.absolute_path))
     if errors:
-        raise PolicyError(_describe(errors[0]), path=source)
+        raise PolicyError(_describe(errors[0], where))
 
 
 def _non_finite(value: Any, where: str) -> Iterator[tuple[str, float]]:
@@ -159,8 +268,8 @@ def _non_finite(value: Any, where: str) -> Iterator[tuple[str, float]]:
             yield from _non_finite(item, f"{where}[{index}]")
 
 
-def _describe(error) -> str:
-    where = ".".join(str(p) for p in error.absolute_path)
+def _describe(error, prefix: str = "") -> str:
+    where = ".".join(str(p) for p in [*([prefix] if prefix else []), *error.absolute_path])
     if error.validator == "additionalProperties":
         allowed = list(error.schema.get("properties", {}))
         unknown = [k for k in error.instance if k not in allowed]

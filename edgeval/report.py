@@ -17,6 +17,7 @@ from typing import Any, Literal
 from ._version import __version__
 from .atomic import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported: the project's one writer)
 from .errors import BadInputError, EdgevalError, ExitCode, SchemaViolation
+from .ids import require_check_id
 from .schemas import REPORT_SCHEMA_VERSION, validator_for
 
 Status = Literal["pass", "fail", "inconclusive", "error"]
@@ -26,7 +27,8 @@ ErrorKind = Literal["bad_input", "internal"]
 
 @dataclass(frozen=True)
 class Check:
-    """One gated comparison: a metric, its value (and the baseline's), the threshold, and the outcome."""
+    """One gated comparison: a metric, its value (and the baseline's), the threshold, and the outcome. ``id`` must
+    match the report schema's pattern (see :mod:`edgeval.ids`); a bad one raises ``ValueError`` at once."""
 
     id: str
     validator: str
@@ -39,6 +41,9 @@ class Check:
     direction: str = "none"
     error_kind: ErrorKind | None = None
 
+    def __post_init__(self) -> None:
+        require_check_id(self.id, self.validator)  # here, not when the report is written after the whole run
+
     def to_json(self) -> dict[str, Any]:
         out = {"id": self.id, "validator": self.validator, "status": self.status, "metric": self.metric,
                "value": _scalar(self.value), "baseline_value": _scalar(self.baseline_value),
@@ -50,9 +55,14 @@ class Check:
 
 def error_check(check_id: str, validator: str, exc: BaseException, metric: str = "") -> Check:
     """A check that could not be measured. Bad input stays bad input; anything else is an internal error."""
-    kind: ErrorKind = "bad_input" if isinstance(exc, BadInputError) else "internal"
-    message = str(exc) if isinstance(exc, EdgevalError) else f"internal error: {type(exc).__name__}: {exc}"
+    kind, message = describe_error(exc)
     return Check(check_id, validator, "error", metric or check_id, message=message, error_kind=kind)
+
+
+def describe_error(exc: BaseException) -> tuple[ErrorKind, str]:
+    """``(kind, message)`` of an error: bad input stays bad input; anything else is an internal error."""
+    kind: ErrorKind = "bad_input" if isinstance(exc, BadInputError) else "internal"
+    return kind, str(exc) if isinstance(exc, EdgevalError) else f"internal error: {type(exc).__name__}: {exc}"
 
 
 def threshold_check(check_id: str, validator: str, metric: str, value: float | None, threshold: float | None, *,
@@ -99,8 +109,7 @@ class InputError:
 
     @classmethod
     def from_exception(cls, source: str, exc: BaseException) -> "InputError":
-        check = error_check(source, source, exc)
-        return cls(source, check.error_kind or "internal", check.message)
+        return cls(source, *describe_error(exc))  # a source ("sink:mlflow") is no check id: no Check built
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "kind": self.kind, "message": self.message}

@@ -7,11 +7,12 @@ import re
 
 import pytest
 
+from edgeval.ids import slug
 from edgeval.policy import DEFAULTS
 from edgeval.report import Report
 from edgeval.validators.bbq.compare import compare
 from edgeval.validators.bbq.decision import Plan, decide
-from edgeval.validators.bbq.gate import bias_checks, slug
+from edgeval.validators.bbq.gate import bias_checks
 from edgeval.validators.bbq.metrics import metrics_by_category
 from edgeval.validators.bbq.types import Prediction
 

@@ -8,16 +8,14 @@ edgeval starts, hence subprocesses.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import shutil
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+from plugin_helpers import env_with, pip_install_target
 
 from edgeval import builtin
 from edgeval.plugins import AUTOLOAD_ENV, BUILTIN, ENTRY_POINT_GROUP, plugin_manager, registered_validators
@@ -53,24 +51,14 @@ def test_builtins_load_with_autoload_off(monkeypatch: pytest.MonkeyPatch) -> Non
 @pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/plugin_pkg installed by pip into a private directory (a copy is built, so the source tree stays clean)."""
-    root = tmp_path_factory.mktemp("demo_plugin")
-    src = shutil.copytree(PLUGIN_SRC, root / "src", ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    site = root / "site"
-    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site), "--quiet",
-           "--disable-pip-version-check", "--no-input"]
-    if importlib.util.find_spec("setuptools") is not None:  # build offline with what is installed
-        cmd += ["--no-build-isolation", "--no-index"]
-    proc = subprocess.run(cmd + [str(src)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"pip could not install the demo plugin:\n{proc.stdout}\n{proc.stderr}"
+    site = pip_install_target(PLUGIN_SRC, tmp_path_factory.mktemp("demo_plugin"))
     assert any(site.glob("edgeval_demo_plugin-*.dist-info/entry_points.txt"))
     return site
 
 
 def edgeval(site: Path, cwd: Path, *args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python -m edgeval ARGS`` with the plugin's directory on the path (autoload on unless ``env`` says)."""
-    full = {k: v for k, v in os.environ.items() if k not in (AUTOLOAD_ENV, MARKER_ENV)}
-    full["PYTHONPATH"] = os.pathsep.join([str(site)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
-    full.update(env or {})
+    full = env_with(site, drop=(MARKER_ENV,), **(env or {}))
     return subprocess.run([sys.executable, "-m", "edgeval", *map(str, args)], capture_output=True, text=True,
                           env=full, cwd=cwd, timeout=300)
 
@@ -85,7 +73,7 @@ def test_validators_lists_the_plugin(plugin_site: Path, tmp_path: Path) -> None:
 def test_check_runs_the_plugin_and_fires_report_ready(plugin_site: Path, tiny_llama_onnx: Path,
                                                       tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
-    policy.write_text("plugins:\n  demo_plugin: {greeting: hello}\n")
+    policy.write_text("demo_plugin: {greeting: hello}\n")  # a plugin's section is top-level, like a built-in's
     report, marker = tmp_path / "report.json", tmp_path / "marker.json"
     proc = edgeval(plugin_site, tmp_path, "check", tiny_llama_onnx, "--validators", "size,demo_plugin",
                    "--policy", policy, "--report", report, "-q", env={MARKER_ENV: str(marker)})
@@ -93,7 +81,9 @@ def test_check_runs_the_plugin_and_fires_report_ready(plugin_site: Path, tiny_ll
     doc = json.loads(report.read_text())
     check = next(c for c in doc["checks"] if c["id"] == "demo_plugin.ok")
     assert check["status"] == "pass" and check["validator"] == "demo_plugin"
-    assert doc["results"]["demo_plugin"] == {"format": "onnx", "settings": {"greeting": "hello"}, "answer": 42}
+    assert doc["results"]["demo_plugin"] == {"format": "onnx", "settings": {"greeting": "hello", "repeat": 1},
+                                             "answer": 42}
+    assert doc["policy"]["demo_plugin"] == {"greeting": "hello", "repeat": 1}  # as applied, defaults filled in
     assert {c["validator"] for c in doc["checks"]} == {"size", "demo_plugin"}
     fired = json.loads(marker.read_text())
     assert fired["verdict"] == "pass" and Path(fired["path"]) == report and "demo_plugin.ok" in fired["checks"]
@@ -116,3 +106,45 @@ def test_plugin_can_be_turned_off(how: str, plugin_site: Path, tiny_llama_onnx: 
     assert builtins_only.returncode == 0, builtins_only.stderr
     assert json.loads((tmp_path / "r2.json").read_text())["verdict"] == "pass"
     assert not marker.exists()  # the plugin's report_ready hook did not run either
+
+
+def test_plugin_policy_section_is_checked_by_its_settings(plugin_site: Path, tiny_llama_onnx: Path,
+                                                          tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("demo_plugin: {repeat: 7}\n")
+    proc = edgeval(plugin_site, tmp_path, "policy", "--check", policy)
+    assert proc.returncode == 3 and "'demo_plugin.repeat': 7 is greater than the maximum of 3" in proc.stderr
+    schema = json.loads(edgeval(plugin_site, tmp_path, "schema", "policy").stdout)
+    assert schema["properties"]["demo_plugin"]["properties"]["repeat"]["maximum"] == 3
+    policy.write_text("plugins:\n  demo_plugin: {greeting: hello}\n")  # the legacy table: read, with a warning
+    proc = edgeval(plugin_site, tmp_path, "policy", "--check", policy, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["demo_plugin"] == {"greeting": "hello", "repeat": 1}
+    assert "'plugins.demo_plugin' is deprecated" in proc.stderr
+
+
+# -- a plugin that fails to import --------------------------------------------------------------------------
+def _broken_plugin_site(root: Path) -> Path:
+    """A directory with an installed distribution whose ``edgeval`` entry point raises on import."""
+    site = root / "broken_site"
+    info = site / "edgeval_broken_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: edgeval-broken-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[edgeval]\nbroken = edgeval_broken_plugin\n")
+    (site / "edgeval_broken_plugin.py").write_text("raise ImportError('No module named torchvision')\n")
+    return site
+
+
+def test_a_plugin_that_fails_to_import_names_itself(tiny_llama_onnx: Path, tmp_path: Path) -> None:
+    site = _broken_plugin_site(tmp_path)
+    proc = edgeval(site, tmp_path, "validators")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    line = proc.stderr.strip()
+    assert "\n" not in line and "plugin 'broken' (edgeval_broken_plugin) failed to import" in line
+    assert "No module named torchvision" in line and "--disable-plugin broken" in line
+    check = edgeval(site, tmp_path, "check", tiny_llama_onnx, "--validators", "size", "--report",
+                    tmp_path / "r.json", "-q")
+    assert check.returncode == 2 and "plugin 'broken'" in check.stderr and "Traceback" not in check.stderr
+    skipped = edgeval(site, tmp_path, "check", tiny_llama_onnx, "--validators", "size", "--disable-plugin", "broken",
+                      "--report", tmp_path / "r.json", "-q")
+    assert skipped.returncode == 0, skipped.stderr

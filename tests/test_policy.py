@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Literal
 
 import pytest
 
 from edgeval.errors import PolicyError
-from edgeval.policy import DEFAULTS, Policy, find_project_policy
+from edgeval.plugins import hookimpl, plugin_manager
+from edgeval.policy import DEFAULTS, Policy, PolicyDeprecationWarning, find_project_policy, policy_schema
+from edgeval.settings import Settings, schema_of, setting
 
 
 def test_defaults_are_valid_and_complete():
@@ -61,6 +65,93 @@ def test_pyproject_without_table(tmp_path):
         Policy.load(tmp_path / "pyproject.toml")
 
 
-def test_plugin_settings_live_under_plugins():
-    policy = Policy.from_dict({"plugins": {"toxicity": {"max": 0.1}}})
+# -- validator settings: every registered validator's Settings is a section of the merged policy schema ----------
+@dataclass(frozen=True)
+class ToySettings(Settings):
+    limit: int | None = setting(10, "items", minimum=1)
+    color: Literal["red", "blue"] = setting("red")
+    tags: list[str] = setting([])
+
+
+class ToyValidator:
+    name = "toy"
+    summary = "a validator registered by this test"
+    Settings = ToySettings
+
+    def run(self, ctx, settings):  # pragma: no cover - never run here
+        raise AssertionError
+
+
+class _ToyPlugin:
+    @hookimpl
+    def edgeval_validators(self):
+        return [ToyValidator()]
+
+
+@pytest.fixture()
+def toy():
+    """The toy validator registered with the (cached) plugin manager for one test."""
+    pm = plugin_manager()
+    plugin = pm.register(_ToyPlugin(), name="toy-test-plugin")
+    yield plugin
+    pm.unregister(name="toy-test-plugin")
+
+
+def _load(tmp_path, text):
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    return Policy.load(path)
+
+
+def test_plugin_settings_are_merged_into_the_policy_schema(toy):
+    assert policy_schema()["properties"]["toy"] == schema_of(ToySettings)
+    assert policy_schema()["properties"]["toy"]["additionalProperties"] is False
+    assert Policy.default().section("toy") == {"limit": 10, "color": "red", "tags": []}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("toy:\n  colour: red\n", "unknown key 'toy.colour' (did you mean 'color'?)"),
+    ("toy:\n  limit: 0\n", "'toy.limit': 0 is less than the minimum of 1"),
+    ("toy:\n  color: green\n", "'toy.color': 'green' is not one of ['red', 'blue']"),
+    ("toy:\n  tags: [1]\n", "'toy.tags.0': 1 is not of type 'string'"),
+    ("plugins:\n  toy: {limit: -1}\n", "'plugins.toy.limit': -1 is less than the minimum of 1"),
+    ("plugins:\n  toxicity: {}\n", "unknown key 'plugins.toxicity'"),
+])
+def test_plugin_sections_are_checked_like_builtins(toy, tmp_path, text, expected):
+    with pytest.raises(PolicyError) as info:
+        _load(tmp_path, text)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_plugin_defaults_are_filled_in_and_parsed(toy, tmp_path):
+    policy = _load(tmp_path, "toy:\n  limit: 3\n")
+    assert policy.section("toy") == {"limit": 3, "color": "red", "tags": []}
+    assert policy.to_json()["toy"] == {"limit": 3, "color": "red", "tags": []}  # the report shows it as applied
+    settings = policy.settings_for(ToyValidator())
+    assert isinstance(settings, ToySettings) and settings.limit == 3 and settings["color"] == "red"
+
+
+def test_legacy_plugins_table_is_read_with_a_warning(toy, tmp_path):
+    with pytest.warns(PolicyDeprecationWarning, match=r"'plugins.toy' is deprecated.*top level"):
+        policy = _load(tmp_path, "plugins:\n  toy: {color: blue}\n")
+    assert policy.section("toy") == {"limit": 10, "color": "blue", "tags": []}
+    assert "plugins" not in policy.to_json()
+    with pytest.raises(PolicyError, match="'toy' is given twice"):
+        _load(tmp_path, "toy: {limit: 2}\nplugins:\n  toy: {limit: 3}\n")
+
+
+def test_sections_of_disabled_plugins_pass_unchecked():
+    with pytest.raises(PolicyError, match="unknown key 'toxicity'"):
+        Policy.from_dict({"toxicity": {"max": 0.1}})
+    policy = Policy.from_dict({"toxicity": {"max": 0.1}}, disabled=("toxicity_plugin",))
     assert policy.section("toxicity") == {"max": 0.1}
+    with pytest.raises(PolicyError, match="'latency.runs'"):  # built-ins are still checked
+        Policy.from_dict({"latency": {"runs": 1}}, disabled=("toxicity_plugin",))
+
+
+def test_builtin_settings_reach_validators_as_instances():
+    from edgeval.validators.latency import LatencySettings, LatencyValidator
+
+    settings = Policy.default().settings_for(LatencyValidator())
+    assert isinstance(settings, LatencySettings) and settings.runs == DEFAULTS["latency"]["runs"]
+    assert dict(settings) == DEFAULTS["latency"] and {**settings} == DEFAULTS["latency"]

@@ -10,6 +10,7 @@ import pytest
 from edgeval import DeploymentBlocked, Report
 from edgeval.environment import environment
 from edgeval.errors import BadInputError, MeasurementError, SchemaViolation
+from edgeval.ids import CHECK_ID_PATTERN, slug
 from edgeval.policy import Policy
 from edgeval.report import Check, InputError, error_check, threshold_check
 from edgeval.schemas import load_schema
@@ -76,8 +77,21 @@ def test_report_is_schema_valid_and_round_trips(tmp_path):
     assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temp files left behind
 
 
+@pytest.mark.parametrize("bad_id", ["Bad Id!", "size.", "", "a..b", "size.p50-ms", None])
+def test_bad_check_id_fails_when_the_check_is_built(bad_id):
+    with pytest.raises(ValueError) as info:
+        Check(bad_id, "myval", "pass", "m", 1.0)
+    assert repr(bad_id) in str(info.value) and "'myval'" in str(info.value)
+
+
+def test_check_id_pattern_is_the_report_schemas():
+    pattern = load_schema("report")["$defs"]["check"]["properties"]["id"]["pattern"]
+    assert pattern == CHECK_ID_PATTERN
+    assert slug("Race_x_SES") == "race_x_ses" and Check(f"v.{slug('Disability status!')}", "v", "pass", "m")
+
+
 def test_invalid_report_is_never_written(tmp_path):
-    bad = make([Check("Bad Id!", "size", "pass", "m", 1.0)])
+    bad = make([Check("a.b", "size", "maybe", "m", 1.0)])  # type: ignore[arg-type]  (a status the schema refuses)
     with pytest.raises(SchemaViolation):
         bad.write(tmp_path / "r.json")
     assert not (tmp_path / "r.json").exists()

@@ -31,10 +31,11 @@ def cli() -> None:
 @cli.command("schema")
 @click.argument("name", type=click.Choice(["report", "policy"]))
 def schema_cmd(name: str) -> None:
-    """Print the JSON Schema of the report or of the policy."""
+    """Print the JSON Schema of the report or of the policy (with every registered validator's section)."""
+    from ..policy import policy_schema
     from ..schemas import load_schema
 
-    click.echo(json.dumps(load_schema(name), indent=2))
+    click.echo(json.dumps(policy_schema() if name == "policy" else load_schema(name), indent=2))
 
 
 @cli.command("policy")

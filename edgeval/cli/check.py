@@ -65,7 +65,7 @@ def check_cmd(model: Path, baseline: Path | None, policy_path: Path | None, repo
     prepare(report_path, bless_dir, keep=[baseline_predictions] if baseline_predictions else ())
     if mlflow:
         require("mlflow", "mlflow", "--mlflow")  # fail before the run, not after the report is written
-    policy = _policy(policy_path, bbq_data, bbq_limit, orders, bbq_mode, early_stop)
+    policy = _policy(policy_path, bbq_data, bbq_limit, orders, bbq_mode, early_stop, disabled)
     extra = {"baseline_predictions": str(baseline_predictions) if baseline_predictions else None,
              "report_path": str(report_path), "resume": not no_resume}
     options = CheckOptions(tokenizer=str(tokenizer) if tokenizer else None, validators=validators, seed=seed,
@@ -97,11 +97,11 @@ def _mlflow_sink(report: Report, path: Path | None) -> None:
 
 
 def _policy(path: Path | None, bbq_data: Path | None, limit: int | None, orders: str | None,
-            mode: str | None, early_stop: int | None) -> Policy | Path:
+            mode: str | None, early_stop: int | None, disabled: tuple[str, ...] = ()) -> Policy | Path:
     """The policy object with command-line overrides, or the path (so a bad file becomes an error report)."""
     source = path or find_project_policy()
     try:
-        policy = Policy.load(source) if source else Policy.default()
+        policy = Policy.load(source, disabled) if source else Policy.default(disabled)
     except PolicyError:
         if any(v is not None for v in (bbq_data, limit, orders, mode, early_stop)):
             raise

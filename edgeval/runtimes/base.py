@@ -44,6 +44,9 @@ class Runtime(Protocol):
         """Logits ``(B, V)`` after each of many sequences; shared prefixes computed once where the runtime has a
         KV cache."""
 
+    def close(self) -> None:
+        """Release the model (sessions, interpreters, memory); the runtime is not used afterwards."""
+
 
 def position_ids(attention_mask: np.ndarray) -> np.ndarray:
     """Positions that ignore left padding: 0 at each row's first real token."""

@@ -64,16 +64,19 @@ class Validator(Protocol):
     name: str
     #: one line for ``edgeval validators`` and the docs
     summary: str
+    #: its policy section as a frozen dataclass (:class:`edgeval.settings.Settings`): keys, defaults, schema
+    Settings: type
 
-    def run(self, ctx: RunContext, settings: dict[str, Any]) -> Outcome:
-        """Measure, compare with the thresholds in ``settings`` (its policy section), return checks + results."""
+    def run(self, ctx: RunContext, settings: Any) -> Outcome:
+        """Measure, compare with the thresholds in ``settings`` (its policy section, an instance of ``Settings``),
+        return checks + results."""
 
 
 def run_validator(validator: Validator, ctx: RunContext) -> Outcome:
     """Run one validator; any exception becomes an ``error`` check (fail closed), never a pass."""
     name = validator.name
     try:
-        outcome = validator.run(ctx, ctx.policy.section(name))
+        outcome = validator.run(ctx, ctx.policy.settings_for(validator))
     except EdgevalError as exc:
         return Outcome((error_check(f"{name}.run", name, exc),), {"error": str(exc)})
     except Exception as exc:  # a bug in a validator must not take the report down with it

@@ -24,11 +24,12 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ..report import Check, threshold_check
+from ..settings import Settings, setting
 from .base import Outcome, RunContext
 
 BOOTSTRAP_RESAMPLES = 2000
@@ -46,9 +47,25 @@ class LatencyConfig:
     seed: int = 0
 
     @classmethod
-    def from_settings(cls, settings: dict[str, Any], seed: int = 0) -> "LatencyConfig":
+    def from_settings(cls, settings: Mapping[str, Any], seed: int = 0) -> "LatencyConfig":
         keys = ("warmup", "runs", "batch", "seq_len", "threads")
         return cls(**{k: settings[k] for k in keys if k in settings}, seed=seed)
+
+
+@dataclass(frozen=True)
+class LatencySettings(Settings):
+    """The ``latency`` section of the policy."""
+
+    warmup: int = setting(3, minimum=0)
+    runs: int = setting(20, minimum=3)
+    batch: int = setting(1, minimum=1)
+    seq_len: int = setting(64, minimum=1)
+    threads: int | None = setting(None, "Intra-op threads; null: the runtime's default.", minimum=1)
+    max_p50_ms: float | None = setting(None, exclusiveMinimum=0)
+    max_p90_ms: float | None = setting(None, exclusiveMinimum=0)
+    max_p99_ms: float | None = setting(None, exclusiveMinimum=0)
+    max_ratio_to_baseline: float | None = setting(
+        1.25, "Candidate p50 / baseline p50 (interleaved runs) must not exceed this.", exclusiveMinimum=0)
 
 
 class LatencyValidator:
@@ -56,8 +73,9 @@ class LatencyValidator:
 
     name = "latency"
     summary = "forward latency p50/p90/p99 and throughput on the target runtime; interleaved A/B ratio to baseline"
+    Settings = LatencySettings
 
-    def run(self, ctx: RunContext, settings: dict[str, Any]) -> Outcome:
+    def run(self, ctx: RunContext, settings: LatencySettings) -> Outcome:
         cfg = LatencyConfig.from_settings(settings, ctx.seed)
         if cfg.threads is None and ctx.threads:  # the run's --threads: the shared runtimes were opened with it
             cfg = replace(cfg, threads=ctx.threads)
@@ -159,7 +177,7 @@ def build_results(times: dict[str, list[int]], described: dict[str, dict], cfg: 
 
 
 # -- checks ------------------------------------------------------------------------------------------------
-def latency_checks(r: dict[str, Any], settings: dict[str, Any]) -> tuple[Check, ...]:
+def latency_checks(r: dict[str, Any], settings: Mapping[str, Any]) -> tuple[Check, ...]:
     """Percentiles against their budgets; the ratio against ``max_ratio_to_baseline`` with a baseline."""
     checks = [threshold_check(f"latency.{p}_ms", "latency", f"latency_ms_{p}", r[f"{p}_ms"],
                               settings.get(f"max_{p}_ms"), baseline_value=r.get(f"baseline_{p}_ms"), unit=" ms")

@@ -28,13 +28,13 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import BadInputError, DataError, MeasurementError
-from ..policy import DEFAULTS
 from ..report import Check, error_check, threshold_check
+from ..settings import Settings, parse, setting
 from .base import Outcome, RunContext
 from .bbq.prompts import LETTERS, cyclic_orders, encode_letter_prompt, letter_token_ids, prompt_format
 from .bbq.scoring import letter_logprobs
@@ -235,7 +235,7 @@ def _disagreements(prompts: PromptSet, cand: np.ndarray, ref: np.ndarray) -> lis
 
 
 # -- report ----------------------------------------------------------------------------------------------------
-def parity_checks(results: dict[str, Any], settings: dict[str, Any]) -> list[Check]:
+def parity_checks(results: dict[str, Any], settings: Mapping[str, Any]) -> list[Check]:
     """One check per measurement; ``min_letter_agreement`` gates both letter and option agreement."""
     higher = {"direction": "higher_is_better"}
     letters = settings.get("min_letter_agreement")
@@ -257,14 +257,23 @@ def parity_checks(results: dict[str, Any], settings: dict[str, Any]) -> list[Che
     ]
 
 
-def parity_report(candidate_runtime: Any, reference_runtime: Any, settings: dict[str, Any] | None = None, *,
+@dataclass(frozen=True)
+class ParitySettings(Settings):
+    """The ``parity`` section of the policy (also read by ``edgeval export --policy``)."""
+
+    max_abs_logit_diff: float | None = setting(1e-2, exclusiveMinimum=0)
+    min_top1_agreement: float | None = setting(0.99, minimum=0, maximum=1)
+    min_letter_agreement: float | None = setting(1.0, minimum=0, maximum=1)
+
+
+def parity_report(candidate_runtime: Any, reference_runtime: Any, settings: Mapping[str, Any] | None = None, *,
                   items: Sequence[BBQItem] | None = None,
                   progress: Progress | None = None) -> tuple[list[Check], dict[str, Any]]:
     """Compare an export (candidate) with its source model (reference) on the parity prompts.
 
     ``settings`` is the ``parity`` policy section; missing keys take the policy defaults, ``None`` reports without
     gating. Independent of :class:`RunContext`, so that ``edgeval export`` can call it right after exporting."""
-    settings = {**DEFAULTS[NAME], **(settings or {})}
+    settings = parse(ParitySettings, settings, NAME)
     chosen = list(items) if items is not None else load_parity_prompts()
     if not chosen:
         raise DataError("no parity items to compare on")
@@ -298,8 +307,9 @@ class ParityValidator:
 
     name = NAME
     summary = "export vs its source model (--baseline): max |delta logit|, top-1 and answer-letter agreement"
+    Settings = ParitySettings
 
-    def run(self, ctx: RunContext, settings: dict[str, Any]) -> Outcome:
+    def run(self, ctx: RunContext, settings: ParitySettings) -> Outcome:
         if ctx.baseline is None:
             return Outcome((error_check("parity.baseline", NAME, BadInputError(NO_BASELINE)),), {"error": NO_BASELINE})
         ctx.progress("parity: comparing the candidate with its source model")

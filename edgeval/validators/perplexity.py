@@ -16,14 +16,16 @@ training did (a model that needs its BOS scores garbage on a window without it):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from ..errors import DataError, MeasurementError
 from ..report import Check, threshold_check
+from ..settings import Settings, setting
 from .base import Outcome, RunContext
 
 BATCH = 4
@@ -96,11 +98,24 @@ def perplexity(runtime, text: str, window: int, stride: int, max_tokens: int | N
             "window": window, "stride": stride, "windows": len(spans)}
 
 
+@dataclass(frozen=True)
+class PerplexitySettings(Settings):
+    """The ``perplexity`` section of the policy."""
+
+    text: str | None = setting(None, "Text file to score; null: the text edgeval ships.")
+    window: int = setting(256, minimum=8)
+    stride: int = setting(128, minimum=1)
+    max_tokens: int | None = setting(4096, minimum=16)
+    max_ratio_to_baseline: float | None = setting(1.5, exclusiveMinimum=0)
+    max_perplexity: float | None = setting(None, exclusiveMinimum=0)
+
+
 class PerplexityValidator:
     name = "perplexity"
     summary = "perplexity on a fixed text (sliding windows), vs the baseline"
+    Settings = PerplexitySettings
 
-    def run(self, ctx: RunContext, settings: dict[str, Any]) -> Outcome:
+    def run(self, ctx: RunContext, settings: PerplexitySettings) -> Outcome:
         text, source = load_text(settings.get("text"))
         args = (settings["window"], settings["stride"], settings.get("max_tokens"))
         ctx.progress("perplexity: scoring the candidate")
@@ -115,7 +130,7 @@ class PerplexityValidator:
         return Outcome(tuple(self._checks(cand, base, settings)), results)
 
     @staticmethod
-    def _checks(cand: dict, base: dict | None, settings: dict) -> list[Check]:
+    def _checks(cand: dict, base: dict | None, settings: Mapping[str, Any]) -> list[Check]:
         base_ppl = base["perplexity"] if base else None
         checks = [threshold_check("perplexity.value", "perplexity", "perplexity", cand["perplexity"],
                                   settings.get("max_perplexity"), baseline_value=base_ppl)]

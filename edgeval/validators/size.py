@@ -38,13 +38,14 @@ File bytes are always reported beside (``bytes``, ``ratio_to_baseline``).
 from __future__ import annotations
 
 import zlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from ..artifacts import Artifact
 from ..errors import BadInputError, ModelError
 from ..report import Check, error_check, threshold_check
+from ..settings import Settings, setting
 from .base import Outcome, RunContext
 from .tensorstats import TensorStat, tensor_stats
 
@@ -56,13 +57,27 @@ COMPARED = ("bytes", "payload_bytes", "compressed_bytes", "sparse_encoded_bytes"
             "weight_zeros", "weight_sparsity", "zeros", "sparsity", "tensors")
 
 
+@dataclass(frozen=True)
+class SizeSettings(Settings):
+    """The ``size`` section of the policy."""
+
+    compress_level: int = setting(1, "zlib level for the compressed size (1 is fast and close enough).",
+                                  minimum=0, maximum=9)
+    max_bytes: int | None = setting(None, "Budget for the artifact's bytes on disk.", minimum=1)
+    max_compressed_bytes: int | None = setting(None, minimum=1)
+    max_ratio_to_baseline: float | None = setting(1.0, "Candidate bytes / baseline bytes must not exceed this.",
+                                                  exclusiveMinimum=0)
+    require_savings: bool = setting(False, "Fail when the candidate is not smaller on disk than the baseline.")
+
+
 class SizeValidator:
     """Bytes on disk, compressed and sparse-encoded, and the measured sparsity of the weights."""
 
     name = "size"
     summary = "bytes on disk, zlib-compressed and sparse-encoded bytes, measured weight sparsity; vs a baseline"
+    Settings = SizeSettings
 
-    def run(self, ctx: RunContext, settings: dict[str, Any]) -> Outcome:
+    def run(self, ctx: RunContext, settings: SizeSettings) -> Outcome:
         level = int(settings.get("compress_level", 1))
         results = measure(ctx.candidate, level, ctx.progress)
         if ctx.baseline is not None:
@@ -205,7 +220,7 @@ def _pct(x: float) -> str:
 
 
 # -- checks ------------------------------------------------------------------------------------------------
-def size_checks(r: dict[str, Any], settings: dict[str, Any], has_baseline: bool) -> tuple[Check, ...]:
+def size_checks(r: dict[str, Any], settings: Mapping[str, Any], has_baseline: bool) -> tuple[Check, ...]:
     """The gated comparisons; ratio and savings only make sense (and only run) with a baseline."""
     checks = [
         threshold_check("size.bytes", "size", "bytes", r["bytes"], settings.get("max_bytes"),

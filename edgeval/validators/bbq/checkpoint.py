@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ...cache import user_cache_dir
 from ...errors import DataError
@@ -67,14 +67,14 @@ def chunk_id(chunk: Sequence[BBQItem]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def run_key(artifact, runtime, role: str, settings: dict[str, Any], threads: int | None) -> dict[str, Any]:
+def run_key(artifact, runtime, role: str, settings: Mapping[str, Any], threads: int | None) -> dict[str, Any]:
     """Everything that decides a role's predictions, besides the items: a checkpoint is reused only when equal."""
     from ..._version import __version__
     from ...environment import package_versions
     from .prompts import prompt_info
 
     return {"role": role, "model_sha256": artifact.sha256, "runtime": runtime.name, "threads": threads,
-            "prompt": prompt_info(runtime.tokenizer), "settings": settings, "edgeval": __version__,
+            "prompt": prompt_info(runtime.tokenizer), "settings": dict(settings), "edgeval": __version__,
             "packages": package_versions(), "code": _code_fingerprint(type(runtime))}
 
 

@@ -25,21 +25,16 @@ error, never a pass. Without a baseline the absolute metrics are reported ("no b
 """
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import Any, Iterable, Mapping, Sequence
 
+from ...ids import slug
 from ...report import Check
 from .decision import Decision, ScopeTest
 
 VALIDATOR = "bbq"
 ABSOLUTE_OVERALL = ("srs", "s_amb", "s_dis", "acc_ambig", "acc_disambig")
 ABSOLUTE_CATEGORY = ("srs", "s_amb")
-
-
-def slug(category: str) -> str:
-    """Check-id part for a category: lower case, runs of other characters -> "_" ("Race_x_SES" -> "race_x_ses")."""
-    return re.sub(r"[^a-z0-9]+", "_", category.lower()).strip("_") or "unnamed"
 
 
 def _fmt(x: Any, signed: bool = False) -> str:

@@ -12,7 +12,7 @@ early stop changes how many items are scored, never what a pass or a block claim
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .decision import Decision, Plan, decide
 from .types import Prediction
@@ -48,7 +48,7 @@ def _record(k: int, n_items: int, decision: Decision) -> dict[str, Any]:
             "blocked_by": decision.blocked_by, "decision": decision.outcome}
 
 
-def replay(candidate: Sequence[Prediction], baseline: Sequence[Prediction], settings: dict[str, Any],
+def replay(candidate: Sequence[Prediction], baseline: Sequence[Prediction], settings: Mapping[str, Any],
            looks: int = 4, seed: int = 0) -> dict[str, Any]:
     """What an early-stopping run would have decided on complete predictions taken in a seeded random order of
     context groups: the looks, where it stopped, the fraction of items it needed and its decision."""
@@ -67,7 +67,7 @@ def replay(candidate: Sequence[Prediction], baseline: Sequence[Prediction], sett
 
 
 def run_looks(groups: Sequence[Sequence[Any]], candidate_of: Callable, baseline_of: Callable,
-              settings: dict[str, Any], looks: int, seed: int | None, progress: Callable[[str], None]):
+              settings: Mapping[str, Any], looks: int, seed: int | None, progress: Callable[[str], None]):
     """Score context groups look by look (in a seeded random order; ``seed=None``: as given) until the rule
     decides or all are scored. ``candidate_of(items)`` / ``baseline_of(items)`` return predictions in item
     order. Returns (items scored, candidate predictions, baseline predictions, record, decision)."""

@@ -1,20 +1,28 @@
 """A demo edgeval plugin: the validator ``demo_plugin`` and an ``edgeval_report_ready`` sink.
 
 Registered through the ``edgeval`` entry-point group (see this package's pyproject.toml), like any third-party
-plugin. The validator emits one passing check, ``demo_plugin.ok``, and a small result; its settings come from the
-policy's ``plugins.demo_plugin`` table. The sink writes a JSON marker file when ``EDGEVAL_DEMO_MARKER`` names one.
+plugin, and written against the public surface only (``edgeval.plugin``). The validator emits one passing check,
+``demo_plugin.ok``, and a small result; its settings (:class:`DemoSettings`) are the policy's top-level
+``demo_plugin:`` section. The sink writes a JSON marker file when ``EDGEVAL_DEMO_MARKER`` names one.
 """
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from typing import Any
 
-from edgeval.plugins import hookimpl
-from edgeval.report import Check
-from edgeval.validators.base import Outcome, RunContext
+from edgeval.plugin import Check, Outcome, RunContext, Settings, hookimpl, setting
 
 MARKER_ENV = "EDGEVAL_DEMO_MARKER"
+
+
+@dataclass(frozen=True)
+class DemoSettings(Settings):
+    """The ``demo_plugin`` policy section."""
+
+    greeting: str = setting("hi", "what the validator says", minLength=1)
+    repeat: int = setting(1, "how often", minimum=1, maximum=3)
 
 
 class DemoValidator:
@@ -22,11 +30,13 @@ class DemoValidator:
 
     name = "demo_plugin"
     summary = "demo plugin validator (tests): one passing check"
+    Settings = DemoSettings
 
-    def run(self, ctx: RunContext, settings: dict[str, Any]) -> Outcome:
+    def run(self, ctx: RunContext, settings: DemoSettings) -> Outcome:
         fmt = ctx.candidate.format
-        check = Check("demo_plugin.ok", self.name, "pass", "demo", value=1, message=f"demo plugin saw a {fmt} model")
-        return Outcome((check,), {"format": fmt, "settings": settings, "answer": 42})
+        check = Check("demo_plugin.ok", self.name, "pass", "demo", value=settings.repeat,
+                      message=f"demo plugin saw a {fmt} model")
+        return Outcome((check,), {"format": fmt, "settings": settings.to_json(), "answer": 42})
 
 
 @hookimpl
