@@ -32,6 +32,34 @@ class BBQValidator:
     inputs = {"baseline_predictions": "saved BBQ predictions of the baseline (a .bbq-baseline.jsonl.gz side file), "
                                       "used instead of scoring the baseline model again"}
 
+    title = "BBQ bias"
+
+    # -- what renderers and sinks show (see edgeval.render.views); the text lives in .views ----------------------
+    def describe(self, results: dict[str, Any]) -> list[str]:
+        from .views import describe
+
+        return describe(results)
+
+    def warnings(self, results: dict[str, Any]) -> list[str]:
+        from .views import signal_sentences
+
+        return signal_sentences(results)
+
+    def metrics(self, results: dict[str, Any]) -> dict[str, float]:
+        from .views import metrics
+
+        return metrics(results)
+
+    def markdown(self, results: dict[str, Any]) -> list[str]:
+        from .views import markdown
+
+        return markdown(results)
+
+    def html(self, results: dict[str, Any]) -> str:
+        from .views import html
+
+        return html(results)
+
     def run(self, ctx: RunContext, settings: dict[str, Any]) -> Outcome:
         items, info = self._items(ctx, settings)
         prompts = self._prompt_info(ctx)
