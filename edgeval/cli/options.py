@@ -102,10 +102,8 @@ def policy_settings(f: Callable) -> Callable:
     """Options that change policy settings; the command receives them as ``settings`` (key, value) pairs."""
     @functools.wraps(f)
     def wrapper(*args: Any, sets: tuple[tuple[str, Any], ...], **kwargs: Any) -> Any:
-        aliased = [(key, convert(kwargs.pop(name))) for name, (key, convert) in ALIASES.items()
-                   if kwargs.get(name) is not None]
-        for name in ALIASES:
-            kwargs.pop(name, None)
+        given = {name: kwargs.pop(name) for name in ALIASES}
+        aliased = [(key, convert(given[name])) for name, (key, convert) in ALIASES.items() if given[name] is not None]
         return f(*args, settings=(*aliased, *sets), **kwargs)
 
     return _stack(
