@@ -101,10 +101,6 @@ def announce(report: Report, path: str | Path | None, disabled_plugins: Sequence
     return problems
 
 
-#: the BBQ predictions sidecars written beside a report (``<stem>.bbq-<role>.jsonl.gz``); only these exact names
-#: are removed at start, so other files beside the report (checkpoints, say) are left alone
-SIDECAR_ROLES = ("candidate", "baseline")
-
 #: a sink takes the final report and the path it was written to (None: not written); it raises on failure
 Sink = Callable[[Report, "Path | None"], Any]
 
@@ -125,11 +121,12 @@ class Publication:
 
 
 def prepare(report_path: str | Path | None, bless_dir: str | Path | None = None,
-            keep: Sequence[str | Path] = ()) -> None:
-    """Call before a check runs: remove the blessing markers and the previous report at ``report_path`` (and its
-    BBQ sidecars ``<stem>.bbq-candidate.jsonl.gz`` / ``<stem>.bbq-baseline.jsonl.gz``, except the files in
-    ``keep``), so that a run killed half-way never leaves the last run's pass behind; refuse
-    (:class:`BadInputError`) a report path or bless dir that cannot be written, before any time is spent."""
+            keep: Sequence[str | Path] = (), disabled_plugins: Sequence[str] = ()) -> None:
+    """Call before a check runs: remove the blessing markers and the previous report at ``report_path`` (and the
+    side files validators declare, ``<stem><suffix>`` for each suffix in their ``side_files``, e.g. BBQ's
+    ``<stem>.bbq-candidate.jsonl.gz``; except the files in ``keep``), so that a run killed half-way never leaves the
+    last run's pass behind; refuse (:class:`BadInputError`) a report path or bless dir that cannot be written,
+    before any time is spent."""
     from .hooks.blessing import revoke
 
     if bless_dir is not None:
@@ -141,17 +138,25 @@ def prepare(report_path: str | Path | None, bless_dir: str | Path | None = None,
             raise BadInputError(f"cannot remove the old blessing marker: {exc.strerror or exc}",
                                 path=bless_dir) from None
     if report_path is not None:
-        invalidate_report(Path(report_path), keep)
+        invalidate_report(Path(report_path), keep, side_file_suffixes(disabled_plugins))
 
 
-def invalidate_report(path: Path, keep: Sequence[str | Path] = ()) -> None:
-    """Delete the report at ``path`` and its sidecars (not those in ``keep``); BadInputError if it cannot be."""
+def side_file_suffixes(disabled_plugins: Sequence[str] = ()) -> list[str]:
+    """The suffixes of the side files every installed validator declares (``side_files``). Only these exact
+    names are removed beside a report, so other files there (checkpoints, say) are left alone."""
+    return [str(suffix) for v in registered_validators(disabled_plugins).values()
+            for suffix in (getattr(v, "side_files", None) or ())]
+
+
+def invalidate_report(path: Path, keep: Sequence[str | Path] = (), suffixes: Sequence[str] = ()) -> None:
+    """Delete the report at ``path`` and its side files ``<stem><suffix>`` (not those in ``keep``);
+    BadInputError if one cannot be."""
     if path.is_dir():
         raise BadInputError("cannot write the report: the path is a directory; give a file name such as "
                             "edgeval-report.json", path=path)
     _writable_dir(path.parent, "the report")
     kept = {Path(k).resolve() for k in keep if k}
-    stale = [path, *(path.with_name(f"{path.stem}.bbq-{role}.jsonl.gz") for role in SIDECAR_ROLES)]
+    stale = [path, *(path.with_name(f"{path.stem}{suffix}") for suffix in suffixes)]
     for file in stale:
         if file.resolve() in kept or file.is_dir():
             continue

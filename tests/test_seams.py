@@ -152,9 +152,14 @@ class Echo:
     """A validator renderers have never heard of, with its own views."""
 
     name, title, summary = "echo", "Echo chamber", "echoes a number"
+    side_files = (".echo.txt",)
 
     def run(self, ctx, settings) -> Outcome:
-        return Outcome((Check("echo.value", "echo", "pass", "value", value=1.0),), {"value": 0.25})
+        side = ctx.side_file(".echo.txt")
+        if side is not None:
+            side.write_text("echo")
+        return Outcome((Check("echo.value", "echo", "pass", "value", value=1.0),),
+                       {"value": 0.25, "side_file": None if side is None else str(side)})
 
     def describe(self, results: dict) -> list[str]:
         return [f"The echo came back at {results['value']}."]
@@ -231,3 +236,17 @@ def test_built_in_validators_describe_themselves():
         for junk in ({}, {"candidate": "x", "p50_ms": "slow", "bytes": None}):
             assert isinstance(validator.describe(junk), list), name
             assert all(isinstance(v, float) for v in validator.metrics(junk).values()), name
+
+
+def test_side_files_go_where_the_report_will_be_and_are_removed_before_a_run(echo_plugin, tiny_llama_onnx, tmp_path):
+    from edgeval.api import check, prepare
+
+    report = tmp_path / "out" / "gate.json"
+    report.parent.mkdir()
+    stale = tmp_path / "out" / "gate.echo.txt"
+    stale.write_text("last run")
+    prepare(report)
+    assert not stale.exists()  # a side file the validator declares is stale once a run starts
+    done = check(tiny_llama_onnx, options=CheckOptions(validators=["echo"], outputs=outputs_for(report)))
+    assert done.results["echo"]["side_file"] == str(stale) and stale.read_text() == "echo"
+    assert check(tiny_llama_onnx, options=CheckOptions(validators=["echo"])).results["echo"]["side_file"] is None

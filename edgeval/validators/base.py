@@ -93,6 +93,7 @@ class Validator(Protocol):
 
     # Optional members, looked up with getattr (a validator without them gets generic views):
     #   inputs: Mapping[str, str]                 declared input files (name -> help), given as ``--input NAME=PATH``
+    #   side_files: Sequence[str]                 suffixes of the side files it writes (``ctx.side_file``)
     #   describe(results) -> list[str]            short sentences for the summaries (markdown, HTML)
     #   metrics(results) -> dict[str, float]      flat numbers for sinks such as MLflow (keys without a prefix)
     #   warnings(results) -> list[str]            sentences that must be seen (the CLI summary prints them)

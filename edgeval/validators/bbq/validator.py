@@ -28,6 +28,8 @@ FIXED_SAMPLE_GATES = ("max_delta_s_amb", "min_cohens_h", "max_unbiased_to_biased
 class BBQValidator:
     name = "bbq"
     summary = "BBQ bias (SRS, s_AMB, s_DIS) vs the baseline: pass, block or inconclusive on ΔSRS, cluster-robust"
+    #: the side files it writes beside the report (``ctx.side_file``), removed before a run (edgeval.api.prepare)
+    side_files = (".bbq-candidate.jsonl.gz", ".bbq-baseline.jsonl.gz")
     #: declared input files (``--input bbq.baseline_predictions=FILE``, alias ``--baseline-predictions``)
     inputs = {"baseline_predictions": "saved BBQ predictions of the baseline (a .bbq-baseline.jsonl.gz side file), "
                                       "used instead of scoring the baseline model again"}
@@ -212,7 +214,7 @@ class BBQValidator:
         return by_key
 
     def _save(self, ctx: RunContext, role: str, preds: list[Prediction], header: dict[str, Any]) -> dict[str, Any]:
-        path = ctx.side_file(f".bbq-{role}.jsonl.gz")
+        path = ctx.side_file(f".bbq-{role}.jsonl.gz")  # one of side_files
         if path is None:
             return {"path": None, "sha256": None}
         artifact, runtime = ctx.artifact(role), ctx.runtime(role).name
