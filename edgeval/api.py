@@ -68,8 +68,9 @@ def check(candidate: str | Path, baseline: str | Path | None = None, policy: Pol
     if not errors:
         ctx = RunContext(cand, base, policy_obj, seed=options.seed, tokenizer=options.tokenizer,
                          threads=options.threads, outputs=None if options.outputs is None else Path(options.outputs),
-                         inputs=inputs, resume=options.resume,
-                         **({"progress": progress} if progress else {}))
+                         inputs=inputs, resume=options.resume)
+        if progress is not None:
+            ctx.progress = progress
         try:
             for validator in validators:
                 outcome = run_validator(validator, ctx)

@@ -20,7 +20,7 @@ PARITY_METRICS = ("max_abs_logit_diff", "top1_agreement", "letter_agreement")
 
 def pick_numbers(results: Mapping[str, Any], keys: Sequence[str]) -> dict[str, float]:
     """``{key: value}`` for the keys of ``results`` that hold a finite number."""
-    return {key: num(results.get(key)) for key in keys if num(results.get(key)) is not None}
+    return {key: value for key in keys if (value := num(results.get(key))) is not None}
 
 
 def _with_baseline(text: str, base: str | None) -> str:
