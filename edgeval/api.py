@@ -293,6 +293,7 @@ def _read_inputs(given: Mapping[str, str | Path], validators: Sequence[Any], dis
 
 
 def _input_problem(key: str, path: Path, declared: set[str], running: set[str]) -> str | None:
+    """What is wrong with input ``key`` = ``path`` (one line naming both), or None."""
     if key not in declared:
         close = difflib.get_close_matches(key, sorted(declared), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""

@@ -66,7 +66,7 @@ def _check_rows(checks: Sequence[Check]) -> str:
              f"<code>{e(c.id)}</code>", e(fmt_value(c.value)), e(fmt_value(c.baseline_value)),
              e(fmt_value(c.threshold)), e(c.message)] for c in checks]
     rows_html = table(["status", "check", "value", "baseline", "threshold", "message"], rows, "checks",
-                   [f"st-{c.status}" for c in checks])
+                      [f"st-{c.status}" for c in checks])
     return f"<div class=\"scroll\">{rows_html}</div>"
 
 
@@ -96,6 +96,7 @@ def _errors(report: Report) -> str:
 
 
 def card(title: str, chart: str, caption: str = "") -> str:
+    """A chart (already-built SVG) in a titled card, with an optional caption."""
     cap = f"<p class=\"caption\">{e(caption)}</p>" if caption else ""
     return f"<figure class=\"card\"><figcaption>{e(title)}</figcaption>{chart}{cap}</figure>"
 
