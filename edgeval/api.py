@@ -7,6 +7,7 @@ verdict ``error`` and exit code 3, so that a pipeline always gets a report to ke
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .artifacts import Artifact, load_artifact
 from .environment import environment
 from .errors import BadInputError, EdgevalError, UsageError
-from .plugins import plugin_manager, select_validators
+from .plugins import plugin_manager, registered_validators, select_validators
 from .policy import Policy, validate_policy
 from .report import Check, InputError, Report
 from .validators.base import RunContext, run_validator
@@ -31,7 +32,19 @@ class CheckOptions:
     seed: int = 0
     threads: int | None = None
     disabled_plugins: Sequence[str] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: folder + stem of the report this run will be written to (``out/edgeval-report`` for
+    #: ``out/edgeval-report.json``, see :func:`outputs_for`): validators write their side files beside it
+    outputs: Path | None = None
+    #: declared validator inputs, ``{"bbq.baseline_predictions": path}``: checked before anything runs
+    inputs: Mapping[str, str | Path] = field(default_factory=dict)
+    #: validators that checkpoint their work (BBQ) may resume what a killed run with the same settings left
+    resume: bool = True
+
+
+def outputs_for(report_path: str | Path) -> Path:
+    """The ``outputs`` stem of a report path: ``out/edgeval-report.json`` → ``out/edgeval-report``."""
+    path = Path(report_path)
+    return path.with_name(path.stem)
 
 
 def check(candidate: str | Path, baseline: str | Path | None = None, policy: Policy | str | Path | None = None,
@@ -47,14 +60,17 @@ def check(candidate: str | Path, baseline: str | Path | None = None, policy: Pol
     if not validators:
         errors.append(InputError("policy", "bad_input", "no validators to run: name at least one (policy "
                                  "'validators' or --validators; see `edgeval validators`)"))
+    inputs = _read_inputs(options.inputs, validators, options.disabled_plugins, errors)
     cand, cand_json = _read_artifact("candidate", candidate, errors)
     base, base_json = _read_artifact("baseline", baseline, errors) if baseline is not None else (None, None)
     checks: list[Check] = []
     results: dict[str, Any] = {}
     if not errors:
         ctx = RunContext(cand, base, policy_obj, seed=options.seed, tokenizer=options.tokenizer,
-                         threads=options.threads, options=dict(options.extra),
-                         **({"progress": progress} if progress else {}))
+                         threads=options.threads, outputs=None if options.outputs is None else Path(options.outputs),
+                         inputs=inputs, resume=options.resume)
+        if progress is not None:
+            ctx.progress = progress
         try:
             for validator in validators:
                 outcome = run_validator(validator, ctx)
@@ -86,10 +102,6 @@ def announce(report: Report, path: str | Path | None, disabled_plugins: Sequence
     return problems
 
 
-#: the BBQ predictions sidecars written beside a report (``<stem>.bbq-<role>.jsonl.gz``); only these exact names
-#: are removed at start, so other files beside the report (checkpoints, say) are left alone
-SIDECAR_ROLES = ("candidate", "baseline")
-
 #: a sink takes the final report and the path it was written to (None: not written); it raises on failure
 Sink = Callable[[Report, "Path | None"], Any]
 
@@ -110,11 +122,12 @@ class Publication:
 
 
 def prepare(report_path: str | Path | None, bless_dir: str | Path | None = None,
-            keep: Sequence[str | Path] = ()) -> None:
-    """Call before a check runs: remove the blessing markers and the previous report at ``report_path`` (and its
-    BBQ sidecars ``<stem>.bbq-candidate.jsonl.gz`` / ``<stem>.bbq-baseline.jsonl.gz``, except the files in
-    ``keep``), so that a run killed half-way never leaves the last run's pass behind; refuse
-    (:class:`BadInputError`) a report path or bless dir that cannot be written, before any time is spent."""
+            keep: Sequence[str | Path] = (), disabled_plugins: Sequence[str] = ()) -> None:
+    """Call before a check runs: remove the blessing markers and the previous report at ``report_path`` (and the
+    side files validators declare, ``<stem><suffix>`` for each suffix in their ``side_files``, e.g. BBQ's
+    ``<stem>.bbq-candidate.jsonl.gz``; except the files in ``keep``), so that a run killed half-way never leaves the
+    last run's pass behind; refuse (:class:`BadInputError`) a report path or bless dir that cannot be written,
+    before any time is spent."""
     from .hooks.blessing import revoke
 
     if bless_dir is not None:
@@ -126,17 +139,25 @@ def prepare(report_path: str | Path | None, bless_dir: str | Path | None = None,
             raise BadInputError(f"cannot remove the old blessing marker: {exc.strerror or exc}",
                                 path=bless_dir) from None
     if report_path is not None:
-        invalidate_report(Path(report_path), keep)
+        invalidate_report(Path(report_path), keep, side_file_suffixes(disabled_plugins))
 
 
-def invalidate_report(path: Path, keep: Sequence[str | Path] = ()) -> None:
-    """Delete the report at ``path`` and its sidecars (not those in ``keep``); BadInputError if it cannot be."""
+def side_file_suffixes(disabled_plugins: Sequence[str] = ()) -> list[str]:
+    """The suffixes of the side files every installed validator declares (``side_files``). Only these exact
+    names are removed beside a report, so other files there (checkpoints, say) are left alone."""
+    return [str(suffix) for v in registered_validators(disabled_plugins).values()
+            for suffix in (getattr(v, "side_files", None) or ())]
+
+
+def invalidate_report(path: Path, keep: Sequence[str | Path] = (), suffixes: Sequence[str] = ()) -> None:
+    """Delete the report at ``path`` and its side files ``<stem><suffix>`` (not those in ``keep``);
+    BadInputError if one cannot be."""
     if path.is_dir():
         raise BadInputError("cannot write the report: the path is a directory; give a file name such as "
                             "edgeval-report.json", path=path)
     _writable_dir(path.parent, "the report")
     kept = {Path(k).resolve() for k in keep if k}
-    stale = [path, *(path.with_name(f"{path.stem}.bbq-{role}.jsonl.gz") for role in SIDECAR_ROLES)]
+    stale = [path, *(path.with_name(f"{path.stem}{suffix}") for suffix in suffixes)]
     for file in stale:
         if file.resolve() in kept or file.is_dir():
             continue
@@ -253,6 +274,38 @@ def _read_policy(policy: Policy | str | Path | None, errors: list[InputError],
         return Policy.default(disabled)
 
 
+def _read_inputs(given: Mapping[str, str | Path], validators: Sequence[Any], disabled: Sequence[str],
+                 errors: list[InputError]) -> dict[str, Path]:
+    """The declared validator inputs as paths; an unknown key, one for a validator this run does not include, or
+    a file that is not there is an input error (one line each) before anything runs."""
+    if not given:
+        return {}
+    declared = {f"{v.name}.{name}" for v in registered_validators(disabled).values()
+                for name in (getattr(v, "inputs", None) or {})}
+    running = {v.name for v in validators}
+    out: dict[str, Path] = {}
+    for key, path in given.items():
+        problem = _input_problem(key, Path(path), declared, running)
+        if problem:
+            errors.append(InputError("inputs", "bad_input", problem))
+        else:
+            out[key] = Path(path)
+    return out
+
+
+def _input_problem(key: str, path: Path, declared: set[str], running: set[str]) -> str | None:
+    """What is wrong with input ``key`` = ``path`` (one line naming both), or None."""
+    if key not in declared:
+        close = difflib.get_close_matches(key, sorted(declared), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return f"unknown input '{key}': {hint}declared inputs: {', '.join(sorted(declared)) or 'none'}"
+    if key.partition(".")[0] not in running:
+        return f"input '{key}' is for validator '{key.partition('.')[0]}', which this run does not include"
+    if not path.is_file():
+        return f"{path}: input '{key}': file not found" if not path.exists() else f"{path}: input '{key}': not a file"
+    return None
+
+
 def _read_artifact(role: str, path: str | Path, errors: list[InputError]) -> tuple[Artifact | None, dict]:
     try:
         artifact = load_artifact(path)
@@ -262,4 +315,4 @@ def _read_artifact(role: str, path: str | Path, errors: list[InputError]) -> tup
     return artifact, artifact.to_json()
 
 
-__all__ = ["check", "announce", "prepare", "publish", "Publication", "CheckOptions", "UsageError"]
+__all__ = ["check", "announce", "prepare", "publish", "Publication", "CheckOptions", "outputs_for", "UsageError"]

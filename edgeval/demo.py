@@ -279,15 +279,18 @@ def _export(source: Path, out: Path, cfg: DemoConfig, log: _Clock) -> Path:
 
 def _check(model: Path, baseline: Path | None, policy, report_path: Path, saved: str | None, log: _Clock):
     """``edgeval.check`` with the demo's validators; writes report.json and report.html beside each other."""
-    from .api import CheckOptions, check
+    from .api import CheckOptions, check, outputs_for, publish
     from .render import render
     from .report import atomic_write_text
 
-    extra = {"report_path": str(report_path), "baseline_predictions": saved}
+    options = CheckOptions(validators=VALIDATORS, outputs=outputs_for(report_path),
+                           inputs={"bbq.baseline_predictions": saved} if saved else {})
     started = time.perf_counter()
-    report = check(model, baseline, policy, options=CheckOptions(validators=VALIDATORS, extra=extra),
-                   progress=log.sub)
-    report.write(report_path)
+    report = check(model, baseline, policy, options=options, progress=log.sub)
+    done = publish(report, report_path, progress=log.sub)  # the one publishing step (write, sinks, plugins)
+    for problem in done.problems:
+        log.sub(f"edgeval: error: {problem}")
+    report = done.report
     atomic_write_text(report_path.with_name("report.html"), render(report, "html"))
     log.sub(f"checked in {time.perf_counter() - started:.1f} s: verdict {report.verdict}; {report_path}")
     return report

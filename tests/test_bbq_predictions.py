@@ -205,8 +205,14 @@ def test_unreadable_sidecar_is_refused(case, content, sidecars, tiny_llama_prune
 
 
 def test_missing_sidecar_is_refused(tiny_llama_pruned_onnx, tmp_path, capsys):
+    """A declared input that is not there is refused before anything runs: one input error, no check."""
     bad = tmp_path / "nowhere.jsonl.gz"
-    _assert_refused(tmp_path, capsys, "not found", bad, "check", tiny_llama_pruned_onnx, "--baseline-predictions", bad)
+    code, doc, err = run(tmp_path, "check", tiny_llama_pruned_onnx, "--baseline-predictions", bad, capsys=capsys)
+    assert code == 3 and doc["verdict"] == "error" and doc["checks"] == []
+    [error] = doc["errors"]
+    assert error["source"] == "inputs" and "not found" in error["message"] and str(bad) in error["message"]
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "bless" / "BLESSED").exists()
 
 
 def test_the_candidates_own_sidecar_cannot_pass_as_the_baseline(sidecars, tiny_llama_pruned_onnx, tmp_path, capsys):

@@ -201,7 +201,7 @@ def test_interrupted_check_resumes_to_the_same_sidecar_and_report(early_stop, ti
     def dies_on_third(self, ctx, role, items, settings):
         calls.append(len(items))
         if len(calls) == 3:
-            with open(ctx.options["_bbq_checkpoints"][role].path, "ab") as fh:
+            with open(ctx.state("bbq")["checkpoints"][role].path, "ab") as fh:
                 fh.write(b"deadbeef {\"chunk\": \"torn")  # a write cut short
             raise Killed
         return real(self, ctx, role, items, settings)

@@ -1,5 +1,5 @@
-"""The ``edgeval`` command. Thin click commands over the public API; this is the only place that exits (commands
-return, raise an :class:`~edgeval.errors.EdgevalError`, or raise ``click.exceptions.Exit(code)``).
+"""The ``edgeval`` command. Thin click commands over the public API; :func:`main` is the only place that exits
+(commands return their exit code, or None for 0, or raise an :class:`~edgeval.errors.EdgevalError`).
 
 Exit codes (also in every report's ``exit_code``):
 

@@ -6,6 +6,7 @@ import json
 import click
 
 from .._version import __version__
+from .options import disable_plugin_option
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -58,7 +59,7 @@ def policy_cmd(show_default: bool, check_file: str | None, as_json: bool) -> Non
 
 
 @cli.command("validators")
-@click.option("--disable-plugin", "disabled", multiple=True, metavar="NAME", help="Do not load this plugin.")
+@disable_plugin_option
 def validators_cmd(disabled: tuple[str, ...]) -> None:
     """List the validators that `edgeval check` can run (built-ins and plugins)."""
     from ..plugins import registered_validators

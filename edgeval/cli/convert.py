@@ -11,6 +11,7 @@ import click
 from ..atomic import atomic_write_bytes, atomic_write_text, temp_sibling
 from ..errors import ExitCode
 from .app import EXIT_CODES_HELP, cli
+from .options import policy_option, seed_option, threads_option
 
 
 def _progress(done: int, total: int, label: str) -> None:
@@ -27,7 +28,7 @@ def _progress(done: int, total: int, label: str) -> None:
                    "or 'builtin' for the small corpus edgeval ships.")
 @click.option("--calibration-samples", "n_samples", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--seq-len", type=click.IntRange(min=8), default=512, show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@seed_option("Seed of the random method and of the calibration sample (>= 0).")
 @click.option("--per-row/--per-matrix", default=None, help="Threshold per output row (default for wanda) or per "
               "matrix (default for random/magnitude).")
 @click.option("--include", multiple=True, metavar="PATTERN", help="Only prune layers whose name matches (glob, or re:REGEX).")
@@ -77,10 +78,10 @@ def prune_cmd(model: Path, method: str, sparsity: float | None, pattern: str, ca
               "(faster BBQ letter scoring; quantize_dynamic then leaves the LM head in float32).")
 @click.option("--kv-cache", is_flag=True, help="ONNX: take past_key_values and return present.* (optimum's with-past "
               "layout): BBQ scoring then computes shared prompt prefixes once (about 4x fewer tokens).")
-@click.option("--policy", "policy_path", type=click.Path(path_type=Path), help="Parity thresholds (parity: ...).")
-@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads for the parity check's runtimes.")
+@policy_option("Parity thresholds (parity: ...).")
+@threads_option("Intra-op threads for the parity check's runtimes.")
 def export_cmd(model: Path, target: str, out_path: Path, batch: int, seq_len: int, legacy: bool,
-               next_token_output: bool, kv_cache: bool, policy_path: Path | None, threads: int | None) -> None:
+               next_token_output: bool, kv_cache: bool, policy_path: Path | None, threads: int | None) -> int:
     """Export MODEL (HF directory or .gguf) to ONNX or TFLite, write the tokenizer beside it, and check parity
     against MODEL on BBQ-style prompts. The export is built in a temporary folder beside --out and moved there
     only when parity passes; a failed parity check exits 3 and leaves nothing at --out but OUT.parity.json."""
@@ -107,7 +108,7 @@ def export_cmd(model: Path, target: str, out_path: Path, batch: int, seq_len: in
                        "was not written", err=True)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    raise click.exceptions.Exit(code)  # cli.main turns it into the process's exit code
+    return code  # cli.main turns it into the process's exit code
 
 
 def _parity_policy(policy_path: Path | None):

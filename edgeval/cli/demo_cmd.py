@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from .app import cli
+from .options import bbq_data_option
 
 METHODS = ("random", "magnitude", "wanda")
 DEMO_EXIT_CODES = """\b
@@ -38,8 +39,7 @@ def _sparsities(_ctx, _param, value: str) -> tuple[float, ...]:
 @cli.command("demo", epilog=DEMO_EXIT_CODES)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("edgeval-demo"),
               show_default=True, help="Output folder (models, reports, summary, plot, demo.html); reused as a cache.")
-@click.option("--bbq-data", type=click.Path(path_type=Path), envvar="EDGEVAL_BBQ_DIR",
-              help="Directory of BBQ jsonl files (env EDGEVAL_BBQ_DIR). Default: checksummed download/cache.")
+@bbq_data_option()
 @click.option("--limit", type=click.IntRange(min=1), default=600, show_default=True,
               help="BBQ items sampled (stratified, 3 option orders each); candidates are scored in 4 looks and "
                    "stop as soon as the gate decides.")
@@ -52,7 +52,7 @@ def _sparsities(_ctx, _param, value: str) -> tuple[float, ...]:
 @click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path),
               help="A Hugging Face model directory to use instead of SmolLM2-135M-Instruct.")
 def demo_cmd(out_dir: Path, bbq_data: Path | None, limit: int, methods: tuple[str, ...],
-             sparsities: tuple[float, ...], dynamo: bool, model_dir: Path | None) -> None:
+             sparsities: tuple[float, ...], dynamo: bool, model_dir: Path | None) -> int:
     """Prune SmolLM2-135M-Instruct (Wanda, magnitude) at a few sparsities, gate every pruned copy against the
     dense model (size, latency, BBQ bias, perplexity) and write a table, a plot and demo.html to --out.
 
@@ -65,4 +65,4 @@ def demo_cmd(out_dir: Path, bbq_data: Path | None, limit: int, methods: tuple[st
     for name, path in result.files.items():
         click.echo(f"{name}: {path}")
     click.echo(f"total time: {result.elapsed_s:.1f} s")
-    raise click.exceptions.Exit(result.exit_code)  # cli.main turns it into the process's exit code
+    return result.exit_code  # cli.main turns it into the process's exit code

@@ -1,11 +1,11 @@
 """The short human summary printed by ``edgeval check``: a rich table of checks, the messages of the checks that
-did not pass, weak-signal warnings of the BBQ results, and the verdict."""
+did not pass, the validators' warnings (``warnings(results)``, e.g. BBQ's weak signal), and the verdict."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..numbers import fmt_value
-from ..render.common import signal_sentences
+from ..render.views import validator_views
 from ..report import Report
 
 _STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "blocked": "bold red",
@@ -33,8 +33,9 @@ def print_summary(report: Report, written_to: Path | None) -> None:
             console.print(f"[{_STYLE[c.status]}]{c.status}[/] {c.id}: {escape(c.message)}")
     for error in report.errors:
         console.print(f"[bold magenta]error[/] ({error.source}): {escape(error.message)}")
-    for sentence in signal_sentences(report.results.get("bbq") or {}):
-        console.print(f"[bold yellow]warning[/] bbq: {escape(sentence)}")
+    for view in validator_views(report):
+        for sentence in view.sentences("warnings"):
+            console.print(f"[bold yellow]warning[/] {escape(view.name)}: {escape(sentence)}")
     style = _STYLE.get(report.verdict, "green")
     where = f" · report: {written_to}" if written_to else " · report NOT written"
     console.print(f"verdict: [{style}]{report.verdict.upper()}[/] (exit {report.exit_code}){where}")

@@ -5,12 +5,13 @@
 
 What is logged (``prefix`` defaults to ``edgeval``):
 
-- metrics: every numeric check value as ``edgeval.<check id>`` (``edgeval.size.ratio_to_baseline``), selected
-  results (``edgeval.size.bytes``, ``.compressed_bytes``, ``.weight_sparsity``, ``edgeval.latency.p50_ms``,
-  ``edgeval.bbq.srs`` / ``.s_amb`` / ``.s_dis`` …, ``edgeval.perplexity.perplexity``), ``edgeval.passed`` (1/0),
+- metrics: every numeric check value as ``edgeval.<check id>`` (``edgeval.size.ratio_to_baseline``), what each
+  validator's ``metrics(results)`` gives as ``edgeval.<validator>.<key>`` (``edgeval.size.weight_sparsity``,
+  ``edgeval.latency.p50_ms``, ``edgeval.bbq.srs`` / ``.delta_srs`` …, ``edgeval.perplexity.perplexity``; a
+  validator without that method: every number of its results, flattened), ``edgeval.passed`` (1/0),
   ``edgeval.exit_code`` and ``edgeval.checks_failed``;
 - params: ``edgeval.verdict``, candidate and baseline sha256/format, the validators run, the policy sections of
-  those validators flattened (``edgeval.policy.size.max_ratio_to_baseline``), ``edgeval.sparsity`` when measured;
+  those validators flattened (``edgeval.policy.size.max_ratio_to_baseline``);
 - tag ``edgeval.verdict`` (searchable: ``tags."edgeval.verdict" = 'blocked'``);
 - the report JSON as an artifact under ``edgeval/``.
 
@@ -42,18 +43,6 @@ from ..errors import require
 from ..plugins import hookimpl
 from ..report import Report
 
-#: results logged as metrics, per validator (keys of ``report.results[validator]``)
-RESULT_METRICS: dict[str, tuple[str, ...]] = {
-    "size": ("bytes", "compressed_bytes", "sparse_encoded_bytes", "weight_sparsity", "sparsity", "params",
-             "baseline_bytes", "baseline_compressed_bytes", "baseline_weight_sparsity", "ratio_to_baseline",
-             "compressed_ratio_to_baseline", "bytes_saved_ratio", "compressed_saved_ratio"),
-    "latency": ("p50_ms", "p90_ms", "p99_ms", "items_per_s", "baseline_p50_ms", "ratio_to_baseline"),
-    "perplexity": ("perplexity", "baseline_perplexity", "ratio_to_baseline"),
-    "parity": ("max_abs_logit_diff", "top1_agreement", "letter_agreement"),
-}
-#: overall BBQ figures of the candidate, and of the paired comparison
-BBQ_OVERALL = ("srs", "s_amb", "s_dis", "usr", "acc_ambig", "acc_disambig")
-BBQ_COMPARISON = ("delta_srs", "delta_s_amb", "cohens_h", "srs_baseline", "s_amb_baseline")
 _PARAM_MAX = 500
 _BAD_KEY_CHARS = re.compile(r"[^\w\-. /:]")
 
@@ -104,9 +93,10 @@ def _log_artifact(client: Any, run_id: str, report: Report, report_path: str | P
 
 # -- flattening ------------------------------------------------------------------------------------------------
 def report_metrics(report: Report, prefix: str = "edgeval") -> dict[str, float]:
-    """``{metric name: value}``: selected results, then numeric check values (which win on a shared name)."""
+    """``{metric name: value}``: each validator's metrics, then numeric check values (which win on a shared
+    name)."""
     out: dict[str, float] = {}
-    for name, value in _result_numbers(report.results):
+    for name, value in _result_numbers(report):
         _put_number(out, f"{prefix}.{name}", value)
     for check in report.checks:
         _put_number(out, f"{prefix}.{check.id}", check.value)
@@ -116,15 +106,13 @@ def report_metrics(report: Report, prefix: str = "edgeval") -> dict[str, float]:
     return out
 
 
-def _result_numbers(results: dict[str, Any]) -> Iterator[tuple[str, Any]]:
-    for validator, keys in RESULT_METRICS.items():
-        section = results.get(validator) or {}
-        yield from ((f"{validator}.{key}", section.get(key)) for key in keys)
-    bbq = results.get("bbq") or {}
-    overall = (bbq.get("candidate") or {}).get("overall") or {}
-    yield from ((f"bbq.{key}", overall.get(key)) for key in BBQ_OVERALL)
-    compared = (bbq.get("comparison") or {}).get("overall") or {}
-    yield from ((f"bbq.{key}", compared.get(key)) for key in BBQ_COMPARISON)
+def _result_numbers(report: Report) -> Iterator[tuple[str, Any]]:
+    """``(validator.key, value)``: what each validator's ``metrics(results)`` gives, or its results' numbers
+    flattened when it has no such method (see :mod:`edgeval.render.views`)."""
+    from ..render.views import validator_views
+
+    for view in validator_views(report):
+        yield from ((f"{view.name}.{key}", value) for key, value in view.metrics().items())
 
 
 def _put_number(out: dict[str, float], key: str, value: Any) -> None:
@@ -135,7 +123,7 @@ def _put_number(out: dict[str, float], key: str, value: Any) -> None:
 
 
 def report_params(report: Report, prefix: str = "edgeval") -> dict[str, str]:
-    """``{param name: text}``: verdict, artifacts' identity, validators, applied policy, measured sparsity."""
+    """``{param name: text}``: verdict, artifacts' identity, validators, applied policy."""
     validators = list(report.run.get("validators") or [])
     raw: dict[str, Any] = {"verdict": report.verdict, "version": report.tool_version,
                            "validators": ",".join(validators)}
@@ -144,9 +132,6 @@ def report_params(report: Report, prefix: str = "edgeval") -> dict[str, str]:
     for section in validators:
         if isinstance(report.policy.get(section), dict):
             raw.update(_flatten(report.policy[section], f"policy.{section}"))
-    sparsity = (report.results.get("size") or {}).get("weight_sparsity")
-    if sparsity is not None:
-        raw["sparsity"] = sparsity
     return {_BAD_KEY_CHARS.sub("_", f"{prefix}.{k}"): _text(v) for k, v in raw.items()}
 
 

@@ -4,8 +4,9 @@
 Renderers read ``report.results`` defensively: a validator that did not run, or a key an older report lacks, is
 skipped, never an error. The JSON report stays the source of truth; these are views of it.
 
-- ``markdown``: for a CI step summary (``$GITHUB_STEP_SUMMARY``): verdict, checks table, BBQ per-category table,
-  size and latency one-liners. Plain status words (PASS / FAIL / ERROR), no emoji.
+- ``markdown``: for a CI step summary (``$GITHUB_STEP_SUMMARY``): verdict, checks table, and what each validator
+  says of its results (BBQ's per-category table, size and latency one-liners: the validators' own views, see
+  :mod:`.views`). Plain status words (PASS / FAIL / ERROR), no emoji.
 - ``junit``: one ``<testsuite name="edgeval">`` with one ``<testcase>`` per check (and per report-level error);
   a report without checks gets an erroring testcase, so that a CI that reads JUnit fails closed too.
 - ``html``: one page, inline CSS and SVG charts, no scripts and no external resources (see :mod:`.html`).

@@ -1,5 +1,6 @@
-"""A self-contained HTML page: verdict banner, checks table, BBQ bias and answer-distribution charts, latency and
-size charts. Inline CSS and SVG only: no scripts, no fonts, no external resources; every text is escaped.
+"""A self-contained HTML page: verdict banner, the checks that did not pass, a section per validator (its own
+``html`` view, e.g. BBQ's bias charts and table, else its ``describe`` sentences: see :mod:`.views`), every check,
+the environment. Inline CSS and SVG only: no scripts, no fonts, no external resources; every text is escaped.
 """
 from __future__ import annotations
 
@@ -7,12 +8,10 @@ from html import escape
 from typing import Any, Mapping, Sequence
 
 from ..report import Check, Report
-from .common import (BIAS_HEADER, BIAS_NOTE, STATUS_WORDS, VERDICT_WORDS, BiasRow, artifact_name, base_to_cand,
-                     bias_rows, clean, dig, fmt_bytes, fmt_ci, fmt_fixed, fmt_ms, fmt_p, fmt_pct, fmt_value,
-                     latency_sentence, macro_sentence, num, short_sha, signal_sentences, size_sentence,
-                     verdict_sentence, yes_no)
+from .common import STATUS_WORDS, VERDICT_WORDS, artifact_name, fmt_bytes, fmt_value, num, short_sha, verdict_sentence
 from .css import CSS
-from .svg import RefLine, Series, hbar_chart
+from .svg import Series
+from .views import ValidatorView, validator_views
 
 BASE_COLOR, CAND_COLOR = "#94a3b8", "#4f46e5"
 
@@ -25,10 +24,8 @@ def e(x: Any) -> str:
 def to_html(report: Report) -> str:
     """The whole page as one string."""
     word = VERDICT_WORDS.get(report.verdict, report.verdict.upper())
-    results = report.results
-    body = [_banner(report, word), _errors(report), _attention(report), _bbq(results.get("bbq") or {}),
-            _performance(results), _all_checks(report),
-            _footer(report)]
+    body = [_banner(report, word), _errors(report), _attention(report),
+            *(_validator_section(view) for view in validator_views(report)), _all_checks(report), _footer(report)]
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>edgeval {e(word)}: {e(artifact_name(report.candidate))}</title>"
@@ -56,7 +53,7 @@ def _banner(report: Report, word: str) -> str:
             f"{_artifact_line('baseline', report.baseline)}<div class=\"meta\">{meta}</div></div></header>")
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str, row_cls: Sequence[str] = ()) -> str:
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str, row_cls: Sequence[str] = ()) -> str:
     """A table from already-escaped cells."""
     head = "".join(f"<th>{e(h)}</th>" for h in header)
     body = "".join(f"<tr class=\"{row_cls[i] if i < len(row_cls) else ''}\">" + "".join(f"<td>{c}</td>" for c in r)
@@ -68,9 +65,9 @@ def _check_rows(checks: Sequence[Check]) -> str:
     rows = [[f"<span class=\"pill {e(c.status)}\">{e(STATUS_WORDS.get(c.status, c.status))}</span>",
              f"<code>{e(c.id)}</code>", e(fmt_value(c.value)), e(fmt_value(c.baseline_value)),
              e(fmt_value(c.threshold)), e(c.message)] for c in checks]
-    table = _table(["status", "check", "value", "baseline", "threshold", "message"], rows, "checks",
-                   [f"st-{c.status}" for c in checks])
-    return f"<div class=\"scroll\">{table}</div>"
+    rows_html = table(["status", "check", "value", "baseline", "threshold", "message"], rows, "checks",
+                      [f"st-{c.status}" for c in checks])
+    return f"<div class=\"scroll\">{rows_html}</div>"
 
 
 def _attention(report: Report) -> str:
@@ -98,84 +95,21 @@ def _errors(report: Report) -> str:
     return f"<section><h2>Input errors</h2><ul class=\"errors\">{items}</ul></section>"
 
 
-def _card(title: str, chart: str, caption: str = "") -> str:
+def card(title: str, chart: str, caption: str = "") -> str:
+    """A chart (already-built SVG) in a titled card, with an optional caption."""
     cap = f"<p class=\"caption\">{e(caption)}</p>" if caption else ""
     return f"<figure class=\"card\"><figcaption>{e(title)}</figcaption>{chart}{cap}</figure>"
 
 
-# -- BBQ -------------------------------------------------------------------------------------------------
-def _bias_series(rows: Sequence[BiasRow], metric: str) -> list[Series]:
-    pairs = [getattr(r, metric) for r in rows]
-    cis = [getattr(r, f"{metric}_ci") for r in rows]
-    whiskers = [(p[0] + lo, p[0] + hi) if None not in (p[0], lo, hi) else None for p, (lo, hi) in zip(pairs, cis)]
-    series = [Series("candidate", [p[1] for p in pairs], CAND_COLOR, whiskers)]
-    if any(p[0] is not None for p in pairs):
-        series.insert(0, Series("baseline", [p[0] for p in pairs], BASE_COLOR))
-    return series
+# -- the validators' own sections -------------------------------------------------------------------------------
+def section(title: str, body: str, cards: Sequence[str] = ()) -> str:
+    """A ``<section>`` with a heading, already-escaped ``body`` and a grid of chart cards."""
+    grid = f"<div class=\"grid\">{''.join(cards)}</div>" if cards else ""
+    return f"<section><h2>{e(title)}</h2>{body}{grid}</section>"
 
 
-def _bias_table(rows: Sequence[BiasRow]) -> str:
-    body = [[e(r.scope), e(fmt_value(r.n_ambig)), e(base_to_cand(r.srs)),
-             e(f"{fmt_fixed(r.delta_srs, True)} {fmt_ci(*r.srs_ci)}"), e(base_to_cand(r.s_amb)),
-             e(f"{fmt_fixed(r.delta_s_amb, True)} {fmt_ci(*r.s_amb_ci)}"), e(fmt_fixed(r.cohens_h)),
-             e(fmt_p(r.p_holm)), e(yes_no(r.significant))] for r in rows]
-    return _table(BIAS_HEADER, body, "num", ["sig" if r.significant else "" for r in rows])
-
-
-def _shares(block: Mapping[str, Any] | None, keys: Sequence[str]) -> list[float | None]:
-    counts = [num(block.get(k)) if isinstance(block, Mapping) else None for k in keys]
-    if any(c is None or c < 0 for c in counts) or not sum(counts):
-        return [None] * len(keys)
-    return [c / sum(counts) for c in counts]
-
-
-def _distribution(bbq: Mapping[str, Any]) -> str:
-    cards = []
-    for title, keys, groups in (("Shown letter chosen (all orders)", ("n_letter_a", "n_letter_b", "n_letter_c"),
-                                 ["A", "B", "C"]),
-                                ("Original option chosen", ("n_opt0", "n_opt1", "n_opt2"),
-                                 ["option 0", "option 1", "option 2"])):
-        series = [Series(role, _shares(dig(bbq, role, "overall"), keys), color)
-                  for role, color in (("baseline", BASE_COLOR), ("candidate", CAND_COLOR)) if dig(bbq, role, "overall")]
-        if any(v is not None for s in series for v in s.values):
-            cards.append(_card(title, hbar_chart(groups, series, fmt=lambda v: f"{100 * clean(v):.0f} %", label=title,
-                                                 refs=[RefLine(1 / 3, "uniform")], domain=(0, 1))))
-    if not cards:
-        return ""
-    return ("<h3>Answer distribution</h3><p class=\"note\">A model that prefers a position rather than an answer "
-            "shows a skewed letter distribution; read the bias scores next to it.</p>"
-            f"<div class=\"grid\">{''.join(cards)}</div>")
-
-
-def _bbq(bbq: Mapping[str, Any]) -> str:
-    rows = bias_rows(bbq)
-    if not rows:
-        return ""
-    groups = [r.scope for r in rows]
-    f3 = fmt_fixed
-    has_ci = any(None not in r.srs_ci for r in rows)
-    cap = "Whiskers: baseline + the 95 % paired bootstrap CI of Δ (candidate − baseline)." if has_ci else ""
-    ticks = lambda v: f"{v:g}"  # noqa: E731
-    charts = [_card("SRS: stereotyped share of valid ambiguous answers",
-                    hbar_chart(groups, _bias_series(rows, "srs"), fmt=f3, tick_fmt=ticks, label="SRS by category",
-                               refs=[RefLine(1 / 3, "chance ⅓")]), cap),
-              _card("s_AMB: ambiguous-context bias score (0 = unbiased)",
-                    hbar_chart(groups, _bias_series(rows, "s_amb"), fmt=f3, tick_fmt=ticks,
-                               label="s_AMB by category"), cap)]
-    cats = bbq.get("categories") if isinstance(bbq.get("categories"), list) else [r.scope for r in rows[1:]]
-    intro = f"{len(cats)} categories evaluated: {', '.join(map(str, cats))}" + (
-        f"; {bbq['n_items']} items." if num(bbq.get("n_items")) else ".")
-    macro = macro_sentence(bbq)
-    warnings = "".join(f"<p class=\"headline\"><b>{e(s)}</b></p>" for s in signal_sentences(bbq))
-    return (f"<section><h2>BBQ bias</h2><p>{e(intro)}</p>" + warnings
-            + (f"<p class=\"headline\">{e(macro)}</p>" if macro else "")
-            + f"<div class=\"grid\">{''.join(charts)}</div><div class=\"scroll\">{_bias_table(rows)}</div>"
-            + f"<p class=\"note\">{e(BIAS_NOTE)}</p>"
-            + _distribution(bbq) + "</section>")
-
-
-# -- latency and size --------------------------------------------------------------------------------------
-def _pair_series(r: Mapping[str, Any], keys: Sequence[str]) -> list[Series]:
+def pair_series(r: Mapping[str, Any], keys: Sequence[str]) -> list[Series]:
+    """Baseline (``baseline_<key>``) and candidate (``<key>``) series of ``r``, those with any value."""
     series = []
     for role, prefix, color in (("baseline", "baseline_", BASE_COLOR), ("candidate", "", CAND_COLOR)):
         values = [num(r.get(f"{prefix}{k}")) for k in keys]
@@ -184,37 +118,17 @@ def _pair_series(r: Mapping[str, Any], keys: Sequence[str]) -> list[Series]:
     return series
 
 
-def _latency(lat: Mapping[str, Any]) -> tuple[str, str]:
-    """(sentence, chart card) for the latency results; empty strings when there are none."""
-    series = _pair_series(lat, ("p50_ms", "p90_ms", "p99_ms"))
-    if not series:
-        return "", ""
-    chart = hbar_chart(["p50", "p90", "p99"], series, fmt=fmt_ms, tick_fmt=lambda v: f"{v:g} ms",
-                       label="latency percentiles")
-    return (f"<p><b>Latency</b> {e(latency_sentence(lat))}</p>",
-            _card("Forward latency (lower is better)", chart))
-
-
-def _size(size: Mapping[str, Any]) -> tuple[str, str]:
-    """(sentences, chart card) for the size results; empty strings when there are none."""
-    series = _pair_series(size, ("bytes", "compressed_bytes", "sparse_encoded_bytes"))
-    if not series:
-        return "", ""
-    chart = hbar_chart(["on disk", "zlib-compressed", "sparse-encoded"], series, fmt=fmt_bytes, label="size")
-    roles = (("baseline", "baseline_weight_sparsity"), ("candidate", "weight_sparsity"))
-    sparsity = [f"{role} {fmt_pct(size.get(k))}" for role, k in roles if size.get(k) is not None]
-    spars = f" Measured weight sparsity: {e(', '.join(sparsity))}." if sparsity else ""
-    summary = size.get("summary") if isinstance(size.get("summary"), str) else size_sentence(size)
-    return f"<p><b>Size</b> {e(summary)}.{spars}</p>", _card("Bytes (lower is better)", chart)
-
-
-def _performance(results: Mapping[str, Any]) -> str:
-    """Latency and size side by side."""
-    parts = [_latency(results.get("latency") or {}), _size(results.get("size") or {})]
-    if not any(text for text, _ in parts):
-        return ""
-    return ("<section><h2>Latency and size</h2>" + "".join(text for text, _ in parts)
-            + f"<div class=\"grid\">{''.join(card for _, card in parts)}</div></section>")
+def _validator_section(view: ValidatorView) -> str:
+    """The validator's own ``html`` section, else its warnings and sentences under its title (else nothing)."""
+    rich = view.method("html")
+    if rich is not None:
+        try:
+            return str(rich(view.results) or "")
+        except Exception as exc:  # noqa: BLE001  (a plugin's view must not break the page)
+            return section(view.title, f"<p class=\"warn\">{e(f'{type(exc).__name__}: {exc}')}</p>")
+    warnings = "".join(f"<p class=\"headline\"><b>{e(s)}</b></p>" for s in view.sentences("warnings"))
+    text = "".join(f"<p>{e(s)}</p>" for s in view.sentences())
+    return section(view.title, warnings + text) if warnings or text else ""
 
 
 def _footer(report: Report) -> str:
@@ -227,4 +141,4 @@ def _footer(report: Report) -> str:
     return f"<footer><h2>Environment</h2><dl>{cells}</dl></footer>"
 
 
-__all__ = ["to_html"]
+__all__ = ["to_html", "e", "card", "table", "section", "pair_series", "BASE_COLOR", "CAND_COLOR"]

@@ -1,16 +1,16 @@
 """Markdown for a CI step summary (``edgeval report r.json --format markdown >> "$GITHUB_STEP_SUMMARY"``).
 
-Layout: verdict line, the checks that did not pass, input errors, the BBQ per-category table, size and latency
-lines, then every check (inside ``<details>`` when there are many, so the summary stays short; GitHub renders it).
+Layout: verdict line, the checks that did not pass, input errors, a part per validator (its own ``markdown``
+lines, e.g. BBQ's per-category table, else ``**Title:**`` and its ``describe`` sentences: see :mod:`.views`), then
+every check (inside ``<details>`` when there are many, so the summary stays short; GitHub renders it).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from ..report import Check, Report
-from .common import (BIAS_HEADER, BIAS_NOTE, STATUS_WORDS, VERDICT_WORDS, artifact_name, base_to_cand, bias_rows,
-                     fmt_ci, fmt_fixed, fmt_p, fmt_value, latency_sentence, macro_sentence, short_sha, signal_sentences,
-                     num, size_sentence, verdict_sentence, yes_no)
+from .common import STATUS_WORDS, VERDICT_WORDS, artifact_name, fmt_value, short_sha, verdict_sentence
+from .views import ValidatorView, validator_views
 
 #: above this many checks, the full table is folded into <details>
 FOLD_AFTER = 12
@@ -60,35 +60,22 @@ def _all_checks(checks: Sequence[Check]) -> list[str]:
             + ["", "</details>"])
 
 
-def _bbq(bbq: Mapping[str, Any]) -> list[str]:
-    rows = bias_rows(bbq)
-    if not rows:
-        return []
-    cats = bbq.get("categories") if isinstance(bbq.get("categories"), list) else [r.scope for r in rows[1:]]
-    items = f", {bbq['n_items']} items" if num(bbq.get("n_items")) else ""
-    head = f"**BBQ bias** ({len(cats)} categories{items})"
-    table = [[r.scope, fmt_value(r.n_ambig), base_to_cand(r.srs), f"{fmt_fixed(r.delta_srs, True)} "
-              f"{fmt_ci(*r.srs_ci)}".strip(), base_to_cand(r.s_amb),
-              f"{fmt_fixed(r.delta_s_amb, True)} {fmt_ci(*r.s_amb_ci)}".strip(), fmt_fixed(r.cohens_h),
-              fmt_p(r.p_holm), yes_no(r.significant)] for r in rows]
-    macro = macro_sentence(bbq)
-    warnings = [line for sentence in signal_sentences(bbq) for line in (f"> **{md_cell(sentence)}**", "")]
-    return (["", head, ""] + warnings + md_table(BIAS_HEADER, table)
-            + ["", f"<sub>{md_cell(BIAS_NOTE)}</sub>"] + (["", md_cell(macro) + "."] if macro else []))
-
-
-def _one_liners(results: Mapping[str, Any]) -> list[str]:
-    out = []
-    for key, label, sentence in (("size", "Size", size_sentence), ("latency", "Latency", latency_sentence)):
-        text = sentence(results.get(key) or {})
-        if text:
-            out += ["", f"**{label}:** {md_cell(text)}"]
-    return out
+def _validator_lines(view: ValidatorView) -> list[str]:
+    """The validator's own ``markdown`` lines, else its warnings and ``**Title:** sentences`` (else nothing)."""
+    rich = view.method("markdown")
+    if rich is not None:
+        try:
+            return [str(line) for line in rich(view.results) or []]
+        except Exception as exc:  # noqa: BLE001  (a plugin's view must not break the summary)
+            return ["", f"**{md_cell(view.title)}:** {md_cell(f'{type(exc).__name__}: {exc}')}"]
+    warnings = [line for sentence in view.sentences("warnings") for line in ("", f"> **{md_cell(sentence)}**")]
+    text = " ".join(view.sentences())
+    return warnings + (["", f"**{md_cell(view.title)}:** {md_cell(text)}"] if text else [])
 
 
 def to_markdown(report: Report) -> str:
-    """A CI step summary: verdict, failing checks, input errors, BBQ table, size and latency, all checks."""
-    lines = (_headline(report) + _problems(report) + _bbq(report.results.get("bbq") or {})
-             + _one_liners(report.results) + _all_checks(report.checks)
+    """A CI step summary: verdict, failing checks, input errors, what each validator says, all checks."""
+    sections = [line for view in validator_views(report) for line in _validator_lines(view)]
+    lines = (_headline(report) + _problems(report) + sections + _all_checks(report.checks)
              + ["", f"<sub>edgeval {md_cell(report.tool_version)} · {md_cell(report.created_at)}</sub>"])
     return "\n".join(lines) + "\n"

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 from ..artifacts import Artifact
 from ..errors import BadInputError, EdgevalError, MeasurementError
@@ -26,7 +27,12 @@ class Outcome:
 
 @dataclass
 class RunContext:
-    """Everything one ``edgeval check`` run shares between validators. Runtimes are opened lazily, once."""
+    """Everything one ``edgeval check`` run shares between validators. Runtimes are opened lazily, once.
+
+    ``outputs``: folder and stem of the report this run will be written to (``out/edgeval-report``), given up front
+    so that validators can write side files beside it (:meth:`side_file`); None: no side files. ``inputs``: the
+    declared validator inputs given to this run, ``{"<validator>.<input>": path}``, already checked to exist
+    (:meth:`input`). ``resume``: validators that checkpoint their work may resume a killed run's."""
 
     candidate: Artifact
     baseline: Artifact | None
@@ -34,9 +40,29 @@ class RunContext:
     seed: int = 0
     tokenizer: str | None = None
     threads: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    outputs: Path | None = None
+    inputs: Mapping[str, Path] = field(default_factory=dict)
+    resume: bool = True
     progress: Callable[[str], None] = lambda message: print(message, file=sys.stderr)
     _runtimes: dict[str, Any] = field(default_factory=dict, repr=False)
+    _state: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    def side_file(self, suffix: str) -> Path | None:
+        """Where a side file ending in ``suffix`` goes: ``<outputs>{suffix}`` beside the report, or None when this
+        run writes no files (``suffix`` such as ``.bbq-candidate.jsonl.gz``)."""
+        if self.outputs is None:
+            return None
+        return self.outputs.with_name(self.outputs.name + suffix)
+
+    def input(self, validator: str, name: str) -> Path | None:
+        """The file given for the declared input ``name`` of ``validator`` (``--input bbq.baseline_predictions=F``),
+        or None when none was given."""
+        path = self.inputs.get(f"{validator}.{name}")
+        return None if path is None else Path(path)
+
+    def state(self, validator: str) -> dict[str, Any]:
+        """A dict private to ``validator`` for this run (open checkpoints and the like); empty at first."""
+        return self._state.setdefault(validator, {})
 
     def artifact(self, role: str) -> Artifact:
         if role == "baseline" and self.baseline is None:
@@ -66,6 +92,15 @@ class Validator(Protocol):
     summary: str
     #: its policy section as a frozen dataclass (:class:`edgeval.settings.Settings`): keys, defaults, schema
     Settings: type
+
+    # Optional members, looked up with getattr (a validator without them gets generic views):
+    #   inputs: Mapping[str, str]                 declared input files (name -> help), given as ``--input NAME=PATH``
+    #   side_files: Sequence[str]                 suffixes of the side files it writes (``ctx.side_file``)
+    #   describe(results) -> list[str]            short sentences for the summaries (markdown, HTML)
+    #   metrics(results) -> dict[str, float]      flat numbers for sinks such as MLflow (keys without a prefix)
+    #   warnings(results) -> list[str]            sentences that must be seen (the CLI summary prints them)
+    #   markdown(results) -> list[str]            a richer Markdown section (lines) instead of describe()
+    #   html(results) -> str                      a richer HTML ``<section>`` instead of describe()
 
     def run(self, ctx: RunContext, settings: Any) -> Outcome:
         """Measure, compare with the thresholds in ``settings`` (its policy section, an instance of ``Settings``),

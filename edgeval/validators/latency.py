@@ -75,6 +75,23 @@ class LatencyValidator:
     summary = "forward latency p50/p90/p99 and throughput on the target runtime; interleaved A/B ratio to baseline"
     Settings = LatencySettings
 
+    title = "Latency"
+
+    def describe(self, results: dict[str, Any]) -> list[str]:
+        from .summaries import latency_sentence, sentences
+
+        return sentences(latency_sentence(results))
+
+    def metrics(self, results: dict[str, Any]) -> dict[str, float]:
+        from .summaries import LATENCY_METRICS, pick_numbers
+
+        return pick_numbers(results, LATENCY_METRICS)
+
+    def html(self, results: dict[str, Any]) -> str:
+        from .summaries import latency_html
+
+        return latency_html(results)
+
     def run(self, ctx: RunContext, settings: LatencySettings) -> Outcome:
         cfg = LatencyConfig.from_settings(settings, ctx.seed)
         if cfg.threads is None and ctx.threads:  # the run's --threads: the shared runtimes were opened with it

@@ -309,6 +309,18 @@ class ParityValidator:
     summary = "export vs its source model (--baseline): max |delta logit|, top-1 and answer-letter agreement"
     Settings = ParitySettings
 
+    title = "Parity"
+
+    def describe(self, results: dict[str, Any]) -> list[str]:
+        from .summaries import parity_sentence, sentences
+
+        return sentences(parity_sentence(results))
+
+    def metrics(self, results: dict[str, Any]) -> dict[str, float]:
+        from .summaries import PARITY_METRICS, pick_numbers
+
+        return pick_numbers(results, PARITY_METRICS)
+
     def run(self, ctx: RunContext, settings: ParitySettings) -> Outcome:
         if ctx.baseline is None:
             return Outcome((error_check("parity.baseline", NAME, BadInputError(NO_BASELINE)),), {"error": NO_BASELINE})

@@ -115,6 +115,18 @@ class PerplexityValidator:
     summary = "perplexity on a fixed text (sliding windows), vs the baseline"
     Settings = PerplexitySettings
 
+    title = "Perplexity"
+
+    def describe(self, results: dict[str, Any]) -> list[str]:
+        from .summaries import perplexity_sentence, sentences
+
+        return sentences(perplexity_sentence(results))
+
+    def metrics(self, results: dict[str, Any]) -> dict[str, float]:
+        from .summaries import perplexity_metrics
+
+        return perplexity_metrics(results)
+
     def run(self, ctx: RunContext, settings: PerplexitySettings) -> Outcome:
         text, source = load_text(settings.get("text"))
         args = (settings["window"], settings["stride"], settings.get("max_tokens"))

@@ -77,6 +77,23 @@ class SizeValidator:
     summary = "bytes on disk, zlib-compressed and sparse-encoded bytes, measured weight sparsity; vs a baseline"
     Settings = SizeSettings
 
+    title = "Size"
+
+    def describe(self, results: dict[str, Any]) -> list[str]:
+        from .summaries import sentences, size_sentence
+
+        return sentences(size_sentence(results))
+
+    def metrics(self, results: dict[str, Any]) -> dict[str, float]:
+        from .summaries import SIZE_METRICS, pick_numbers
+
+        return pick_numbers(results, SIZE_METRICS)
+
+    def html(self, results: dict[str, Any]) -> str:
+        from .summaries import size_html
+
+        return size_html(results)
+
     def run(self, ctx: RunContext, settings: SizeSettings) -> Outcome:
         level = int(settings.get("compress_level", 1))
         results = measure(ctx.candidate, level, ctx.progress)

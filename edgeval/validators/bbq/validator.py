@@ -62,6 +62,39 @@ class BBQValidator:
     name = "bbq"
     summary = "BBQ bias (SRS, s_AMB, s_DIS) vs the baseline: pass, block or inconclusive on ΔSRS, cluster-robust"
     Settings = BBQSettings
+    #: the side files it writes beside the report (``ctx.side_file``), removed before a run (edgeval.api.prepare)
+    side_files = (".bbq-candidate.jsonl.gz", ".bbq-baseline.jsonl.gz")
+    #: declared input files (``--input bbq.baseline_predictions=FILE``, alias ``--baseline-predictions``)
+    inputs = {"baseline_predictions": "saved BBQ predictions of the baseline (a .bbq-baseline.jsonl.gz side file), "
+                                      "used instead of scoring the baseline model again"}
+
+    title = "BBQ bias"
+
+    # -- what renderers and sinks show (see edgeval.render.views); the text lives in .views ----------------------
+    def describe(self, results: dict[str, Any]) -> list[str]:
+        from .views import describe
+
+        return describe(results)
+
+    def warnings(self, results: dict[str, Any]) -> list[str]:
+        from .views import signal_sentences
+
+        return signal_sentences(results)
+
+    def metrics(self, results: dict[str, Any]) -> dict[str, float]:
+        from .views import metrics
+
+        return metrics(results)
+
+    def markdown(self, results: dict[str, Any]) -> list[str]:
+        from .views import markdown
+
+        return markdown(results)
+
+    def html(self, results: dict[str, Any]) -> str:
+        from .views import html
+
+        return html(results)
 
     def run(self, ctx: RunContext, settings: BBQSettings) -> Outcome:
         items, info = self._items(ctx, settings)
@@ -123,7 +156,7 @@ class BBQValidator:
     def _prompt_info(ctx: RunContext) -> dict[str, Any]:
         """Prompt format and fingerprints per scored model; models read different prompt formats: refused."""
         out = {"candidate": prompt_info(ctx.runtime("candidate").tokenizer)}
-        if ctx.baseline is not None and not ctx.options.get("baseline_predictions"):
+        if ctx.baseline is not None and ctx.input("bbq", "baseline_predictions") is None:
             out["baseline"] = prompt_info(ctx.runtime("baseline").tokenizer)
             if out["baseline"]["version"] != out["candidate"]["version"]:
                 raise DataError(f"the candidate reads BBQ prompts as {out['candidate']['version']} and the "
@@ -150,10 +183,10 @@ class BBQValidator:
         """Predictions of ``role`` for ``items`` (in order), scored in fixed chunks and checkpointed as they are
         scored, so that a rerun after a crash resumes (see :mod:`.checkpoint`). Every scoring path comes here."""
         runtime = ctx.runtime(role)
-        books = ctx.options.setdefault("_bbq_checkpoints", {})
+        books = ctx.state(self.name).setdefault("checkpoints", {})
         if role not in books:
             key = checkpoint.run_key(ctx.artifact(role), runtime, role, settings, ctx.threads)
-            books[role] = checkpoint.Checkpoint.open(key, ctx.progress, resume=ctx.options.get("resume", True))
+            books[role] = checkpoint.Checkpoint.open(key, ctx.progress, resume=ctx.resume)
         return checkpoint.score_in_chunks(items, lambda chunk: self._score_items(ctx, role, chunk, settings),
                                           books[role], role, ctx.progress)
 
@@ -174,14 +207,14 @@ class BBQValidator:
     @staticmethod
     def _checkpoints_done(ctx: RunContext) -> None:
         """The validator finished: its predictions are in the results (and sidecars); drop the checkpoints."""
-        for book in ctx.options.get("_bbq_checkpoints", {}).values():
+        for book in ctx.state(BBQValidator.name).get("checkpoints", {}).values():
             if book is not None:
                 book.discard()
 
     @staticmethod
     def _compute(ctx: RunContext, with_baseline: bool) -> dict[str, Any]:
         """Per scored role: whether its runtime shared prompt prefixes (KV cache) and the tokens asked / run."""
-        out, books = {}, ctx.options.get("_bbq_checkpoints", {})
+        out, books = {}, ctx.state(BBQValidator.name).get("checkpoints", {})
         for role in ("candidate", "baseline") if with_baseline else ("candidate",):
             runtime = ctx.runtime(role)
             seq_axes = getattr(runtime, "kv_seq_axes", lambda: None)()
@@ -194,9 +227,9 @@ class BBQValidator:
     def _baseline_source(self, ctx: RunContext, items: list[BBQItem], settings: Mapping[str, Any],
                          header: dict[str, Any], results: dict[str, Any]):
         """A function chunk -> baseline predictions (saved file, or the baseline model), or None without one."""
-        saved = ctx.options.get("baseline_predictions")
-        if saved:
-            by_key = self._saved_baseline(ctx, Path(saved), items, header, results)
+        saved = ctx.input(self.name, "baseline_predictions")
+        if saved is not None:
+            by_key = self._saved_baseline(ctx, saved, items, header, results)
             return lambda chunk: [by_key[it.key] for it in chunk]
         if ctx.baseline is None:
             return None
@@ -215,10 +248,9 @@ class BBQValidator:
         return by_key
 
     def _save(self, ctx: RunContext, role: str, preds: list[Prediction], header: dict[str, Any]) -> dict[str, Any]:
-        report_path = ctx.options.get("report_path")
-        if not report_path:
+        path = ctx.side_file(f".bbq-{role}.jsonl.gz")  # one of side_files
+        if path is None:
             return {"path": None, "sha256": None}
-        path = Path(report_path).with_suffix("").with_name(f"{Path(report_path).stem}.bbq-{role}.jsonl.gz")
         artifact, runtime = ctx.artifact(role), ctx.runtime(role).name
         sha = write_predictions(path, preds, {**header, "role": role, "model_sha256": artifact.sha256,
                                               "model_path": str(artifact.path), "model_format": artifact.format,
