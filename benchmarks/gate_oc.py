@@ -46,7 +46,7 @@ from edgeval.validators.bbq.compare import compare  # noqa: E402
 from edgeval.validators.bbq.decision import Decision, Plan, decide  # noqa: E402
 from edgeval.validators.bbq.metrics import metrics_by_category  # noqa: E402
 from edgeval.validators.bbq.simulate import World, simulate  # noqa: E402
-from edgeval.validators.bbq.stats import clopper_pearson  # noqa: E402
+from edgeval.stats import clopper_pearson  # noqa: E402
 
 VERDICTS = ("pass", "blocked", "inconclusive", "error")
 OUTCOME_VERDICT = {"block": "blocked", "pass": "pass", "inconclusive": "inconclusive"}

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from edgeval.errors import BadInputError
+from edgeval.stats import cohens_h, holm, mcnemar_exact, transitions
 from edgeval.validators.bbq.compare import PairingError, compare, pair_predictions
 from edgeval.validators.bbq.metrics import metrics_by_category, s_amb_score
-from edgeval.validators.bbq.stats import (AmbigOutcomes, bootstrap_deltas, cohens_h, holm, mcnemar_exact,
-                                          s_amb_from_sums, srs_from_sums, transitions)
+from edgeval.validators.bbq.stats import AmbigOutcomes, bootstrap_deltas, s_amb_from_sums, srs_from_sums
 from edgeval.validators.bbq.types import Prediction
 
 UNK, BIASED, ANTI = 2, 0, 1
