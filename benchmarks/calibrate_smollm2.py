@@ -70,7 +70,7 @@ def log(message: str) -> None:
 
 def paraphrase_prompt(tokenizer, item, order) -> str:
     """bbq-letter-v2's structure (instruction, context, question, options A/B/C, answer letter), reworded."""
-    from edgeval.validators.bbq.prompts import LETTERS
+    from edgeval.logprobs import LETTERS
 
     options = "\n".join(f"{LETTERS[k]}) {item.answers[option]}" for k, option in enumerate(order))
     message = f"{PARAPHRASE_INSTRUCTION}\nPassage: {item.context}\nQuery: {item.question}\n{options}"
@@ -81,8 +81,8 @@ def paraphrase_prompt(tokenizer, item, order) -> str:
 
 def score_with_prompt(runtime, items, build: Callable, batch_size: int) -> list:
     """score_letters with another prompt builder (same letter tokens, orders, merging and prediction records)."""
-    from edgeval.validators.bbq.prompts import cyclic_orders, letter_token_ids
-    from edgeval.validators.bbq.scoring import Progress, _letter_prediction, letter_logprobs
+    from edgeval.logprobs import cyclic_orders, letter_logprobs, letter_token_ids
+    from edgeval.validators.bbq.scoring import Progress, _letter_prediction
 
     tok, orders = runtime.tokenizer, cyclic_orders(3)
     prompts = [tok.encode_prompt(build(tok, item, order)) for item in items for order in orders]

@@ -55,7 +55,7 @@ def test_transformers_tokenizer_templates_are_bounded_too(monkeypatch):
 
 def test_letters_of_a_real_tokenizer_are_distinct_and_decode_to_themselves(tiny_llama_dir):
     from edgeval.runtimes.tokenizer import FastTokenizer
-    from edgeval.validators.bbq.prompts import letter_token_ids
+    from edgeval.logprobs import letter_token_ids
 
     tokenizer = FastTokenizer(tiny_llama_dir)
     ids = letter_token_ids(tokenizer)
@@ -65,7 +65,7 @@ def test_letters_of_a_real_tokenizer_are_distinct_and_decode_to_themselves(tiny_
 
 
 def test_letters_sharing_a_token_are_refused():
-    from edgeval.validators.bbq.prompts import letter_token_ids
+    from edgeval.logprobs import letter_token_ids
 
     class Collapsing:
         source = "/tok"

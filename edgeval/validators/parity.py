@@ -33,12 +33,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import BadInputError, DataError, MeasurementError
+from ..logprobs import LETTERS, cyclic_orders, letter_logprobs, letter_token_ids, option_scores
 from ..policy import DEFAULTS
 from ..report import Check, error_check, threshold_check
 from .base import Outcome, RunContext
-from .bbq.prompts import LETTERS, cyclic_orders, encode_letter_prompt, letter_token_ids, prompt_format
-from .bbq.scoring import letter_logprobs
-from .bbq.types import BBQItem
+from .bbq import BBQItem, encode_letter_prompt, prompt_format
 
 NAME = "parity"
 PROMPTS_RESOURCE = "data/parity_prompts.jsonl"
@@ -202,12 +201,7 @@ def compare_logits(candidate: Any, reference: Any, seqs: list[list[int]],
 # -- answer letters and options --------------------------------------------------------------------------------
 def option_choices(logprobs: np.ndarray, orders: Sequence[Sequence[int]]) -> np.ndarray:
     """(items·orders, 3) letter log-probs -> each item's option after summing over orders (BBQ letter mode)."""
-    per_item = logprobs.reshape(-1, len(orders), 3)
-    scores = np.zeros((per_item.shape[0], 3))
-    for k, order in enumerate(orders):
-        for letter, option in enumerate(order):
-            scores[:, option] += per_item[:, k, letter]
-    return scores.argmax(axis=1)
+    return option_scores(logprobs, orders).argmax(axis=1)
 
 
 def letter_parity(cand_next: np.ndarray, ref_next: np.ndarray, letter_ids: list[list[int]],

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, MeasurementError
+from ..logprobs import token_logprobs
 from ..report import Check, threshold_check
 from .base import Outcome, RunContext
 
@@ -60,14 +61,6 @@ def windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int, int
     return spans
 
 
-def _token_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Negative log-likelihood of each target under the matching row of logits (float64 log-softmax)."""
-    z = logits.astype(np.float64)
-    z -= z.max(axis=-1, keepdims=True)
-    log_norm = np.log(np.exp(z).sum(axis=-1))
-    return log_norm - z[np.arange(len(targets)), targets]
-
-
 def perplexity(runtime, text: str, window: int, stride: int, max_tokens: int | None) -> dict[str, Any]:
     """Score ``text`` with ``runtime``; returns perplexity, mean NLL and the token counts."""
     prefix, suffix = runtime.tokenizer.special_affixes()
@@ -86,7 +79,7 @@ def perplexity(runtime, text: str, window: int, stride: int, max_tokens: int | N
         for (begin, end, first), seq, logits in zip(chunk, seqs, runtime.sequence_logits(seqs)):
             shift = len(seq) - (end - begin)  # the prefix in front of a later window
             rows = np.arange(first - 1, end - 1) - begin + shift  # logits at position p predict token p + 1
-            nll.append(_token_nll(logits[rows], np.asarray(ids[first:end])))
+            nll.append(-token_logprobs(logits[rows], ids[first:end]))
     values = np.concatenate(nll)
     mean = float(values.mean())
     if not math.isfinite(mean):

@@ -33,7 +33,7 @@ from collections import Counter
 from statistics import median
 from typing import Any, Sequence
 
-from .prompts import LETTERS
+from ...logprobs import LETTERS
 from .types import Prediction
 
 TAU = 0.05
