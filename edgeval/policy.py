@@ -8,7 +8,6 @@ report always shows the policy exactly as applied. A ``null`` threshold means "m
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import math
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any, Iterator
 
 from .errors import PolicyError
 from .schemas import POLICY_SCHEMA_VERSION, validator_for
+from .suggest import suggestion
 
 DEFAULTS: dict[str, Any] = {
     "schema_version": POLICY_SCHEMA_VERSION,
@@ -166,9 +166,7 @@ def _describe(error) -> str:
         unknown = [k for k in error.instance if k not in allowed]
         key = unknown[0] if unknown else "?"
         name = f"{where}.{key}" if where else key
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(allowed)})"
-        return f"unknown key '{name}'{hint}"
+        return f"unknown key '{name}'{suggestion(key, allowed)}"
     if error.validator == "minItems" and where == "validators":
         return "'validators' is empty: name at least one validator to run (see `edgeval validators`)"
     return f"'{where or '(top level)'}': {error.message}"

@@ -123,7 +123,7 @@ def test_categories_subset_and_order() -> None:
 
 
 @pytest.mark.parametrize("categories, pattern", [
-    (["Relgion"], r"unknown BBQ category 'Relgion'; did you mean 'Religion'\?"),
+    (["Relgion"], r"unknown BBQ category 'Relgion' \(did you mean 'Religion'\? known: Age, "),
     (["age"], r"did you mean 'Age'\?"),
     (["Nationality"], r"'Nationality' was requested but Nationality\.jsonl is not here"),
     ([], r"no BBQ categories requested"),
