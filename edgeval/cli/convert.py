@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..atomic import atomic_write_bytes, atomic_write_text, temp_sibling
+from ..converters.pruning.api import METHODS
 from ..errors import ExitCode
 from .app import EXIT_CODES_HELP, cli
 
@@ -19,7 +20,7 @@ def _progress(done: int, total: int, label: str) -> None:
 
 @cli.command("prune", epilog=EXIT_CODES_HELP)
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--method", type=click.Choice(["random", "magnitude", "wanda"]), required=True)
+@click.option("--method", type=click.Choice(METHODS), required=True)
 @click.option("--sparsity", type=float, help="Fraction of weights to zero, in (0, 1). Optional with --pattern N:M.")
 @click.option("--pattern", default="unstructured", show_default=True, help="unstructured, 2:4 or any N:M.")
 @click.option("--calibration", default="builtin", show_default=True,

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import click
 
+from ..converters.pruning.api import METHODS
 from .app import cli
 
-METHODS = ("random", "magnitude", "wanda")
 DEMO_EXIT_CODES = """\b
 Exit codes:
   0  the demo completed (candidates BLOCKED by the gate are an expected result)

@@ -29,20 +29,11 @@ def load_model(src: str | Path) -> tuple[Any, Any, Path]:
     fmt = detect_format(path)
     if fmt not in ("hf", "gguf"):
         raise ModelError(f"pruning needs a Hugging Face directory or a .gguf file, not {fmt}", path=path)
-    from ...runtimes.torch import auto_tokenizer
+    from ...runtimes.torch import auto_tokenizer, dequantized
     from .._torch_model import load_torch_model
 
     model, source = load_torch_model(path)
-    return _dequantized(model), auto_tokenizer(path), source or path
-
-
-def _dequantized(model: Any) -> Any:
-    """A GGUF-loaded model holds dequantized float weights but refuses ``save_pretrained``: drop the marker."""
-    if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    return model
+    return dequantized(model), auto_tokenizer(path), source or path
 
 
 def check_output(out_dir: str | Path, overwrite: bool) -> Path:
