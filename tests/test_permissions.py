@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgeval.cli import main
+from edgeval.schemas import read_side_file
 
 from bbq_fixture import FIXTURE_DIR  # noqa: E402
 
@@ -65,12 +66,12 @@ def test_pruned_model_and_export_with_parity_follow_the_umask(umask, tiny_llama_
     file_mode, dir_mode = umask
     pruned = tmp_path / "pruned"
     assert run_cli("prune", tiny_llama_dir, "--method", "magnitude", "--sparsity", "0.5", "--out", pruned) == 0
-    assert (pruned / "pruning.json").is_file()
+    assert read_side_file("pruning", pruned / "pruning.json")["method"] == "magnitude"  # valid against its schema
     assert_modes(pruned, file_mode, dir_mode)
     exported = tmp_path / "onnx"
     exported.mkdir()
     code = run_cli("export", tiny_llama_dir, "--to", "onnx", "--legacy", "--out", exported / "model.onnx")
-    assert code == 0 and (exported / "model.onnx.parity.json").is_file()
+    assert code == 0 and read_side_file("parity", exported / "model.onnx.parity.json")["checks"]
     assert_modes(exported, file_mode, dir_mode)
 
 

@@ -11,6 +11,7 @@ import click
 from ..atomic import atomic_write_bytes, atomic_write_text, temp_sibling
 from ..converters.pruning.api import METHODS
 from ..errors import ExitCode
+from ..schemas import SIDE_FILE_IDS, check_side_file
 from .app import EXIT_CODES_HELP, cli
 
 
@@ -142,6 +143,8 @@ def _parity(source: Path, exported: Path, policy, threads: int | None) -> int:
     for check in checks:
         click.echo(f"parity {check.status:5} {check.id}: {check.message}", err=True)
     side = exported.with_name(exported.name + ".parity.json")
-    doc = {"checks": [c.to_json() for c in checks], "results": results, "threads": threads}
+    doc = {"schema": SIDE_FILE_IDS["parity"], "checks": [c.to_json() for c in checks], "results": results,
+           "threads": threads}
+    check_side_file("parity", doc, side)
     atomic_write_text(side, json.dumps(doc, indent=2) + "\n")
     return int(ExitCode.PASS if all(c.status == "pass" for c in checks) else ExitCode.BAD_INPUT)

@@ -17,6 +17,7 @@ from typing import Any
 from ...artifacts import detect_format
 from ...atomic import atomic_dir, atomic_write_text, umask_mode
 from ...errors import ModelError, UsageError
+from ...schemas import check_side_file
 from .manifest import MANIFEST_NAME
 
 
@@ -57,6 +58,7 @@ def save_pruned(model: Any, source: Path, out_dir: Path, manifest: dict) -> Path
     sibling folder, then rename it to ``out_dir`` (a previous prune output there is replaced only then)."""
     from .._torch_model import write_tokenizer
 
+    check_side_file("pruning", manifest, Path(out_dir) / MANIFEST_NAME)  # a bad manifest is a bug: before any write
     mode = umask_mode()
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
