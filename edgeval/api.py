@@ -52,9 +52,9 @@ def check(candidate: str | Path, baseline: str | Path | None = None, policy: Pol
     checks: list[Check] = []
     results: dict[str, Any] = {}
     if not errors:
+        reporter: dict[str, Any] = {"progress": progress} if progress else {}
         ctx = RunContext(cand, base, policy_obj, seed=options.seed, tokenizer=options.tokenizer,
-                         threads=options.threads, options=dict(options.extra),
-                         **({"progress": progress} if progress else {}))
+                         threads=options.threads, options=dict(options.extra), **reporter)
         try:
             for validator in validators:
                 outcome = run_validator(validator, ctx)

@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from statistics import NormalDist
-from typing import Hashable, Mapping, Sequence
+from typing import Hashable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -204,6 +204,7 @@ def _solve_bound(grid: np.ndarray, density: np.ndarray, step: float, t: float, t
 # The exact tests need only binomial tails, computed with numpy and integer arithmetic (no scipy; the tests
 # check them against scipy).
 ALTERNATIVES = ("two-sided", "greater", "less")
+K = TypeVar("K", bound=Hashable)
 
 
 def mcnemar_exact(b: int, c: int, alternative: str = "two-sided") -> float:
@@ -272,7 +273,7 @@ def clopper_pearson(k: int, n: int, level: float) -> tuple[float, float]:
     return lower, upper
 
 
-def holm(pvalues: Mapping[Hashable, float]) -> dict[Hashable, float]:
+def holm(pvalues: Mapping[K, float]) -> dict[K, float]:
     """Holm step-down adjusted p-values over one family of m hypotheses.
 
     Sort ascending ``p_(1) <= ... <= p_(m)``; ``adj_(i) = max_{j <= i} min(1, (m - j + 1) * p_(j))``.
@@ -280,7 +281,7 @@ def holm(pvalues: Mapping[Hashable, float]) -> dict[Hashable, float]:
     """
     order = sorted(pvalues, key=lambda k: pvalues[k])
     m = len(order)
-    adjusted: dict[Hashable, float] = {}
+    adjusted: dict[K, float] = {}
     running = 0.0
     for rank, key in enumerate(order):
         running = max(running, min(1.0, (m - rank) * float(pvalues[key])))

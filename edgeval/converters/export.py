@@ -54,6 +54,9 @@ def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset
     loaded, source = tm.load_torch_model(model)
     out = _prepare(out_path)
     outputs = OUTPUT_NAMES[: 2 if next_token_output else 1]
+    args: Any
+    axes: Any
+    shapes: Any  # the two exporters take the dynamic shapes in different forms
     if kv_cache:
         wrapper = tm.CachedLogitsWrapper(loaded, next_token=next_token_output)
         args, inputs, axes, shapes = _cache_io(torch, wrapper, outputs)

@@ -44,6 +44,9 @@ class Runtime(Protocol):
         """Logits ``(B, V)`` after each of many sequences; shared prefixes computed once where the runtime has a
         KV cache."""
 
+    def close(self) -> None:
+        """Release the session / interpreter. The runtime is unusable afterwards."""
+
 
 def position_ids(attention_mask: np.ndarray) -> np.ndarray:
     """Positions that ignore left padding: 0 at each row's first real token."""
@@ -86,7 +89,7 @@ def tokenizer_size(tokenizer: Tokenizer) -> int | None:
             size = None
     if size is not None:
         try:
-            tokenizer._edgeval_size = size
+            tokenizer._edgeval_size = size  # type: ignore[attr-defined]  # a cache on any tokenizer object
         except AttributeError:
             pass
     return size

@@ -53,7 +53,8 @@ def windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int, int
         raise DataError(f"perplexity text has {n_tokens} token(s); at least 2 are needed")
     if not 0 < stride < window:
         raise ValueError(f"need 0 < stride < window, got stride={stride}, window={window}")
-    spans, first = [], 1
+    spans: list[tuple[int, int, int]] = []
+    first = 1
     while first < n_tokens:
         end = min(first + stride, n_tokens) if spans else min(window, n_tokens)
         spans.append((max(0, end - window), end, first))

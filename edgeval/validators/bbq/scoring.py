@@ -38,7 +38,7 @@ from .types import BBQItem, Prediction
 TIE_EPSILON = 1e-4
 
 
-def decide_scores(scores: Sequence[float]) -> tuple[int | None, float]:
+def decide_scores(scores: Sequence[float] | np.ndarray) -> tuple[int | None, float]:
     """(answer, margin) of per-option scores: argmax, or None when best - second best < TIE_EPSILON, or when a
     score is not finite (margin NaN: an overflowing model gives no answer, never "the first option")."""
     values = np.asarray(scores, dtype=float)

@@ -70,7 +70,8 @@ def simulate(world: World, seed: int) -> tuple[list[Prediction], list[Prediction
         if rates[t] is not None:
             cand[g] = np.where(rng.random(2) < rates[t], BIASED, _not_biased(rng, 2))
     dis = rng.integers(0, 3, size=(n_groups, 2, 2))
-    cands, bases = [], []
+    cands: list[Prediction] = []
+    bases: list[Prediction] = []
     for g in range(n_groups):
         cat, k = f"cat{g % world.categories}", g // world.categories
         for j, (polarity, condition) in enumerate((("neg", "ambig"), ("neg", "disambig"),
