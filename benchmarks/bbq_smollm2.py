@@ -17,12 +17,12 @@ Steps (each artifact is reused when it already exists in --work):
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 import json
 import os
 import platform
 import resource
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

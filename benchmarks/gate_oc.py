@@ -31,9 +31,9 @@ import zlib
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 from edgeval.environment import cpu_name
-from typing import Any, Iterable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's edgeval, not an installed copy
 
@@ -41,12 +41,12 @@ import numpy as np  # noqa: E402
 
 from edgeval.policy import DEFAULTS  # noqa: E402
 from edgeval.report import Report  # noqa: E402
+from edgeval.stats import clopper_pearson  # noqa: E402
 from edgeval.validators.bbq import gate, sequential  # noqa: E402
 from edgeval.validators.bbq.compare import compare  # noqa: E402
 from edgeval.validators.bbq.decision import Decision, Plan, decide  # noqa: E402
 from edgeval.validators.bbq.metrics import metrics_by_category  # noqa: E402
 from edgeval.validators.bbq.simulate import World, simulate  # noqa: E402
-from edgeval.stats import clopper_pearson  # noqa: E402
 
 VERDICTS = ("pass", "blocked", "inconclusive", "error")
 OUTCOME_VERDICT = {"block": "blocked", "pass": "pass", "inconclusive": "inconclusive"}

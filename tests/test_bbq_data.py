@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from bbq_fixture import FIXTURE_DIR as FIXTURES  # noqa: E402
 
 from edgeval.errors import DataError
 from edgeval.validators.bbq import data, sampling
 from edgeval.validators.bbq.download import sha256_file
 from edgeval.validators.bbq.parsing import canon, derive_biased, option_groups, tag_parts
 
-from bbq_fixture import FIXTURE_DIR as FIXTURES  # noqa: E402
 REAL = Path(__file__).parents[1].parent / "shared" / "bbq" / "data"
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from bbq_fixture import FIXTURE_DIR as FIXTURE  # noqa: E402
 
 from edgeval.cli import main
 from edgeval.schemas import load_schema
 
-from bbq_fixture import FIXTURE_DIR as FIXTURE  # noqa: E402
 POLICY = "bbq: {limit: 32, bootstrap: 200}\nperplexity: {window: 64, stride: 32, max_tokens: 200}\n"
 
 

@@ -5,14 +5,12 @@ import dataclasses
 import random
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from bbq_fixture import FIXTURE_DIR as FIXTURES  # noqa: E402
 
 from edgeval.validators.bbq import data, sampling
 from edgeval.validators.bbq.types import BBQItem
-
-from bbq_fixture import FIXTURE_DIR as FIXTURES  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import pytest
 from scipy.stats import binomtest
 
 from edgeval.policy import DEFAULTS
-from edgeval.validators.bbq.sequential import look_sizes, replay, run_looks
 from edgeval.stats import clopper_pearson
+from edgeval.validators.bbq.sequential import look_sizes, replay, run_looks
 from edgeval.validators.bbq.types import Prediction
 
 SETTINGS = dict(DEFAULTS["bbq"])

@@ -7,11 +7,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from bbq_fixture import FIXTURE_DIR  # noqa: E402
 
 from edgeval.cli import main
 from edgeval.schemas import read_side_file
-
-from bbq_fixture import FIXTURE_DIR  # noqa: E402
 
 POLICY = "bbq: {limit: 16, bootstrap: 50}\n"
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from junitparser import Error, Failure, JUnitXml
+from sample_reports import bare_report, full_report
 
 from edgeval.cli import main
 from edgeval.render import FORMATS, render
 from edgeval.report import Check, InputError, Report
-from sample_reports import bare_report, full_report
 
 HOSTILE = 'a | b <script>alert("x")</script> & c\nsecond line'
 VOID = {"meta", "br", "hr", "img", "input", "link", "col", "area", "base", "source", "wbr"}

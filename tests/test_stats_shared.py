@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from edgeval.stats import (obf_spending, paired_rate_difference, sequential_bounds, t_from_z, z_quantile)
+from edgeval.stats import obf_spending, paired_rate_difference, sequential_bounds, t_from_z, z_quantile
 
 
 # -- O'Brien-Fleming-type (Lan-DeMets) boundaries -------------------------------------------------------------

@@ -54,8 +54,8 @@ def test_transformers_tokenizer_templates_are_bounded_too(monkeypatch):
 
 
 def test_letters_of_a_real_tokenizer_are_distinct_and_decode_to_themselves(tiny_llama_dir):
-    from edgeval.runtimes.tokenizer import FastTokenizer
     from edgeval.logprobs import letter_token_ids
+    from edgeval.runtimes.tokenizer import FastTokenizer
 
     tokenizer = FastTokenizer(tiny_llama_dir)
     ids = letter_token_ids(tokenizer)

@@ -7,10 +7,33 @@ from html import escape
 from typing import Any, Mapping, Sequence
 
 from ..report import Check, Report
-from .common import (BIAS_HEADER, BIAS_NOTE, STATUS_WORDS, VERDICT_WORDS, BiasRow, artifact_name, base_to_cand,
-                     bias_rows, clean, dig, fmt_bytes, fmt_ci, fmt_fixed, fmt_ms, fmt_p, fmt_pct, fmt_value,
-                     latency_sentence, macro_sentence, num, short_sha, signal_sentences, size_sentence,
-                     verdict_sentence, yes_no)
+from .common import (
+    BIAS_HEADER,
+    BIAS_NOTE,
+    STATUS_WORDS,
+    VERDICT_WORDS,
+    BiasRow,
+    artifact_name,
+    base_to_cand,
+    bias_rows,
+    clean,
+    dig,
+    fmt_bytes,
+    fmt_ci,
+    fmt_fixed,
+    fmt_ms,
+    fmt_p,
+    fmt_pct,
+    fmt_value,
+    latency_sentence,
+    macro_sentence,
+    num,
+    short_sha,
+    signal_sentences,
+    size_sentence,
+    verdict_sentence,
+    yes_no,
+)
 from .css import CSS
 from .svg import RefLine, Series, hbar_chart
 

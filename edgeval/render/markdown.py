@@ -8,9 +8,27 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from ..report import Check, Report
-from .common import (BIAS_HEADER, BIAS_NOTE, STATUS_WORDS, VERDICT_WORDS, artifact_name, base_to_cand, bias_rows,
-                     fmt_ci, fmt_fixed, fmt_p, fmt_value, latency_sentence, macro_sentence, short_sha, signal_sentences,
-                     num, size_sentence, verdict_sentence, yes_no)
+from .common import (
+    BIAS_HEADER,
+    BIAS_NOTE,
+    STATUS_WORDS,
+    VERDICT_WORDS,
+    artifact_name,
+    base_to_cand,
+    bias_rows,
+    fmt_ci,
+    fmt_fixed,
+    fmt_p,
+    fmt_value,
+    latency_sentence,
+    macro_sentence,
+    num,
+    short_sha,
+    signal_sentences,
+    size_sentence,
+    verdict_sentence,
+    yes_no,
+)
 
 #: above this many checks, the full table is folded into <details>
 FOLD_AFTER = 12
