@@ -118,7 +118,7 @@ def demo_policy(limit: int, bbq_data: str | None = None):
                                      "early_stop_looks": 4}}, source="edgeval demo")
 
 
-def run_demo(out_dir: str | Path, *, bbq_data: str | Path | None = None, limit: int = 600,
+def run_demo(out_dir: str | Path, *, bbq_data: str | Path | None = None, limit: int = 600,  # noqa: PLR0913  (keyword-only options of a public API)
              methods: Sequence[str] = ("wanda", "magnitude"), sparsities: Sequence[float] = (0.3, 0.5),
              calib_samples: int = 32, calib_len: int = 256, dynamo: bool = False, model_dir: str | Path | None = None,
              progress: Log | None = print) -> DemoResult:

@@ -3,7 +3,8 @@
 Every formatter first snaps values within :data:`ZERO_TOLERANCE` (1e-12) of zero to 0, so that floating-point
 residue (a Δ of ``-4.857e-17`` between two equal rates) prints as ``0`` and never as ``-0.000``. ``None`` (not
 measured) prints as an em dash. Precision by kind: check values 4 significant digits; rates, scores and ratios 3
-decimals; statistics in sentences (z, SE, deltas in check messages) 3 significant digits; percentages 1 decimal; bytes 3 significant digits in decimal units; milliseconds 2 decimals;
+decimals; statistics in sentences (z, SE, deltas in check messages) 3 significant digits; percentages 1 decimal;
+bytes 3 significant digits in decimal units; milliseconds 2 decimals;
 p-values 3 significant digits, ``<0.001`` below.
 """
 from __future__ import annotations

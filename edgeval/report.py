@@ -56,7 +56,7 @@ def error_check(check_id: str, validator: str, exc: BaseException, metric: str =
     return Check(check_id, validator, "error", metric or check_id, message=message, error_kind=kind)
 
 
-def threshold_check(check_id: str, validator: str, metric: str, value: float | None, threshold: float | None, *,
+def threshold_check(check_id: str, validator: str, metric: str, value: float | None, threshold: float | None, *,  # noqa: PLR0913  (a Check's fields)
                     direction: str = "lower_is_better", baseline_value: Any = None, unit: str = "") -> Check:
     """Compare ``value`` to a threshold. No threshold: reported, not gated. None/NaN value: error, never pass."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):

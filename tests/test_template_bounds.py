@@ -60,7 +60,7 @@ def test_letters_of_a_real_tokenizer_are_distinct_and_decode_to_themselves(tiny_
     tokenizer = FastTokenizer(tiny_llama_dir)
     ids = letter_token_ids(tokenizer)
     assert len(ids) == 3 and all(ids) and len(set().union(*map(set, ids))) == sum(map(len, ids))  # distinct
-    for letter, group in zip("ABC", ids):
+    for letter, group in zip("ABC", ids, strict=True):
         assert all(tokenizer.decode([i]).strip() == letter for i in group)
 
 

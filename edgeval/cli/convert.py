@@ -32,8 +32,10 @@ def _progress(done: int, total: int, label: str) -> None:
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--per-row/--per-matrix", default=None, help="Threshold per output row (default for wanda) or per "
               "matrix (default for random/magnitude).")
-@click.option("--include", multiple=True, metavar="PATTERN", help="Only prune layers whose name matches (glob, or re:REGEX).")
-@click.option("--exclude", multiple=True, metavar="PATTERN", help="Do not prune layers whose name matches (glob, or re:REGEX).")
+@click.option("--include", multiple=True, metavar="PATTERN",
+              help="Only prune layers whose name matches (glob, or re:REGEX).")
+@click.option("--exclude", multiple=True, metavar="PATTERN",
+              help="Do not prune layers whose name matches (glob, or re:REGEX).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output HF directory.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it is a previous prune output (holds pruning.json); "
               "any other non-empty folder is refused.")

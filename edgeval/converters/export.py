@@ -27,7 +27,7 @@ DYNAMIC_AXES = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: 
                 "logits": {0: "batch", 1: "sequence"}, "next_token_logits": {0: "batch"}}
 
 
-def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset: int | None = None,
+def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset: int | None = None,  # noqa: PLR0913  (keyword-only options of a public API)
                 tokenizer: str | Path | None = None, next_token_output: bool = False,
                 kv_cache: bool = False, external_data: bool | None = None) -> Path:
     """Write ``model`` (HF dir, ``.gguf`` or loaded model) to ``out_path`` as ONNX; return the path.

@@ -53,7 +53,8 @@ def position_ids(attention_mask: np.ndarray) -> np.ndarray:
     return np.maximum(np.cumsum(attention_mask, axis=-1) - 1, 0).astype(np.int64)
 
 
-def pad_left(sequences: Sequence[Sequence[int]], pad_id: int, length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def pad_left(sequences: Sequence[Sequence[int]], pad_id: int,
+             length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Left-pad token sequences to ``length`` (default: the longest). Returns (input_ids, attention_mask) int64."""
     if not sequences:
         raise ValueError("empty batch")

@@ -142,7 +142,7 @@ def build_prompts(candidate: Any, reference: Any, items: Sequence[BBQItem]) -> P
     orders = cyclic_orders(N_ORDERS)
     ids = encode_prompts(candidate.tokenizer, items, orders)
     ref_ids = encode_prompts(reference.tokenizer, items, orders)
-    mismatches = sum(a != b for a, b in zip(ids, ref_ids))
+    mismatches = sum(a != b for a, b in zip(ids, ref_ids, strict=True))
     limits = [n for n in (max_len(candidate), max_len(reference)) if n]
     limit = min(limits) if limits else None
     fitted, truncated = truncate_left(ids, limit)
@@ -192,7 +192,7 @@ def compare_logits(candidate: Any, reference: Any, seqs: list[list[int]],
     for start in range(0, len(order), batch):
         idx = order[start:start + batch]
         chunk = [seqs[i] for i in idx]
-        for i, c, r in zip(idx, candidate.sequence_logits(chunk), reference.sequence_logits(chunk)):
+        for i, c, r in zip(idx, candidate.sequence_logits(chunk), reference.sequence_logits(chunk), strict=True):
             diff.add(np.asarray(c), np.asarray(r))
             cand_next[i], ref_next[i] = np.array(c[-1], np.float32), np.array(r[-1], np.float32)
     return np.stack(cand_next), np.stack(ref_next), diff.summary()

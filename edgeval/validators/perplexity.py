@@ -11,7 +11,8 @@ that no earlier window scored, so every token after the first is predicted exact
 ``window`` is capped by the runtime's longest accepted sequence (static TFLite buckets). When the tokenizer
 puts special tokens before every text (a BOS), every window begins with them, as every sequence the model read in
 training did (a model that needs its BOS scores garbage on a window without it): the text windows are then
-``len(prefix)`` tokens shorter, so that prefix + window fits ``window``; the prefix itself is never scored. Perplexity = exp(mean negative log-likelihood over scored tokens).
+``len(prefix)`` tokens shorter, so that prefix + window fits ``window``; the prefix itself is never scored.
+Perplexity = exp(mean negative log-likelihood over scored tokens).
 """
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def perplexity(runtime, text: str, window: int, stride: int, max_tokens: int | N
     for start in range(0, len(spans), BATCH):
         chunk = spans[start:start + BATCH]
         seqs = [(lead if b > 0 else []) + ids[b:e] for b, e, _ in chunk]
-        for (begin, end, first), seq, logits in zip(chunk, seqs, runtime.sequence_logits(seqs)):
+        for (begin, end, first), seq, logits in zip(chunk, seqs, runtime.sequence_logits(seqs), strict=True):
             shift = len(seq) - (end - begin)  # the prefix in front of a later window
             rows = np.arange(first - 1, end - 1) - begin + shift  # logits at position p predict token p + 1
             nll.append(-token_logprobs(logits[rows], ids[first:end]))

@@ -143,7 +143,7 @@ def _calibration(settings: PruneSettings, calibration: Any, tokenizer: Any) -> C
                             seed=settings.seed)
 
 
-def prune_model(model: Any, method: str, sparsity: float | None = None, *, pattern: str = "unstructured",
+def prune_model(model: Any, method: str, sparsity: float | None = None, *, pattern: str = "unstructured",  # noqa: PLR0913  (the prune options)
                 calibration: str | Path | Calibration | None = None, tokenizer: Any = None, n_samples: int = 128,
                 seq_len: int = 512, seed: int = 0, include: Iterable[str] | str | None = None,
                 exclude: Iterable[str] | str | None = None, per_row: bool | None = None,

@@ -62,7 +62,7 @@ def _batched(lengths: list[int], batch_size: int, fn: Callable[[list[int]], list
     out: list = [None] * len(lengths)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        for i, value in zip(idx, fn(idx)):
+        for i, value in zip(idx, fn(idx), strict=True):
             out[i] = value
         progress.advance(weight * len(idx))
     return out
@@ -168,6 +168,6 @@ def score_loglik(runtime, items: Sequence[BBQItem], batch_size: int,
 def _continuation_logprobs(runtime, batch: list[list[int]], spans: list[int]) -> list[float]:
     """Sum of log-probs of the last ``span`` tokens of each sequence, given the tokens before them."""
     out = []
-    for seq, n, logits in zip(batch, spans, runtime.sequence_logits(batch)):
+    for seq, n, logits in zip(batch, spans, runtime.sequence_logits(batch), strict=True):
         out.append(float(token_logprobs(logits[-n - 1:-1], seq[-n:]).sum()))
     return out

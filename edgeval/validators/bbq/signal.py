@@ -56,7 +56,7 @@ def signal(predictions: Sequence[Prediction], tau: float = TAU,
     reasons, warnings = [], []
     collapsed = bool(collapse) and all(c > collapse_limit for c in collapse)
     collapse_text = (f"one letter answers more than {collapse_limit:.0%} of items in every shown order "
-                     f"({', '.join(f'{x} {c:.0%}' for x, c in zip(letters, collapse))})")
+                     f"({', '.join(f'{x} {c:.0%}' for x, c in zip(letters, collapse, strict=True))})")
     if med is not None and med < tau:
         reasons.append(f"median margin {fmt_sig(med)} nats is below tau = {tau} nats")
     if collapsed and med is not None and med < n_orders * tau:

@@ -57,8 +57,9 @@ def bootstrap_deltas(cand: AmbigOutcomes, base: AmbigOutcomes, *, resamples: int
 
     Each resample draws whole clusters with replacement (``clusters``: one label per item, e.g. the BBQ context
     group; default: every item its own cluster) — the same clusters for both models, keeping the pairing — and
-    recomputes both statistics for both models on the drawn items and takes the difference. CI = the (1-level)/2 and 1-(1-level)/2
-    percentiles of the defined differences; resamples where a statistic is undefined are dropped and counted.
+    recomputes both statistics for both models on the drawn items and takes the difference. CI = the (1-level)/2
+    and 1-(1-level)/2 percentiles of the defined differences; resamples where a statistic is undefined are
+    dropped and counted.
     ``resamples == 0`` or no items: all None.
     """
     keys = ("delta_srs_ci_low", "delta_srs_ci_high", "delta_s_amb_ci_low", "delta_s_amb_ci_high")
@@ -77,7 +78,7 @@ def bootstrap_deltas(cand: AmbigOutcomes, base: AmbigOutcomes, *, resamples: int
     d_amb = s_amb_from_sums(sums[:, :4], sizes) - s_amb_from_sums(sums[:, 4:8], sizes)
     srs_lo, srs_hi, srs_undef = _percentile_ci(d_srs, level)
     amb_lo, amb_hi, amb_undef = _percentile_ci(d_amb, level)
-    return dict(zip(keys, (srs_lo, srs_hi, amb_lo, amb_hi)),
+    return dict(zip(keys, (srs_lo, srs_hi, amb_lo, amb_hi), strict=True),
                 bootstrap_undefined_srs=srs_undef, bootstrap_undefined_s_amb=amb_undef)
 
 
