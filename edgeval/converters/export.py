@@ -19,6 +19,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from ..atomic import umask_mode
 from ..errors import require
 
 INPUT_NAMES = ["input_ids", "attention_mask"]
@@ -123,6 +124,7 @@ def export_tflite(model: Any, out_path: str | Path, *, batch: int, seq_len: int,
     out = _prepare(out_path)
     converted = litert_torch.convert(tm.LogitsWrapper(loaded), tm.sample_batch(batch, seq_len, torch.int32))
     converted.export(str(out))
+    out.chmod(umask_mode())  # whatever litert's writer does, the flatbuffer gets the umask's mode
     tm.write_tokenizer(source, out.parent, tokenizer)
     return out
 
