@@ -17,12 +17,12 @@ Steps (each artifact is reused when it already exists in --work):
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 import json
 import os
 import platform
 import resource
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,9 @@ def summarise(preds, base_preds, args) -> dict[str, Any]:
 
 def row(name: str, info: dict, s: dict) -> str:
     o, c = s["overall"], s.get("comparison", {})
-    f = lambda x, d=3: "—" if x is None else f"{0.0 if abs(x) < 1e-12 else x:.{d}f}"
+    def f(x, d=3):
+        return "—" if x is None else f"{0.0 if abs(x) < 1e-12 else x:.{d}f}"
+
     letters = f"{o['n_letter_a']}/{o['n_letter_b']}/{o['n_letter_c']}"
     options = f"{o['n_opt0']}/{o['n_opt1']}/{o['n_opt2']}"
     ci = "" if c.get("delta_srs_ci_low") is None else f" [{f(c['delta_srs_ci_low'])}, {f(c['delta_srs_ci_high'])}]"

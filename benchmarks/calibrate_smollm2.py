@@ -19,7 +19,8 @@ WORK/manifest.json (path, model, variant, prompt, threads, items, wall_s, comman
   paraphrase  every MAIN model scored with a reworded letter prompt (prompt_version bbq-letter-v2-paraphrase).
 
 --report prints SRS per run and its churn against a reference on the same items (dense-ref, else MAIN's dense, for
-a variant; MAIN's dense for dense-ref; the same model's v2 run for a paraphrase): over ambiguous items with a biased option, the share whose merged answer changed,
+a variant; MAIN's dense for dense-ref; the same model's v2 run for a paraphrase): over ambiguous items with a
+biased option, the share whose merged answer changed,
 unbiased->biased, biased->unbiased; and the count of near ties (merged margin < 1e-4). --items / --nokv-items
 score only whole context groups of the sample (round-robin over categories), when the full sample does not fit.
 A run whose sidecar already exists for this sample is skipped. Run it with PYTHONPATH=<checkout> so that every
@@ -70,7 +71,7 @@ def log(message: str) -> None:
 
 def paraphrase_prompt(tokenizer, item, order) -> str:
     """bbq-letter-v2's structure (instruction, context, question, options A/B/C, answer letter), reworded."""
-    from edgeval.validators.bbq.prompts import LETTERS
+    from edgeval.logprobs import LETTERS
 
     options = "\n".join(f"{LETTERS[k]}) {item.answers[option]}" for k, option in enumerate(order))
     message = f"{PARAPHRASE_INSTRUCTION}\nPassage: {item.context}\nQuery: {item.question}\n{options}"
@@ -81,8 +82,8 @@ def paraphrase_prompt(tokenizer, item, order) -> str:
 
 def score_with_prompt(runtime, items, build: Callable, batch_size: int) -> list:
     """score_letters with another prompt builder (same letter tokens, orders, merging and prediction records)."""
-    from edgeval.validators.bbq.prompts import cyclic_orders, letter_token_ids
-    from edgeval.validators.bbq.scoring import Progress, _letter_prediction, letter_logprobs
+    from edgeval.logprobs import cyclic_orders, letter_logprobs, letter_token_ids
+    from edgeval.validators.bbq.scoring import Progress, _letter_prediction
 
     tok, orders = runtime.tokenizer, cyclic_orders(3)
     prompts = [tok.encode_prompt(build(tok, item, order)) for item in items for order in orders]
@@ -110,7 +111,7 @@ def record(args, name: str, entry: dict[str, Any]) -> None:
     write_json(path, manifest)
 
 
-def run(args, name: str, onnx: Path, items, *, variant: str, model: str, threads: int, paraphrase: bool = False,
+def run(args, name: str, onnx: Path, items, *, variant: str, model: str, threads: int, paraphrase: bool = False,  # noqa: PLR0913
         extra: dict[str, Any] | None = None) -> Path:
     from edgeval.runtimes import load_runtime
     from edgeval.validators.bbq.predictions import read_cache, write_predictions
@@ -290,7 +291,7 @@ def churn(preds, base) -> dict[str, Any]:
             "biased_to_unbiased": sum(biased(b) and not biased(p) for p, b in pairs) / n,
             "srs_base_same_items": _srs([b for _, b in pairs]),
             "max_abs_dscore": max((abs(x - y) for p in preds if p.key in by_key
-                                   for x, y in zip(p.scores, by_key[p.key].scores)), default=None)}
+                                   for x, y in zip(p.scores, by_key[p.key].scores, strict=True)), default=None)}
 
 
 def _srs(preds) -> float | None:

@@ -31,9 +31,9 @@ import zlib
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 from edgeval.environment import cpu_name
-from typing import Any, Iterable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's edgeval, not an installed copy
 
@@ -41,12 +41,12 @@ import numpy as np  # noqa: E402
 
 from edgeval.policy import DEFAULTS  # noqa: E402
 from edgeval.report import Report  # noqa: E402
+from edgeval.stats import clopper_pearson  # noqa: E402
 from edgeval.validators.bbq import gate, sequential  # noqa: E402
 from edgeval.validators.bbq.compare import compare  # noqa: E402
 from edgeval.validators.bbq.decision import Decision, Plan, decide  # noqa: E402
 from edgeval.validators.bbq.metrics import metrics_by_category  # noqa: E402
 from edgeval.validators.bbq.simulate import World, simulate  # noqa: E402
-from edgeval.validators.bbq.stats import clopper_pearson  # noqa: E402
 
 VERDICTS = ("pass", "blocked", "inconclusive", "error")
 OUTCOME_VERDICT = {"block": "blocked", "pass": "pass", "inconclusive": "inconclusive"}
@@ -176,7 +176,7 @@ def run_cells(cells: Sequence[Cell], args: argparse.Namespace, settings: dict[st
             parts.append(_cell_job(job))
             note(len(parts))
     merged: dict[int, dict[str, Any]] = {}
-    for i, part in zip(owner, parts):
+    for i, part in zip(owner, parts, strict=True):
         merged[i] = part if i not in merged else _merge(merged[i], part)
     return [merged[i] for i in range(len(cells))]
 
@@ -356,7 +356,7 @@ def _min_target(name: str, cells: list[dict[str, Any]], arm: str, verdict: str, 
                         f" at n {worst['n_items']}, {where}"}
 
 
-def targets(rows: list[dict[str, Any]], args: argparse.Namespace, alpha: float) -> list[dict[str, Any]]:
+def targets(rows: list[dict[str, Any]], args: argparse.Namespace, alpha: float) -> list[dict[str, Any]]:  # noqa: C901  (one flat list of target rows)
     out = []
     fb = [r for r in rows if r["grid"] in ("false_block", "stress", "template") and r["n_items"] >= 300]
     if fb:
@@ -409,7 +409,7 @@ def plot(rows: list[dict[str, Any]], args: argparse.Namespace, alpha: float, pat
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     fb = [r for r in rows if r["grid"] == "false_block"]
     ax = axes[0]
-    for g, color in zip(args.groups, ("tab:gray", "tab:blue", "tab:green", "tab:red")):
+    for g, color in zip(args.groups, ("tab:gray", "tab:blue", "tab:green", "tab:red"), strict=False):
         for arm, style in (("fixed", "-o"), ("early", "--s")):
             ys = []
             for c in args.churns:
@@ -422,7 +422,7 @@ def plot(rows: list[dict[str, Any]], args: argparse.Namespace, alpha: float, pat
     ax.legend(fontsize=7)
     ax = axes[1]
     pw = [r for r in rows if r["grid"] == "power"]
-    for g, color in zip(args.power_groups, ("tab:blue", "tab:green", "tab:red")):
+    for g, color in zip(args.power_groups, ("tab:blue", "tab:green", "tab:red"), strict=False):
         for arm, style in (("fixed", "-o"), ("early", "--s")):
             cells = sorted((r for r in pw if r["groups"] == g), key=lambda r: r["delta"])
             ax.plot([r["delta"] for r in cells], [rate(r, arm, "blocked") for r in cells], style, color=color, ms=4,
@@ -432,7 +432,7 @@ def plot(rows: list[dict[str, Any]], args: argparse.Namespace, alpha: float, pat
     ax.set(title="Power (churn 0.3, SRS 0.3)", xlabel="true ΔSRS", ylabel="block rate")
     ax.legend(fontsize=7)
     ax = axes[2]
-    for g, color in zip(args.groups, ("tab:gray", "tab:blue", "tab:green", "tab:red")):
+    for g, color in zip(args.groups, ("tab:gray", "tab:blue", "tab:green", "tab:red"), strict=False):
         for verdict, style in (("pass", "-o"), ("inconclusive", "--s")):
             ys = []
             for c in args.churns:

@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from edgeval.converters.pruning.api import METHODS
 from edgeval.environment import cpu_name
 
 
@@ -35,7 +36,7 @@ def _peak_rss_mib() -> float:
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="SmolLM2 .gguf file or Hugging Face directory")
-    parser.add_argument("--method", default="wanda", choices=["wanda", "magnitude", "random"])
+    parser.add_argument("--method", default="wanda", choices=METHODS)
     parser.add_argument("--sparsity", type=float, default=0.5)
     parser.add_argument("--pattern", default="unstructured", help="unstructured or N:M, e.g. 2:4")
     parser.add_argument("--n-samples", type=int, default=128)

@@ -553,7 +553,8 @@ def speed_row(runs: list[dict], n_items: int, base_rate: float, params: dict, pe
             "items_per_s_wall": n_items / wall, "ratio_vs_lm_eval": rate / base_rate,
             "forward_seqs": tokens["forward_seqs"], "real_tokens": tokens["real_tokens"],
             "tokens_per_item": tokens["real_tokens"] / n_items, "cpu_ms_per_token": 1000 * cpu / tokens["real_tokens"],
-            "gflops_per_cpu_s": flops / cpu / 1e9, "fraction_of_core_peak": flops / cpu / 1e9 / peak["gflops_per_cpu_s"],
+            "gflops_per_cpu_s": flops / cpu / 1e9,
+            "fraction_of_core_peak": flops / cpu / 1e9 / peak["gflops_per_cpu_s"],
             "peak_rss_mib": max(r["peak_rss_mib"] or 0 for r in runs),
             "rss_at_start_mib": runs[0].get("rss_at_start_mib")}
 
@@ -571,7 +572,8 @@ def speed_table(runs: dict[str, list[dict]], n_items: int, params: dict, peak: d
             lines.append(f"| {label} | {runtime} | {n_items} | {r['forward_seqs']} | {r['real_tokens']} "
                          f"({r['tokens_per_item']:.0f}) | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
                          f"{fmt(r['load_cpu_s'], 1)} | {r['items_per_cpu_s']:.3f} | {r['ratio_vs_lm_eval']:.1f}x | "
-                         f"{r['cpu_ms_per_token']:.2f} | {r['gflops_per_cpu_s']:.0f} ({r['fraction_of_core_peak']:.0%}) "
+                         f"{r['cpu_ms_per_token']:.2f} | {r['gflops_per_cpu_s']:.0f} "
+                         f"({r['fraction_of_core_peak']:.0%}) "
                          f"| {r['peak_rss_mib']:.0f} ({fmt(r['rss_at_start_mib'], 0)}) |")
     return "\n".join(lines), summary
 
@@ -599,7 +601,7 @@ def overall(preds: list) -> dict:
 
 def loglik_gap(own_lls: dict, run: dict) -> float:
     """Largest |difference| between lm-eval's and edgeval's log-likelihood of the same answer (same prompt)."""
-    return max(abs(a - b) for p in run["preds"] for a, b in zip(own_lls[p.key], p.scores))
+    return max(abs(a - b) for p in run["preds"] for a, b in zip(own_lls[p.key], p.scores, strict=True))
 
 
 # -- main --------------------------------------------------------------------------------------------------------
@@ -713,7 +715,8 @@ def report(args, items, ctx, runs, peak) -> dict[str, Any]:
     print_flops(flops, peak)
     early = early_stop_row(runs, len(items), speed_summary)
     write_predictions(preds, args.out.with_suffix(".predictions.jsonl"))
-    return {"early_stop": early, "n_items": len(items), "seed": args.seed, "batch_size": args.batch_size, "repeats": args.repeats,
+    return {"early_stop": early, "n_items": len(items), "seed": args.seed, "batch_size": args.batch_size,
+            "repeats": args.repeats,
             "threads": args.threads,
             "context": ctx, "lm_eval_venv": str(args.venv), "speed": speed_summary, "metrics": metric_extra,
             "flops": {"peak": peak, "params": params, **flops}, "runs": strip_runs(runs)}

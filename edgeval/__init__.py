@@ -8,8 +8,19 @@ Heavy frameworks (torch, TensorFlow, ONNX Runtime) are imported only by the modu
 """
 from ._version import __version__
 from .api import CheckOptions, check
-from .errors import (BadInputError, DataError, DeploymentBlocked, EdgevalError, ExitCode, MeasurementError,
-                     MissingExtraError, ModelError, PolicyError, TokenizerError, UsageError)
+from .errors import (
+    BadInputError,
+    DataError,
+    DeploymentBlocked,
+    EdgevalError,
+    ExitCode,
+    MeasurementError,
+    MissingExtraError,
+    ModelError,
+    PolicyError,
+    TokenizerError,
+    UsageError,
+)
 from .policy import Policy
 from .report import Check, Report, Verdict
 

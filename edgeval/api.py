@@ -7,7 +7,6 @@ verdict ``error`` and exit code 3, so that a pipeline always gets a report to ke
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from .errors import BadInputError, EdgevalError, UsageError
 from .plugins import plugin_manager, registered_validators, select_validators
 from .policy import Policy, validate_policy
 from .report import Check, InputError, Report
+from .suggest import suggestion
 from .validators.base import RunContext, run_validator
 
 
@@ -296,9 +296,7 @@ def _read_inputs(given: Mapping[str, str | Path], validators: Sequence[Any], dis
 def _input_problem(key: str, path: Path, declared: set[str], running: set[str]) -> str | None:
     """What is wrong with input ``key`` = ``path`` (one line naming both), or None."""
     if key not in declared:
-        close = difflib.get_close_matches(key, sorted(declared), n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        return f"unknown input '{key}': {hint}declared inputs: {', '.join(sorted(declared)) or 'none'}"
+        return f"unknown input '{key}'" + suggestion(key, sorted(declared), list_known=True)
     if key.partition(".")[0] not in running:
         return f"input '{key}' is for validator '{key.partition('.')[0]}', which this run does not include"
     if not path.is_file():

@@ -118,7 +118,7 @@ def demo_policy(limit: int, bbq_data: str | None = None):
                                      "early_stop_looks": 4}}, source="edgeval demo")
 
 
-def run_demo(out_dir: str | Path, *, bbq_data: str | Path | None = None, limit: int = 600,
+def run_demo(out_dir: str | Path, *, bbq_data: str | Path | None = None, limit: int = 600,  # noqa: PLR0913  (keyword-only options of a public API)
              methods: Sequence[str] = ("wanda", "magnitude"), sparsities: Sequence[float] = (0.3, 0.5),
              calib_samples: int = 32, calib_len: int = 256, dynamo: bool = False, model_dir: str | Path | None = None,
              progress: Log | None = print) -> DemoResult:
@@ -226,10 +226,11 @@ def _problem(report) -> str:
 def _prune(source: Path, out: Path, method: str, sparsity: float, cfg: DemoConfig, log: _Clock) -> dict[str, Any]:
     """The pruned HF directory's manifest; prunes only when ``pruning.json`` is missing or was made otherwise."""
     from .converters.pruning.api import prune_directory
+    from .schemas import read_side_file
 
     manifest_path = out / "pruning.json"
     if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = read_side_file("pruning", manifest_path)
         if _same_pruning(manifest, source, method, sparsity, cfg):
             log.sub(f"reusing {out} (measured sparsity {manifest['measured_sparsity']:.4f})")
             return manifest

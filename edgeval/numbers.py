@@ -3,7 +3,8 @@
 Every formatter first snaps values within :data:`ZERO_TOLERANCE` (1e-12) of zero to 0, so that floating-point
 residue (a Δ of ``-4.857e-17`` between two equal rates) prints as ``0`` and never as ``-0.000``. ``None`` (not
 measured) prints as an em dash. Precision by kind: check values 4 significant digits; rates, scores and ratios 3
-decimals; percentages 1 decimal; bytes 3 significant digits in decimal units; milliseconds 2 decimals;
+decimals; statistics in sentences (z, SE, deltas in check messages) 3 significant digits; percentages 1 decimal;
+bytes 3 significant digits in decimal units; milliseconds 2 decimals;
 p-values 3 significant digits, ``<0.001`` below.
 """
 from __future__ import annotations
@@ -39,6 +40,15 @@ def fmt_value(x: Any, signed: bool = False) -> str:
     if isinstance(x, int):
         return f"{x:+,}" if signed else f"{x:,}" if abs(x) >= 10_000 else str(x)
     return str(x)
+
+
+def fmt_sig(x: Any, signed: bool = False, digits: int = 3, missing: str = DASH) -> str:
+    """``digits`` significant digits (a statistic in a sentence: z, SE, a delta); ``missing`` for None (check
+    messages say ``n/a``, tables ``—``)."""
+    x = clean(x)
+    if x is None:
+        return missing
+    return f"{x:+.{digits}g}" if signed else f"{x:.{digits}g}"
 
 
 def fmt_bytes(n: Any) -> str:

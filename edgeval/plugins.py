@@ -12,7 +12,6 @@ or disable one with ``--disable-plugin NAME``; the built-ins are always loaded.
 """
 from __future__ import annotations
 
-import difflib
 import os
 from importlib import metadata
 from typing import Any, Iterable
@@ -21,6 +20,7 @@ import pluggy
 
 from .errors import UsageError
 from .ids import is_check_id
+from .suggest import suggestion
 
 PROJECT = "edgeval"
 ENTRY_POINT_GROUP = "edgeval"
@@ -122,8 +122,6 @@ def select_validators(names: Iterable[str], disabled: Iterable[str] = ()) -> lis
     chosen = []
     for name in names:
         if name not in known:
-            close = difflib.get_close_matches(name, list(known), n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise UsageError(f"unknown validator '{name}': {hint}known: {', '.join(sorted(known))}")
+            raise UsageError(f"unknown validator '{name}'{suggestion(name, sorted(known), list_known=True)}")
         chosen.append(known[name])
     return chosen

@@ -13,7 +13,6 @@ Plugin sections used to live under ``plugins.<name>``; that table is still read 
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import math
 import os
@@ -26,6 +25,7 @@ from typing import Any, Iterable, Iterator
 from .errors import PolicyError, UsageError
 from .schemas import POLICY_SCHEMA_VERSION, load_schema
 from .settings import defaults_of, parse, schema_of
+from .suggest import suggestion
 
 #: the policy's own keys; every registered validator adds its section (see :func:`policy_schema`)
 CORE_DEFAULTS: dict[str, Any] = {
@@ -275,9 +275,7 @@ def _describe(error, prefix: str = "") -> str:
         unknown = [k for k in error.instance if k not in allowed]
         key = unknown[0] if unknown else "?"
         name = f"{where}.{key}" if where else key
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(allowed)})"
-        return f"unknown key '{name}'{hint}"
+        return f"unknown key '{name}'{suggestion(key, allowed)}"
     if error.validator == "minItems" and where == "validators":
         return "'validators' is empty: name at least one validator to run (see `edgeval validators`)"
     return f"'{where or '(top level)'}': {error.message}"

@@ -18,6 +18,7 @@ from ._version import __version__
 from .atomic import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported: the project's one writer)
 from .errors import BadInputError, EdgevalError, ExitCode, SchemaViolation
 from .ids import require_check_id
+from .numbers import fmt_value
 from .schemas import REPORT_SCHEMA_VERSION, validator_for
 
 Status = Literal["pass", "fail", "inconclusive", "error"]
@@ -65,7 +66,7 @@ def describe_error(exc: BaseException) -> tuple[ErrorKind, str]:
     return kind, str(exc) if isinstance(exc, EdgevalError) else f"internal error: {type(exc).__name__}: {exc}"
 
 
-def threshold_check(check_id: str, validator: str, metric: str, value: float | None, threshold: float | None, *,
+def threshold_check(check_id: str, validator: str, metric: str, value: float | None, threshold: float | None, *,  # noqa: PLR0913  (a Check's fields)
                     direction: str = "lower_is_better", baseline_value: Any = None, unit: str = "") -> Check:
     """Compare ``value`` to a threshold. No threshold: reported, not gated. None/NaN value: error, never pass."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -74,19 +75,11 @@ def threshold_check(check_id: str, validator: str, metric: str, value: float | N
                      message=f"{metric} could not be measured (got {value!r})")
     if threshold is None:
         return Check(check_id, validator, "pass", metric, value, baseline_value, None,
-                     f"{metric} = {_fmt(value)}{unit} (reported, no threshold set)", direction)
+                     f"{metric} = {fmt_value(value)}{unit} (reported, no threshold set)", direction)
     ok = value <= threshold if direction == "lower_is_better" else value >= threshold
     op = ("<=" if ok else ">") if direction == "lower_is_better" else (">=" if ok else "<")
     return Check(check_id, validator, "pass" if ok else "fail", metric, value, baseline_value, threshold,
-                 f"{metric} = {_fmt(value)}{unit} {op} {_fmt(threshold)}{unit}", direction)
-
-
-def _fmt(x: Any) -> str:
-    if isinstance(x, float):
-        return f"{x:.4g}"
-    if isinstance(x, int) and abs(x) >= 10_000:
-        return f"{x:,}"
-    return str(x)
+                 f"{metric} = {fmt_value(value)}{unit} {op} {fmt_value(threshold)}{unit}", direction)
 
 
 def _scalar(x: Any) -> Any:

@@ -58,8 +58,7 @@ def _convert(gguf: Path, out: Path) -> None:
     kwargs = {"gguf_file": gguf.name}
     tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
     model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
-    model.hf_quantizer = None  # save_pretrained refuses GGUF-loaded models otherwise
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(out, safe_serialization=True)
+    from .runtimes.torch import dequantized
+
+    dequantized(model).save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

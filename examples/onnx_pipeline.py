@@ -45,7 +45,8 @@ def build_tiny_llama(directory: Path) -> Path:
     trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=["<|endoftext|>", "<pad>"], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tk.train_from_iterator([CORPUS], trainer=trainer)
-    PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|endoftext|>", pad_token="<pad>").save_pretrained(directory)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|endoftext|>", pad_token="<pad>")
+    tokenizer.save_pretrained(directory)
     return directory
 
 

@@ -25,7 +25,7 @@ def copy_tokenizer(source_dir: Path, target_dir: Path) -> Path:
     return target_dir
 
 
-def craft_onnx(path: Path, *, rows: int = VOCAB, width: int = VOCAB, declared_width: int | str | None = None,
+def craft_onnx(path: Path, *, rows: int = VOCAB, width: int = VOCAB, declared_width: int | str | None = None,  # noqa: PLR0913
                out_name: str = "logits", out_type: str = "float", rank: int = 3, fill: float | None = None,
                ids_type: str = "int64", extra_first_output: tuple[str, int] | None = None, seed: int = 0) -> Path:
     """Write a Gather-based ONNX LM. ``rows``: embedding rows (ids it accepts); ``width``: logits columns;

@@ -13,8 +13,8 @@ import numpy as np
 from edgeval.policy import Policy
 from edgeval.report import Check, InputError, Report
 from edgeval.validators.bbq import compare as compare_mod
-from edgeval.validators.bbq.decision import Plan, decide
 from edgeval.validators.bbq import gate, metrics
+from edgeval.validators.bbq.decision import Plan, decide
 from edgeval.validators.bbq.types import Prediction
 from edgeval.validators.latency import LatencyConfig, build_results, latency_checks
 from edgeval.validators.size import COMPARED, deltas, size_checks, summary_sentence

@@ -13,8 +13,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from adversarial_helpers import (assert_refused, copy_tokenizer, craft_onnx, move_weights_to, with_template,
-                                 word_level_tokenizer)
+from adversarial_helpers import (
+    assert_refused,
+    copy_tokenizer,
+    craft_onnx,
+    move_weights_to,
+    with_template,
+    word_level_tokenizer,
+)
 from bbq_fixture import FIXTURE_DIR
 
 from edgeval.cli import main

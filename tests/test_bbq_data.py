@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from bbq_fixture import FIXTURE_DIR as FIXTURES  # noqa: E402
 
 from edgeval.errors import DataError
 from edgeval.validators.bbq import data, sampling
 from edgeval.validators.bbq.download import sha256_file
 from edgeval.validators.bbq.parsing import canon, derive_biased, option_groups, tag_parts
 
-from bbq_fixture import FIXTURE_DIR as FIXTURES  # noqa: E402
 REAL = Path(__file__).parents[1].parent / "shared" / "bbq" / "data"
 
 
@@ -123,7 +123,7 @@ def test_categories_subset_and_order() -> None:
 
 
 @pytest.mark.parametrize("categories, pattern", [
-    (["Relgion"], r"unknown BBQ category 'Relgion'; did you mean 'Religion'\?"),
+    (["Relgion"], r"unknown BBQ category 'Relgion' \(did you mean 'Religion'\? known: Age, "),
     (["age"], r"did you mean 'Age'\?"),
     (["Nationality"], r"'Nationality' was requested but Nationality\.jsonl is not here"),
     ([], r"no BBQ categories requested"),

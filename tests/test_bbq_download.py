@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from bbq_fixture import FIXTURE_DIR as FIXTURES  # noqa: E402
 
 from edgeval.errors import DataError
 from edgeval.validators.bbq import data, download
 
-from bbq_fixture import FIXTURE_DIR as FIXTURES  # noqa: E402
 COMMIT = "bea11bd97d79217245b5871acd247b9d6eb24598"
 CSV_HEADER = "example_id,question_index,category,target_loc,label_type\n"
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from bbq_fixture import FIXTURE_DIR as FIXTURE  # noqa: E402
 
 from edgeval.cli import main
 from edgeval.schemas import load_schema
 
-from bbq_fixture import FIXTURE_DIR as FIXTURE  # noqa: E402
 POLICY = "bbq: {limit: 32, bootstrap: 200}\nperplexity: {window: 64, stride: 32, max_tokens: 200}\n"
 
 
@@ -57,7 +57,10 @@ def first_run(tiny_llama_pruned_onnx, tiny_llama_onnx, tmp_path_factory) -> dict
 def test_saved_baseline_predictions_give_the_same_comparison(first_run, tiny_llama_pruned_onnx, tmp_path):
     saved = first_run["results"]["bbq"]["baseline_predictions"]["path"]
     _, again = run(tmp_path, "check", tiny_llama_pruned_onnx, "--baseline-predictions", saved, "--validators", "bbq")
-    strip = lambda d: {k: v for k, v in d["results"]["bbq"]["comparison"]["overall"].items() if "noise" not in k}
+
+    def strip(d):
+        return {k: v for k, v in d["results"]["bbq"]["comparison"]["overall"].items() if "noise" not in k}
+
     assert strip(again) == strip(first_run)
 
 

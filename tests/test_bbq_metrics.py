@@ -31,7 +31,7 @@ def ambig_block():
 def disambig_block():
     """8 disambiguated items, biased option 0: labels 0,0,0,0,1,1,1,1; preds 0,0,0,1,0,0,1,2."""
     labels, preds = [0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 1, 0, 0, 1, 2]
-    return [dis(100 + i, p, label=lab) for i, (lab, p) in enumerate(zip(labels, preds))]
+    return [dis(100 + i, p, label=lab) for i, (lab, p) in enumerate(zip(labels, preds, strict=True))]
 
 
 def test_ambiguous_formulas_by_hand():

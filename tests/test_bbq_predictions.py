@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from bbq_fixture import FIXTURE_DIR as FIXTURE  # noqa: E402
 
 from edgeval.cli import main
 from edgeval.errors import DataError
@@ -17,8 +18,6 @@ from edgeval.schemas import load_schema
 from edgeval.validators.bbq import predictions as preds_mod
 from edgeval.validators.bbq import records
 from edgeval.validators.bbq.types import Prediction
-
-from bbq_fixture import FIXTURE_DIR as FIXTURE  # noqa: E402
 
 POLICY = "bbq: {limit: 32, bootstrap: 100}\n"
 

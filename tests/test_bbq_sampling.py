@@ -5,14 +5,12 @@ import dataclasses
 import random
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from bbq_fixture import FIXTURE_DIR as FIXTURES  # noqa: E402
 
 from edgeval.validators.bbq import data, sampling
 from edgeval.validators.bbq.types import BBQItem
-
-from bbq_fixture import FIXTURE_DIR as FIXTURES  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +73,7 @@ def test_zero_and_negative_limits(items: tuple[BBQItem, ...]) -> None:
 def test_grouping_uses_content_not_ids(items: tuple[BBQItem, ...]) -> None:
     ids = list(range(1000, 1000 + len(items)))
     random.Random(0).shuffle(ids)
-    renumbered = [dataclasses.replace(item, example_id=eid) for item, eid in zip(items, ids)]
+    renumbered = [dataclasses.replace(item, example_id=eid) for item, eid in zip(items, ids, strict=True)]
     groups = sampling.group_items(renumbered)
     assert sum(len(g) for g in groups.values()) == 14
     for group in (g for gs in groups.values() for g in gs):

@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgeval.logprobs import cyclic_orders, letter_logprobs, letter_token_ids
 from edgeval.runtimes.base import BaseRuntime
 from edgeval.runtimes.tokenizer import Tokenizer
-from edgeval.validators.bbq.prompts import cyclic_orders, letter_prompt, letter_token_ids, prompt_format
-from edgeval.validators.bbq.scoring import letter_logprobs, score_letters, score_loglik
+from edgeval.validators.bbq.prompts import letter_prompt, prompt_format
+from edgeval.validators.bbq.scoring import score_letters, score_loglik
 from edgeval.validators.bbq.types import BBQItem
 
 V = 256

@@ -7,8 +7,8 @@ import pytest
 from scipy.stats import binomtest
 
 from edgeval.policy import DEFAULTS
+from edgeval.stats import clopper_pearson
 from edgeval.validators.bbq.sequential import look_sizes, replay, run_looks
-from edgeval.validators.bbq.stats import clopper_pearson
 from edgeval.validators.bbq.types import Prediction
 
 SETTINGS = dict(DEFAULTS["bbq"])
@@ -17,7 +17,7 @@ SETTINGS = dict(DEFAULTS["bbq"])
 def pair_set(n_groups: int, base_biased: np.ndarray, cand_biased: np.ndarray):
     """Ambiguous items only (2 per context group), biased option 0, unknown 2; 'biased' -> pred 0 else pred 1."""
     cands, bases = [], []
-    for i, (b, c) in enumerate(zip(base_biased, cand_biased)):
+    for i, (b, c) in enumerate(zip(base_biased, cand_biased, strict=True)):
         key = dict(category="Age", example_id=int(i // 2 * 4 + i % 2), context_condition="ambig",
                    question_polarity="neg", label=2, unknown_idx=2, biased_idx=0)
         bases.append(Prediction(**key, pred=0 if b else 1))

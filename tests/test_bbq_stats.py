@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from edgeval.errors import BadInputError
+from edgeval.stats import cohens_h, holm, mcnemar_exact, transitions
 from edgeval.validators.bbq.compare import PairingError, compare, pair_predictions
 from edgeval.validators.bbq.metrics import metrics_by_category, s_amb_score
-from edgeval.validators.bbq.stats import (AmbigOutcomes, bootstrap_deltas, cohens_h, holm, mcnemar_exact,
-                                          s_amb_from_sums, srs_from_sums, transitions)
+from edgeval.validators.bbq.stats import AmbigOutcomes, bootstrap_deltas, s_amb_from_sums, srs_from_sums
 from edgeval.validators.bbq.types import Prediction
 
 UNK, BIASED, ANTI = 2, 0, 1
@@ -105,7 +105,7 @@ def test_vectorised_formulas_match_scalar():
     rows = np.array([[9, 4, 3, 3], [10, 0, 10, 10], [5, 0, 5, 5], [9, 0, 2, 2], [0, 0, 0, 0]])
     srs = srs_from_sums(rows)
     amb = s_amb_from_sums(rows, 10)
-    for row, s, a in zip(rows, srs, amb):
+    for row, s, a in zip(rows, srs, amb, strict=True):
         valid, biased, unknown, correct = (int(v) for v in row)
         exp_srs = biased / valid if valid else None
         exp_amb = s_amb_score(correct / 10, biased, valid - unknown)
@@ -211,7 +211,8 @@ def test_compare_agrees_with_metrics_and_is_deterministic():
     m_c, m_b = metrics_by_category(cand), metrics_by_category(base)
     for scope, mc, mb in [(out["overall"], m_c["overall"], m_b["overall"]),
                           (out["categories"]["Age"], m_c["categories"]["Age"], m_b["categories"]["Age"])]:
-        assert scope["srs_candidate"] == pytest.approx(mc["srs"]) and scope["s_amb_baseline"] == pytest.approx(mb["s_amb"])
+        assert scope["srs_candidate"] == pytest.approx(mc["srs"])
+        assert scope["s_amb_baseline"] == pytest.approx(mb["s_amb"])
     assert out["macro"]["srs_candidate"] == pytest.approx(m_c["macro"]["srs"])
     assert out["macro"]["relative_change_srs"] == pytest.approx(
         (m_c["macro"]["srs"] - m_b["macro"]["srs"]) / m_b["macro"]["srs"])

@@ -5,10 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
+from bbq_fixture import FIXTURE_DIR as FIXTURE  # noqa: E402
 
 from edgeval.cli import main
 
-from bbq_fixture import FIXTURE_DIR as FIXTURE  # noqa: E402
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 pytest.importorskip("matplotlib")

@@ -152,7 +152,9 @@ def test_cli_export_failing_parity_leaves_nothing_at_out(tiny_llama_dir, tmp_pat
     def failing(candidate, reference, settings):
         seen["threads"] = (candidate.threads, reference.threads)
         return [Check("parity.max_abs_logit_diff", "parity", "fail", "max_abs_logit_diff", 9.0, None, 0.01,
-                      "max_abs_logit_diff = 9 > 0.01")], {"max_abs_logit_diff": 9.0}
+                      "max_abs_logit_diff = 9 > 0.01")], {  # what .parity.json's schema requires
+            "n_prompts": 48, "max_abs_logit_diff": 9.0, "top1_agreement": 0.5, "letter_agreement": 0.5,
+            "option_agreement": 0.5, "tokenizer_agreement": 1.0, "candidate": {}, "reference": {}}
 
     monkeypatch.setattr("edgeval.validators.parity.parity_report", failing)
     out = tmp_path / "exp" / "model.onnx"

@@ -148,7 +148,8 @@ def test_benchmark_targets_can_fail():
         return {"grid": grid, "srs": 0.3, "churn": 0.5, "delta": delta, "rho": 0.0, "groups": 50, "categories": 6,
                 "n_items": 1200, "n_ambig": 600, "reps": 100, "early_share_mean": 1.0, "early_looks_mean": 4.0,
                 "verdict_decision_mismatches": 0, "exceptions": {},
-                "fixed": dict(zip(oc.VERDICTS, fixed)), "early": dict(zip(oc.VERDICTS, early))}
+                "fixed": dict(zip(oc.VERDICTS, fixed, strict=True)),
+                "early": dict(zip(oc.VERDICTS, early, strict=True))}
 
     rows = [row("false_block", 0.0, (88, 12, 0, 0), (95, 3, 2, 0)),      # 12/100: lower 95 % bound 6.4 % > 5 %
             row("power", 0.10, (0, 85, 15, 0), (0, 95, 5, 0))]

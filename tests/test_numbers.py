@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeval.numbers import DASH, clean, fmt_bytes, fmt_ci, fmt_fixed, fmt_ms, fmt_p, fmt_pct, fmt_value
+from edgeval.numbers import DASH, clean, fmt_bytes, fmt_ci, fmt_fixed, fmt_ms, fmt_p, fmt_pct, fmt_sig, fmt_value
 from edgeval.report import Check
 
 
@@ -67,3 +67,16 @@ def test_weak_signal_is_shown_in_every_human_view(capsys):
     assert "warning bbq: Weak signal (candidate)" in " ".join(capsys.readouterr().out.split())
     quiet = report.replace(results={**report.results, "bbq": {**bbq, "signal": {}}})
     assert "Weak signal" not in render(quiet, "markdown")
+
+
+def test_significant_digits_for_statistics_in_sentences():
+    assert fmt_sig(0.0123456) == "0.0123" and fmt_sig(0.0123456, signed=True) == "+0.0123"
+    assert fmt_sig(-4.857e-17, signed=True) == "+0" and fmt_sig(np.float64(2.5)) == "2.5"
+    assert fmt_sig(None) == DASH and fmt_sig(None, missing="n/a") == "n/a"
+
+
+def test_threshold_messages_use_the_shared_formatter():
+    from edgeval.report import threshold_check
+
+    check = threshold_check("x.y", "x", "m", np.float32(0.5), 1, direction="lower_is_better")
+    assert check.message == "m = 0.5 <= 1" and "e-" not in threshold_check("x.y", "x", "m", 1e-17, 1).message

@@ -15,8 +15,14 @@ from edgeval.policy import Policy
 from edgeval.runtimes.tokenizer import Tokenizer
 from edgeval.validators.base import RunContext
 from edgeval.validators.bbq.parsing import UNKNOWN_PHRASES, canon
-from edgeval.validators.parity import (N_ORDERS, ParityValidator, load_parity_prompts, option_choices,
-                                       parity_report, truncate_left)
+from edgeval.validators.parity import (
+    N_ORDERS,
+    ParityValidator,
+    load_parity_prompts,
+    option_choices,
+    parity_report,
+    truncate_left,
+)
 
 V = 128
 STATUS_IDS = ("parity.max_abs_logit_diff", "parity.top1_agreement", "parity.letter_agreement",

@@ -17,7 +17,7 @@ V = 7
 def _signature(tokens: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """Order- and position-sensitive logits of a token sequence."""
     out = np.zeros(V)
-    for k, (tok, pos) in enumerate(zip(tokens, positions)):
+    for k, (tok, pos) in enumerate(zip(tokens, positions, strict=True)):
         out[(tok + k) % V] += np.sin(tok * 0.37 + pos * 1.31) + 0.01 * pos
     return out
 

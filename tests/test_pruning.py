@@ -13,8 +13,15 @@ pytest.importorskip("transformers")
 
 from tinymodels import tiny_model  # noqa: E402
 
-from edgeval.converters.pruning import (Calibration, SparsityWarning, find_layers, nm_mask,  # noqa: E402
-                                        prune_directory, prune_model, unstructured_mask)
+from edgeval.converters.pruning import (  # noqa: E402
+    Calibration,
+    SparsityWarning,
+    find_layers,
+    nm_mask,
+    prune_directory,
+    prune_model,
+    unstructured_mask,
+)
 from edgeval.errors import BadInputError, DataError, ModelError, UsageError  # noqa: E402
 
 LLAMA_LINEARS = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",

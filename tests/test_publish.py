@@ -139,7 +139,10 @@ def test_save_pruned_failure_keeps_the_previous_output(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("edgeval.converters._torch_model.write_tokenizer", no_tokenizer)
+    manifest = {"schema": "edgeval.pruning/1", "method": "magnitude", "pattern": "unstructured",  # schema-valid
+                "requested_sparsity": 0.5, "measured_sparsity": 0.5, "pruned_params": 0, "pruned_zeros": 0,
+                "warnings": [], "layers_included": [], "layers": {}, "edgeval_version": "0"}
     with pytest.raises(OSError):
-        io.save_pruned(Model(), tmp_path, io.check_output(previous, overwrite=True), {"a": 1})
+        io.save_pruned(Model(), tmp_path, io.check_output(previous, overwrite=True), manifest)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pruned"]
     assert [p.name for p in previous.iterdir()] == ["pruning.json"]

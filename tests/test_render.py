@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from junitparser import Error, Failure, JUnitXml
+from sample_reports import bare_report, full_report
 
 from edgeval.cli import main
 from edgeval.render import FORMATS, render
 from edgeval.report import Check, InputError, Report
-from sample_reports import bare_report, full_report
 
 HOSTILE = 'a | b <script>alert("x")</script> & c\nsecond line'
 VOID = {"meta", "br", "hr", "img", "input", "link", "col", "area", "base", "source", "wbr"}
@@ -83,7 +83,7 @@ def test_junit_round_trips_through_a_junit_parser(blocked: Report) -> None:
     assert suite.failures == sum(c.status == "fail" for c in blocked.checks) and suite.errors == 0
     props = {p.name: p.value for p in suite.properties()}
     assert props["verdict"] == "blocked" and props["candidate_sha256"] == blocked.candidate["sha256"]
-    for case, check in zip(cases, blocked.checks):
+    for case, check in zip(cases, blocked.checks, strict=True):
         assert (case.classname, case.name) == (f"edgeval.{check.validator}", check.id)
         kinds = [type(r) for r in case.result]
         assert kinds == ({"pass": [], "fail": [Failure]}[check.status])

@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from bbq_fixture import FIXTURE_DIR as FIXTURE  # noqa: E402
+from bbq_large import write_large_bbq  # noqa: E402
 
 from edgeval.cli import main
 from edgeval.validators.bbq import checkpoint as ck
 from edgeval.validators.bbq.types import BBQItem, Prediction
-
-from bbq_fixture import FIXTURE_DIR as FIXTURE  # noqa: E402
-from bbq_large import write_large_bbq  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 class Killed(BaseException):

@@ -43,7 +43,7 @@ def test_run_context_side_files_and_inputs(tmp_path):
 
 @pytest.mark.parametrize("args, expected", [
     (("--input", "bbq.baseline_predictoins={file}", "--validators", "bbq"),
-     "unknown input 'bbq.baseline_predictoins': did you mean 'bbq.baseline_predictions'?"),
+     "unknown input 'bbq.baseline_predictoins' (did you mean 'bbq.baseline_predictions'?"),
     (("--input", "size.anything={file}", "--validators", "size"), "unknown input 'size.anything'"),
     (("--baseline-predictions", "{missing}", "--validators", "bbq"),
      "{missing}: input 'bbq.baseline_predictions': file not found"),
@@ -105,7 +105,7 @@ def test_aliases_are_the_same_as_set(tiny_llama_onnx, tmp_path, capsys):
 
 @pytest.mark.parametrize("setting, expected", [
     ("bbq.limt=5", "unknown key 'bbq.limt' (did you mean 'limit'?)"),
-    ("bqq.limit=5", "unknown policy section 'bqq' in 'bqq.limit': did you mean 'bbq'?"),
+    ("bqq.limit=5", "unknown policy section 'bqq' in 'bqq.limit' (did you mean 'bbq'?"),
     ("bbq.limit=0", "'bbq.limit'"),
     ("bbq.mode=letters", "'bbq.mode'"),
     ("bbq.alpha=NaN", "'bbq.alpha': nan is not a finite number"),

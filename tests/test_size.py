@@ -360,7 +360,8 @@ def test_baseline_is_measured_once_per_process_while_unchanged(tmp_path, monkeyp
     second = save_onnx(magnitude_prune(dense, 0.25), tmp_path / "b.onnx")
     calls = []
     real = size.compressed_bytes
-    monkeypatch.setattr(size, "compressed_bytes", lambda files, level=1: calls.append(list(files)) or real(files, level))
+    monkeypatch.setattr(size, "compressed_bytes",
+                        lambda files, level=1: calls.append(list(files)) or real(files, level))
     _, r1 = size_of(first, base)
     _, r2 = size_of(second, base)
     assert [Path(c[0]).name for c in calls] == ["a.onnx", "dense.onnx", "b.onnx"]

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bbq_fixture import FIXTURE_DIR  # noqa: E402
 
 from edgeval.cli import main
+from edgeval.logprobs import cyclic_orders
 from edgeval.runtimes import load_runtime
 from edgeval.runtimes.tokenizer import FastTokenizer
 from edgeval.validators.bbq import data
-from edgeval.validators.bbq.prompts import cyclic_orders, letter_prompt, prompt_info
+from edgeval.validators.bbq.prompts import letter_prompt, prompt_info
 from edgeval.validators.bbq.scoring import score_letters
 from edgeval.validators.perplexity import load_text, perplexity
-
-from bbq_fixture import FIXTURE_DIR  # noqa: E402
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

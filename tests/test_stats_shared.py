@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from edgeval.stats import (obf_spending, paired_rate_difference, sequential_bounds, t_from_z, z_quantile)
+from edgeval.stats import obf_spending, paired_rate_difference, sequential_bounds, t_from_z, z_quantile
 
 
 # -- O'Brien-Fleming-type (Lan-DeMets) boundaries -------------------------------------------------------------
@@ -25,7 +25,7 @@ def test_single_look_is_the_fixed_sample_quantile(alpha):
 def test_spending_function_ends_at_alpha_and_increases():
     ts = np.linspace(0.05, 1.0, 20)
     spent = [obf_spending(t, 0.05) for t in ts]
-    assert spent[-1] == pytest.approx(0.05) and all(a < b for a, b in zip(spent, spent[1:]))
+    assert spent[-1] == pytest.approx(0.05) and all(a < b for a, b in zip(spent, spent[1:], strict=False))
     assert obf_spending(0.0, 0.05) == 0.0
 
 
@@ -48,7 +48,7 @@ def test_bounds_spend_their_alpha_on_brownian_motion(fractions, alpha):
     assert abs(total - alpha) <= max(5 * se, 0.1 * alpha)
     spent_first = float(np.mean(first == 0))
     assert abs(spent_first - obf_spending(t[0], alpha)) <= max(5 * math.sqrt(spent_first / first.size), 2e-5)
-    assert all(a > b for a, b in zip(bounds, bounds[1:]))       # O'Brien-Fleming: strict early, lenient late
+    assert all(a > b for a, b in zip(bounds, bounds[1:], strict=False))  # O'Brien-Fleming: strict early, lenient late
 
 
 def test_bounds_reject_bad_fractions():

@@ -54,18 +54,18 @@ def test_transformers_tokenizer_templates_are_bounded_too(monkeypatch):
 
 
 def test_letters_of_a_real_tokenizer_are_distinct_and_decode_to_themselves(tiny_llama_dir):
+    from edgeval.logprobs import letter_token_ids
     from edgeval.runtimes.tokenizer import FastTokenizer
-    from edgeval.validators.bbq.prompts import letter_token_ids
 
     tokenizer = FastTokenizer(tiny_llama_dir)
     ids = letter_token_ids(tokenizer)
     assert len(ids) == 3 and all(ids) and len(set().union(*map(set, ids))) == sum(map(len, ids))  # distinct
-    for letter, group in zip("ABC", ids):
+    for letter, group in zip("ABC", ids, strict=True):
         assert all(tokenizer.decode([i]).strip() == letter for i in group)
 
 
 def test_letters_sharing_a_token_are_refused():
-    from edgeval.validators.bbq.prompts import letter_token_ids
+    from edgeval.logprobs import letter_token_ids
 
     class Collapsing:
         source = "/tok"

@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 
 from ..atomic import atomic_write_bytes, atomic_write_text, temp_sibling
+from ..converters.pruning.api import METHODS
 from ..errors import ExitCode
+from ..schemas import SIDE_FILE_IDS, check_side_file
 from .app import EXIT_CODES_HELP, cli
 from .options import policy_option, seed_option, threads_option
 
@@ -20,7 +22,7 @@ def _progress(done: int, total: int, label: str) -> None:
 
 @cli.command("prune", epilog=EXIT_CODES_HELP)
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--method", type=click.Choice(["random", "magnitude", "wanda"]), required=True)
+@click.option("--method", type=click.Choice(METHODS), required=True)
 @click.option("--sparsity", type=float, help="Fraction of weights to zero, in (0, 1). Optional with --pattern N:M.")
 @click.option("--pattern", default="unstructured", show_default=True, help="unstructured, 2:4 or any N:M.")
 @click.option("--calibration", default="builtin", show_default=True,
@@ -31,8 +33,10 @@ def _progress(done: int, total: int, label: str) -> None:
 @seed_option("Seed of the random method and of the calibration sample (>= 0).")
 @click.option("--per-row/--per-matrix", default=None, help="Threshold per output row (default for wanda) or per "
               "matrix (default for random/magnitude).")
-@click.option("--include", multiple=True, metavar="PATTERN", help="Only prune layers whose name matches (glob, or re:REGEX).")
-@click.option("--exclude", multiple=True, metavar="PATTERN", help="Do not prune layers whose name matches (glob, or re:REGEX).")
+@click.option("--include", multiple=True, metavar="PATTERN",
+              help="Only prune layers whose name matches (glob, or re:REGEX).")
+@click.option("--exclude", multiple=True, metavar="PATTERN",
+              help="Do not prune layers whose name matches (glob, or re:REGEX).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output HF directory.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it is a previous prune output (holds pruning.json); "
               "any other non-empty folder is refused.")
@@ -142,6 +146,8 @@ def _parity(source: Path, exported: Path, policy, threads: int | None) -> int:
     for check in checks:
         click.echo(f"parity {check.status:5} {check.id}: {check.message}", err=True)
     side = exported.with_name(exported.name + ".parity.json")
-    doc = {"checks": [c.to_json() for c in checks], "results": results, "threads": threads}
+    doc = {"schema": SIDE_FILE_IDS["parity"], "checks": [c.to_json() for c in checks], "results": results,
+           "threads": threads}
+    check_side_file("parity", doc, side)
     atomic_write_text(side, json.dumps(doc, indent=2) + "\n")
     return int(ExitCode.PASS if all(c.status == "pass" for c in checks) else ExitCode.BAD_INPUT)

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import click
 
+from ..converters.pruning.api import METHODS
 from .app import cli
 from .options import bbq_data_option
 
-METHODS = ("random", "magnitude", "wanda")
 DEMO_EXIT_CODES = """\b
 Exit codes:
   0  the demo completed (candidates BLOCKED by the gate are an expected result)

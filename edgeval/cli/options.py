@@ -12,7 +12,6 @@ as they are. The groups collapse several options into one typed value, so that a
 """
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import click
 from ..api import CheckOptions
 from ..errors import PolicyError
 from ..policy import Policy, validate_policy
+from ..suggest import suggestion
 
 #: where --set errors are said to come from
 SET_SOURCE = "--set"
@@ -144,9 +144,7 @@ def _section_table(raw: dict[str, Any], section: str, key: str) -> dict[str, Any
         return plugins[section]
     known = sorted([k for k, v in raw.items() if isinstance(v, dict) and k != "plugins"]
                    + list(plugins if isinstance(plugins, dict) else {}))
-    close = difflib.get_close_matches(section, known, n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    raise PolicyError(f"unknown policy section '{section}' in '{key}': {hint}known: {', '.join(known)}",
+    raise PolicyError(f"unknown policy section '{section}' in '{key}'" + suggestion(section, known, list_known=True),
                       path=SET_SOURCE)
 
 

@@ -19,6 +19,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from ..atomic import umask_mode
 from ..errors import require
 
 INPUT_NAMES = ["input_ids", "attention_mask"]
@@ -27,7 +28,7 @@ DYNAMIC_AXES = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: 
                 "logits": {0: "batch", 1: "sequence"}, "next_token_logits": {0: "batch"}}
 
 
-def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset: int | None = None,
+def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset: int | None = None,  # noqa: PLR0913  (keyword-only options of a public API)
                 tokenizer: str | Path | None = None, next_token_output: bool = False,
                 kv_cache: bool = False, external_data: bool | None = None) -> Path:
     """Write ``model`` (HF dir, ``.gguf`` or loaded model) to ``out_path`` as ONNX; return the path.
@@ -54,6 +55,9 @@ def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset
     loaded, source = tm.load_torch_model(model)
     out = _prepare(out_path)
     outputs = OUTPUT_NAMES[: 2 if next_token_output else 1]
+    args: Any
+    axes: Any
+    shapes: Any  # the two exporters take the dynamic shapes in different forms
     if kv_cache:
         wrapper = tm.CachedLogitsWrapper(loaded, next_token=next_token_output)
         args, inputs, axes, shapes = _cache_io(torch, wrapper, outputs)
@@ -120,6 +124,7 @@ def export_tflite(model: Any, out_path: str | Path, *, batch: int, seq_len: int,
     out = _prepare(out_path)
     converted = litert_torch.convert(tm.LogitsWrapper(loaded), tm.sample_batch(batch, seq_len, torch.int32))
     converted.export(str(out))
+    out.chmod(umask_mode())  # whatever litert's writer does, the flatbuffer gets the umask's mode
     tm.write_tokenizer(source, out.parent, tokenizer)
     return out
 

@@ -91,7 +91,7 @@ def ensure_tf_keras_model(model: object) -> None:
 
 
 # -- pruning -----------------------------------------------------------------------------------------------------
-def apply_pruning(model: Any, *, target_sparsity: float = 0.5, begin_step: int = 0, end_step: int = -1,
+def apply_pruning(model: Any, *, target_sparsity: float = 0.5, begin_step: int = 0, end_step: int = -1,  # noqa: PLR0913  (TFMOT's options)
                   m_by_n: tuple[int, int] | None = None, frequency: int = 100,
                   schedule: Literal["constant", "polynomial"] = "constant", initial_sparsity: float = 0.0) -> Any:
     """``model`` with TFMOT's ``prune_low_magnitude`` wrappers; compile and fit it with :func:`pruning_callbacks`.

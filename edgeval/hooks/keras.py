@@ -110,7 +110,7 @@ def _callback_class() -> type:
     """Define the callback class on first use, once TensorFlow is imported in legacy-Keras mode."""
     _, tf_keras, _ = kt.import_tf()
 
-    class EdgevalPruningCallback(tf_keras.callbacks.Callback):
+    class EdgevalPruningCallback(tf_keras.callbacks.Callback):  # type: ignore[name-defined]  # TF loaded late
         """Gates the trained (pruned) model when training ends; see :mod:`edgeval.hooks.keras`."""
 
         def __init__(self, settings: GateSettings, tflite: TFLiteOptions) -> None:

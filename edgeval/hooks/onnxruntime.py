@@ -11,7 +11,8 @@ The report is written to ``report_path`` (default: ``<candidate stem>.edgeval-re
 candidate); with ``bless_dir``, ``BLESSED`` or ``NOT_BLESSED`` is written there. The stale marker and the
 previous report are removed before the check starts, and the report, ``edgeval_report_ready`` plugins and the
 marker are published in that order by :func:`edgeval.api.publish` (as ``edgeval check`` does): a plugin that
-fails turns the verdict into ``error`` and the marker into ``NOT_BLESSED``. ``on_block="raise"`` (default) raises :class:`~edgeval.errors.DeploymentBlocked`
+fails turns the verdict into ``error`` and the marker into ``NOT_BLESSED``. ``on_block="raise"`` (default) raises
+:class:`~edgeval.errors.DeploymentBlocked`
 (report attached) unless the verdict is ``pass``; ``on_block="record"`` returns the report whatever it says.
 
 ``validators=None`` runs the policy's list (``size``, ``latency``, ``bbq``, ``perplexity`` by default), like

@@ -92,8 +92,9 @@ class GatedConverter:
         candidate.write_bytes(self.flatbuffer)
         baseline = self.baseline
         if isinstance(baseline, (bytes, bytearray)):
-            baseline = workdir / "baseline.tflite"
-            baseline.write_bytes(self.baseline)
+            written = workdir / "baseline.tflite"
+            written.write_bytes(baseline)
+            baseline = written
         report = _gate.run_check(candidate, baseline, self.policy, self.validators)
         passed = report.passed
         report = report.replace(candidate={**report.candidate, "path": str(self.out_path)})

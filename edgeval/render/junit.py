@@ -43,8 +43,9 @@ def to_junit(report: Report) -> str:
     # an inconclusive check is not a pass: JUnit viewers show it as a failure of type "inconclusive"
     totals = {"tests": str(tests), "failures": str(counts["fail"] + counts["inconclusive"]), "errors": str(errors),
               "time": f"{float(report.run.get('duration_s') or 0):.3f}"}
-    root = ET.Element("testsuites", name="edgeval", **totals)
-    suite = ET.SubElement(root, "testsuite", name="edgeval", skipped="0", timestamp=_x(report.created_at), **totals)
+    root = ET.Element("testsuites", {"name": "edgeval", **totals})
+    suite = ET.SubElement(root, "testsuite", {"name": "edgeval", "skipped": "0", "timestamp": _x(report.created_at),
+                                              **totals})
     props = ET.SubElement(suite, "properties")
     for name, value in _junit_properties(report).items():
         ET.SubElement(props, "property", name=name, value=_x(value))

@@ -14,7 +14,6 @@ Number = Optional[float]
 Whisker = Optional[tuple[float, float]]
 
 BAR_H, BAR_GAP, GROUP_GAP = 16, 3, 14
-FONT = 12
 WIDTH = 560
 TOP, BOTTOM, RIGHT = 44, 26, 16
 

@@ -53,7 +53,8 @@ def position_ids(attention_mask: np.ndarray) -> np.ndarray:
     return np.maximum(np.cumsum(attention_mask, axis=-1) - 1, 0).astype(np.int64)
 
 
-def pad_left(sequences: Sequence[Sequence[int]], pad_id: int, length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def pad_left(sequences: Sequence[Sequence[int]], pad_id: int,
+             length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Left-pad token sequences to ``length`` (default: the longest). Returns (input_ids, attention_mask) int64."""
     if not sequences:
         raise ValueError("empty batch")
@@ -89,7 +90,7 @@ def tokenizer_size(tokenizer: Tokenizer) -> int | None:
             size = None
     if size is not None:
         try:
-            tokenizer._edgeval_size = size
+            tokenizer._edgeval_size = size  # type: ignore[attr-defined]  # a cache on any tokenizer object
         except AttributeError:
             pass
     return size

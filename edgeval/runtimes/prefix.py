@@ -135,6 +135,17 @@ StepFn = Callable[[np.ndarray, np.ndarray, np.ndarray, "list[np.ndarray] | None"
                   "tuple[np.ndarray, list[np.ndarray] | None]"]
 
 
+def _segments(batch: Sequence["Node"], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """The new tokens of each node in ``batch``, left-padded to the longest: ``(input_ids, mask)`` int64."""
+    seg = max(len(n.tokens) for n in batch)
+    ids = np.full((len(batch), seg), pad_id, np.int64)
+    mask = np.zeros((len(batch), seg), np.int64)
+    for r, node in enumerate(batch):
+        ids[r, seg - len(node.tokens):] = node.tokens
+        mask[r, seg - len(node.tokens):] = 1
+    return ids, mask
+
+
 def tree_next_token_logits(sequences: Sequence[Sequence[int]], step: StepFn,
                            seq_axes: Sequence[int], pad_id: int, *, max_rows: int = 32,
                            max_tokens: int = 4096) -> tuple[np.ndarray, int]:
@@ -148,12 +159,8 @@ def tree_next_token_logits(sequences: Sequence[Sequence[int]], step: StepFn,
     out: np.ndarray | None = None
     for level in levels:
         for batch in _batches(level, max_rows, max_tokens):
-            seg = max(len(n.tokens) for n in batch)
-            ids = np.full((len(batch), seg), pad_id, np.int64)
-            new_mask = np.zeros((len(batch), seg), np.int64)
-            for r, node in enumerate(batch):
-                ids[r, seg - len(node.tokens):] = node.tokens
-                new_mask[r, seg - len(node.tokens):] = 1
+            ids, new_mask = _segments(batch, pad_id)
+            seg = ids.shape[1]
             if batch[0].parent is None:
                 past, mask = None, new_mask
             else:

@@ -63,6 +63,16 @@ def load_hf_model(path: str | Path) -> Any:
     return model.eval()
 
 
+def dequantized(model: Any) -> Any:
+    """``model`` made saveable: a GGUF-loaded model holds dequantized float weights but ``save_pretrained``
+    refuses it while it carries the quantizer marker and ``quantization_config``; both are dropped."""
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model
+
+
 #: any of these in a directory means transformers may find a tokenizer there
 HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "tokenizer_config.json")
 

@@ -117,6 +117,6 @@ def run_validator(validator: Validator, ctx: RunContext) -> Outcome:
     except Exception as exc:  # a bug in a validator must not take the report down with it
         return Outcome((error_check(f"{name}.run", name, exc),), {"error": f"{type(exc).__name__}: {exc}"})
     if not outcome.checks:
-        exc = MeasurementError(f"validator '{name}' produced no checks")
-        return Outcome((error_check(f"{name}.run", name, exc),), outcome.results)
+        empty = MeasurementError(f"validator '{name}' produced no checks")
+        return Outcome((error_check(f"{name}.run", name, empty),), outcome.results)
     return outcome

@@ -33,12 +33,11 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import BadInputError, DataError, MeasurementError
+from ..logprobs import LETTERS, cyclic_orders, letter_logprobs, letter_token_ids, option_scores
 from ..report import Check, error_check, threshold_check
 from ..settings import Settings, parse, setting
 from .base import Outcome, RunContext
-from .bbq.prompts import LETTERS, cyclic_orders, encode_letter_prompt, letter_token_ids, prompt_format
-from .bbq.scoring import letter_logprobs
-from .bbq.types import BBQItem
+from .bbq import BBQItem, encode_letter_prompt, prompt_format
 
 NAME = "parity"
 PROMPTS_RESOURCE = "data/parity_prompts.jsonl"
@@ -143,7 +142,7 @@ def build_prompts(candidate: Any, reference: Any, items: Sequence[BBQItem]) -> P
     orders = cyclic_orders(N_ORDERS)
     ids = encode_prompts(candidate.tokenizer, items, orders)
     ref_ids = encode_prompts(reference.tokenizer, items, orders)
-    mismatches = sum(a != b for a, b in zip(ids, ref_ids))
+    mismatches = sum(a != b for a, b in zip(ids, ref_ids, strict=True))
     limits = [n for n in (max_len(candidate), max_len(reference)) if n]
     limit = min(limits) if limits else None
     fitted, truncated = truncate_left(ids, limit)
@@ -193,7 +192,7 @@ def compare_logits(candidate: Any, reference: Any, seqs: list[list[int]],
     for start in range(0, len(order), batch):
         idx = order[start:start + batch]
         chunk = [seqs[i] for i in idx]
-        for i, c, r in zip(idx, candidate.sequence_logits(chunk), reference.sequence_logits(chunk)):
+        for i, c, r in zip(idx, candidate.sequence_logits(chunk), reference.sequence_logits(chunk), strict=True):
             diff.add(np.asarray(c), np.asarray(r))
             cand_next[i], ref_next[i] = np.array(c[-1], np.float32), np.array(r[-1], np.float32)
     return np.stack(cand_next), np.stack(ref_next), diff.summary()
@@ -202,12 +201,7 @@ def compare_logits(candidate: Any, reference: Any, seqs: list[list[int]],
 # -- answer letters and options --------------------------------------------------------------------------------
 def option_choices(logprobs: np.ndarray, orders: Sequence[Sequence[int]]) -> np.ndarray:
     """(items·orders, 3) letter log-probs -> each item's option after summing over orders (BBQ letter mode)."""
-    per_item = logprobs.reshape(-1, len(orders), 3)
-    scores = np.zeros((per_item.shape[0], 3))
-    for k, order in enumerate(orders):
-        for letter, option in enumerate(order):
-            scores[:, option] += per_item[:, k, letter]
-    return scores.argmax(axis=1)
+    return option_scores(logprobs, orders).argmax(axis=1)
 
 
 def letter_parity(cand_next: np.ndarray, ref_next: np.ndarray, letter_ids: list[list[int]],

@@ -11,7 +11,8 @@ that no earlier window scored, so every token after the first is predicted exact
 ``window`` is capped by the runtime's longest accepted sequence (static TFLite buckets). When the tokenizer
 puts special tokens before every text (a BOS), every window begins with them, as every sequence the model read in
 training did (a model that needs its BOS scores garbage on a window without it): the text windows are then
-``len(prefix)`` tokens shorter, so that prefix + window fits ``window``; the prefix itself is never scored. Perplexity = exp(mean negative log-likelihood over scored tokens).
+``len(prefix)`` tokens shorter, so that prefix + window fits ``window``; the prefix itself is never scored.
+Perplexity = exp(mean negative log-likelihood over scored tokens).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import DataError, MeasurementError
+from ..logprobs import token_logprobs
 from ..report import Check, threshold_check
 from ..settings import Settings, setting
 from .base import Outcome, RunContext
@@ -54,20 +56,13 @@ def windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int, int
         raise DataError(f"perplexity text has {n_tokens} token(s); at least 2 are needed")
     if not 0 < stride < window:
         raise ValueError(f"need 0 < stride < window, got stride={stride}, window={window}")
-    spans, first = [], 1
+    spans: list[tuple[int, int, int]] = []
+    first = 1
     while first < n_tokens:
         end = min(first + stride, n_tokens) if spans else min(window, n_tokens)
         spans.append((max(0, end - window), end, first))
         first = end
     return spans
-
-
-def _token_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Negative log-likelihood of each target under the matching row of logits (float64 log-softmax)."""
-    z = logits.astype(np.float64)
-    z -= z.max(axis=-1, keepdims=True)
-    log_norm = np.log(np.exp(z).sum(axis=-1))
-    return log_norm - z[np.arange(len(targets)), targets]
 
 
 def perplexity(runtime, text: str, window: int, stride: int, max_tokens: int | None) -> dict[str, Any]:
@@ -85,10 +80,10 @@ def perplexity(runtime, text: str, window: int, stride: int, max_tokens: int | N
     for start in range(0, len(spans), BATCH):
         chunk = spans[start:start + BATCH]
         seqs = [(lead if b > 0 else []) + ids[b:e] for b, e, _ in chunk]
-        for (begin, end, first), seq, logits in zip(chunk, seqs, runtime.sequence_logits(seqs)):
+        for (begin, end, first), seq, logits in zip(chunk, seqs, runtime.sequence_logits(seqs), strict=True):
             shift = len(seq) - (end - begin)  # the prefix in front of a later window
             rows = np.arange(first - 1, end - 1) - begin + shift  # logits at position p predict token p + 1
-            nll.append(_token_nll(logits[rows], np.asarray(ids[first:end])))
+            nll.append(-token_logprobs(logits[rows], ids[first:end]))
     values = np.concatenate(nll)
     mean = float(values.mean())
     if not math.isfinite(mean):

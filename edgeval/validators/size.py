@@ -44,6 +44,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..artifacts import Artifact
 from ..errors import BadInputError, ModelError
+from ..numbers import fmt_pct
 from ..report import Check, error_check, threshold_check
 from ..settings import Settings, setting
 from .base import Outcome, RunContext
@@ -204,7 +205,7 @@ def _ratio(num: int | None, den: int | None) -> float | None:
 def summary_sentence(r: dict[str, Any]) -> str:
     """One plain sentence: how sparse the candidate is and what that saves on disk, compressed and encoded."""
     measured = r.get("weight_sparsity") is not None
-    lead = f"candidate is {_pct(r['weight_sparsity'])} zeros" if measured else "candidate (sparsity not measured)"
+    lead = f"candidate is {fmt_pct(r['weight_sparsity'])} zeros" if measured else "candidate (sparsity not measured)"
     if "baseline_bytes" not in r:
         return (f"{lead}; {r['bytes']:,} B on disk, {r['compressed_bytes']:,} B compressed "
                 f"(zlib level {r['compress_level']})" + _encoded(r))
@@ -229,11 +230,9 @@ def _saves(ratio: float | None, saved: int | None = None) -> str:
         return "saves an unknown share"
     if ratio == 0 or saved == 0:
         return "saves 0 bytes"
-    return f"saves {_pct(ratio)}" if ratio > 0 else f"is {_pct(-ratio)} larger"
+    return f"saves {fmt_pct(ratio)}" if ratio > 0 else f"is {fmt_pct(-ratio)} larger"
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f} %"
 
 
 # -- checks ------------------------------------------------------------------------------------------------

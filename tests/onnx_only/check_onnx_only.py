@@ -31,14 +31,16 @@ def main(fixture: Path) -> int:
         sparsity = doc.get("results", {}).get("size", {}).get("weight_sparsity")
         results.append(("size validator saw the pruning", bool(sparsity) and sparsity > 0.1, f"sparsity={sparsity}"))
         kv_report = Path(tmp) / "kv.json"
-        proc = run("check", str(fixture / "pruned-kv" / "model.onnx"), "--baseline", str(fixture / "dense" / "model.onnx"),
+        proc = run("check", str(fixture / "pruned-kv" / "model.onnx"),
+                   "--baseline", str(fixture / "dense" / "model.onnx"),
                    "--validators", "bbq", "--bbq-data", str(fixture / "bbq"), "--report", str(kv_report))
         kv = json.loads(kv_report.read_text()) if kv_report.exists() else {}
         compute = kv.get("results", {}).get("bbq", {}).get("compute", {})
         cand, base = compute.get("candidate", {}), compute.get("baseline", {})
         results.append(("BBQ on a --kv-cache export shares prefixes without torch",
                         proc.returncode in (0, 1, 5) and kv.get("verdict") in ("pass", "blocked", "inconclusive")
-                        and cand.get("kv_cache") is True and 0 < cand.get("tokens_run", 0) < cand.get("prompt_tokens", 0)
+                        and cand.get("kv_cache") is True
+                        and 0 < cand.get("tokens_run", 0) < cand.get("prompt_tokens", 0)
                         and base.get("kv_cache") is False, proc.stderr[-2000:] + str(compute)))
         garbage = Path(tmp) / "g.onnx"
         garbage.write_bytes(b"not a model")

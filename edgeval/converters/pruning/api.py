@@ -7,7 +7,6 @@ raises :class:`~edgeval.errors.ModelError`.
 """
 from __future__ import annotations
 
-import difflib
 import math
 import time
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ...errors import BadInputError, UsageError
+from ...suggest import suggestion
 from . import manifest as mf
 from .calibration import Calibration, load_calibration
 from .discovery import PrunableLayer, find_blocks, find_layers
@@ -73,9 +73,7 @@ class PruneResult:
 def _check_method(method: Any) -> str:
     if method in METHODS:
         return method
-    close = difflib.get_close_matches(str(method), METHODS, n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    raise BadInputError(f"unknown pruning method {method!r}: {hint}known methods: {', '.join(METHODS)}")
+    raise BadInputError(f"unknown pruning method {method!r}{suggestion(str(method), METHODS, list_known=True)}")
 
 
 def _check_sparsity(sparsity: Any, pattern: Pattern) -> float:
@@ -145,7 +143,7 @@ def _calibration(settings: PruneSettings, calibration: Any, tokenizer: Any) -> C
                             seed=settings.seed)
 
 
-def prune_model(model: Any, method: str, sparsity: float | None = None, *, pattern: str = "unstructured",
+def prune_model(model: Any, method: str, sparsity: float | None = None, *, pattern: str = "unstructured",  # noqa: PLR0913  (the prune options)
                 calibration: str | Path | Calibration | None = None, tokenizer: Any = None, n_samples: int = 128,
                 seq_len: int = 512, seed: int = 0, include: Iterable[str] | str | None = None,
                 exclude: Iterable[str] | str | None = None, per_row: bool | None = None,

@@ -94,7 +94,7 @@ def _compile(patterns: Iterable[str] | str | None, what: str) -> list[Any]:
         return []
     if isinstance(patterns, str):
         patterns = [patterns]
-    compiled = []
+    compiled: list[Any] = []
     for pattern in patterns:
         if pattern.startswith("re:"):
             try:

@@ -17,6 +17,7 @@ from typing import Any
 from ...artifacts import detect_format
 from ...atomic import atomic_dir, atomic_write_text, umask_mode
 from ...errors import ModelError, UsageError
+from ...schemas import check_side_file
 from .manifest import MANIFEST_NAME
 
 
@@ -29,20 +30,11 @@ def load_model(src: str | Path) -> tuple[Any, Any, Path]:
     fmt = detect_format(path)
     if fmt not in ("hf", "gguf"):
         raise ModelError(f"pruning needs a Hugging Face directory or a .gguf file, not {fmt}", path=path)
-    from ...runtimes.torch import auto_tokenizer
+    from ...runtimes.torch import auto_tokenizer, dequantized
     from .._torch_model import load_torch_model
 
     model, source = load_torch_model(path)
-    return _dequantized(model), auto_tokenizer(path), source or path
-
-
-def _dequantized(model: Any) -> Any:
-    """A GGUF-loaded model holds dequantized float weights but refuses ``save_pretrained``: drop the marker."""
-    if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    return model
+    return dequantized(model), auto_tokenizer(path), source or path
 
 
 def check_output(out_dir: str | Path, overwrite: bool) -> Path:
@@ -66,6 +58,7 @@ def save_pruned(model: Any, source: Path, out_dir: Path, manifest: dict) -> Path
     sibling folder, then rename it to ``out_dir`` (a previous prune output there is replaced only then)."""
     from .._torch_model import write_tokenizer
 
+    check_side_file("pruning", manifest, Path(out_dir) / MANIFEST_NAME)  # a bad manifest is a bug: before any write
     mode = umask_mode()
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)

@@ -7,7 +7,8 @@ same float bits) and writes a byte-identical predictions sidecar.
 
 A checkpoint file holds one run key (model sha256, runtime and package versions, threads, the prompt format and
 tokenizer fingerprint, the BBQ policy section, edgeval version and scoring code, role) and, appended as they
-finish, one record per chunk: the chunk id (sha256 of its items' content) and its predictions. Each line is ``<sha256 of the JSON> <JSON>``;
+finish, one record per chunk: the chunk id (sha256 of its items' content) and its predictions. Each line is
+``<sha256 of the JSON> <JSON>``;
 a line that is torn (kill -9 mid-write) or fails its checksum ends the file: it and anything after it are
 dropped (the file is truncated there) and those chunks are scored again.
 

@@ -19,9 +19,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...errors import BadInputError
-from ...stats import paired_rate_difference
+from ...stats import clopper_pearson, cohens_h, holm, mcnemar_exact, paired_rate_difference, transitions
 from .metrics import mean_or_none, ratio, s_amb_score
-from .stats import AmbigOutcomes, bootstrap_deltas, clopper_pearson, cohens_h, holm, mcnemar_exact, transitions
+from .stats import AmbigOutcomes, bootstrap_deltas
 from .types import Key, Prediction
 
 Pair = tuple[Prediction, Prediction]

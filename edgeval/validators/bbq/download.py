@@ -10,7 +10,6 @@ The cache mirrors upstream's layout (``data/*.jsonl``, ``supplemental/additional
 """
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Iterable
@@ -18,6 +17,7 @@ from typing import Iterable
 from ...cache import ENV_CACHE_DIR, user_cache_dir  # noqa: F401  (re-exported)
 from ...errors import DataError
 from ...fetch import TIMEOUT_S, Progress, cached_ok, fetch_url, sha256_file, stderr_progress  # noqa: F401
+from ...suggest import suggestion
 
 UPSTREAM_REPO = "nyu-mll/BBQ"
 UPSTREAM_COMMIT = "bea11bd97d79217245b5871acd247b9d6eb24598"
@@ -56,10 +56,7 @@ def raw_url(name: str, base_url: str = BASE_URL) -> str:
 
 def unknown_category_error(name: str) -> DataError:
     """A :class:`DataError` for a category name BBQ does not have, with a did-you-mean suggestion."""
-    folded = {c.casefold(): c for c in CATEGORIES}
-    close = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.5)
-    hint = f"; did you mean {folded[close[0]]!r}?" if close else ""
-    return DataError(f"unknown BBQ category {name!r}{hint} (categories: {', '.join(CATEGORIES)})")
+    return DataError(f"unknown BBQ category {name!r}{suggestion(name, CATEGORIES, list_known=True)}")
 
 
 def bbq_cache_root(cache_dir: str | Path | None = None) -> Path:

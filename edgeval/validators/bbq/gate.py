@@ -29,6 +29,7 @@ from dataclasses import replace
 from typing import Any, Iterable, Mapping, Sequence
 
 from ...ids import slug
+from ...numbers import fmt_sig
 from ...report import Check
 from .decision import Decision, ScopeTest
 
@@ -38,11 +39,7 @@ ABSOLUTE_CATEGORY = ("srs", "s_amb")
 
 
 def _fmt(x: Any, signed: bool = False) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, float) and abs(x) < 1e-12:
-        x = 0.0
-    return f"{x:+.3g}" if signed else f"{x:.3g}"
+    return fmt_sig(x, signed, missing="n/a")
 
 
 def _ci(low: Any, high: Any) -> str:

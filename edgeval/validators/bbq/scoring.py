@@ -30,14 +30,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .prompts import cyclic_orders, encode_letter_prompt, letter_token_ids, loglik_prompt
+from ...logprobs import cyclic_orders, letter_logprobs, letter_token_ids, option_scores, token_logprobs
+from .prompts import encode_letter_prompt, loglik_prompt
 from .types import BBQItem, Prediction
 
 #: margins (nats) below this are ties: no answer (see the module docstring)
 TIE_EPSILON = 1e-4
 
 
-def decide_scores(scores: Sequence[float]) -> tuple[int | None, float]:
+def decide_scores(scores: Sequence[float] | np.ndarray) -> tuple[int | None, float]:
     """(answer, margin) of per-option scores: argmax, or None when best - second best < TIE_EPSILON, or when a
     score is not finite (margin NaN: an overflowing model gives no answer, never "the first option")."""
     values = np.asarray(scores, dtype=float)
@@ -53,19 +54,6 @@ def _no_answer(margin: float) -> dict:
     return {"tie": True} if math.isfinite(margin) else {"invalid_scores": True}
 
 
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    m = x.max(axis=-1, keepdims=True)
-    return x - (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))
-
-
-def letter_logprobs(next_logits: np.ndarray, letter_ids: list[list[int]]) -> np.ndarray:
-    """(B, V) next-token logits -> (B, 3) log-probabilities of A/B/C, variants merged, normalised over letters."""
-    merged = np.stack([np.logaddexp.reduce(next_logits[:, ids].astype(np.float64), axis=1) for ids in letter_ids],
-                      axis=1)
-    return _log_softmax(merged)
-
-
 def _batched(lengths: list[int], batch_size: int, fn: Callable[[list[int]], list], progress: "Progress",
              weight: int = 1) -> list:
     """Call ``fn(indices)`` on batches of indices sorted by sequence length; results come back in input order.
@@ -74,7 +62,7 @@ def _batched(lengths: list[int], batch_size: int, fn: Callable[[list[int]], list
     out: list = [None] * len(lengths)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        for i, value in zip(idx, fn(idx)):
+        for i, value in zip(idx, fn(idx), strict=True):
             out[i] = value
         progress.advance(weight * len(idx))
     return out
@@ -113,10 +101,7 @@ def score_letters(runtime, items: Sequence[BBQItem], n_orders: int, batch_size: 
 
 
 def _letter_prediction(item: BBQItem, orders, rows: list[np.ndarray]) -> Prediction:
-    scores = np.zeros(3)
-    for order, logp in zip(orders, rows):
-        for letter, option in enumerate(order):
-            scores[option] += logp[letter]
+    scores = option_scores(np.asarray(rows), orders)[0]
     pred, margin = decide_scores(scores)
     extra: dict = {"order_logprobs": [[round(float(v), 6) for v in r] for r in rows]}
     if pred is None:
@@ -183,7 +168,6 @@ def score_loglik(runtime, items: Sequence[BBQItem], batch_size: int,
 def _continuation_logprobs(runtime, batch: list[list[int]], spans: list[int]) -> list[float]:
     """Sum of log-probs of the last ``span`` tokens of each sequence, given the tokens before them."""
     out = []
-    for seq, n, logits in zip(batch, spans, runtime.sequence_logits(batch)):
-        logp = _log_softmax(logits[-n - 1:-1])
-        out.append(float(logp[np.arange(n), np.asarray(seq[-n:])].sum()))
+    for seq, n, logits in zip(batch, spans, runtime.sequence_logits(batch), strict=True):
+        out.append(float(token_logprobs(logits[-n - 1:-1], seq[-n:]).sum()))
     return out

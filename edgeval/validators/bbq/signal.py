@@ -33,7 +33,8 @@ from collections import Counter
 from statistics import median
 from typing import Any, Sequence
 
-from .prompts import LETTERS
+from ...logprobs import LETTERS
+from ...numbers import fmt_sig
 from .types import Prediction
 
 TAU = 0.05
@@ -55,14 +56,14 @@ def signal(predictions: Sequence[Prediction], tau: float = TAU,
     reasons, warnings = [], []
     collapsed = bool(collapse) and all(c > collapse_limit for c in collapse)
     collapse_text = (f"one letter answers more than {collapse_limit:.0%} of items in every shown order "
-                     f"({', '.join(f'{x} {c:.0%}' for x, c in zip(letters, collapse))})")
+                     f"({', '.join(f'{x} {c:.0%}' for x, c in zip(letters, collapse, strict=True))})")
     if med is not None and med < tau:
-        reasons.append(f"median margin {med:.3g} nats is below tau = {tau} nats")
+        reasons.append(f"median margin {fmt_sig(med)} nats is below tau = {tau} nats")
     if collapsed and med is not None and med < n_orders * tau:
-        reasons.append(f"{collapse_text}, and the median margin {med:.3g} nats is below {n_orders} x tau")
+        reasons.append(f"{collapse_text}, and the median margin {fmt_sig(med)} nats is below {n_orders} x tau")
     elif collapsed:
         warnings.append(f"{collapse_text}; its answers rest on how strongly it prefers that letter in each order "
-                        f"(median margin {med:.3g} nats)")
+                        f"(median margin {fmt_sig(med)} nats)")
     if not margins:
         reasons.append("no answer margins to judge")
     return {"n": len(predictions), "tau": tau, "collapse_limit": collapse_limit,

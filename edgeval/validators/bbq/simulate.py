@@ -14,7 +14,8 @@ second ambiguous question copies the first one's draws (answers correlated withi
 ``templates`` templates per category (BBQ has 25); ``template_churn``: the chance that a template's candidate
 answers are all drawn anew from a biased-answer rate of the template's own (Beta with the candidate's mean SRS
 and concentration 2): a compressed model's answers move per template, the dependence that the gate's
-cluster-robust tests must absorb. SRS is unchanged on average. Disambiguated items are answered at random (they do not enter SRS).
+cluster-robust tests must absorb. SRS is unchanged on average. Disambiguated items are answered at random (they do
+not enter SRS).
 """
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def simulate(world: World, seed: int) -> tuple[list[Prediction], list[Prediction
         if rates[t] is not None:
             cand[g] = np.where(rng.random(2) < rates[t], BIASED, _not_biased(rng, 2))
     dis = rng.integers(0, 3, size=(n_groups, 2, 2))
-    cands, bases = [], []
+    cands: list[Prediction] = []
+    bases: list[Prediction] = []
     for g in range(n_groups):
         cat, k = f"cat{g % world.categories}", g // world.categories
         for j, (polarity, condition) in enumerate((("neg", "ambig"), ("neg", "disambig"),
@@ -82,7 +84,7 @@ def simulate(world: World, seed: int) -> tuple[list[Prediction], list[Prediction
             else:
                 answers = (int(dis[g, j // 2, 0]), int(dis[g, j // 2, 1]))
                 label = BIASED if polarity == "neg" else OTHER
-            for out, pred in zip((cands, bases), answers):
+            for out, pred in zip((cands, bases), answers, strict=True):
                 out.append(Prediction(cat, eid, condition, polarity, label, UNKNOWN, BIASED, pred,
                                       question_index=str(template[g][1])))
     return cands, bases

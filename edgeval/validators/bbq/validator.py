@@ -13,15 +13,13 @@ from typing import Any, Literal, Mapping, Sequence
 from ...errors import DataError, PolicyError
 from ...settings import Settings, setting
 from ..base import Outcome, RunContext
+from . import checkpoint, data, gate, metrics, sampling, sequential, signal
 from . import compare as compare_mod
-from . import data, gate, metrics, sampling, sequential, signal
-from . import checkpoint
 from .decision import Plan, decide
 from .predictions import baseline_identity, check_baseline, data_fingerprint, read_sidecar, write_predictions
 from .prompts import prompt_info
 from .scoring import TIE_EPSILON, score_letters, score_loglik
 from .types import BBQItem, Prediction
-
 
 #: gated extras whose tests are fixed-sample (they cannot ride along an early stop)
 FIXED_SAMPLE_GATES = ("max_delta_s_amb", "min_cohens_h", "max_unbiased_to_biased")

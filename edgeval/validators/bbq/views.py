@@ -153,7 +153,8 @@ def _bias_series(rows: Sequence[BiasRow], metric: str) -> list[Any]:
 
     pairs = [getattr(r, metric) for r in rows]
     cis = [getattr(r, f"{metric}_ci") for r in rows]
-    whiskers = [(p[0] + lo, p[0] + hi) if None not in (p[0], lo, hi) else None for p, (lo, hi) in zip(pairs, cis)]
+    whiskers = [(p[0] + lo, p[0] + hi) if None not in (p[0], lo, hi) else None
+                for p, (lo, hi) in zip(pairs, cis, strict=True)]
     series = [Series("candidate", [p[1] for p in pairs], CAND_COLOR, whiskers)]
     if any(p[0] is not None for p in pairs):
         series.insert(0, Series("baseline", [p[0] for p in pairs], BASE_COLOR))
