@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -13,36 +14,60 @@ from ..converters.pruning.api import METHODS
 from ..errors import ExitCode
 from ..schemas import SIDE_FILE_IDS, check_side_file
 from .app import EXIT_CODES_HELP, cli
-from .options import policy_option, seed_option, threads_option
+from .options import group, policy_option, seed_option, threads_option
 
 
 def _progress(done: int, total: int, label: str) -> None:
     click.echo(f"  [{done}/{total}] {label}", err=True)
 
 
+@dataclass(frozen=True)
+class PruneSpec:
+    """What to prune and how (``edgeval prune``'s method options)."""
+
+    method: str
+    sparsity: float | None
+    pattern: str
+    per_row: bool | None
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CalibrationSpec:
+    """Wanda's calibration sample (and the seed of the random method)."""
+
+    calibration: str
+    n_samples: int
+    seq_len: int
+    seed: int
+
+
 @cli.command("prune", epilog=EXIT_CODES_HELP)
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--method", type=click.Choice(METHODS), required=True)
-@click.option("--sparsity", type=float, help="Fraction of weights to zero, in (0, 1). Optional with --pattern N:M.")
-@click.option("--pattern", default="unstructured", show_default=True, help="unstructured, 2:4 or any N:M.")
-@click.option("--calibration", default="builtin", show_default=True,
-              help="Wanda calibration corpus: a text file, a directory of .txt files, a .jsonl with a \"text\" field, "
-                   "or 'builtin' for the small corpus edgeval ships.")
-@click.option("--calibration-samples", "n_samples", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--seq-len", type=click.IntRange(min=8), default=512, show_default=True)
-@seed_option("Seed of the random method and of the calibration sample (>= 0).")
-@click.option("--per-row/--per-matrix", default=None, help="Threshold per output row (default for wanda) or per "
-              "matrix (default for random/magnitude).")
-@click.option("--include", multiple=True, metavar="PATTERN",
-              help="Only prune layers whose name matches (glob, or re:REGEX).")
-@click.option("--exclude", multiple=True, metavar="PATTERN",
-              help="Do not prune layers whose name matches (glob, or re:REGEX).")
+@group("spec", PruneSpec,
+       click.option("--method", type=click.Choice(METHODS), required=True),
+       click.option("--sparsity", type=float,
+                    help="Fraction of weights to zero, in (0, 1). Optional with --pattern N:M."),
+       click.option("--pattern", default="unstructured", show_default=True, help="unstructured, 2:4 or any N:M."),
+       click.option("--per-row/--per-matrix", default=None, help="Threshold per output row (default for wanda) "
+                    "or per matrix (default for random/magnitude)."),
+       click.option("--include", multiple=True, metavar="PATTERN",
+                    help="Only prune layers whose name matches (glob, or re:REGEX)."),
+       click.option("--exclude", multiple=True, metavar="PATTERN",
+                    help="Do not prune layers whose name matches (glob, or re:REGEX)."))
+@group("calib", CalibrationSpec,
+       click.option("--calibration", default="builtin", show_default=True,
+                    help="Wanda calibration corpus: a text file, a directory of .txt files, a .jsonl with a "
+                         "\"text\" field, or 'builtin' for the small corpus edgeval ships."),
+       click.option("--calibration-samples", "n_samples", type=click.IntRange(min=1), default=128,
+                    show_default=True),
+       click.option("--seq-len", type=click.IntRange(min=8), default=512, show_default=True),
+       seed_option("Seed of the random method and of the calibration sample (>= 0)."))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output HF directory.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it is a previous prune output (holds pruning.json); "
               "any other non-empty folder is refused.")
-def prune_cmd(model: Path, method: str, sparsity: float | None, pattern: str, calibration: str, n_samples: int,
-              seq_len: int, seed: int, per_row: bool | None, include: tuple[str, ...], exclude: tuple[str, ...],
-              out_dir: Path, overwrite: bool) -> None:
+def prune_cmd(model: Path, spec: PruneSpec, calib: CalibrationSpec, out_dir: Path, overwrite: bool) -> None:
     """Prune the linear layers in MODEL's decoder blocks (HF directory or .gguf) and write a pruned HF
     directory with a pruning.json manifest (requested and measured sparsity per layer)."""
     import warnings
@@ -54,12 +79,14 @@ def prune_cmd(model: Path, method: str, sparsity: float | None, pattern: str, ca
     with warnings.catch_warnings():  # the manifest's warnings are printed below, once
         warnings.simplefilter("ignore", SparsityWarning)
         warnings.simplefilter("ignore", CalibrationWarning)
-        result = prune_directory(model, out_dir, method, sparsity, overwrite=overwrite, pattern=pattern,
-                                 calibration=None if calibration == "builtin" else calibration,
-                                 n_samples=n_samples, seq_len=seq_len, seed=seed, per_row=per_row,
-                                 include=list(include) or None, exclude=list(exclude) or None, progress=_progress)
+        result = prune_directory(model, out_dir, spec.method, spec.sparsity, overwrite=overwrite,
+                                 pattern=spec.pattern,
+                                 calibration=None if calib.calibration == "builtin" else calib.calibration,
+                                 n_samples=calib.n_samples, seq_len=calib.seq_len, seed=calib.seed,
+                                 per_row=spec.per_row, include=list(spec.include) or None,
+                                 exclude=list(spec.exclude) or None, progress=_progress)
     manifest = result.manifest
-    click.echo(f"pruned ({method}, {pattern}) -> {result.out_dir}: measured sparsity "
+    click.echo(f"pruned ({spec.method}, {spec.pattern}) -> {result.out_dir}: measured sparsity "
                f"{manifest['measured_sparsity']:.4f} over {manifest['pruned_params']:,} weights in the pruned layers "
                f"(requested {manifest['requested_sparsity']:.4f}); manifest: {result.out_dir}/pruning.json")
     if (calib := manifest.get("calibration")) and calib.get("distinct_tokens") is not None:
@@ -69,38 +96,53 @@ def prune_cmd(model: Path, method: str, sparsity: float | None, pattern: str, ca
         click.echo(f"edgeval: WARNING: {warning}", err=True)
 
 
+@dataclass(frozen=True)
+class ExportShape:
+    """How the graph is built: TFLite's static shape, ONNX's exporter and extra outputs."""
+
+    batch: int
+    seq_len: int
+    legacy: bool
+    next_token_output: bool
+    kv_cache: bool
+
+
 @cli.command("export", epilog=EXIT_CODES_HELP)
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--to", "target", type=click.Choice(["onnx", "tflite"]), required=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output .onnx / .tflite (written only when parity passes).")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="TFLite static batch.")
-@click.option("--seq-len", type=click.IntRange(min=8), default=256, show_default=True,
-              help="TFLite static sequence length.")
-@click.option("--legacy", is_flag=True, help="ONNX: the TorchScript exporter (dynamo=False, opset 17).")
-@click.option("--next-token-output", is_flag=True, help="ONNX: add a last-position-only 'next_token_logits' output "
-              "(faster BBQ letter scoring; quantize_dynamic then leaves the LM head in float32).")
-@click.option("--kv-cache", is_flag=True, help="ONNX: take past_key_values and return present.* (optimum's with-past "
-              "layout): BBQ scoring then computes shared prompt prefixes once (about 4x fewer tokens).")
+@group("shape", ExportShape,
+       click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+                    help="TFLite static batch."),
+       click.option("--seq-len", type=click.IntRange(min=8), default=256, show_default=True,
+                    help="TFLite static sequence length."),
+       click.option("--legacy", is_flag=True, help="ONNX: the TorchScript exporter (dynamo=False, opset 17)."),
+       click.option("--next-token-output", is_flag=True, help="ONNX: add a last-position-only 'next_token_logits' "
+                    "output (faster BBQ letter scoring; quantize_dynamic then leaves the LM head in float32)."),
+       click.option("--kv-cache", is_flag=True, help="ONNX: take past_key_values and return present.* (optimum's "
+                    "with-past layout): BBQ scoring then computes shared prompt prefixes once (about 4x fewer "
+                    "tokens)."))
 @policy_option("Parity thresholds (parity: ...).")
 @threads_option("Intra-op threads for the parity check's runtimes.")
-def export_cmd(model: Path, target: str, out_path: Path, batch: int, seq_len: int, legacy: bool,
-               next_token_output: bool, kv_cache: bool, policy_path: Path | None, threads: int | None) -> int:
+def export_cmd(model: Path, target: str, out_path: Path, shape: ExportShape, policy_path: Path | None,
+               threads: int | None) -> int:
     """Export MODEL (HF directory or .gguf) to ONNX or TFLite, write the tokenizer beside it, and check parity
     against MODEL on BBQ-style prompts. The export is built in a temporary folder beside --out and moved there
     only when parity passes; a failed parity check exits 3 and leaves nothing at --out but OUT.parity.json."""
     from ..converters.export import artifact_bytes, export_onnx, export_tflite
 
-    if target != "onnx" and (kv_cache or next_token_output):
+    if target != "onnx" and (shape.kv_cache or shape.next_token_output):
         raise click.UsageError("--kv-cache and --next-token-output are ONNX options (--to onnx)")
     policy = _parity_policy(policy_path)  # a bad policy fails before the export, not after it
     stage = temp_sibling(out_path)
     try:
         staged = stage / out_path.name
         if target == "onnx":
-            export_onnx(model, staged, legacy=legacy, next_token_output=next_token_output, kv_cache=kv_cache)
+            export_onnx(model, staged, legacy=shape.legacy, next_token_output=shape.next_token_output,
+                        kv_cache=shape.kv_cache)
         else:
-            export_tflite(model, staged, batch=batch, seq_len=seq_len)
+            export_tflite(model, staged, batch=shape.batch, seq_len=shape.seq_len)
         click.echo(f"exported {model} -> {out_path} ({artifact_bytes(staged):,} B: graph + external data)")
         code = _parity(model, staged, policy, threads)
         if code == int(ExitCode.PASS):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -36,6 +36,22 @@ def _stack(*decorators: Callable) -> Callable:
             f = decorator(f)
         return f
     return apply
+
+
+def group(param: str, cls: type, *options: Callable) -> Callable:
+    """Decorator: ``options`` whose parameters are the fields of dataclass ``cls``, handed to the command as one
+    ``param=cls(...)`` value (so that a command with many options takes a few parameters)."""
+    names = [f.name for f in fields(cls)]
+
+    def decorate(f: Callable) -> Callable:
+        @functools.wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in names}
+            return f(*args, **{param: cls(**values)}, **kwargs)
+
+        return _stack(*options)(wrapper)
+
+    return decorate
 
 
 # -- single options, shared ----------------------------------------------------------------------------------
@@ -162,13 +178,13 @@ def _parse_inputs(_ctx, _param, values: Sequence[str]) -> tuple[tuple[str, Path]
 def run_options(f: Callable) -> Callable:
     """Options of the run itself; the command receives them as ``options``: a :class:`CheckOptions`."""
     @functools.wraps(f)
-    def wrapper(*args: Any, tokenizer: Path | None, validators: list[str] | None, seed: int, threads: int | None,
-                disabled: tuple[str, ...], inputs: tuple[tuple[str, Path], ...], baseline_predictions: Path | None,
-                no_resume: bool, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, tokenizer: Path | None, baseline_predictions: Path | None,
+                inputs: tuple[tuple[str, Path], ...], no_resume: bool, **kwargs: Any) -> Any:
         given = dict((("bbq.baseline_predictions", baseline_predictions),) if baseline_predictions else ())
         given.update(inputs)
-        options = CheckOptions(tokenizer=str(tokenizer) if tokenizer else None, validators=validators, seed=seed,
-                               threads=threads, disabled_plugins=disabled, inputs=given, resume=not no_resume)
+        options = CheckOptions(tokenizer=str(tokenizer) if tokenizer else None, validators=kwargs.pop("validators"),
+                               seed=kwargs.pop("seed"), threads=kwargs.pop("threads"),
+                               disabled_plugins=kwargs.pop("disabled"), inputs=given, resume=not no_resume)
         return f(*args, options=options, **kwargs)
 
     return _stack(
