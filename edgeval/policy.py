@@ -35,6 +35,14 @@ DEFAULTS: dict[str, Any] = {
     "plugins": {},
 }
 
+# --- second bias lenses (issue 12): their sections until the settings machinery derives them from the
+# --- validators' Settings dataclasses (edgeval.lenses.common.LensSettings; tests/test_lenses.py keeps them equal)
+_LENS_DEFAULTS = {"data_dir": None, "limit": None, "alpha": 0.05, "alpha_pass": 0.15, "max_delta": 0.05,
+                  "on_inconclusive": "inconclusive", "early_stop_looks": None, "batch_size": 16, "method": "full"}
+DEFAULTS["crows_pairs"] = dict(_LENS_DEFAULTS)
+DEFAULTS["stereoset"] = dict(_LENS_DEFAULTS)
+# --- end of the lens block
+
 
 @dataclass(frozen=True)
 class Policy:
