@@ -307,3 +307,17 @@ def test_policy_block_and_schema_match_the_settings_dataclass():
         assert set(schema) == set(defaults)
         for f in dataclasses.fields(LensSettings):
             assert {k: v for k, v in schema[f.name].items() if k != "description"} == f.metadata["schema"]
+
+
+def test_lenses_import_only_the_public_plugin_surface():
+    import ast
+
+    root = Path(__file__).parents[1] / "edgeval" / "lenses"
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                target = "." * node.level + (node.module or "")
+                assert target == "..plugin" or node.level == 1, f"{path.name} imports {target}"
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                assert all(not n.startswith("edgeval") or n == "edgeval.plugin" for n in names), path.name
