@@ -119,15 +119,15 @@ def test_stratified_sample_keeps_bias_type_shares_and_depends_on_the_seed():
 
 
 # -- scoring ------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["full", "prefix"])
-def test_loglik_matches_a_direct_torch_computation(tiny_llama_dir, tiny_llama_onnx, method):
+@pytest.mark.parametrize("kind, method", [("onnx", "full"), ("onnx", "prefix"), ("torch", "prefix")])
+def test_loglik_matches_a_direct_torch_computation(tiny_llama_dir, tiny_llama_onnx, kind, method):
     import torch
     from transformers import AutoModelForCausalLM
 
     from edgeval.lenses.scoring import start_ids, token_logprobs
     from edgeval.runtimes import load_runtime
 
-    runtime = load_runtime(tiny_llama_onnx)
+    runtime = load_runtime(tiny_llama_onnx if kind == "onnx" else tiny_llama_dir)
     tok = runtime.tokenizer
     texts = ["The old man forgot the keys.", "The young man forgot the keys.", "Who was the doctor?"]
     seqs = [start_ids(tok) + tok.encode(t, add_special_tokens=False) for t in texts]
@@ -140,6 +140,8 @@ def test_loglik_matches_a_direct_torch_computation(tiny_llama_dir, tiny_llama_on
         want = torch.log_softmax(logits, -1)[torch.arange(start - 1, len(seq) - 1), torch.tensor(seq[start:])]
         np.testing.assert_allclose(lp, want.numpy(), atol=2e-4)
         assert len(lp) == len(seq) - start
+    if runtime.kv_seq_axes() is not None and method == "prefix":    # shared prefixes were computed once
+        assert runtime.tokens_computed < runtime.tokens_requested
 
 
 # -- metric arithmetic --------------------------------------------------------------------------------------------
