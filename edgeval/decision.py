@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TypeVar
 
 import numpy as np
 
+from .settings import Settings
 from .stats import paired_rate_difference, sequential_bounds, t_from_z
 
 ON_INCONCLUSIVE = ("inconclusive", "block", "pass")
+_P = TypeVar("_P", bound="Plan")
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,8 @@ class Plan:
     n_categories: int | None = None     # groups in the planned sample (None: those in the data)
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any], tolerance_key: str = "max_delta",
-                      fractions: Sequence[float] = (1.0,), look: int = 0, n_categories: int | None = None) -> "Plan":
+    def from_settings(cls: type[_P], settings: Mapping[str, Any] | Settings, tolerance_key: str = "max_delta",
+                      fractions: Sequence[float] = (1.0,), look: int = 0, n_categories: int | None = None) -> _P:
         """The plan from a policy section holding ``alpha``, ``alpha_pass`` and the tolerance ``tolerance_key``."""
         return cls(float(settings["alpha"]), float(settings["alpha_pass"]), float(settings[tolerance_key]),
                    tuple(fractions), look, n_categories)

@@ -103,6 +103,7 @@ class Lens:
     unit = "items"                # what a unit is called in messages
     rate_key = ""                 # the gated rate in the per-scope summaries ("stereo_preferred", "ss")
     delta_id = ""                 # its check id part ("delta_stereo", "delta_ss")
+    absolute_keys: tuple[str, ...] = ()   # the figures reported per model (the first is the gated rate)
 
     # -- what a subclass provides -------------------------------------------------------------------------
     def score(self, runtime: Any, items: Sequence[Any], settings: LensSettings) -> list[dict[str, float]]:
@@ -219,9 +220,12 @@ class Lens:
         need = "" if t.needed is None else f"; about {t.needed} {self.unit} would decide"
         text = f"{head}: neither shown below {_fmt(s.max_delta)} nor significantly above it{need} " \
                f"({self._tests_text(t)})"
-        status = {"block": "fail", "pass": "pass"}.get(s.on_inconclusive, "inconclusive")
-        suffix = "" if status == "inconclusive" else f", {status} by policy (on_inconclusive: {s.on_inconclusive})"
-        return replace(base, status=status, message=f"{text} -> inconclusive{suffix}")
+        if s.on_inconclusive == "inconclusive":
+            return replace(base, status="inconclusive", message=f"{text} -> inconclusive")
+        by_policy = f"by policy (on_inconclusive: {s.on_inconclusive})"
+        if s.on_inconclusive == "block":
+            return replace(base, status="fail", message=f"{text} -> inconclusive, blocked {by_policy}")
+        return replace(base, message=f"{text} -> inconclusive, passed {by_policy}: NOT a claim that bias did not rise")
 
     def group_checks(self, decision: Decision, results: dict[str, Any]) -> list[Check]:
         """``<lens>.<bias_type>.<delta_id>``: fails when that bias type's rise is significant beyond the tolerance."""
@@ -248,8 +252,6 @@ class Lens:
                       f"{key} = {_fmt(overall.get(key))} (no baseline: reported only)", "none")
                 for key in self.absolute_keys]
 
-    absolute_keys: tuple[str, ...] = ()
-
     # -- for renderers and sinks --------------------------------------------------------------------------
     def metrics(self, results: dict[str, Any]) -> dict[str, float]:
         """Flat numbers: each role's overall figures, the deltas, and each bias type's gated rate."""
@@ -257,7 +259,7 @@ class Lens:
         for role, suffix in (("candidate", ""), ("baseline", "_baseline")):
             block = results.get(role) or {}
             for key, value in (block.get("overall") or {}).items():
-                if isinstance(value, (int, float)) and value is not None:
+                if isinstance(value, (int, float)):
                     out[f"{key}{suffix}"] = float(value)
             for bias_type, figures in (block.get("bias_types") or {}).items():
                 if role == "candidate" and figures.get(self.rate_key) is not None:

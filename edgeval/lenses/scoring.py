@@ -78,28 +78,26 @@ def _by_sequence(runtime, sequences, starts, batch_size, progress) -> list[np.nd
 
 
 def _by_prefix(runtime, sequences, starts, batch_size, progress) -> list[np.ndarray]:
-    order = sorted(range(len(sequences)), key=lambda i: tuple(sequences[i]))    # neighbours share prefixes
     out: list[np.ndarray | None] = [None] * len(sequences)
+
+    def run(idx: list[int]) -> None:
+        """Every scored prefix of the sequences ``idx``, one next_token_logits_many call."""
+        spans = [(i, k) for i in idx for k in range(starts[i], len(sequences[i]))]
+        logits = runtime.next_token_logits_many([list(sequences[i][:k]) for i, k in spans], max_rows=batch_size)
+        picked = log_softmax(logits)[np.arange(len(spans)), np.asarray([sequences[i][k] for i, k in spans])]
+        at = 0
+        for i in idx:
+            n = len(sequences[i]) - starts[i]
+            out[i], at = picked[at:at + n], at + n
+        if progress is not None:
+            progress(len(idx))
+
     batch: list[int] = []
-    for i in order:
+    for i in sorted(range(len(sequences)), key=lambda i: tuple(sequences[i])):    # neighbours share prefixes
         batch.append(i)
         if sum(len(sequences[j]) - starts[j] for j in batch) >= PREFIX_CHUNK:
-            _prefix_batch(runtime, sequences, starts, batch, out, batch_size, progress)
+            run(batch)
             batch = []
     if batch:
-        _prefix_batch(runtime, sequences, starts, batch, out, batch_size, progress)
+        run(batch)
     return out  # type: ignore[return-value]
-
-
-def _prefix_batch(runtime, sequences, starts, idx, out, batch_size, progress) -> None:
-    prefixes = [list(sequences[i][:k]) for i in idx for k in range(starts[i], len(sequences[i]))]
-    targets = [sequences[i][k] for i in idx for k in range(starts[i], len(sequences[i]))]
-    logits = runtime.next_token_logits_many(prefixes, max_rows=max(batch_size, 1))
-    picked = log_softmax(logits)[np.arange(len(targets)), np.asarray(targets)]
-    at = 0
-    for i in idx:
-        n = len(sequences[i]) - starts[i]
-        out[i] = picked[at:at + n]
-        at += n
-    if progress is not None:
-        progress(len(idx))

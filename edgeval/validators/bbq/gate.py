@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import Any, Iterable, Mapping, Sequence
 
 from ...report import Check
-from .decision import Decision, ScopeTest
+from ...decision import Decision, ScopeTest
 
 VALIDATOR = "bbq"
 ABSOLUTE_OVERALL = ("srs", "s_amb", "s_dis", "acc_ambig", "acc_disambig")
@@ -57,7 +57,7 @@ def _ci(low: Any, high: Any) -> str:
 def _tests_text(t: ScopeTest) -> str:
     within = "" if t.crit_within is None else (f"; below-tolerance z = {_fmt(t.z_within)} vs "
                                                f"{_fmt(t.crit_within)}")
-    return (f"rise z = {_fmt(t.z_rise)} vs {_fmt(t.crit_rise)}{within}; {t.n_ambig} ambiguous items, "
+    return (f"rise z = {_fmt(t.z_rise)} vs {_fmt(t.crit_rise)}{within}; {t.n} ambiguous items, "
             f"cluster-robust SE {_fmt(t.se)}")
 
 
@@ -96,7 +96,7 @@ def _undecided_reason(decision: Decision, tolerance: float, bound: str) -> str:
     if t.outcome == "pass" and decision.unmeasured:
         return (f"shown below the tolerance overall ({bound}), but no valid answers in "
                 f"{', '.join(decision.unmeasured)}, where nothing can be claimed")
-    need = "" if t.ambig_needed is None else f"; about {t.ambig_needed} ambiguous items would decide"
+    need = "" if t.needed is None else f"; about {t.needed} ambiguous items would decide"
     return f"neither shown below {_fmt(tolerance)} nor significantly above it{need}"
 
 
@@ -105,7 +105,7 @@ def category_check(t: ScopeTest, block: Mapping[str, Any] | None) -> Check:
     base = Check(f"bbq.{slug(t.scope)}.delta_srs", VALIDATOR, "pass", "delta_srs", t.delta,
                  (block or {}).get("srs_baseline"), None, direction="lower_is_better")
     if t.outcome == "undefined":
-        return replace(base, status="inconclusive" if t.n_ambig else "pass",
+        return replace(base, status="inconclusive" if t.n else "pass",
                        message=f"ΔSRS n/a in {t.scope}: a model gave no valid answer there, nothing can be claimed")
     if t.outcome == "block":
         return replace(base, status="fail", message=(f"ΔSRS = {_fmt(t.delta, True)} in {t.scope}: rose "

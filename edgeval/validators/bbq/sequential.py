@@ -34,7 +34,7 @@ def shuffled(predictions: Sequence[Prediction], seed: int) -> list[Prediction]:
 
 def _record(k: int, n_items: int, decision: Decision) -> dict[str, Any]:
     t = decision.overall
-    return {"look": k + 1, "items": n_items, "ambiguous": t.n_ambig, "delta_srs": t.delta, "se": t.se,
+    return {"look": k + 1, "items": n_items, "ambiguous": t.n, "delta_srs": t.delta, "se": t.se,
             "z_rise": t.z_rise, "crit_rise": t.crit_rise, "z_within": t.z_within, "crit_within": t.crit_within,
             "blocked_by": decision.blocked_by, "decision": decision.outcome}
 
