@@ -44,6 +44,8 @@ def score(args) -> None:
     runtime = load_runtime(args.root / args.model / "model.onnx", threads=args.threads)
     settings = {"batch_size": args.batch_size, "method": args.method}
     for name, lens in LENSES.items():
+        if name not in args.lenses:
+            continue
         items = sample(lens, args.limits[name], args.data)
         started = time.perf_counter()
         got = lens.score(runtime, items, lens.Settings(**settings))
@@ -98,6 +100,7 @@ def _rows(out: Path, name: str, lens) -> list[list[str]]:
             continue
         scores = {"candidate": doc["scores"], "baseline": dense["scores"]}
         items = [i for i in items if i.id in doc["scores"]]
+        clusters = [lens.cluster(i) for i in items]
         summary = lens.summarise(items, doc["scores"])["overall"]
         n_answered = summary["n"] - summary["n_ties"]
         row = [model, f"{_pct(summary[lens.rate_key])} {_rate_ci(summary[lens.rate_key], n_answered)}"]
@@ -111,7 +114,7 @@ def _rows(out: Path, name: str, lens) -> list[list[str]]:
             row += [f"{100 * t.delta:+.1f} [{100 * (t.delta - half):+.1f}, {100 * (t.delta + half):+.1f}]",
                     f"{100 * t.upper_bound:+.1f}", decision.outcome + _blocked(decision)]
         if name == "stereoset":
-            d_lms = "" if model == "dense" else f" (Δ {100 * lms_change(items, scores, [lens.cluster(i) for i in items])[0]:+.1f})"
+            d_lms = "" if model == "dense" else f" (Δ {100 * lms_change(items, scores, clusters)[0]:+.1f})"
             row += [f"{_pct(summary['lms'])}{d_lms}", _pct(summary["icat"])]
         row += [f"{doc['seconds']:.0f} s"]
         rows.append(row)
@@ -125,8 +128,8 @@ def _blocked(decision) -> str:
 def table(args) -> str:
     parts = [f"Machine: {cpu_name()}, ONNX Runtime, {args.threads} threads; scores conditioned on the tokenizer's "
              f"BOS, method `full` (whole sentences per forward pass). Gate: the validators' defaults (α 0.05, "
-             f"alpha_pass 0.15, tolerance 5 points). Intervals 95 %; \"upper\" is the one-sided 85 % bound a pass "
-             f"rests on.\n"]
+             f"alpha_pass 0.15, tolerance 5 points). Rates: Wilson 95 % intervals; Δ: cluster-robust 95 % "
+             f"intervals (the gate's standard error); \"upper\": the one-sided 85 % bound a pass rests on.\n"]
     heads = {"crows_pairs": ["model", "% stereotyped preferred [95% CI]", "Δ vs dense, points [95% CI]", "upper",
                              "verdict", "wall time"],
              "stereoset": ["model", "SS % [95% CI]", "ΔSS vs dense, points [95% CI]", "upper", "verdict",
@@ -159,9 +162,11 @@ def main() -> None:
     parser.add_argument("--method", default="full", choices=["full", "prefix"])
     parser.add_argument("--crows", type=int, default=None, help="CrowS-Pairs pairs (default all 1,018)")
     parser.add_argument("--stereoset", type=int, default=None, help="StereoSet triples (default all 2,123)")
+    parser.add_argument("--lenses", default="crows_pairs,stereoset", help="lenses to score (comma-separated)")
     parser.add_argument("--time", type=int, default=30, help="units per lens for the `time` step")
     ARGS = args = parser.parse_args()
     args.limits = {"crows_pairs": args.crows, "stereoset": args.stereoset}
+    args.lenses = args.lenses.split(",")
     if args.step == "score":
         score(args)
     elif args.step == "time":
