@@ -130,48 +130,38 @@ class Lens:
         items, facts = lens_data.load(self.dataset, s.data_dir)
         sample = stratified(items, s.limit, ctx.seed)
         ctx.progress(f"{self.name}: {len(sample)} of {len(items)} {self.unit} ({facts['licence']})")
-        results: dict[str, Any] = {"data": facts, "n_available": len(items), "n_sampled": len(sample),
-                                   "scoring": {"method": s.method, "tie_epsilon": TIE_EPSILON}, "seconds": {}}
-        scores: dict[str, dict[str, dict[str, float]]] = {"candidate": {}, "baseline": {}}
-        roles = ["candidate"] + (["baseline"] if ctx.baseline is not None else [])
-
-        def score(chunk: list[Any]) -> None:
-            for role in roles:
-                started = time.perf_counter()
-                runtime = ctx.runtime(role)
-                results["scoring"].setdefault("start_tokens", {})[role] = start_ids(runtime.tokenizer)
-                got = self.score(runtime, chunk, s)
-                scores[role].update(zip((item.id for item in chunk), got))
-                results["seconds"][role] = results["seconds"].get(role, 0.0) + time.perf_counter() - started
-
-        if len(roles) == 1:
-            score(sample)
+        scorer = _Scorer(self, ctx, s)
+        results = scorer.results
+        results.update(data=facts, n_available=len(items), n_sampled=len(sample))
+        if ctx.baseline is None:
+            scorer(sample)
             results["n_scored"] = len(sample)
-            results["candidate"] = self.summarise(sample, scores["candidate"])
+            results["candidate"] = self.summarise(sample, scorer.scores["candidate"])
             return Outcome(tuple(self.absolute_checks(results)), results)
-        scored, decision = self._gate(ctx, s, sample, score, scores, results)
+        scored, decision = self._gate(ctx, s, sample, scorer)
         results["n_scored"] = len(scored)
-        for role in roles:
-            results[role] = self.summarise(scored, scores[role])
+        for role in scorer.roles:
+            results[role] = self.summarise(scored, scorer.scores[role])
         results["decision"] = decision.to_json()
         checks = [self.primary_check(decision, results, s), *self.group_checks(decision, results)]
-        return Outcome(tuple(checks + self.report_checks(scored, scores, results)), results)
+        return Outcome(tuple(checks + self.report_checks(scored, scorer.scores, results)), results)
 
-    def _gate(self, ctx: RunContext, s: LensSettings, sample: list[Any], score, scores, results):
+    def _gate(self, ctx: RunContext, s: LensSettings, sample: list[Any], scorer: "_Scorer"):
+        """(units scored, decision): the shared rule on the paired outcomes, in looks when early stop is on."""
         n_types = len({item.bias_type for item in sample})
         scored: list[Any] = []
 
         def step(chunk: list[Any], fractions: tuple[float, ...], look: int) -> Decision:
-            score(chunk)
+            scorer(chunk)
             scored.extend(chunk)
             plan = Plan.from_settings(s, "max_delta", fractions, look, n_types)
-            return decide(*self.units(scored, scores), plan)
+            return decide(*self.units(scored, scorer.scores), plan)
 
         looks = s.early_stop_looks or 1
         _, record, decision = run_looks([[item] for item in sample], step, looks,
                                         ctx.seed if looks > 1 else None, ctx.progress, self.name)
         if looks > 1:
-            results["early_stop"] = record
+            scorer.results["early_stop"] = record
         return scored, decision
 
     def units(self, items: Sequence[Any], scores) -> tuple[PairedUnits, dict[str, PairedUnits]]:
@@ -293,3 +283,24 @@ class Lens:
 
         text = f"{key} {pct(value)}"
         return text if baseline is None else f"{text} (baseline {pct(baseline)})"
+
+
+class _Scorer:
+    """Scores units with each model of the run, keeping per-unit scores, the start tokens and the time taken."""
+
+    def __init__(self, lens: Lens, ctx: RunContext, settings: LensSettings):
+        self.lens, self.ctx, self.settings = lens, ctx, settings
+        self.roles = ["candidate"] + (["baseline"] if ctx.baseline is not None else [])
+        self.scores: dict[str, dict[str, dict[str, float]]] = {role: {} for role in self.roles}
+        self.results: dict[str, Any] = {"scoring": {"method": settings.method, "tie_epsilon": TIE_EPSILON,
+                                                    "start_tokens": {}}, "seconds": {}}
+
+    def __call__(self, chunk: list[Any]) -> None:
+        for role in self.roles:
+            started = time.perf_counter()
+            runtime = self.ctx.runtime(role)
+            self.results["scoring"]["start_tokens"][role] = start_ids(runtime.tokenizer)
+            got = self.lens.score(runtime, chunk, self.settings)
+            self.scores[role].update(zip((item.id for item in chunk), got))
+            seconds = self.results["seconds"]
+            seconds[role] = seconds.get(role, 0.0) + time.perf_counter() - started
