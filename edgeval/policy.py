@@ -111,6 +111,7 @@ def _checker(schema_text: str):
     return cls(schema)
 
 
+
 @dataclass(frozen=True)
 class Policy:
     """A validated policy, defaults filled in. ``source`` says where it came from; ``disabled`` names the plugins

@@ -151,7 +151,7 @@ def sequential_bounds(fractions: Sequence[float], alpha: float) -> tuple[float, 
 
 @lru_cache(maxsize=256)
 def _bounds(fractions: tuple[float, ...], alpha: float) -> tuple[float, ...]:
-    if not fractions or any(b <= a for a, b in zip(fractions, fractions[1:])) or fractions[0] <= 0:
+    if not fractions or any(b <= a for a, b in zip(fractions, fractions[1:], strict=False)) or fractions[0] <= 0:
         raise ValueError(f"information fractions must increase from > 0: {fractions}")
     if len(fractions) == 1:
         return (_upper_z(alpha),)

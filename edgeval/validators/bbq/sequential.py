@@ -14,14 +14,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
+from ...looks import fractions, look_sizes  # noqa: F401  (re-exported: BBQ callers use them)
+from ...looks import run_looks as shared_looks
 from .decision import Decision, Plan, decide
 from .types import Prediction
-
-
-def look_sizes(n_units: int, looks: int) -> list[int]:
-    """Cumulative numbers of units (context groups) scored at each look; the last is all of them."""
-    looks = max(1, min(looks, n_units))
-    return sorted({round(n_units * (k + 1) / looks) for k in range(looks)})
 
 
 def shuffled(predictions: Sequence[Prediction], seed: int) -> list[Prediction]:
@@ -36,14 +32,9 @@ def shuffled(predictions: Sequence[Prediction], seed: int) -> list[Prediction]:
     return [p for i in order for p in groups[keys[i]]]
 
 
-def fractions(sizes: Sequence[int]) -> tuple[float, ...]:
-    """Information fractions of cumulative look sizes."""
-    return tuple(size / sizes[-1] for size in sizes)
-
-
 def _record(k: int, n_items: int, decision: Decision) -> dict[str, Any]:
     t = decision.overall
-    return {"look": k + 1, "items": n_items, "ambiguous": t.n_ambig, "delta_srs": t.delta, "se": t.se,
+    return {"look": k + 1, "items": n_items, "ambiguous": t.n, "delta_srs": t.delta, "se": t.se,
             "z_rise": t.z_rise, "crit_rise": t.crit_rise, "z_within": t.z_within, "crit_within": t.crit_within,
             "blocked_by": decision.blocked_by, "decision": decision.outcome}
 
@@ -69,29 +60,17 @@ def replay(candidate: Sequence[Prediction], baseline: Sequence[Prediction], sett
 def run_looks(groups: Sequence[Sequence[Any]], candidate_of: Callable, baseline_of: Callable,
               settings: Mapping[str, Any], looks: int, seed: int | None, progress: Callable[[str], None]):
     """Score context groups look by look (in a seeded random order; ``seed=None``: as given) until the rule
-    decides or all are scored. ``candidate_of(items)`` / ``baseline_of(items)`` return predictions in item
-    order. Returns (items scored, candidate predictions, baseline predictions, record, decision)."""
-    import numpy as np
-
-    order = list(groups) if seed is None else [groups[i] for i in np.random.default_rng(seed).permutation(len(groups))]
-    sizes = look_sizes(len(order), looks)
-    n_categories = len({item.category for group in order for item in group})
-    items: list[Any] = []
+    decides or all are scored (:func:`edgeval.looks.run_looks`). ``candidate_of(items)`` / ``baseline_of(items)``
+    return predictions in item order. Returns (items scored, candidate predictions, baseline predictions,
+    record, decision)."""
+    n_categories = len({item.category for group in groups for item in group})
     cand: list[Prediction] = []
     base: list[Prediction] = []
-    history, done, decision = [], 0, None
-    for k, size in enumerate(sizes):
-        chunk = [item for group in order[done:size] for item in group]
-        done = size
-        items += chunk
-        cand += candidate_of(chunk)
-        base += baseline_of(chunk)
-        decision = decide(cand, base, Plan.from_policy(settings, fractions(sizes), k, n_categories))
-        history.append(_record(k, len(items), decision))
-        progress(f"bbq: look {k + 1}/{len(sizes)} after {len(items)} items: {decision.outcome}")
-        if decision.outcome in ("block", "pass"):
-            break
-    early = decision.outcome if len(history) < len(sizes) else None
-    record = {"looks": history, "early_decision": early, "items_scored": len(items),
-              "items_sampled": sum(len(g) for g in groups), "boundaries": "O'Brien-Fleming-type alpha spending"}
+
+    def step(chunk: list[Any], fracs: tuple[float, ...], k: int) -> Decision:
+        cand.extend(candidate_of(chunk))
+        base.extend(baseline_of(chunk))
+        return decide(cand, base, Plan.from_policy(settings, fracs, k, n_categories))
+
+    items, record, decision = shared_looks(groups, step, looks, seed, progress, "bbq", _record)
     return items, cand, base, record, decision
