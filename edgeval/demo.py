@@ -33,6 +33,8 @@ from typing import Any, Callable, Iterator, Sequence
 from .errors import BadInputError, EdgevalError, ExitCode, require
 
 VALIDATORS = ("size", "latency", "bbq", "perplexity")
+#: the second bias lenses (``--lenses N``): CrowS-Pairs and StereoSet, N units each, scored beside BBQ
+LENSES = ("crows_pairs", "stereoset")
 DENSE = "dense"
 Log = Callable[[str], None]
 
@@ -58,6 +60,11 @@ class DemoConfig:
     calib_len: int = 256
     dynamo: bool = False
     model_dir: Path | None = None
+    lenses: int = 0
+
+    @property
+    def validators(self) -> tuple[str, ...]:
+        return VALIDATORS + (LENSES if self.lenses else ())
 
     @property
     def exporter(self) -> str:
@@ -72,7 +79,7 @@ class DemoConfig:
         return {"out_dir": str(self.out_dir), "bbq_data": self.bbq_data, "limit": self.limit,
                 "methods": list(self.methods), "sparsities": list(self.sparsities),
                 "calib_samples": self.calib_samples, "calib_len": self.calib_len, "exporter": self.exporter,
-                "model_dir": None if self.model_dir is None else str(self.model_dir)}
+                "model_dir": None if self.model_dir is None else str(self.model_dir), "lenses": self.lenses}
 
 
 @dataclass(frozen=True)
@@ -108,28 +115,33 @@ class _Clock:
         self(f"    {message}")
 
 
-def demo_policy(limit: int, bbq_data: str | None = None):
+def demo_policy(limit: int, bbq_data: str | None = None, lenses: int = 0):
     """The demo's policy: the default thresholds, fewer latency runs, ``limit`` BBQ items scored in 4 looks
-    (early stop: a candidate is scored only until the gate's rule decides), 500 bootstrap draws."""
+    (early stop: a candidate is scored only until the gate's rule decides), 500 bootstrap draws; with ``lenses``
+    > 0, CrowS-Pairs and StereoSet on that many units each (stratified by bias type), also in 4 looks."""
     from .policy import Policy
 
-    return Policy.from_dict({"validators": list(VALIDATORS), "latency": {"runs": 10, "warmup": 2},
-                             "bbq": {"limit": limit, "bootstrap": 500, "data_dir": bbq_data,
-                                     "early_stop_looks": 4}}, source="edgeval demo")
+    raw: dict[str, Any] = {"validators": list(VALIDATORS + (LENSES if lenses else ())),
+                           "latency": {"runs": 10, "warmup": 2},
+                           "bbq": {"limit": limit, "bootstrap": 500, "data_dir": bbq_data, "early_stop_looks": 4}}
+    for lens in LENSES if lenses else ():
+        raw[lens] = {"limit": lenses, "early_stop_looks": 4}
+    return Policy.from_dict(raw, source="edgeval demo")
 
 
 def run_demo(out_dir: str | Path, *, bbq_data: str | Path | None = None, limit: int = 600,  # noqa: PLR0913  (keyword-only options of a public API)
              methods: Sequence[str] = ("wanda", "magnitude"), sparsities: Sequence[float] = (0.3, 0.5),
              calib_samples: int = 32, calib_len: int = 256, dynamo: bool = False, model_dir: str | Path | None = None,
-             progress: Log | None = print) -> DemoResult:
+             lenses: int = 0, progress: Log | None = print) -> DemoResult:
     """Run the demo into ``out_dir`` (see the module docstring); ``progress=None`` also skips the printed table.
 
     ``bbq_data`` defaults to ``$EDGEVAL_BBQ_DIR``, else the checksummed download; ``model_dir`` (an HF directory)
-    replaces SmolLM2. Raises :class:`~edgeval.errors.EdgevalError` when the demo cannot run."""
+    replaces SmolLM2; ``lenses`` > 0 adds CrowS-Pairs and StereoSet (that many units each). Raises
+    :class:`~edgeval.errors.EdgevalError` when the demo cannot run."""
     data = bbq_data if bbq_data is not None else os.environ.get("EDGEVAL_BBQ_DIR") or None
     cfg = DemoConfig(Path(out_dir).expanduser(), None if data is None else str(data), limit, tuple(methods),
                      tuple(float(s) for s in sparsities), calib_samples, calib_len, dynamo,
-                     None if model_dir is None else Path(model_dir))
+                     None if model_dir is None else Path(model_dir), int(lenses))
     _preflight(cfg)
     log = _Clock(progress)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
@@ -194,8 +206,8 @@ def _run_models(cfg: DemoConfig, log: _Clock) -> list[dict[str, Any]]:
     source = cfg.model_dir or fetch_smollm2(progress=log.sub)
     log(f"step 2/{total}: exporting the dense model to ONNX ({cfg.exporter} exporter)")
     dense = _export(source, cfg.out_dir / DENSE, cfg, log)
-    policy = demo_policy(cfg.limit, cfg.bbq_data)
-    log(f"step 3/{total}: checking the dense model ({', '.join(VALIDATORS)}; BBQ limit {cfg.limit})")
+    policy = demo_policy(cfg.limit, cfg.bbq_data, cfg.lenses)
+    log(f"step 3/{total}: checking the dense model ({', '.join(cfg.validators)}; BBQ limit {cfg.limit})")
     report = _check(dense, None, policy, cfg.out_dir / DENSE / "report.json", None, log)
     saved = ((report.results.get("bbq") or {}).get("candidate_predictions") or {}).get("path")
     if not saved:
@@ -284,7 +296,7 @@ def _check(model: Path, baseline: Path | None, policy, report_path: Path, saved:
     from .render import render
     from .report import atomic_write_text
 
-    options = CheckOptions(validators=VALIDATORS, outputs=outputs_for(report_path),
+    options = CheckOptions(validators=policy.validators, outputs=outputs_for(report_path),
                            inputs={"bbq.baseline_predictions": saved} if saved else {})
     started = time.perf_counter()
     report = check(model, baseline, policy, options=options, progress=log.sub)
@@ -297,4 +309,4 @@ def _check(model: Path, baseline: Path | None, policy, report_path: Path, saved:
     return report
 
 
-__all__ = ["run_demo", "demo_policy", "DemoResult", "DemoConfig", "DemoError", "VALIDATORS"]
+__all__ = ["run_demo", "demo_policy", "DemoResult", "DemoConfig", "DemoError", "VALIDATORS", "LENSES"]

@@ -22,6 +22,8 @@ NOTES = ("measured sparsity: zeros in the pruned block linears (pruning.json). s
          "zlib size: compressed at level 1. latency p50: one forward pass, batch 1 x 64 tokens, ONNX Runtime. "
          "verdict: the gate's decision against the dense model under the demo policy; blocked is the gate "
          "doing its job.")
+#: inserted before "verdict" when the demo ran the second lenses (``--lenses N``)
+LENS_COLUMNS = ("CrowS stereo % (Δ)", "StereoSet SS % (Δ)")
 VERDICT_STYLE = {"pass": "green", "blocked": "bold red", "inconclusive": "bold yellow", "error": "bold magenta",
                  "baseline": "dim"}
 
@@ -39,9 +41,34 @@ def row(name: str, method: str, sparsity: float, measured: float | None, report)
             "n_unbiased_to_biased": comparison.get("n_unbiased_to_biased"),
             "n_baseline_unbiased": comparison.get("n_baseline_unbiased"),
             "bytes": dig(r, "size", "bytes"), "compressed_bytes": dig(r, "size", "compressed_bytes"),
-            "p50_ms": dig(r, "latency", "p50_ms"), "verdict": report.verdict, "exit_code": report.exit_code,
+            "p50_ms": dig(r, "latency", "p50_ms"), **lens_figures(r), "verdict": report.verdict,
+            "exit_code": report.exit_code,
             "not_passed": [c.id for c in report.checks if c.status != "pass"],
             "report": f"{name}/report.json", "html": f"{name}/report.html"}
+
+
+def lens_figures(results: dict[str, Any]) -> dict[str, Any]:
+    """The second lenses' headline rates and their paired change (None where a lens did not run)."""
+    out: dict[str, Any] = {}
+    for key, lens, rate in (("crows", "crows_pairs", "stereo_preferred"), ("ss", "stereoset", "ss")):
+        out[key] = dig(results, lens, "candidate", "overall", rate)
+        out[f"{key}_delta"] = dig(results, lens, "decision", "overall", "delta")
+    return out
+
+
+def columns(rows: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """:data:`HEADER`, with the lens columns when any row has lens figures."""
+    return HEADER[:-1] + LENS_COLUMNS + HEADER[-1:] if _with_lenses(rows) else HEADER
+
+
+def _with_lenses(rows: Sequence[dict[str, Any]]) -> bool:
+    return any(r.get("crows") is not None or r.get("ss") is not None for r in rows)
+
+
+def _lens_cell(rate: float | None, delta: float | None) -> str:
+    if rate is None:
+        return DASH
+    return f"{100 * rate:.1f}" + ("" if delta is None else f" ({100 * delta:+.1f})")
 
 
 def verdict_word(row: dict[str, Any]) -> str:
@@ -49,8 +76,8 @@ def verdict_word(row: dict[str, Any]) -> str:
     return "baseline" if row["method"] == "-" and row["verdict"] != "error" else row["verdict"]
 
 
-def cells(row: dict[str, Any]) -> list[str]:
-    """The row as display strings, in :data:`HEADER` order."""
+def cells(row: dict[str, Any], lenses: bool = False) -> list[str]:
+    """The row as display strings, in :func:`columns` order (``lenses``: with the lens columns)."""
     u2b, n, of = row.get("unbiased_to_biased"), row.get("n_unbiased_to_biased"), row.get("n_baseline_unbiased")
     transitions = DASH if n is None else f"{fmt_fixed(u2b)} ({n}/{of})"
     ppl, p50, measured = row.get("perplexity"), row.get("p50_ms"), row.get("measured_sparsity")
@@ -58,14 +85,18 @@ def cells(row: dict[str, Any]) -> list[str]:
             DASH if measured is None else f"{measured:.3f}", DASH if ppl is None else f"{ppl:.4g}",
             fmt_fixed(row.get("s_amb"), signed=True), fmt_fixed(row.get("srs")),
             fmt_fixed(row.get("delta_srs"), signed=True), transitions, fmt_bytes(row.get("bytes")),
-            fmt_bytes(row.get("compressed_bytes")), DASH if p50 is None else f"{p50:.1f} ms", verdict_word(row)]
+            fmt_bytes(row.get("compressed_bytes")), DASH if p50 is None else f"{p50:.1f} ms",
+            *((_lens_cell(row.get("crows"), row.get("crows_delta")), _lens_cell(row.get("ss"), row.get("ss_delta")))
+              if lenses else ()), verdict_word(row)]
 
 
 def settings_line(settings: dict[str, Any], elapsed: float) -> str:
     data = settings.get("bbq_data") or "downloaded (checksummed)"
     return (f"BBQ: {settings['limit']} items (stratified, seed 0, 3 option orders), data {data}; exporter "
             f"{settings['exporter']}; wanda calibration {settings['calib_samples']} x {settings['calib_len']} "
-            f"tokens; models built and checked in {elapsed:.0f} s")
+            f"tokens" + (f"; CrowS-Pairs and StereoSet: {settings['lenses']} units each (stereotype-preferred %, "
+                         f"Δ in points vs dense)" if settings.get("lenses") else "")
+            + f"; models built and checked in {elapsed:.0f} s")
 
 
 def reasons(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -78,7 +109,8 @@ def markdown(rows: Sequence[dict[str, Any]], settings: dict[str, Any], elapsed: 
     def line(values: Sequence[str]) -> str:
         return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
 
-    table = [line(HEADER), "|" + "---|" * len(HEADER)] + [line(cells(r)) for r in rows]
+    head, lenses = columns(rows), _with_lenses(rows)
+    table = [line(head), "|" + "---|" * len(head)] + [line(cells(r, lenses)) for r in rows]
     why = ["Checks that did not pass:", "", *(f"- {x}" for x in reasons(rows)), ""] if reasons(rows) else []
     return "\n".join(["# edgeval demo: pruning vs bias", "", settings_line(settings, elapsed), "", *table, "",
                       *why, NOTES, "", "Reports: " + ", ".join(f"[{r['model']}]({r['html']})" for r in rows), ""])
@@ -94,10 +126,10 @@ def print_table(rows: Sequence[dict[str, Any]], settings: dict[str, Any], elapse
         console.width = max(console.width, 160)
     table = Table(title="edgeval demo: pruning vs bias", title_justify="left", caption=settings_line(settings, elapsed),
                   caption_justify="left")
-    for column in HEADER:
+    for column in columns(rows):
         table.add_column(column, justify="left" if column in ("model", "method", "verdict") else "right")
     for r in rows:
-        values = [rich_escape(c) for c in cells(r)]
+        values = [rich_escape(c) for c in cells(r, _with_lenses(rows))]
         values[-1] = f"[{VERDICT_STYLE.get(values[-1], 'default')}]{values[-1]}[/]"
         table.add_row(*values)
     console.print(table)
@@ -165,10 +197,10 @@ def html_page(rows: Sequence[dict[str, Any]], settings: dict[str, Any], elapsed:
     from .render.css import CSS
 
     e = lambda x: escape(str(x), quote=True)  # noqa: E731
-    head = "".join(f"<th>{e(h)}</th>" for h in HEADER)
+    head = "".join(f"<th>{e(h)}</th>" for h in columns(rows))
     body = []
     for r in rows:
-        values = cells(r)
+        values = cells(r, _with_lenses(rows))
         values[0] = f"<a href=\"{e(r['html'])}\">{e(values[0])}</a>"
         word = values[-1]
         pill = {"pass": "pass", "blocked": "fail", "error": "error"}.get(word)
@@ -202,7 +234,7 @@ def write_outputs(cfg, rows: Sequence[dict[str, Any]], elapsed: float, show: boo
     out, settings = cfg.out_dir, cfg.to_json()
     files = {"summary_md": out / "summary.md", "summary_json": out / "summary.json", "plot": out / "demo.png",
              "html": out / "demo.html"}
-    doc = {"settings": settings, "elapsed_s": round(elapsed, 1), "columns": list(HEADER), "rows": list(rows)}
+    doc = {"settings": settings, "elapsed_s": round(elapsed, 1), "columns": list(columns(rows)), "rows": list(rows)}
     atomic_write_text(files["summary_json"], json.dumps(doc, indent=2) + "\n")
     atomic_write_text(files["summary_md"], markdown(rows, settings, elapsed))
     plot_png(rows, files["plot"])

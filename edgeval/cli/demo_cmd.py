@@ -1,13 +1,14 @@
 """``edgeval demo``: prune SmolLM2-135M-Instruct, gate each pruned copy against the dense model, show the result."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from ..converters.pruning.api import METHODS
 from .app import cli
-from .options import bbq_data_option
+from .options import bbq_data_option, group
 
 DEMO_EXIT_CODES = """\b
 Exit codes:
@@ -36,6 +37,16 @@ def _sparsities(_ctx, _param, value: str) -> tuple[float, ...]:
     return tuple(sorted(values))
 
 
+@dataclass(frozen=True)
+class DemoModels:
+    """Which models the demo builds: pruning methods x sparsities of SmolLM2 (or ``model_dir``)."""
+
+    methods: tuple[str, ...]
+    sparsities: tuple[float, ...]
+    dynamo: bool
+    model_dir: Path | None
+
+
 @cli.command("demo", epilog=DEMO_EXIT_CODES)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("edgeval-demo"),
               show_default=True, help="Output folder (models, reports, summary, plot, demo.html); reused as a cache.")
@@ -43,16 +54,19 @@ def _sparsities(_ctx, _param, value: str) -> tuple[float, ...]:
 @click.option("--limit", type=click.IntRange(min=1), default=600, show_default=True,
               help="BBQ items sampled (stratified, 3 option orders each); candidates are scored in 4 looks and "
                    "stop as soon as the gate decides.")
-@click.option("--methods", default="wanda,magnitude", show_default=True, callback=_methods,
-              help=f"Comma-separated pruning methods ({', '.join(METHODS)}).")
-@click.option("--sparsities", default="0.3,0.5", show_default=True, callback=_sparsities,
-              help="Comma-separated sparsities in (0, 1).")
-@click.option("--dynamo", is_flag=True, help="Export with the dynamo ONNX exporter (about 7x slower than the "
-              "default legacy exporter; stores tied weights once).")
-@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="A Hugging Face model directory to use instead of SmolLM2-135M-Instruct.")
-def demo_cmd(out_dir: Path, bbq_data: Path | None, limit: int, methods: tuple[str, ...],
-             sparsities: tuple[float, ...], dynamo: bool, model_dir: Path | None) -> int:
+@group("models", DemoModels,
+       click.option("--methods", default="wanda,magnitude", show_default=True, callback=_methods,
+                    help=f"Comma-separated pruning methods ({', '.join(METHODS)})."),
+       click.option("--sparsities", default="0.3,0.5", show_default=True, callback=_sparsities,
+                    help="Comma-separated sparsities in (0, 1)."),
+       click.option("--dynamo", is_flag=True, help="Export with the dynamo ONNX exporter (about 7x slower than the "
+                    "default legacy exporter; stores tied weights once)."),
+       click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path),
+                    help="A Hugging Face model directory to use instead of SmolLM2-135M-Instruct."))
+@click.option("--lenses", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="Also run the second bias lenses, CrowS-Pairs and StereoSet, on N units each (0: off; they "
+                   "score the baseline again for every candidate, so each adds minutes; docs/lenses.md).")
+def demo_cmd(out_dir: Path, bbq_data: Path | None, limit: int, models: DemoModels, lenses: int) -> int:
     """Prune SmolLM2-135M-Instruct (Wanda, magnitude) at a few sparsities, gate every pruned copy against the
     dense model (size, latency, BBQ bias, perplexity) and write a table, a plot and demo.html to --out.
 
@@ -60,8 +74,9 @@ def demo_cmd(out_dir: Path, bbq_data: Path | None, limit: int, methods: tuple[st
     about 5 GB of models in --out (a second run reuses them)."""
     from ..demo import run_demo
 
-    result = run_demo(out_dir, bbq_data=bbq_data, limit=limit, methods=methods, sparsities=sparsities,
-                      dynamo=dynamo, model_dir=model_dir, progress=lambda m: click.echo(m, err=True))
+    result = run_demo(out_dir, bbq_data=bbq_data, limit=limit, methods=models.methods, sparsities=models.sparsities,
+                      dynamo=models.dynamo, model_dir=models.model_dir, lenses=lenses,
+                      progress=lambda m: click.echo(m, err=True))
     for name, path in result.files.items():
         click.echo(f"{name}: {path}")
     click.echo(f"total time: {result.elapsed_s:.1f} s")
