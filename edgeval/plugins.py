@@ -105,8 +105,30 @@ def registered_validators(disabled: Iterable[str] = ()) -> dict[str, Any]:
                                  "name is lower-case letters, digits and '_' (it is a policy key and a check id)")
             if validator.name in found:
                 raise UsageError(f"two plugins register a validator named '{validator.name}'")
+            _check_settings_class(validator)
             found[validator.name] = validator
     return found
+
+
+def _check_settings_class(validator: Any) -> None:
+    """A validator's ``Settings`` must make a policy section (a frozen dataclass deriving from
+    :class:`edgeval.settings.Settings`, every field with a default and a supported type): a bad one would break
+    every run, its own or not, with a bare TypeError, so it is a usage error that names the validator instead."""
+    from .settings import Settings, schema_of
+
+    cls = getattr(validator, "Settings", None)
+    if cls is None:
+        return
+    try:
+        if not (isinstance(cls, type) and issubclass(cls, Settings)):
+            raise TypeError(f"{cls!r} does not derive from edgeval.plugin.Settings")
+        schema_of(cls)
+        cls().to_json()
+    except Exception as exc:  # noqa: BLE001  (any failure of third-party code: name it, never a traceback)
+        where = getattr(type(validator), "__module__", "?")
+        raise UsageError(f"validator '{validator.name}' ({where}) has a Settings class edgeval cannot use: "
+                         f"{type(exc).__name__}: {exc} (fix or uninstall its plugin, or skip it with "
+                         f"--disable-plugin NAME or {AUTOLOAD_ENV}=1)") from None
 
 
 def registered_runtimes(disabled: Iterable[str] = ()) -> dict[str, Any]:
