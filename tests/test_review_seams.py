@@ -172,3 +172,18 @@ def test_report_path_that_is_a_model_or_the_policy_is_refused_not_deleted(tiny_l
         code, err = info.value.code, capsys.readouterr().err
         assert code == 3 and "the report would overwrite" in err and len(err.strip().splitlines()) == 1, err
     assert model.read_bytes() == before and "max_bytes" in policy.read_text()
+
+
+def test_a_huge_integer_in_results_does_not_break_the_mlflow_metrics():
+    """Was: the generic metrics of a validator without ``metrics()`` called math.isfinite(10**400), which raises
+    OverflowError: the MLflow sink failed and an otherwise passing run ended in exit 4."""
+    from edgeval.hooks.mlflow import report_metrics
+    from edgeval.render.views import finite
+    from edgeval.report import Report
+
+    assert not finite(10**400) and finite(10**30) and not finite(True) and not finite(float("nan"))
+    report = Report(candidate={"path": "m"}, baseline=None, policy={},
+                    checks=(Check("nometrics.x", "nometrics", "pass", "m", value=1.0),),
+                    results={"nometrics": {"count": 10**400, "ok": 3}})
+    metrics = report_metrics(report)
+    assert metrics["edgeval.nometrics.ok"] == 3.0 and "edgeval.nometrics.count" not in metrics

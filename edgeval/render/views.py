@@ -76,8 +76,13 @@ def _installed(disabled: Any) -> dict[str, Any]:
 
 
 def finite(value: Any) -> bool:
-    """A real, finite number (bools excluded)."""
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    """A real, finite number that fits a float (bools excluded; an int past 1e308 is not: MLflow needs floats)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # math.isfinite(10**400) raises instead of answering
+        return False
 
 
 def flat_numbers(doc: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
