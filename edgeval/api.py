@@ -134,6 +134,7 @@ def prepare(report_path: str | Path | None, bless_dir: str | Path | None = None,
 
     if report_path is not None:
         _refuse_overwrite(Path(report_path), protect, side_file_suffixes(disabled_plugins))
+        _refuse_overwrite(Path(report_path), keep, ())  # an input may be a side file, never the report itself
 
     if bless_dir is not None:
         bless_dir = Path(bless_dir)

@@ -187,3 +187,44 @@ def test_a_huge_integer_in_results_does_not_break_the_mlflow_metrics():
                     results={"nometrics": {"count": 10**400, "ok": 3}})
     metrics = report_metrics(report)
     assert metrics["edgeval.nometrics.ok"] == 3.0 and "edgeval.nometrics.count" not in metrics
+
+
+def test_a_validator_named_twice_is_a_usage_error(tiny_llama_onnx, tmp_path, capsys):
+    """Was: ``--validators size,size`` (which a policy's ``validators`` refuses) ran size twice: every check id
+    twice in the report, and ``bbq,bbq`` would score BBQ twice."""
+    code, doc, err = run_cli(tmp_path, capsys, "check", tiny_llama_onnx, "--validators", "size,size")
+    assert code == 2 and doc is None and "validator 'size' is named twice" in err, err
+    with pytest.raises(UsageError, match="named twice"):
+        check(tiny_llama_onnx, options=CheckOptions(validators=["size", "latency", "size"]))
+
+
+@pytest.mark.parametrize("suffix", ["/etc/x", "", 7])
+def test_a_side_file_suffix_that_is_not_a_file_name_is_named(suffix, tiny_llama_onnx, tmp_path, capsys):
+    """Was: a plugin declaring ``side_files = ("/etc/x",)`` made every run die in prepare() with 'internal error:
+    ValueError: Invalid name'; an empty suffix named the report itself."""
+    validator = Odd("badside", ODD["returns_none"])
+    validator.side_files = (suffix,)
+
+    class Plugin:
+        @hookimpl
+        def edgeval_validators(self):
+            return [validator]
+
+    pm = plugin_manager()
+    pm.register(Plugin(), name="test-badside")
+    try:
+        code, doc, err = run_cli(tmp_path, capsys, "check", tiny_llama_onnx, "--validators", "size")
+    finally:
+        pm.unregister(name="test-badside")
+    assert code == 2 and "validator 'badside' declares the side file" in err and "internal error" not in err, err
+
+
+def test_report_path_that_is_a_declared_input_is_refused(tiny_llama_onnx, tmp_path, capsys):
+    """Was: the input was kept in prepare() (inputs may be side files) and then overwritten by the report."""
+    saved = tmp_path / "saved.jsonl.gz"
+    saved.write_bytes(b"predictions")
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in ("check", tiny_llama_onnx, "--validators", "bbq", "--baseline-predictions", saved,
+                               "--bbq-data", tmp_path / "no-bbq", "--report", saved, "-q")])
+    assert info.value.code == 3 and "the report would overwrite" in capsys.readouterr().err
+    assert saved.read_bytes() == b"predictions"
