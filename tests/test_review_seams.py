@@ -228,3 +228,14 @@ def test_report_path_that_is_a_declared_input_is_refused(tiny_llama_onnx, tmp_pa
                                "--bbq-data", tmp_path / "no-bbq", "--report", saved, "-q")])
     assert info.value.code == 3 and "the report would overwrite" in capsys.readouterr().err
     assert saved.read_bytes() == b"predictions"
+
+
+def test_a_view_that_returns_one_text_is_one_sentence():
+    """Was: a plugin's ``describe`` returning a string (not a list) was rendered one letter per sentence."""
+    from edgeval.render.views import ValidatorView
+
+    class Says:
+        def describe(self, results):
+            return "All quiet."
+
+    assert ValidatorView("says", Says(), {}).sentences() == ["All quiet."]

@@ -47,7 +47,9 @@ class ValidatorView:
         if method is None:
             return []
         try:
-            return [str(s) for s in method(self.results) or [] if str(s)]
+            found = method(self.results) or []
+            found = [found] if isinstance(found, str) else found  # one text is one sentence, not its letters
+            return [str(s) for s in found if str(s)]
         except Exception as exc:  # noqa: BLE001  (a plugin's view must not break the report's rendering)
             return [f"(the {self.name} validator could not {name} its results: {type(exc).__name__}: {exc})"]
 
