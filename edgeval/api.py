@@ -121,14 +121,20 @@ class Publication:
         return self.report.exit_code
 
 
-def prepare(report_path: str | Path | None, bless_dir: str | Path | None = None,
-            keep: Sequence[str | Path] = (), disabled_plugins: Sequence[str] = ()) -> None:
+def prepare(report_path: str | Path | None, bless_dir: str | Path | None = None,  # noqa: PLR0913
+            keep: Sequence[str | Path] = (), disabled_plugins: Sequence[str] = (),
+            protect: Sequence[str | Path | None] = ()) -> None:
     """Call before a check runs: remove the blessing markers and the previous report at ``report_path`` (and the
     side files validators declare, ``<stem><suffix>`` for each suffix in their ``side_files``, e.g. BBQ's
     ``<stem>.bbq-candidate.jsonl.gz``; except the files in ``keep``), so that a run killed half-way never leaves the
     last run's pass behind; refuse (:class:`BadInputError`) a report path or bless dir that cannot be written,
-    before any time is spent."""
+    before any time is spent. ``protect``: files the run reads (the models, the policy): a report path or side
+    file that is one of them is refused, never deleted (``--report model.onnx`` would destroy the model)."""
     from .hooks.blessing import revoke
+
+    if report_path is not None:
+        _refuse_overwrite(Path(report_path), protect, side_file_suffixes(disabled_plugins))
+        _refuse_overwrite(Path(report_path), keep, ())  # an input may be a side file, never the report itself
 
     if bless_dir is not None:
         bless_dir = Path(bless_dir)
@@ -140,6 +146,15 @@ def prepare(report_path: str | Path | None, bless_dir: str | Path | None = None,
                                 path=bless_dir) from None
     if report_path is not None:
         invalidate_report(Path(report_path), keep, side_file_suffixes(disabled_plugins))
+
+
+def _refuse_overwrite(path: Path, protect: Sequence[str | Path | None], suffixes: Sequence[str]) -> None:
+    """BadInputError when the report at ``path`` or one of its side files is a file in ``protect``."""
+    guarded = {Path(p).resolve(): Path(p) for p in protect if p}
+    for file in [path, *(path.with_name(f"{path.stem}{suffix}") for suffix in suffixes)]:
+        if file.resolve() in guarded:
+            raise BadInputError(f"the report would overwrite {guarded[file.resolve()]}, which this run reads: give "
+                                "--report another file name", path=file)
 
 
 def side_file_suffixes(disabled_plugins: Sequence[str] = ()) -> list[str]:

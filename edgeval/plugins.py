@@ -105,8 +105,41 @@ def registered_validators(disabled: Iterable[str] = ()) -> dict[str, Any]:
                                  "name is lower-case letters, digits and '_' (it is a policy key and a check id)")
             if validator.name in found:
                 raise UsageError(f"two plugins register a validator named '{validator.name}'")
+            _check_settings_class(validator)
+            _check_side_files(validator)
             found[validator.name] = validator
     return found
+
+
+def _check_settings_class(validator: Any) -> None:
+    """A validator's ``Settings`` must make a policy section (a frozen dataclass deriving from
+    :class:`edgeval.settings.Settings`, every field with a default and a supported type): a bad one would break
+    every run, its own or not, with a bare TypeError, so it is a usage error that names the validator instead."""
+    from .settings import Settings, schema_of
+
+    cls = getattr(validator, "Settings", None)
+    if cls is None:
+        return
+    try:
+        if not (isinstance(cls, type) and issubclass(cls, Settings)):
+            raise TypeError(f"{cls!r} does not derive from edgeval.plugin.Settings")
+        schema_of(cls)
+        cls().to_json()
+    except Exception as exc:  # noqa: BLE001  (any failure of third-party code: name it, never a traceback)
+        where = getattr(type(validator), "__module__", "?")
+        raise UsageError(f"validator '{validator.name}' ({where}) has a Settings class edgeval cannot use: "
+                         f"{type(exc).__name__}: {exc} (fix or uninstall its plugin, or skip it with "
+                         f"--disable-plugin NAME or {AUTOLOAD_ENV}=1)") from None
+
+
+def _check_side_files(validator: Any) -> None:
+    """Each declared side-file suffix must name a file beside the report (``.x.json``): a suffix with a path
+    separator (or an empty one, which is the report itself) would make every run's clean-up fail or misfire."""
+    for suffix in getattr(validator, "side_files", None) or ():
+        if not isinstance(suffix, str) or not suffix or "/" in suffix or os.sep in suffix:
+            raise UsageError(f"validator '{validator.name}' declares the side file {suffix!r}: a side file is a "
+                             "non-empty file-name suffix such as '.myval.json' (fix or uninstall its plugin, or "
+                             f"skip it with --disable-plugin NAME or {AUTOLOAD_ENV}=1)")
 
 
 def registered_runtimes(disabled: Iterable[str] = ()) -> dict[str, Any]:
@@ -119,8 +152,10 @@ def registered_runtimes(disabled: Iterable[str] = ()) -> dict[str, Any]:
 def select_validators(names: Iterable[str], disabled: Iterable[str] = ()) -> list[Any]:
     """Validators by name, in the order given; an unknown name is a usage error with a suggestion."""
     known = registered_validators(disabled)
-    chosen = []
+    chosen: list[Any] = []
     for name in names:
+        if name in [v.name for v in chosen]:  # it would run twice (BBQ: hours) and repeat every check id
+            raise UsageError(f"validator '{name}' is named twice")
         if name not in known:
             raise UsageError(f"unknown validator '{name}'{suggestion(name, sorted(known), list_known=True)}")
         chosen.append(known[name])

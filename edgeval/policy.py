@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator
 from .errors import PolicyError, UsageError
 from .schemas import POLICY_SCHEMA_VERSION, load_schema
 from .settings import defaults_of, parse, schema_of
-from .suggest import suggestion
+from .suggest import closest, suggestion
 
 #: the policy's own keys; every registered validator adds its section (see :func:`policy_schema`)
 CORE_DEFAULTS: dict[str, Any] = {
@@ -240,10 +240,23 @@ def find_project_policy(start: Path | None = None) -> Path | None:
 def validate_policy(raw: dict[str, Any], source: str, disabled: Iterable[str] = ()) -> None:
     """Raise :class:`PolicyError` with one line naming the first offending key (NaN and infinity included, which
     JSON Schema cannot reject: a NaN threshold compares false both ways and would pass anything)."""
+    sections = _settings_classes(disabled)
     try:
-        check_against(None, raw, "", _compiled(_settings_classes(disabled), _lenient(disabled)))
+        check_against(None, raw, "", _compiled(sections, _lenient(disabled)))
+        if _lenient(disabled):
+            _refuse_near_misses(raw, [*load_schema("policy")["properties"], *(name for name, _ in sections)])
     except PolicyError as exc:
         raise PolicyError(exc.detail, path=source) from None
+
+
+def _refuse_near_misses(raw: dict[str, Any], known: list[str]) -> None:
+    """With plugins off an unknown section passes unchecked (it may be a plugin's), but not one that looks like a
+    typo of a known key: ``sise:`` would otherwise be ignored and its threshold never applied (fail open)."""
+    for key in raw:
+        close = None if key in known else closest(key, known)
+        if close is not None:
+            raise PolicyError(f"unknown key '{key}' (did you mean '{close}'?): a section of a plugin that is not "
+                              "loaded is not checked, but this one looks like a typo")
 
 
 def check_against(schema: dict[str, Any] | None, value: Any, where: str, checker: Any = None) -> None:

@@ -22,6 +22,8 @@ from .numbers import fmt_value
 from .schemas import REPORT_SCHEMA_VERSION, validator_for
 
 Status = Literal["pass", "fail", "inconclusive", "error"]
+#: statuses that decide a check; any other (a plugin's typo) reads as an error, never as a pass
+_DECIDED = ("pass", "fail", "inconclusive")
 Verdict = Literal["pass", "blocked", "inconclusive", "error"]
 ErrorKind = Literal["bad_input", "internal"]
 
@@ -125,7 +127,7 @@ class Report:
 
     @property
     def verdict(self) -> Verdict:
-        if self.errors or not self.checks or any(c.status == "error" for c in self.checks):
+        if self.errors or not self.checks or any(c.status not in _DECIDED for c in self.checks):
             return "error"
         if any(c.status == "fail" for c in self.checks):
             return "blocked"
@@ -224,6 +226,31 @@ def validate_report(doc: dict[str, Any]) -> None:
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise SchemaViolation(f"report does not match its schema at {where}: {error.message}")
+
+
+def check_problem(check: Any) -> str | None:
+    """Why ``check`` cannot go into a report (one phrase), or None: a :class:`Check` that the report schema's
+    ``check`` definition accepts (status one of pass/fail/inconclusive/error, numbers or text as values, …)."""
+    if not isinstance(check, Check):
+        return f"a check of type {type(check).__name__}, not a Check"
+    schema = validator_for("report").schema
+    checker = validator_for("report").evolve(schema={"$defs": schema["$defs"], "$ref": "#/$defs/check"})
+    error = next(iter(checker.iter_errors(check.to_json())), None)
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(check)"
+    return f"a check '{check.id}' that does not match the report schema at {where}: {error.message}"
+
+
+def results_problem(results: Any) -> str | None:
+    """Why ``results`` cannot be a validator's entry in ``report.results`` (one phrase), or None."""
+    if not isinstance(results, dict):
+        return f"results of type {type(results).__name__}, not a dict"
+    try:
+        json.dumps(_clean(results), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return f"results that cannot be written as JSON: {exc}"
+    return None
 
 
 def _clean(obj: Any) -> Any:

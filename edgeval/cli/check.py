@@ -28,7 +28,8 @@ def check_cmd(model: Path, baseline: Path | None, policy_path: Path | None, sett
               options: CheckOptions, out: PublishOptions) -> int:
     """Gate MODEL (.onnx, .tflite, HF directory or .gguf) against --baseline and write the JSON report."""
     # first: a run that dies (or is refused) must leave neither an old BLESSED nor the previous run's report
-    prepare(out.report, out.bless_dir, keep=list(options.inputs.values()), disabled_plugins=options.disabled_plugins)
+    prepare(out.report, out.bless_dir, keep=list(options.inputs.values()), disabled_plugins=options.disabled_plugins,
+            protect=[model, baseline, policy_path, options.tokenizer])
     if out.mlflow:
         require("mlflow", "mlflow", "--mlflow")  # fail before the run, not after the report is written
     policy = _policy(policy_path, settings, options.disabled_plugins)

@@ -147,8 +147,8 @@ def apply_settings(policy: Policy, settings: Sequence[tuple[str, Any]]) -> Polic
     for key, value in settings:
         section, _, name = key.partition(".")
         _section_table(raw, section, key)[name] = value
-    validate_policy(raw, SET_SOURCE)
-    return Policy(data=raw, source=policy.source)
+    validate_policy(raw, SET_SOURCE, policy.disabled)  # a disabled plugin's section stays unchecked, not refused
+    return Policy(data=raw, source=policy.source, disabled=policy.disabled)
 
 
 def _section_table(raw: dict[str, Any], section: str, key: str) -> dict[str, Any]:

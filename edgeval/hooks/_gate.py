@@ -78,6 +78,7 @@ def gate_file(candidate: str | Path, baseline: str | Path | None, *, policy: Pol
               bless_dir: str | Path | None = None, hook: str = "gate") -> Report:
     """Check a model file, write its report (default: beside it) and blessing marker; return the final report."""
     report_path = report_path or report_path_beside(candidate)
-    prepare(report_path, bless_dir)  # a run that dies half-way must not leave an old pass behind
+    # a run that dies half-way must not leave an old pass behind; a report path that is a model is refused
+    prepare(report_path, bless_dir, protect=[candidate, baseline])
     report = with_hook_info(run_check(candidate, baseline, policy, validators), hook)
     return finish(report, report_path, bless_dir)

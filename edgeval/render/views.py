@@ -47,7 +47,9 @@ class ValidatorView:
         if method is None:
             return []
         try:
-            return [str(s) for s in method(self.results) or [] if str(s)]
+            found = method(self.results) or []
+            found = [found] if isinstance(found, str) else found  # one text is one sentence, not its letters
+            return [str(s) for s in found if str(s)]
         except Exception as exc:  # noqa: BLE001  (a plugin's view must not break the report's rendering)
             return [f"(the {self.name} validator could not {name} its results: {type(exc).__name__}: {exc})"]
 
@@ -76,8 +78,13 @@ def _installed(disabled: Any) -> dict[str, Any]:
 
 
 def finite(value: Any) -> bool:
-    """A real, finite number (bools excluded)."""
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    """A real, finite number that fits a float (bools excluded; an int past 1e308 is not: MLflow needs floats)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # math.isfinite(10**400) raises instead of answering
+        return False
 
 
 def flat_numbers(doc: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:

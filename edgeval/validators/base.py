@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 from ..artifacts import Artifact
 from ..errors import BadInputError, EdgevalError, MeasurementError
 from ..policy import Policy
-from ..report import Check, error_check
+from ..report import Check, check_problem, error_check, results_problem
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,26 @@ def run_validator(validator: Validator, ctx: RunContext) -> Outcome:
         return Outcome((error_check(f"{name}.run", name, exc),), {"error": str(exc)})
     except Exception as exc:  # a bug in a validator must not take the report down with it
         return Outcome((error_check(f"{name}.run", name, exc),), {"error": f"{type(exc).__name__}: {exc}"})
+    problem = outcome_problem(outcome)
+    if problem:  # a malformed outcome is a bug of the validator: an error check, never a pass or a lost report
+        bad = RuntimeError(f"validator '{name}' returned {problem}")
+        return Outcome((error_check(f"{name}.run", name, bad),), {"error": str(bad)})
+    outcome = Outcome(tuple(outcome.checks), outcome.results)
     if not outcome.checks:
         empty = MeasurementError(f"validator '{name}' produced no checks")
         return Outcome((error_check(f"{name}.run", name, empty),), outcome.results)
     return outcome
+
+
+def outcome_problem(outcome: Any) -> str | None:
+    """What makes ``outcome`` unfit for a report (one phrase), or None: it must be an :class:`Outcome` whose checks
+    are :class:`Check` objects the report schema accepts and whose results are a JSON-writable dict."""
+    if not isinstance(outcome, Outcome):
+        return f"{type(outcome).__name__}, not an Outcome"
+    if not isinstance(outcome.checks, (tuple, list)):
+        return f"checks as {type(outcome.checks).__name__}, not a tuple of Check"
+    for check in outcome.checks:
+        problem = check_problem(check)
+        if problem:
+            return problem
+    return results_problem(outcome.results)
