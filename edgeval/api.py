@@ -81,6 +81,7 @@ def check(candidate: str | Path, baseline: str | Path | None = None, policy: Pol
         if base_json is None:  # no --baseline model: name the one that made the saved BBQ predictions, if any
             from .validators.bbq.predictions import baseline_artifact
             base_json = baseline_artifact(results)
+        checks.extend(nothing_gated(checks))
     report = Report(candidate=cand_json, baseline=base_json, policy=policy_obj.to_json(), checks=tuple(checks),
                     results=results, errors=tuple(errors), environment=environment(options.threads),
                     run={"validators": [v.name for v in validators], "seed": options.seed,
@@ -88,6 +89,16 @@ def check(candidate: str | Path, baseline: str | Path | None = None, policy: Pol
                          "policy_source": policy_obj.source, "tokenizer": options.tokenizer,
                          "disabled_plugins": list(options.disabled_plugins)})
     return report
+
+
+def nothing_gated(checks: Sequence[Check]) -> list[Check]:
+    """An ``inconclusive`` check when every check passed but none compared a measurement with a threshold (all
+    report-only: no baseline, no limits set): such a run measured but claimed nothing, so it must not pass."""
+    if not checks or any(c.status != "pass" or c.gated for c in checks):
+        return []
+    return [Check("run.gated", "edgeval", "inconclusive", "gated_checks", 0, message=(
+        "nothing was gated: every check is report-only (no threshold compared), so a pass would claim nothing; "
+        "give --baseline (the bias checks compare with it) or set a threshold in the policy"))]
 
 
 def announce(report: Report, path: str | Path | None, disabled_plugins: Sequence[str] = ()) -> list[str]:

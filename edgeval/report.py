@@ -43,6 +43,9 @@ class Check:
     message: str = ""
     direction: str = "none"
     error_kind: ErrorKind | None = None
+    #: False for a report-only check (no threshold compared): it measures, it claims nothing. A run whose checks
+    #: all pass but none is gated is inconclusive (edgeval.api.nothing_gated), never a pass.
+    gated: bool = True
 
     def __post_init__(self) -> None:
         require_check_id(self.id, self.validator)  # here, not when the report is written after the whole run
@@ -53,6 +56,8 @@ class Check:
                "threshold": _scalar(self.threshold), "message": self.message, "direction": self.direction}
         if self.status == "error":
             out["error_kind"] = self.error_kind or "internal"
+        if not self.gated:
+            out["gated"] = False
         return out
 
 
@@ -77,7 +82,7 @@ def threshold_check(check_id: str, validator: str, metric: str, value: float | N
                      message=f"{metric} could not be measured (got {value!r})")
     if threshold is None:
         return Check(check_id, validator, "pass", metric, value, baseline_value, None,
-                     f"{metric} = {fmt_value(value)}{unit} (reported, no threshold set)", direction)
+                     f"{metric} = {fmt_value(value)}{unit} (reported, no threshold set)", direction, gated=False)
     ok = value <= threshold if direction == "lower_is_better" else value >= threshold
     op = ("<=" if ok else ">") if direction == "lower_is_better" else (">=" if ok else "<")
     return Check(check_id, validator, "pass" if ok else "fail", metric, value, baseline_value, threshold,

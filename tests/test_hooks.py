@@ -239,7 +239,8 @@ def test_gate_litert_torch(tmp_path):
     torch.manual_seed(0)
     net, args = torch.nn.Sequential(torch.nn.Linear(IN, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, OUT)), \
         (torch.randn(1, IN),)
-    dense = gate_litert_torch(net, args, None, out_path=tmp_path / "dense.tflite")  # no baseline: bytes reported
+    dense = gate_litert_torch(net, args, None, out_path=tmp_path / "dense.tflite",  # no baseline: a size limit
+                              policy={"size": {"max_bytes": 10**9}})
     assert dense == (tmp_path / "dense.tflite").read_bytes()
     with torch.no_grad():
         for layer in (net[0], net[2]):

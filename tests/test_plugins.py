@@ -102,7 +102,7 @@ def test_plugin_can_be_turned_off(how: str, plugin_site: Path, tiny_llama_onnx: 
     assert unknown.returncode == 2, unknown.stderr
     assert "unknown validator 'demo_plugin'" in unknown.stderr and not (tmp_path / "r1.json").exists()
     builtins_only = edgeval(plugin_site, tmp_path, "check", tiny_llama_onnx, "--validators", "size", *flag,
-                            "--report", tmp_path / "r2.json", "-q", env=env)
+                            "--set", "size.max_bytes=1000000000", "--report", tmp_path / "r2.json", "-q", env=env)
     assert builtins_only.returncode == 0, builtins_only.stderr
     assert json.loads((tmp_path / "r2.json").read_text())["verdict"] == "pass"
     assert not marker.exists()  # the plugin's report_ready hook did not run either
@@ -146,5 +146,5 @@ def test_a_plugin_that_fails_to_import_names_itself(tiny_llama_onnx: Path, tmp_p
                     tmp_path / "r.json", "-q")
     assert check.returncode == 2 and "plugin 'broken'" in check.stderr and "Traceback" not in check.stderr
     skipped = edgeval(site, tmp_path, "check", tiny_llama_onnx, "--validators", "size", "--disable-plugin", "broken",
-                      "--report", tmp_path / "r.json", "-q")
+                      "--set", "size.max_bytes=1000000000", "--report", tmp_path / "r.json", "-q")
     assert skipped.returncode == 0, skipped.stderr

@@ -239,3 +239,21 @@ def test_a_view_that_returns_one_text_is_one_sentence():
             return "All quiet."
 
     assert ValidatorView("says", Says(), {}).sentences() == ["All quiet."]
+
+
+def test_a_run_that_gated_nothing_is_inconclusive_not_a_pass(tiny_llama_onnx, tmp_path, capsys):
+    """Every check report-only (no baseline, no limits): exit 5 and no BLESSED; one threshold makes it a claim."""
+    def run(*extra):
+        with pytest.raises(SystemExit) as info:
+            main(["check", str(tiny_llama_onnx), "--validators", "size", "-q", "--report",
+                  str(tmp_path / "r.json"), "--bless-dir", str(tmp_path / "b"), *extra])
+        return info.value.code, json.loads((tmp_path / "r.json").read_text())
+
+    code, doc = run()
+    assert code == 5 and doc["verdict"] == "inconclusive" and doc["schema_version"] == "1.2"
+    assert [c["id"] for c in doc["checks"] if c["status"] == "inconclusive"] == ["run.gated"]
+    assert all(c.get("gated") is False for c in doc["checks"] if c["id"] != "run.gated")
+    assert (tmp_path / "b" / "NOT_BLESSED").exists() and not (tmp_path / "b" / "BLESSED").exists()
+    code, doc = run("--set", "size.max_bytes=1000000000")
+    assert code == 0 and doc["verdict"] == "pass" and (tmp_path / "b" / "BLESSED").exists()
+    assert next(c for c in doc["checks"] if c["id"] == "size.bytes").get("gated", True) is True

@@ -251,7 +251,7 @@ class Lens:
         """No baseline: the candidate's figures, reported only."""
         overall = results["candidate"]["overall"]
         return [Check(f"{self.name}.{key}", self.name, "pass", key, overall.get(key), None, None,
-                      f"{key} = {_fmt(overall.get(key))} (no baseline: reported only)", "none")
+                      f"{key} = {_fmt(overall.get(key))} (no baseline: reported only)", "none", gated=False)
                 for key in self.absolute_keys]
 
     # -- for renderers and sinks --------------------------------------------------------------------------
@@ -259,14 +259,15 @@ class Lens:
         """Flat numbers: each role's overall figures, the deltas, and each bias type's gated rate."""
         out: dict[str, float] = {}
         for role, suffix in (("candidate", ""), ("baseline", "_baseline")):
-            block = results.get(role) or {}
-            for key, value in (block.get("overall") or {}).items():
-                if isinstance(value, (int, float)):
+            block = _table(results, role)
+            for key, value in _table(block, "overall").items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
                     out[f"{key}{suffix}"] = float(value)
-            for bias_type, figures in (block.get("bias_types") or {}).items():
-                if role == "candidate" and figures.get(self.rate_key) is not None:
-                    out[f"{slug(bias_type)}.{self.rate_key}"] = float(figures[self.rate_key])
-        if results.get("baseline"):
+            for bias_type, figures in _table(block, "bias_types").items():
+                rate = _table({"f": figures}, "f").get(self.rate_key)
+                if role == "candidate" and isinstance(rate, (int, float)):
+                    out[f"{slug(bias_type)}.{self.rate_key}"] = float(rate)
+        if _table(results, "baseline"):
             for key in self.absolute_keys:
                 c, b = out.get(key), out.get(f"{key}_baseline")
                 if c is not None and b is not None:
@@ -275,13 +276,13 @@ class Lens:
 
     def describe(self, results: dict[str, Any]) -> list[str]:
         """Short sentences for the summary, markdown and HTML."""
-        cand = (results.get("candidate") or {}).get("overall") or {}
-        base = (results.get("baseline") or {}).get("overall")
+        cand = _table(_table(results, "candidate"), "overall")
+        base = _table(_table(results, "baseline"), "overall") or None
         figures = ", ".join(self._figure(key, cand.get(key), (base or {}).get(key)) for key in self.absolute_keys)
         lines = [f"{self.title}: {figures} on {results.get('n_scored', '?')} {self.unit} "
-                 f"(data {results.get('data', {}).get('licence', '')})."]
-        decision = results.get("decision")
-        if decision:
+                 f"(data {_table(results, 'data').get('licence', '')})."]
+        decision = _table(results, "decision")
+        if decision and isinstance(decision.get("overall"), dict):
             t = decision["overall"]
             lines.append(f"Gate on Δ{self.rate_key} (tolerance {_fmt(decision['tolerance'])}): "
                          f"{decision['outcome']} (Δ = {_fmt(t.get('delta'), True)}, look {decision['look']} of "
@@ -291,10 +292,18 @@ class Lens:
     @staticmethod
     def _figure(key: str, value: Any, baseline: Any) -> str:
         def pct(x: Any) -> str:
-            return "n/a" if x is None else f"{100 * x:.1f}{'' if key == 'icat' else ' %'}"
+            if not isinstance(x, (int, float)):
+                return "n/a"
+            return f"{100 * x:.1f}{'' if key == 'icat' else ' %'}"
 
         text = f"{key} {pct(value)}"
         return text if baseline is None else f"{text} (baseline {pct(baseline)})"
+
+
+def _table(doc: Any, key: str) -> dict[str, Any]:
+    """``doc[key]`` when both are mappings, else ``{}`` (views read results they did not write defensively)."""
+    value = doc.get(key) if isinstance(doc, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 class _Scorer:

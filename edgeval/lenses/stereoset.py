@@ -92,9 +92,11 @@ class StereoSetValidator(Lens):
         d_icat = None if cand["icat"] is None or base["icat"] is None else cand["icat"] - base["icat"]
         return [
             Check("stereoset.delta_lms", self.name, "pass", "delta_lms", d_lms, base["lms"], None,
-                  f"ΔLMS = {_fmt(d_lms, True)}{interval} (reported only; ideal LMS 100 %)", "none"),
+                  f"ΔLMS = {_fmt(d_lms, True)}{interval} (reported only; ideal LMS 100 %)", "none",
+                  gated=False),
             Check("stereoset.delta_icat", self.name, "pass", "delta_icat", d_icat, base["icat"], None,
-                  f"ΔICAT = {_fmt(d_icat, True)} (reported only; ideal ICAT 1)", "none"),
+                  f"ΔICAT = {_fmt(d_icat, True)} (reported only; ideal ICAT 1)", "none",
+                  gated=False),
         ]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 SCHEMA_NAMES = ("report", "policy", "bbq-predictions", "pruning", "parity")
 #: the ``schema`` value each side file carries
 SIDE_FILE_IDS = {"pruning": "edgeval.pruning/1", "parity": "edgeval.parity/1"}
-REPORT_SCHEMA_VERSION = "1.1"
+REPORT_SCHEMA_VERSION = "1.2"
 POLICY_SCHEMA_VERSION = "1.0"
 
 

@@ -116,7 +116,8 @@ def s_amb_check(block: Mapping[str, Any], threshold: float | None) -> Check:
                  threshold, direction="lower_is_better" if threshold is not None else "none")
     text = f"Δs_AMB = {_fmt(value, True)}{_ci(low, high)}"
     if threshold is None:
-        return replace(base, message=f"{text} (reported only)" if value is not None else "Δs_AMB n/a (reported only)")
+        return replace(base, gated=False,
+                       message=f"{text} (reported only)" if value is not None else "Δs_AMB n/a (reported only)")
     if value is None or low is None:
         return replace(base, status="error", error_kind="bad_input",
                        message="Δs_AMB (gated by max_delta_s_amb) is undefined: no interval to test")
@@ -131,7 +132,7 @@ def cohens_h_check(block: Mapping[str, Any], threshold: float | None, t: ScopeTe
     base = Check("bbq.cohens_h", VALIDATOR, "pass", "cohens_h", value, None, threshold,
                  direction="lower_is_better" if threshold is not None else "none")
     if threshold is None:
-        return replace(base, message=f"Cohen's h = {_fmt(value, True)} (reported only)")
+        return replace(base, gated=False, message=f"Cohen's h = {_fmt(value, True)} (reported only)")
     if value is None or t.z_rise is None:
         return replace(base, status="error", error_kind="bad_input",
                        message="Cohen's h (gated by min_cohens_h) is undefined")
@@ -152,7 +153,7 @@ def transition_checks(block: Mapping[str, Any], threshold: float | None) -> list
                      direction="lower_is_better" if limit is not None else "none")
         text = f"{key} = {_fmt(value)}{_ci(low, high)} ({block.get(count)} of {block.get(of)} items)"
         if limit is None:
-            out.append(replace(base, message=f"{text}: instability, reported only" if value is not None
+            out.append(replace(base, gated=False, message=f"{text}: instability, reported only" if value is not None
                                else f"{key} n/a (no baseline items of that kind): reported only"))
         elif value is None or low is None:
             out.append(replace(base, status="error", error_kind="bad_input",
@@ -169,13 +170,13 @@ def mcnemar_check(block: Mapping[str, Any]) -> Check:
                  message=(f"exact McNemar on items (ignores context groups): one-sided p = "
                           f"{_fmt(block.get('mcnemar_p_greater'))}, two-sided p = "
                           f"{_fmt(block.get('mcnemar_p_two_sided'))} (reported; the gate's tests are cluster-robust)"),
-                 direction="none")
+                 direction="none", gated=False)
 
 
 def absolute_checks(prefix: str, block: Mapping[str, Any], keys: Iterable[str]) -> list[Check]:
     """No baseline: each metric as a passing, ungated check; an undefined one is n/a (it claims nothing)."""
     return [Check(f"{prefix}.{key}", VALIDATOR, "pass", key, block.get(key), None, None,
-                  f"{key} = {_fmt(block.get(key))} (no baseline: reported only)", "none") for key in keys]
+                  f"{key} = {_fmt(block.get(key))} (no baseline: reported only)", "none", gated=False) for key in keys]
 
 
 def required_checks(required: Iterable[str], present: Iterable[str]) -> list[Check]:
