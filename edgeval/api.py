@@ -40,6 +40,13 @@ class CheckOptions:
     #: validators that checkpoint their work (BBQ) may resume what a killed run with the same settings left
     resume: bool = True
 
+    def __post_init__(self) -> None:
+        # one name or "a,b" given as a string would otherwise be read letter by letter ("unknown validator 's'")
+        for name in ("validators", "disabled_plugins"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, [v.strip() for v in value.split(",") if v.strip()])
+
 
 def outputs_for(report_path: str | Path) -> Path:
     """The ``outputs`` stem of a report path: ``out/edgeval-report.json`` → ``out/edgeval-report``."""

@@ -257,3 +257,16 @@ def test_a_run_that_gated_nothing_is_inconclusive_not_a_pass(tiny_llama_onnx, tm
     code, doc = run("--set", "size.max_bytes=1000000000")
     assert code == 0 and doc["verdict"] == "pass" and (tmp_path / "b" / "BLESSED").exists()
     assert next(c for c in doc["checks"] if c["id"] == "size.bytes").get("gated", True) is True
+
+
+@pytest.mark.parametrize("text, value", [("2024-01-01", "2024-01-01"), ("yes", "yes"), ("true", True),
+                                         ("600", 600), ("null", None), ("[Age, Race]", ["Age", "Race"])])
+def test_set_values_are_not_read_as_dates_or_yaml_11_booleans(text, value):
+    from edgeval.cli.options import parse_value
+
+    assert parse_value(text) == value
+
+
+def test_check_options_take_one_validator_name_as_a_string():
+    assert CheckOptions(validators="size").validators == ["size"]
+    assert CheckOptions(validators="size, bbq", disabled_plugins="x").validators == ["size", "bbq"]

@@ -12,6 +12,7 @@ as they are. The groups collapse several options into one typed value, so that a
 """
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 from dataclasses import dataclass, fields
@@ -88,9 +89,15 @@ def parse_value(text: str) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(text) if text.strip() else None
+        value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         return text
+    # YAML reads 2024-01-01 as a date and yes/no/on/off as booleans; a policy holds neither dates nor YAML 1.1
+    # booleans spelled that way, so such a value stays the text that was typed
+    if isinstance(value, (datetime.date, datetime.datetime)) or (isinstance(value, bool) and text.strip().lower()
+                                                                   not in ("true", "false")):
+        return text
+    return value
 
 
 def _parse_set(_ctx, _param, values: Sequence[str]) -> tuple[tuple[str, Any], ...]:
