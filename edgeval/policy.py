@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from .errors import PolicyError, UsageError
+from .schemacheck import check_against
+from .schemacheck import checker as _checker
 from .schemas import POLICY_SCHEMA_VERSION, load_schema
 from .settings import defaults_of, parse, schema_of
-from .suggest import closest, suggestion
+from .suggest import closest
 
 #: the policy's own keys; every registered validator adds its section (see :func:`policy_schema`)
 CORE_DEFAULTS: dict[str, Any] = {
@@ -100,15 +101,6 @@ def _schema(sections: tuple[tuple[str, type | None], ...], lenient: bool) -> dic
 def _compiled(sections: tuple[tuple[str, type | None], ...], lenient: bool):
     return _checker(json.dumps(_schema(sections, lenient), sort_keys=True))
 
-
-@lru_cache(maxsize=64)
-def _checker(schema_text: str):
-    import jsonschema
-
-    schema = json.loads(schema_text)
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
 
 
 
@@ -259,37 +251,3 @@ def _refuse_near_misses(raw: dict[str, Any], known: list[str]) -> None:
                               "loaded is not checked, but this one looks like a typo")
 
 
-def check_against(schema: dict[str, Any] | None, value: Any, where: str, checker: Any = None) -> None:
-    """Raise :class:`PolicyError` naming the first key of ``value`` (found at ``where``) that breaks ``schema``."""
-    bad = next(_non_finite(value, where), None)
-    if bad is not None:
-        raise PolicyError(f"'{bad[0] or '(top level)'}': {bad[1]!r} is not a finite number")
-    checker = checker or _checker(json.dumps(schema, sort_keys=True))
-    errors = sorted(checker.iter_errors(value), key=lambda e: list(e.absolute_path))
-    if errors:
-        raise PolicyError(_describe(errors[0], where))
-
-
-def _non_finite(value: Any, where: str) -> Iterator[tuple[str, float]]:
-    """``(dotted key, value)`` of every NaN / infinite float anywhere in ``value``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        yield where, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _non_finite(item, f"{where}.{key}" if where else str(key))
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from _non_finite(item, f"{where}[{index}]")
-
-
-def _describe(error, prefix: str = "") -> str:
-    where = ".".join(str(p) for p in [*([prefix] if prefix else []), *error.absolute_path])
-    if error.validator == "additionalProperties":
-        allowed = list(error.schema.get("properties", {}))
-        unknown = [k for k in error.instance if k not in allowed]
-        key = unknown[0] if unknown else "?"
-        name = f"{where}.{key}" if where else key
-        return f"unknown key '{name}'{suggestion(key, allowed)}"
-    if error.validator == "minItems" and where == "validators":
-        return "'validators' is empty: name at least one validator to run (see `edgeval validators`)"
-    return f"'{where or '(top level)'}': {error.message}"

@@ -17,6 +17,8 @@ import typing
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal, Union
 
+from .schemacheck import check_against
+
 #: Python type -> JSON-schema type name, for the field types a policy can hold
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
@@ -108,8 +110,6 @@ def parse(cls: type, mapping: Mapping[str, Any] | None, where: str = "") -> Any:
     one line naming the offending key (``where`` is the section's name, e.g. ``"bbq"``)."""
     if isinstance(mapping, cls):
         return mapping
-    from .policy import check_against
-
     section = dict(mapping or {})
     check_against(schema_of(cls), section, where)
     return cls(**section)
