@@ -1,0 +1,65 @@
+"""Hostile review of the CrowS-Pairs / StereoSet lenses and the shared decision core: one test per bug found."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from edgeval.errors import DataError
+from edgeval.lenses import data
+from edgeval.lenses.crows import CrowsPairsValidator
+from edgeval.policy import DEFAULTS, Policy
+from edgeval.validators.base import RunContext
+
+
+class _Runtime:
+    """A runtime whose 'scores' come from a function of the item (the lens's score is patched to call it)."""
+
+    def __init__(self, scores):
+        self.scores = scores
+        self.tokenizer = SimpleNamespace(special_affixes=lambda: ([1], []))
+
+
+def _ctx(cand, base) -> RunContext:
+    ctx = RunContext(candidate=SimpleNamespace(path="c"), baseline=SimpleNamespace(path="b"),
+                     policy=Policy.default(), seed=3, progress=lambda m: None)
+    ctx._runtimes.update(candidate=_Runtime(cand), baseline=_Runtime(base))
+    return ctx
+
+
+def _crows_dir(tmp_path: Path, rows: list[str]) -> str:
+    (tmp_path / "Crows-Pairs").mkdir()
+    (tmp_path / "Crows-Pairs" / "test.csv").write_text("\n".join([",bias_type,sentence,mask1,mask2", *rows]) + "\n")
+    return str(tmp_path)
+
+
+@pytest.fixture
+def fake_scores(monkeypatch):
+    monkeypatch.setattr(CrowsPairsValidator, "score",
+                        lambda self, runtime, items, settings: [runtime.scores(i) for i in items])
+
+
+def _number(item) -> int:
+    return int(item.stereo.rsplit(" ", 1)[1].rstrip("."))
+
+
+def test_repeated_crows_ids_are_refused_not_merged(tmp_path, fake_scores):
+    """Bug: scores are kept by pair id, so two rows with one id shared one score: 400 pairs, half of them
+    stereotype-preferred, were reported as 100 % stereotype-preferred (and gated on that)."""
+    folder = _crows_dir(tmp_path, [f"{i // 2},t{i % 2},S [MASK] {i}.,a,b" for i in range(400)])
+    with pytest.raises(DataError, match="row 3: id '0' repeats row 2"):
+        data.read_crows(data.locate("crows_pairs", folder))
+    half = lambda item: {"stereo": -1.0 if _number(item) % 2 else -2.0, "anti": -1.5}  # noqa: E731
+    with pytest.raises(DataError):
+        CrowsPairsValidator().run(_ctx(half, half), {**DEFAULTS["crows_pairs"], "data_dir": folder})
+
+
+def test_bias_types_with_one_check_id_are_refused(tmp_path, fake_scores):
+    """Bug: bias types "race-color" and "race color" both became check id crows_pairs.race_color.delta_stereo:
+    two checks with one id in one report."""
+    folder = _crows_dir(tmp_path, [f"{i},{'race-color' if i % 2 else 'race color'},S [MASK] {i}.,a,b"
+                                   for i in range(40)])
+    same = lambda item: {"stereo": -1.0, "anti": -1.5}  # noqa: E731
+    with pytest.raises(DataError, match="same check id part 'race_color'"):
+        CrowsPairsValidator().run(_ctx(same, same), {**DEFAULTS["crows_pairs"], "data_dir": folder})
