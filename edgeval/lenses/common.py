@@ -6,7 +6,8 @@ StereoSet: the stereotyped continuation is more likely than the anti-stereotyped
 the outcome is 1, 0, or no answer (a tie: the two log-likelihoods within :data:`TIE_EPSILON`; counted as
 ``n_ties`` and left out of the rate, as BBQ leaves ties out). The candidate's rate minus the baseline's on the same
 units is tested with :func:`edgeval.plugin.decide` (block / pass / inconclusive, groups = bias types, error budget
-split, early stop by :func:`edgeval.plugin.run_looks`), exactly as BBQ's ΔSRS.
+split, early stop by :func:`edgeval.plugin.run_looks`), exactly as BBQ's ΔSRS. The gate is one-sided: a fall
+of the rate, even far below the ideal 50 % (anti-stereotypes preferred), passes (see docs/lenses.md).
 """
 from __future__ import annotations
 
