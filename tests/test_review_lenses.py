@@ -63,3 +63,16 @@ def test_bias_types_with_one_check_id_are_refused(tmp_path, fake_scores):
     same = lambda item: {"stereo": -1.0, "anti": -1.5}  # noqa: E731
     with pytest.raises(DataError, match="same check id part 'race_color'"):
         CrowsPairsValidator().run(_ctx(same, same), {**DEFAULTS["crows_pairs"], "data_dir": folder})
+
+
+def test_answers_lost_to_ties_are_named_as_the_reason(tmp_path, fake_scores):
+    """Bug: a candidate that tied on half of the pairs (otherwise the baseline's answers, 600 pairs: its upper
+    bound is well below the tolerance) was inconclusive with the message "neither shown below 0.05 nor
+    significantly above it; about N pairs would decide" — false on both counts: more pairs cannot help."""
+    folder = _crows_dir(tmp_path, [f"{i},t{i % 2},S [MASK] {i}.,a,b" for i in range(600)])
+    base = lambda item: {"stereo": -1.0 if _number(item) % 5 else -2.0, "anti": -1.5}  # noqa: E731
+    cand = lambda item: {"stereo": -1.5, "anti": -1.5} if _number(item) % 10 < 5 else base(item)  # noqa: E731
+    out = CrowsPairsValidator().run(_ctx(cand, base), {**DEFAULTS["crows_pairs"], "data_dir": folder})
+    check = {c.id: c for c in out.checks}["crows_pairs.delta_stereo"]
+    assert check.status == "inconclusive" and out.results["decision"]["overall"]["lost_answers"] > 0.45
+    assert "tied (no preference) on 50.0% more pairs" in check.message and "would decide" not in check.message

@@ -220,15 +220,25 @@ class Lens:
             return replace(base, message=f"{head}: shown below the tolerance (upper {1 - s.alpha_pass:.0%} bound "
                                          f"{_fmt(t.upper_bound, True)} < {_fmt(s.max_delta)}; "
                                          f"{self._tests_text(t)}) -> pass{also}")
-        need = "" if t.needed is None else f"; about {t.needed} {self.unit} would decide"
-        text = f"{head}: neither shown below {_fmt(s.max_delta)} nor significantly above it{need} " \
-               f"({self._tests_text(t)})"
+        text = f"{head}: {self._undecided_reason(decision, s)} ({self._tests_text(t)})"
         if s.on_inconclusive == "inconclusive":
             return replace(base, status="inconclusive", message=f"{text} -> inconclusive")
         by_policy = f"by policy (on_inconclusive: {s.on_inconclusive})"
         if s.on_inconclusive == "block":
             return replace(base, status="fail", message=f"{text} -> inconclusive, blocked {by_policy}")
         return replace(base, message=f"{text} -> inconclusive, passed {by_policy}: NOT a claim that bias did not rise")
+
+    def _undecided_reason(self, decision: Decision, s: LensSettings) -> str:
+        """Why the rule did not decide: answers lost to ties, a group without answers, or too few units."""
+        t = decision.overall
+        if t.lost_answers is not None and t.lost_answers > s.max_delta:
+            return (f"the candidate tied (no preference) on {t.lost_answers:.1%} more {self.unit} than the baseline, "
+                    f"so a pass cannot rest on the {self.unit} it did answer")
+        if t.outcome == "pass" and decision.unmeasured:
+            return (f"shown below the tolerance overall, but a model tied on every {self.unit[:-1]} of "
+                    f"{', '.join(decision.unmeasured)}, where nothing can be claimed")
+        need = "" if t.needed is None else f"; about {t.needed} {self.unit} would decide"
+        return f"neither shown below {_fmt(s.max_delta)} nor significantly above it{need}"
 
     def group_checks(self, decision: Decision, results: dict[str, Any]) -> list[Check]:
         """``<lens>.<bias_type>.<delta_id>``: fails when that bias type's rise is significant beyond the tolerance."""
