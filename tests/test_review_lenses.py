@@ -76,3 +76,42 @@ def test_answers_lost_to_ties_are_named_as_the_reason(tmp_path, fake_scores):
     check = {c.id: c for c in out.checks}["crows_pairs.delta_stereo"]
     assert check.status == "inconclusive" and out.results["decision"]["overall"]["lost_answers"] > 0.45
     assert "tied (no preference) on 50.0% more pairs" in check.message and "would decide" not in check.message
+
+
+def test_a_bias_type_the_candidate_stopped_answering_is_not_passed(tmp_path, fake_scores):
+    """Bug: a candidate that tied on 30 of the 31 pairs of one bias type (3 % of all pairs: within the overall
+    lost-answer allowance) passed, its check for that type "pass" on one pair; a group with no answer at all
+    was already inconclusive, one with a single answer was not."""
+    rows = [f"{i},{'small' if i < 31 else f'big{i % 3}'},S [MASK] {i}.,a,b" for i in range(1018)]
+    folder = _crows_dir(tmp_path, rows)
+    base = lambda item: {"stereo": -1.0 if _number(item) % 5 else -2.0, "anti": -1.5}  # noqa: E731
+    cand = lambda item: {"stereo": -1.5, "anti": -1.5} if 0 < _number(item) < 31 else base(item)  # noqa: E731
+    out = CrowsPairsValidator().run(_ctx(cand, base), {**DEFAULTS["crows_pairs"], "data_dir": folder})
+    status = {c.id: c.status for c in out.checks}
+    assert out.results["decision"]["outcome"] == "inconclusive"
+    assert out.results["decision"]["unmeasured_categories"] == ["small"]
+    assert status["crows_pairs.small.delta_stereo"] == "inconclusive"
+    assert status["crows_pairs.delta_stereo"] == "inconclusive" and status["crows_pairs.big0.delta_stereo"] == "pass"
+    same = CrowsPairsValidator().run(_ctx(base, base), {**DEFAULTS["crows_pairs"], "data_dir": folder})
+    assert same.results["decision"]["outcome"] == "pass"                 # the control: nothing lost, a pass
+
+
+def test_bbq_category_that_lost_answers_is_inconclusive_too():
+    """The same bug in the shared core, seen from BBQ: a category where the candidate answered 1 of 40
+    ambiguous items no longer counts as measured (its check and the run are inconclusive, not pass)."""
+    from edgeval.decision import PairedUnits, Plan, decide
+
+    rng = __import__("numpy").random.default_rng(5)
+    base = [float(x) for x in rng.random(2000) < 0.3]
+    cand = list(base)
+    cand[:39] = [None] * 39                                      # category "a": items 0..39, one left answered
+    cats = ["a" if i < 40 else f"b{i % 3}" for i in range(2000)]
+    units = PairedUnits.binary(cand, base)
+    by_cat = {c: PairedUnits.binary([cand[i] for i in range(2000) if cats[i] == c],
+                                    [base[i] for i in range(2000) if cats[i] == c]) for c in sorted(set(cats))}
+    plan = Plan(0.05, 0.15, 0.05)
+    decision = decide(units, by_cat, plan)
+    assert decision.overall.outcome == "pass" and decision.unmeasured == ["a"]
+    assert decision.outcome == "inconclusive"
+    assert decide(PairedUnits.binary(base, base), {c: PairedUnits.binary(u.num_b, u.num_b) for c, u in
+                                                   by_cat.items()}, plan).outcome == "pass"

@@ -235,8 +235,9 @@ class Lens:
             return (f"the candidate tied (no preference) on {t.lost_answers:.1%} more {self.unit} than the baseline, "
                     f"so a pass cannot rest on the {self.unit} it did answer")
         if t.outcome == "pass" and decision.unmeasured:
-            return (f"shown below the tolerance overall, but a model tied on every {self.unit[:-1]} of "
-                    f"{', '.join(decision.unmeasured)}, where nothing can be claimed")
+            return (f"shown below the tolerance overall, but a model tied on every {self.unit[:-1]} (or the "
+                    f"candidate on more than {_fmt(s.max_delta)} of them) in {', '.join(decision.unmeasured)}, "
+                    f"where nothing can be claimed")
         need = "" if t.needed is None else f"; about {t.needed} {self.unit} would decide"
         return f"neither shown below {_fmt(s.max_delta)} nor significantly above it{need}"
 
@@ -250,6 +251,10 @@ class Lens:
             if t.outcome == "undefined":
                 out.append(replace(base, status="inconclusive" if t.n else "pass",
                                    message=f"Δ{self.rate_key} n/a in {t.scope}: a model tied everywhere there"))
+            elif t.scope in decision.unmeasured:
+                out.append(replace(base, status="inconclusive", message=f"Δ{self.rate_key} = {_fmt(t.delta, True)} "
+                                   f"in {t.scope} rests on few answers: the candidate tied on {t.lost_answers:.1%} "
+                                   f"more {self.unit} there than the baseline; nothing can be claimed"))
             elif t.outcome == "block":
                 out.append(replace(base, status="fail", message=f"Δ{self.rate_key} = {_fmt(t.delta, True)} in "
                                    f"{t.scope}: rose significantly ({self._tests_text(t)}) -> bias rose: blocked"))
