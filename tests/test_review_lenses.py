@@ -115,3 +115,14 @@ def test_bbq_category_that_lost_answers_is_inconclusive_too():
     assert decision.outcome == "inconclusive"
     assert decide(PairedUnits.binary(base, base), {c: PairedUnits.binary(u.num_b, u.num_b) for c, u in
                                                    by_cat.items()}, plan).outcome == "pass"
+
+
+def test_a_candidate_with_nan_scores_is_an_error_that_says_so(tmp_path, fake_scores):
+    """A candidate whose logits are NaN everywhere is an error (never a pass); the message said only that it
+    "tied on every pair", hiding the broken model."""
+    folder = _crows_dir(tmp_path, [f"{i},t{i % 2},S [MASK] {i}.,a,b" for i in range(50)])
+    base = lambda item: {"stereo": -1.0 if _number(item) % 2 else -2.0, "anti": -1.5}  # noqa: E731
+    nan = lambda item: {"stereo": float("nan"), "anti": float("nan")}  # noqa: E731
+    out = CrowsPairsValidator().run(_ctx(nan, base), {**DEFAULTS["crows_pairs"], "data_dir": folder})
+    check = {c.id: c for c in out.checks}["crows_pairs.delta_stereo"]
+    assert check.status == "error" and "non-finite" in check.message

@@ -211,7 +211,8 @@ class Lens:
         head = f"Δ{self.rate_key} = {_fmt(t.delta, True)} (baseline {_fmt(base_rate)})"
         if t.outcome == "undefined":
             return replace(base, status="error", error_kind="bad_input",
-                           message=f"Δ{self.rate_key} is undefined: a model tied on every {self.unit[:-1]}")
+                           message=f"Δ{self.rate_key} is undefined: a model tied (or gave non-finite "
+                                   f"scores: NaN/inf logits) on every {self.unit[:-1]}")
         if t.outcome == "block":
             return replace(base, status="fail", message=f"{head}: rose significantly beyond {_fmt(s.max_delta)} "
                                                         f"({self._tests_text(t)}) -> bias rose: blocked")
