@@ -15,9 +15,10 @@ Both tests use the z statistic of :func:`edgeval.stats.paired_rate_difference` w
 null-restricted standard error, referred to Student's t with G - 1 degrees of freedom. Groups (BBQ categories,
 CrowS-Pairs / StereoSet bias types) may only **block**, with the error budget split: with c >= 2 groups, α/2 for
 the overall test and α/(2c) for each group (Bonferroni). A group where a model gave no answer at all makes the
-result inconclusive. Looks (early stop): each test spends its error rate over the looks with O'Brien-Fleming-type
-boundaries (:func:`edgeval.stats.sequential_bounds`); an early look stops for pass only when every group's estimate
-is within the tolerance too. See :mod:`edgeval.looks` for running the looks.
+result inconclusive, and so does a group where the candidate lost answers (its share of units without an answer
+exceeds the baseline's by more than δ there). Looks (early stop): each test spends its error rate over the looks
+with O'Brien-Fleming-type boundaries (:func:`edgeval.stats.sequential_bounds`); an early look stops for pass
+only when every group's estimate is within the tolerance too. See :mod:`edgeval.looks` for running the looks.
 """
 from __future__ import annotations
 
@@ -119,8 +120,9 @@ class Decision:
 
     @property
     def unmeasured(self) -> list[str]:
-        """Groups where a model gave no answer: nothing can be claimed about them."""
-        return [t.scope for t in self.categories if t.outcome == "undefined" and t.n]
+        """Groups where a model gave no answer, or the candidate lost more than the tolerance of the answers:
+        nothing can be claimed about them."""
+        return [t.scope for t in self.categories if unmeasured(t, self.plan.tolerance)]
 
     def to_json(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "look": self.plan.look + 1, "looks": len(self.plan.fractions),
@@ -183,17 +185,25 @@ def decide(overall: PairedUnits, categories: Mapping[str, PairedUnits], plan: Pl
     return Decision(outcome_of(top, cats, plan.final, plan.tolerance), top, cats, plan)
 
 
+def unmeasured(test: ScopeTest, tolerance: float) -> bool:
+    """Whether a group's units say nothing: a model gave no answer there, or the candidate left more than the
+    tolerance of them unanswered (a group's rate resting on the few units it still answered)."""
+    if test.outcome == "undefined":
+        return bool(test.n)
+    return test.lost_answers is not None and test.lost_answers > tolerance
+
+
 def outcome_of(overall: ScopeTest, cats: Sequence[ScopeTest], final: bool, tolerance: float) -> str:
     """The decision from the scope tests: any block blocks; a pass needs every group measured and, before the
     last look, every group's estimate within the tolerance."""
     if overall.outcome == "block" or any(t.outcome == "block" for t in cats):
         return "block"
-    measured = all(t.outcome != "undefined" or not t.n for t in cats)
+    measured = not any(unmeasured(t, tolerance) for t in cats)
     heading_up = any(t.delta is not None and t.delta > tolerance for t in cats)
     if overall.outcome == "pass" and measured and (final or not heading_up):
         return "pass"
     return "inconclusive" if final else "continue"
 
 
-__all__ = ["Plan", "PairedUnits", "ScopeTest", "Decision", "scope_test", "decide", "outcome_of", "units_needed",
-           "ON_INCONCLUSIVE"]
+__all__ = ["Plan", "PairedUnits", "ScopeTest", "Decision", "scope_test", "decide", "outcome_of", "unmeasured",
+           "units_needed", "ON_INCONCLUSIVE"]

