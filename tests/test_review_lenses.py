@@ -126,3 +126,11 @@ def test_a_candidate_with_nan_scores_is_an_error_that_says_so(tmp_path, fake_sco
     out = CrowsPairsValidator().run(_ctx(nan, base), {**DEFAULTS["crows_pairs"], "data_dir": folder})
     check = {c.id: c for c in out.checks}["crows_pairs.delta_stereo"]
     assert check.status == "error" and "non-finite" in check.message
+
+
+def test_a_sentence_with_no_token_to_score_is_bad_data_not_a_crash():
+    from edgeval.errors import DataError
+    from edgeval.lenses.scoring import token_logprobs
+
+    with pytest.raises(DataError, match="no token to score"):
+        token_logprobs(object(), [[1, 2], [1]], [1, 1])

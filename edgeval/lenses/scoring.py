@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..plugin import ModelError, log_softmax
+from ..plugin import DataError, ModelError, log_softmax
 
 METHODS = ("full", "prefix")
 #: prefixes per call of next_token_logits_many (bounds the (rows, vocab) logits held at once)
@@ -47,7 +47,8 @@ def token_logprobs(runtime: Any, sequences: Sequence[Sequence[int]], starts: Seq
     """For each sequence, the log-probabilities of its tokens from ``starts[i]`` on (``1 <= start < len``)."""
     for seq, start in zip(sequences, starts, strict=True):
         if not 1 <= start < len(seq):
-            raise ValueError(f"nothing to score: start {start} in a sequence of {len(seq)} tokens")
+            raise DataError(f"a sentence encodes to no token to score (start {start} in a sequence of {len(seq)} "
+                            "tokens): an empty sentence or continuation in the data, or a tokenizer that drops it")
     if method == "full":
         return _by_sequence(runtime, sequences, starts, batch_size, progress)
     if method == "prefix":
