@@ -38,7 +38,7 @@ test-onnx-only:
 	$(VENV)-onnx/bin/python tests/onnx_only/check_onnx_only.py $(VENV)-onnx-fixture
 
 # The first thing a new user runs: prune SmolLM2-135M-Instruct (Wanda and magnitude at 30 and 50 %), gate each
-# pruned copy against the dense model, write edgeval-demo/demo.html (600 BBQ items in 4 looks; 17-33 min measured on a loaded 2-core VM). BBQ data:
+# pruned copy against the dense model, write edgeval-demo/demo.html (600 BBQ items in 4 looks; 12.6 min on an idle 2-core VM, 17-33 min on a loaded one). BBQ data:
 # $EDGEVAL_BBQ_DIR, else ../shared/bbq/data when it exists, else the checksummed download. More options:
 # make demo DEMO_ARGS="--limit 240 --sparsities 0.2,0.4,0.6"
 demo: setup

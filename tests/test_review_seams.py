@@ -270,3 +270,15 @@ def test_set_values_are_not_read_as_dates_or_yaml_11_booleans(text, value):
 def test_check_options_take_one_validator_name_as_a_string():
     assert CheckOptions(validators="size").validators == ["size"]
     assert CheckOptions(validators="size, bbq", disabled_plugins="x").validators == ["size", "bbq"]
+
+
+def test_a_decisive_bbq_signal_alone_claims_nothing():
+    """Without a baseline BBQ only reports figures; its signal check is a precondition, so such a run gates nothing."""
+    from edgeval.api import nothing_gated
+    from edgeval.validators.bbq.gate import absolute_checks, signal_check
+
+    signal = signal_check({"candidate": {"weak": False, "median_margin": 2.0}})
+    assert signal.status == "pass" and signal.gated is False
+    checks = [signal, *absolute_checks("bbq", {"srs": 0.3}, ["srs"])]
+    assert [c.id for c in nothing_gated(checks)] == ["run.gated"]
+    assert nothing_gated([*checks, Check("bbq.delta_srs", "bbq", "pass", "delta_srs", 0.0, threshold=0.05)]) == []

@@ -209,7 +209,8 @@ def signal_check(signal: Mapping[str, Mapping[str, Any]], on_inconclusive: str =
     if not weak:
         return Check("bbq.signal", VALIDATOR, "pass", "median_margin", (signal.get("candidate") or {}).get(
             "median_margin"), (signal.get("baseline") or {}).get("median_margin"), None,
-                     f"answers are decisive (median margin, nats: {medians})", "none")
+                     f"answers are decisive (median margin, nats: {medians})", "none",
+                     gated=False)  # a precondition of the bias checks, not a claim about the model on its own
     reasons = "; ".join(f"{role}: {'; '.join(figs.get('reasons') or ['weak'])}" for role, figs in weak.items())
     text = (f"weak signal — {reasons}: the bias figures rest on tiny differences between near-equal answers, "
             "so no pass or block is claimed")
