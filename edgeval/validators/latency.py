@@ -31,6 +31,7 @@ import numpy as np
 from ..report import Check, threshold_check
 from ..settings import Settings, setting
 from .base import Outcome, RunContext
+from .summaries import ChartViews, latency_html, latency_metrics, latency_sentence
 
 BOOTSTRAP_RESAMPLES = 2000
 
@@ -68,29 +69,16 @@ class LatencySettings(Settings):
         1.25, "Candidate p50 / baseline p50 (interleaved runs) must not exceed this.", exclusiveMinimum=0)
 
 
-class LatencyValidator:
+class LatencyValidator(ChartViews):
     """Warm-up, then timed forwards: p50/p90/p99 and throughput; interleaved A/B ratio against the baseline."""
 
     name = "latency"
     summary = "forward latency p50/p90/p99 and throughput on the target runtime; interleaved A/B ratio to baseline"
     Settings = LatencySettings
 
+    view_sentence, view_metrics, view_html = staticmethod(latency_sentence), staticmethod(latency_metrics), \
+        staticmethod(latency_html)
     title = "Latency"
-
-    def describe(self, results: dict[str, Any]) -> list[str]:
-        from .summaries import latency_sentence, sentences
-
-        return sentences(latency_sentence(results))
-
-    def metrics(self, results: dict[str, Any]) -> dict[str, float]:
-        from .summaries import LATENCY_METRICS, pick_numbers
-
-        return pick_numbers(results, LATENCY_METRICS)
-
-    def html(self, results: dict[str, Any]) -> str:
-        from .summaries import latency_html
-
-        return latency_html(results)
 
     def run(self, ctx: RunContext, settings: LatencySettings) -> Outcome:
         cfg = LatencyConfig.from_settings(settings, ctx.seed)

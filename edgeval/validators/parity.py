@@ -38,6 +38,7 @@ from ..report import Check, error_check, threshold_check
 from ..settings import Settings, parse, setting
 from .base import Outcome, RunContext
 from .bbq import BBQItem, encode_letter_prompt, prompt_format
+from .summaries import SummaryViews, parity_metrics, parity_sentence
 
 NAME = "parity"
 PROMPTS_RESOURCE = "data/parity_prompts.jsonl"
@@ -296,24 +297,15 @@ def _header(prompts: PromptSet, builtin: bool, version: str) -> dict[str, Any]:
             "tokenizer_agreement": 1.0 - prompts.tokenizer_mismatches / n}
 
 
-class ParityValidator:
+class ParityValidator(SummaryViews):
     """Gate an export on numerical parity with the model it was exported from (``--baseline``)."""
 
     name = NAME
     summary = "export vs its source model (--baseline): max |delta logit|, top-1 and answer-letter agreement"
     Settings = ParitySettings
 
+    view_sentence, view_metrics = staticmethod(parity_sentence), staticmethod(parity_metrics)
     title = "Parity"
-
-    def describe(self, results: dict[str, Any]) -> list[str]:
-        from .summaries import parity_sentence, sentences
-
-        return sentences(parity_sentence(results))
-
-    def metrics(self, results: dict[str, Any]) -> dict[str, float]:
-        from .summaries import PARITY_METRICS, pick_numbers
-
-        return pick_numbers(results, PARITY_METRICS)
 
     def run(self, ctx: RunContext, settings: ParitySettings) -> Outcome:
         if ctx.baseline is None:

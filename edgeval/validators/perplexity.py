@@ -29,6 +29,7 @@ from ..logprobs import token_logprobs
 from ..report import Check, threshold_check
 from ..settings import Settings, setting
 from .base import Outcome, RunContext
+from .summaries import SummaryViews, perplexity_metrics, perplexity_sentence
 
 BATCH = 4
 
@@ -105,22 +106,13 @@ class PerplexitySettings(Settings):
     max_perplexity: float | None = setting(None, exclusiveMinimum=0)
 
 
-class PerplexityValidator:
+class PerplexityValidator(SummaryViews):
     name = "perplexity"
     summary = "perplexity on a fixed text (sliding windows), vs the baseline"
     Settings = PerplexitySettings
 
+    view_sentence, view_metrics = staticmethod(perplexity_sentence), staticmethod(perplexity_metrics)
     title = "Perplexity"
-
-    def describe(self, results: dict[str, Any]) -> list[str]:
-        from .summaries import perplexity_sentence, sentences
-
-        return sentences(perplexity_sentence(results))
-
-    def metrics(self, results: dict[str, Any]) -> dict[str, float]:
-        from .summaries import perplexity_metrics
-
-        return perplexity_metrics(results)
 
     def run(self, ctx: RunContext, settings: PerplexitySettings) -> Outcome:
         text, source = load_text(settings.get("text"))

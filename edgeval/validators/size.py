@@ -48,6 +48,7 @@ from ..numbers import fmt_pct
 from ..report import Check, error_check, threshold_check
 from ..settings import Settings, setting
 from .base import Outcome, RunContext
+from .summaries import ChartViews, size_html, size_metrics, size_sentence
 from .tensorstats import TensorStat, tensor_stats
 
 _READ_CHUNK = 1 << 22
@@ -71,29 +72,16 @@ class SizeSettings(Settings):
     require_savings: bool = setting(False, "Fail when the candidate is not smaller on disk than the baseline.")
 
 
-class SizeValidator:
+class SizeValidator(ChartViews):
     """Bytes on disk, compressed and sparse-encoded, and the measured sparsity of the weights."""
 
     name = "size"
     summary = "bytes on disk, zlib-compressed and sparse-encoded bytes, measured weight sparsity; vs a baseline"
     Settings = SizeSettings
 
+    view_sentence, view_metrics, view_html = staticmethod(size_sentence), staticmethod(size_metrics), \
+        staticmethod(size_html)
     title = "Size"
-
-    def describe(self, results: dict[str, Any]) -> list[str]:
-        from .summaries import sentences, size_sentence
-
-        return sentences(size_sentence(results))
-
-    def metrics(self, results: dict[str, Any]) -> dict[str, float]:
-        from .summaries import SIZE_METRICS, pick_numbers
-
-        return pick_numbers(results, SIZE_METRICS)
-
-    def html(self, results: dict[str, Any]) -> str:
-        from .summaries import size_html
-
-        return size_html(results)
 
     def run(self, ctx: RunContext, settings: SizeSettings) -> Outcome:
         level = int(settings.get("compress_level", 1))

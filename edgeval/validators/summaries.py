@@ -5,7 +5,7 @@ Everything reads ``results`` defensively: a key an older report lacks is skipped
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..numbers import fmt_bytes, fmt_fixed, fmt_ms, fmt_pct
 from ..render.common import dig, num
@@ -134,3 +134,38 @@ def parity_sentence(r: Mapping[str, Any]) -> str:
 def sentences(text: str) -> list[str]:
     """``[text]``, or none for an empty text."""
     return [text] if text else []
+
+
+def size_metrics(r: Mapping[str, Any]) -> dict[str, float]:
+    return pick_numbers(r, SIZE_METRICS)
+
+
+def latency_metrics(r: Mapping[str, Any]) -> dict[str, float]:
+    return pick_numbers(r, LATENCY_METRICS)
+
+
+def parity_metrics(r: Mapping[str, Any]) -> dict[str, float]:
+    return pick_numbers(r, PARITY_METRICS)
+
+
+class SummaryViews:
+    """``describe`` and ``metrics`` of a built-in validator, from two functions of this module that the validator
+    names (``view_sentence = staticmethod(size_sentence)``, ``view_metrics = staticmethod(size_metrics)``)."""
+
+    view_sentence: Callable[[Mapping[str, Any]], str]
+    view_metrics: Callable[[Mapping[str, Any]], dict[str, float]]
+
+    def describe(self, results: dict[str, Any]) -> list[str]:
+        return sentences(self.view_sentence(results))
+
+    def metrics(self, results: dict[str, Any]) -> dict[str, float]:
+        return self.view_metrics(results)
+
+
+class ChartViews(SummaryViews):
+    """:class:`SummaryViews` and an HTML section with a chart (``view_html``)."""
+
+    view_html: Callable[[Mapping[str, Any]], str]
+
+    def html(self, results: dict[str, Any]) -> str:
+        return self.view_html(results)
