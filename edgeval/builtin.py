@@ -18,6 +18,14 @@ BUILTIN_VALIDATORS = {
 }
 
 
+#: compressor name -> "module:Class" (pruners, then quantizers)
+BUILTIN_COMPRESSORS = {
+    "random": "edgeval.converters.pruning.compressors:RandomPruner",
+    "magnitude": "edgeval.converters.pruning.compressors:MagnitudePruner",
+    "wanda": "edgeval.converters.pruning.compressors:WandaPruner",
+}
+
+
 def _load(target: str):
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)()
@@ -33,3 +41,8 @@ def edgeval_runtimes():
     from .runtimes import BUILTIN_RUNTIMES
 
     return dict(BUILTIN_RUNTIMES)
+
+
+@hookimpl
+def edgeval_compressors():
+    return [_load(target) for target in BUILTIN_COMPRESSORS.values()]

@@ -13,6 +13,7 @@ or disable one with ``--disable-plugin NAME``; the built-ins are always loaded.
 from __future__ import annotations
 
 import os
+import re
 from importlib import metadata
 from typing import Any, Iterable
 
@@ -48,8 +49,21 @@ class EdgevalSpec:
         ``(artifact, tokenizer_path=None, threads=None)`` and must satisfy :class:`edgeval.runtimes.Runtime`."""
 
     @hookspec
+    def edgeval_compressors(self) -> list[Any]:
+        """Return compressor objects (see :class:`edgeval.converters.compressor.Compressor`): each has ``name``,
+        ``kind`` (``prune`` or ``quantize``), ``summary``, ``Settings``, ``accepts``, ``produces`` and
+        ``apply(source, out_dir, settings, ctx) -> StepResult``. Names must be unique across all plugins; they
+        are the values of ``edgeval compress --method/--then``."""
+
+    @hookspec
     def edgeval_after_prune(self, model_dir: str, manifest: dict) -> None:
-        """Called after ``edgeval prune`` wrote a pruned model and its ``pruning.json`` manifest."""
+        """Called after a prune step wrote a pruned model (``edgeval prune``, or a prune step of
+        ``edgeval compress``); ``manifest`` is the step's pruning record."""
+
+    @hookspec
+    def edgeval_after_compress(self, out_dir: str, manifest: dict) -> None:
+        """Called after ``edgeval compress`` (or ``edgeval prune``) wrote its output folder and its
+        ``compression.json`` manifest (``manifest``: that document)."""
 
     @hookspec
     def edgeval_report_ready(self, report: Any, path: str | None) -> None:
@@ -111,7 +125,7 @@ def registered_validators(disabled: Iterable[str] = ()) -> dict[str, Any]:
     return found
 
 
-def _check_settings_class(validator: Any) -> None:
+def _check_settings_class(validator: Any, what: str = "validator") -> None:
     """A validator's ``Settings`` must make a policy section (a frozen dataclass deriving from
     :class:`edgeval.settings.Settings`, every field with a default and a supported type): a bad one would break
     every run, its own or not, with a bare TypeError, so it is a usage error that names the validator instead."""
@@ -127,7 +141,7 @@ def _check_settings_class(validator: Any) -> None:
         cls().to_json()
     except Exception as exc:  # noqa: BLE001  (any failure of third-party code: name it, never a traceback)
         where = getattr(type(validator), "__module__", "?")
-        raise UsageError(f"validator '{validator.name}' ({where}) has a Settings class edgeval cannot use: "
+        raise UsageError(f"{what} '{validator.name}' ({where}) has a Settings class edgeval cannot use: "
                          f"{type(exc).__name__}: {exc} (fix or uninstall its plugin, or skip it with "
                          f"--disable-plugin NAME or {AUTOLOAD_ENV}=1)") from None
 
@@ -140,6 +154,29 @@ def _check_side_files(validator: Any) -> None:
             raise UsageError(f"validator '{validator.name}' declares the side file {suffix!r}: a side file is a "
                              "non-empty file-name suffix such as '.myval.json' (fix or uninstall its plugin, or "
                              f"skip it with --disable-plugin NAME or {AUTOLOAD_ENV}=1)")
+
+
+def registered_compressors(disabled: Iterable[str] = ()) -> dict[str, Any]:
+    """``{name: compressor}`` from every plugin (built-ins first); a malformed or duplicate one is a usage error
+    naming it."""
+    from .converters.compressor import KINDS
+
+    found: dict[str, Any] = {}
+    for batch in reversed(plugin_manager(disabled).hook.edgeval_compressors()):
+        for comp in batch:
+            name = getattr(comp, "name", None)
+            if not (isinstance(name, str) and re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name)):
+                raise UsageError(f"a plugin registers a compressor named {name!r}: a name is lower-case letters, "
+                                 "digits, '-' and '_'")
+            if name in found:
+                raise UsageError(f"two plugins register a compressor named '{name}'")
+            if getattr(comp, "kind", None) not in KINDS or not callable(getattr(comp, "apply", None)):
+                raise UsageError(f"compressor '{name}' ({type(comp).__module__}) needs kind in {KINDS} and an "
+                                 f"apply() method (fix or uninstall its plugin, or skip it with --disable-plugin "
+                                 f"NAME or {AUTOLOAD_ENV}=1)")
+            _check_settings_class(comp, "compressor")
+            found[name] = comp
+    return found
 
 
 def registered_runtimes(disabled: Iterable[str] = ()) -> dict[str, Any]:

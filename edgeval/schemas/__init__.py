@@ -1,5 +1,6 @@
 """The public contract: JSON Schemas of the report and the policy, versioned with ``schema_version``, and of the
-side files edgeval writes (BBQ predictions, ``pruning.json``, ``OUT.parity.json``).
+side files edgeval writes (BBQ predictions, ``compression.json`` and the older ``pruning.json``,
+``OUT.parity.json``).
 
 Side files are checked where they are made and where they are read: :func:`side_file_problem` names the first
 place a document breaks its schema, :func:`read_side_file` reads and checks one file (a bad one is a one-line
@@ -12,9 +13,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-SCHEMA_NAMES = ("report", "policy", "bbq-predictions", "pruning", "parity")
+SCHEMA_NAMES = ("report", "policy", "bbq-predictions", "pruning", "parity", "compression")
 #: the ``schema`` value each side file carries
-SIDE_FILE_IDS = {"pruning": "edgeval.pruning/1", "parity": "edgeval.parity/1"}
+SIDE_FILE_IDS = {"pruning": "edgeval.pruning/1", "parity": "edgeval.parity/1", "compression": "edgeval.compression/1"}
 REPORT_SCHEMA_VERSION = "1.2"
 POLICY_SCHEMA_VERSION = "1.0"
 

@@ -53,6 +53,21 @@ def check_output(out_dir: str | Path, overwrite: bool) -> Path:
     return out
 
 
+def save_model_dir(model: Any, source: Path, out_dir: Path) -> Path:
+    """Write safetensors + config + tokenizer files (copied from ``source``) into ``out_dir``, every file with
+    the umask's mode (a compression step's output; the chain makes it atomic)."""
+    from .._torch_model import write_tokenizer
+
+    mode = umask_mode()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    write_tokenizer(source, out_dir)
+    for file in out_dir.iterdir():
+        if file.is_file():
+            file.chmod(mode)  # some writers leave 0600 files behind
+    return out_dir
+
+
 def save_pruned(model: Any, source: Path, out_dir: Path, manifest: dict) -> Path:
     """Write safetensors + config + tokenizer files (copied from ``source``) + ``pruning.json`` to a temporary
     sibling folder, then rename it to ``out_dir`` (a previous prune output there is replaced only then)."""
