@@ -50,6 +50,7 @@ def log(message: str) -> None:
 def build_models(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """name -> {onnx path, method, requested and measured sparsity}; prunes and exports what is missing."""
     from edgeval.converters.export import export_onnx
+    from edgeval.converters.manifest import prune_record, read_manifest
     from edgeval.converters.pruning.api import prune_directory
     from edgeval.zoo import fetch_smollm2
 
@@ -58,11 +59,11 @@ def build_models(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     for method in args.methods.split(","):
         for s in (float(x) for x in args.sparsities.split(",")):
             out = args.work / f"{method}-{s:.2f}" / "hf"
-            if not (out / "pruning.json").is_file():
+            if not out.is_dir() or read_manifest(out) is None:
                 log(f"pruning {method} {s:.0%}")
                 prune_directory(dense_dir, out, method, s, n_samples=args.calib_samples, seq_len=args.calib_len,
                                 overwrite=True)
-            manifest = json.loads((out / "pruning.json").read_text())
+            manifest = prune_record(read_manifest(out))
             models[f"{method}-{s:.0%}"] = {"source": out, "method": method, "sparsity": s,
                                            "measured": manifest["measured_sparsity"],
                                            "prune_s": manifest.get("elapsed_s")}

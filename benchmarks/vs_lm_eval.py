@@ -784,7 +784,7 @@ def ensure_models(args: argparse.Namespace) -> None:
             path, source = root / folder / "model.onnx", args.hf_model
             if attr == "candidate":
                 source = root / "magnitude-40" / "hf"
-                if not (source / "pruning.json").is_file():
+                if not any((source / name).is_file() for name in ("compression.json", "pruning.json")):
                     from edgeval.converters.pruning.api import prune_directory
 
                     log(f"pruning {args.hf_model} (magnitude, 40 %) -> {source}")

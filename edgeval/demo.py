@@ -8,7 +8,7 @@ Steps (each logged with the elapsed time):
    unless ``dynamo``), cached in ``out_dir``;
 3. the dense model checked once (size, latency, bbq, perplexity; no baseline): its BBQ predictions sidecar is
    the saved baseline of every candidate, so the dense model is scored on BBQ once;
-4. per (method, sparsity): prune (cached while ``pruning.json`` matches), export (cached), and
+4. per (method, sparsity): prune (cached while ``compression.json`` matches), export (cached), and
    ``edgeval.check(candidate, baseline=dense)`` under :func:`demo_policy`; ``out_dir/<name>/report.json`` and
    ``report.html``;
 5. a table (printed with rich, ``summary.md``, ``summary.json``), a plot (``demo.png``) and a page that holds
@@ -236,13 +236,15 @@ def _problem(report) -> str:
 
 
 def _prune(source: Path, out: Path, method: str, sparsity: float, cfg: DemoConfig, log: _Clock) -> dict[str, Any]:
-    """The pruned HF directory's manifest; prunes only when ``pruning.json`` is missing or was made otherwise."""
+    """The pruned HF directory's pruning record; prunes only when its manifest (``compression.json``, or an older
+    ``pruning.json``) is missing or was made otherwise."""
+    from .converters.manifest import prune_record, read_manifest
     from .converters.pruning.api import prune_directory
-    from .schemas import read_side_file
 
-    manifest_path = out / "pruning.json"
-    if manifest_path.is_file():
-        manifest = read_side_file("pruning", manifest_path)
+    doc = read_manifest(out) if out.is_dir() else None
+    manifest = prune_record(doc) if doc else None
+    if manifest is not None:
+        manifest["source"] = doc["source"]
         if _same_pruning(manifest, source, method, sparsity, cfg):
             log.sub(f"reusing {out} (measured sparsity {manifest['measured_sparsity']:.4f})")
             return manifest

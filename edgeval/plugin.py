@@ -5,7 +5,12 @@ The tutorial and the contract are in ``docs/plugins.md``. What is here, by purpo
 
 Registering
     :data:`hookimpl` marks the hook functions of a plugin module (``edgeval_validators``, ``edgeval_runtimes``,
-    ``edgeval_after_prune``, ``edgeval_report_ready``; see :class:`edgeval.plugins.EdgevalSpec`).
+    ``edgeval_compressors``, ``edgeval_after_prune``, ``edgeval_after_compress``, ``edgeval_report_ready``; see
+    :class:`edgeval.plugins.EdgevalSpec`).
+A compressor
+    :class:`Compressor` (the protocol: ``name``, ``kind``, ``summary``, ``Settings``, ``accepts``, ``produces``,
+    ``apply``), :class:`StepContext` (what ``apply`` gets besides its settings), :class:`StepResult` (what it
+    returns: the artifact and what was measured) and :func:`carry_tokenizer` (copy the tokenizer files along).
 A validator
     :class:`Validator` (the protocol: ``name``, ``summary``, ``Settings``, ``run``), :class:`RunContext` (what
     ``run`` gets: the artifacts, their runtimes, the seed, progress), :class:`Outcome` (what it returns) and
@@ -45,6 +50,7 @@ from __future__ import annotations
 
 from .atomic import atomic_write_bytes, atomic_write_text
 from .cache import user_cache_dir
+from .converters.compressor import Compressor, StepContext, StepResult, carry_tokenizer
 from .decision import ON_INCONCLUSIVE, Decision, PairedUnits, Plan, ScopeTest, decide
 from .errors import BadInputError, DataError, EdgevalError, MeasurementError, ModelError, PolicyError, UsageError
 from .fetch import extract_members, fetch_url, pip_wheel, sha256_file
@@ -60,6 +66,7 @@ from .validators.base import Outcome, RunContext, Validator
 
 __all__ = [
     "hookimpl", "Validator", "RunContext", "Outcome", "Runtime", "BaseRuntime",
+    "Compressor", "StepContext", "StepResult", "carry_tokenizer",
     "Settings", "setting", "schema_of", "defaults_of", "parse",
     "Check", "threshold_check", "error_check", "slug", "is_check_id",
     "EdgevalError", "BadInputError", "DataError", "MeasurementError", "ModelError", "PolicyError", "UsageError",

@@ -418,7 +418,7 @@ def test_prune_overwrite_refuses_a_folder_that_is_not_a_prune_output(tiny_llama_
     (precious / "thesis.tex").write_text("years of work")
     code, err = run_cli(capsys, "prune", tiny_llama_dir, "--method", "magnitude", "--sparsity", "0.5", "--out",
                         precious, "--overwrite")
-    assert_refused(code, err, 2, needle="pruning.json")
+    assert_refused(code, err, 2, needle="compression.json")
     assert (precious / "thesis.tex").read_text() == "years of work"
 
 

@@ -1,4 +1,4 @@
-"""Every file edgeval writes (report, predictions sidecars, HTML page, pruned model with pruning.json, export
+"""Every file edgeval writes (report, predictions sidecars, HTML page, pruned model with compression.json, export
 with .parity.json) gets the mode a plain ``open`` gives under the umask, never the 0600 of a temp file."""
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def test_pruned_model_and_export_with_parity_follow_the_umask(umask, tiny_llama_
     file_mode, dir_mode = umask
     pruned = tmp_path / "pruned"
     assert run_cli("prune", tiny_llama_dir, "--method", "magnitude", "--sparsity", "0.5", "--out", pruned) == 0
-    assert read_side_file("pruning", pruned / "pruning.json")["method"] == "magnitude"  # valid against its schema
+    assert read_side_file("compression", pruned / "compression.json")["chain"] == ["magnitude"]  # valid vs its schema
     assert_modes(pruned, file_mode, dir_mode)
     exported = tmp_path / "onnx"
     exported.mkdir()

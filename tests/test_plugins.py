@@ -148,3 +148,27 @@ def test_a_plugin_that_fails_to_import_names_itself(tiny_llama_onnx: Path, tmp_p
     skipped = edgeval(site, tmp_path, "check", tiny_llama_onnx, "--validators", "size", "--disable-plugin", "broken",
                       "--set", "size.max_bytes=1000000000", "--report", tmp_path / "r.json", "-q")
     assert skipped.returncode == 0, skipped.stderr
+
+
+# -- a plugin compressor ---------------------------------------------------------------------------------
+def test_plugin_compressor_is_listed_chained_and_recorded(plugin_site: Path, tiny_llama_dir: Path,
+                                                          tmp_path: Path) -> None:
+    listed = edgeval(plugin_site, tmp_path, "compressors")
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line.split()[1] for line in listed.stdout.splitlines() if line.strip()}
+    assert rows["demo-fp16"] == "quantize" and rows["wanda"] == "prune"
+    out = tmp_path / "out"
+    proc = edgeval(plugin_site, tmp_path, "compress", tiny_llama_dir, "--method", "magnitude", "--sparsity", "0.5",
+                   "--then", "demo-fp16", "--set", "demo-fp16.skip_embeddings=true", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "compression.json").read_text())
+    assert doc["chain"] == ["magnitude", "demo-fp16"]
+    step = doc["steps"][1]
+    assert step["kind"] == "quantize" and step["settings"] == {"skip_embeddings": True}
+    assert step["measured"]["values_changed"] > 0 and doc["output"]["format"] == "hf"
+    bad = edgeval(plugin_site, tmp_path, "compress", tiny_llama_dir, "--method", "demo-fp16", "--set",
+                  "demo-fp16.skip_embeddings=7", "--out", tmp_path / "o2")
+    assert bad.returncode == 3 and "demo-fp16.skip_embeddings" in bad.stderr and not (tmp_path / "o2").exists()
+    off = edgeval(plugin_site, tmp_path, "compress", tiny_llama_dir, "--method", "demo-fp16", "--disable-plugin",
+                  "demo", "--out", tmp_path / "o3")
+    assert off.returncode == 3 and "unknown compression method 'demo-fp16'" in off.stderr

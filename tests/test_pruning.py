@@ -4,8 +4,6 @@ Wanda's scores, its sequential calibration and the calibration corpus are tested
 """
 from __future__ import annotations
 
-import json
-
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -281,12 +279,18 @@ def test_missing_model_dir_is_a_model_error(tmp_path):
 def test_prune_directory_writes_a_loadable_model(tiny_llama_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from edgeval.converters.manifest import prune_record, read_manifest
+
     out = tmp_path / "pruned"
     result = prune_directory(tiny_llama_dir, out, "wanda", 0.5, n_samples=4, seq_len=64, seed=1)
-    assert result.out_dir == out and {"model.safetensors", "config.json", "tokenizer.json", "pruning.json"} <= {
+    assert result.out_dir == out and {"model.safetensors", "config.json", "tokenizer.json", "compression.json"} <= {
         p.name for p in out.iterdir()}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left behind
-    manifest = json.loads((out / "pruning.json").read_text())
+    doc = read_manifest(out)
+    assert doc["chain"] == ["wanda"] and doc["source"]["format"] == "hf" and doc["output"]["format"] == "hf"
+    manifest = result.manifest
+    assert prune_record(doc)["measured_sparsity"] == manifest["measured_sparsity"]
+    assert prune_record(doc)["layers"] == manifest["layers"]
     assert manifest["method"] == "wanda" and manifest["seed"] == 1 and manifest["elapsed_s"] >= 0
     assert manifest["calibration"]["n_samples"] == 4 and manifest["calibration"]["seq_len"] == 64
     assert len(manifest["calibration"]["sha256"]) == 64 and manifest["edgeval_version"]
@@ -305,12 +309,14 @@ def test_prune_directory_writes_a_loadable_model(tiny_llama_dir, tmp_path):
 def test_prune_directory_gpt2_and_overwrite(tiny_gpt2_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
+    from edgeval.converters.manifest import prune_record, read_manifest
+
     out = tmp_path / "pruned"
     prune_directory(tiny_gpt2_dir, out, "magnitude", pattern="2:4")
     with pytest.raises(UsageError, match="not empty"):
         prune_directory(tiny_gpt2_dir, out, "random", 0.3)
     result = prune_directory(tiny_gpt2_dir, out, "random", 0.3, overwrite=True)
-    assert json.loads((out / "pruning.json").read_text())["method"] == "random"
+    assert prune_record(read_manifest(out))["method"] == "random"
     reloaded = AutoModelForCausalLM.from_pretrained(out)
     measured = [float((m.weight == 0).float().mean()) for m in block_linears(reloaded).values()]
     assert measured == pytest.approx([result.manifest["layers"][n]["measured_sparsity"]
@@ -338,12 +344,13 @@ def test_prune_directory_checks_options_before_loading(tmp_path):
 
 def test_prune_cli_reports_calibration_tokens_used_and_warns_on_a_shortfall(tiny_llama_dir, tmp_path, capsys):
     from edgeval.cli import main
+    from edgeval.converters.manifest import prune_record, read_manifest
 
     with pytest.raises(SystemExit) as info:
         main(["prune", str(tiny_llama_dir), "--method", "wanda", "--sparsity", "0.5", "--calibration-samples", "128",
               "--seq-len", "256", "--out", str(tmp_path / "out")])
     out, err = capsys.readouterr()
-    manifest = json.loads((tmp_path / "out" / "pruning.json").read_text())
+    manifest = prune_record(read_manifest(tmp_path / "out"))
     calib = manifest["calibration"]
     assert info.value.code == 0 and calib["requested_tokens"] == 128 * 256
     assert 0 < calib["distinct_tokens"] <= calib["corpus_tokens"] < 128 * 256  # the shipped text is too short

@@ -129,7 +129,7 @@ def test_save_pruned_failure_keeps_the_previous_output(tmp_path, monkeypatch):
 
     previous = tmp_path / "pruned"
     previous.mkdir()
-    (previous / "pruning.json").write_text("{}")
+    (previous / "compression.json").write_text("{}")
 
     class Model:
         def save_pretrained(self, folder, safe_serialization=True):
@@ -145,4 +145,4 @@ def test_save_pruned_failure_keeps_the_previous_output(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         io.save_pruned(Model(), tmp_path, io.check_output(previous, overwrite=True), manifest)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pruned"]
-    assert [p.name for p in previous.iterdir()] == ["pruning.json"]
+    assert [p.name for p in previous.iterdir()] == ["compression.json"]

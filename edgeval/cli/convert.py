@@ -171,20 +171,9 @@ def _move_out(stage: Path, out_path: Path) -> None:
 
 
 def _parity(source: Path, exported: Path, policy, threads: int | None) -> int:
-    from ..runtimes import load_runtime
-    from ..validators.parity import parity_report
+    from ..converters.export_step import parity_of_export
 
-    candidate = load_runtime(exported, threads=threads)
-    try:
-        reference = load_runtime(source, threads=threads)
-    except BaseException:
-        candidate.close()
-        raise
-    try:
-        checks, results = parity_report(candidate, reference, policy.section("parity"))
-    finally:
-        candidate.close()
-        reference.close()
+    checks, results = parity_of_export(source, exported, policy.section("parity"), threads)
     for check in checks:
         click.echo(f"parity {check.status:5} {check.id}: {check.message}", err=True)
     side = exported.with_name(exported.name + ".parity.json")

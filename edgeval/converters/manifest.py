@@ -71,8 +71,10 @@ def prune_record(manifest: dict[str, Any]) -> dict[str, Any] | None:
     """The first prune step of a manifest as a pruning record (``method``, ``measured_sparsity`` …), or None."""
     for step in manifest.get("steps", []):
         if step["kind"] == "prune":
-            return {**step["measured"], **step["settings"], "layers": step["layers"],
-                    "warnings": step["warnings"], "requested_sparsity": step["settings"].get("sparsity")}
+            measured = step["measured"]
+            return {**step["settings"], **measured, "method": step["method"], "layers": step["layers"],
+                    "warnings": step["warnings"],
+                    "requested_sparsity": measured.get("requested_sparsity", step["settings"].get("sparsity"))}
     return None
 
 

@@ -35,6 +35,10 @@ class WandaStepSettings(PruneStepSettings):
     seq_len: int = setting(512, "Tokens per calibration sequence.", minimum=8)
 
 
+#: keys of the pruning record that are settings, per-layer figures or versions (kept elsewhere in the manifest)
+_NOT_MEASURED = ("schema", "layers", "warnings", "environment", "method", "pattern", "seed", "edgeval_version")
+
+
 class _Pruner:
     kind = "prune"
     accepts = ("hf", "gguf")
@@ -64,13 +68,15 @@ class _Pruner:
         from .io import load_model, save_model_dir
 
         model, tokenizer, origin = load_model(source)
-        result = prune_model(model, self.name, settings.sparsity, tokenizer=tokenizer,
-                             progress=lambda done, total, label: ctx.progress(f"[{done}/{total}] {label}"),
+        def tick(done: int, total: int, label: str) -> None:
+            if done == total or done % max(1, total // 4) == 0:
+                ctx.progress(f"  pruned {done}/{total} ({label})")
+
+        result = prune_model(model, self.name, settings.sparsity, tokenizer=tokenizer, progress=tick,
                              **self.options(settings))
         save_model_dir(model, origin, out_dir)
         record = result.manifest
-        return StepResult(out_dir, measured={k: v for k, v in record.items()
-                                             if k not in ("schema", "layers", "warnings", "environment")},
+        return StepResult(out_dir, measured={k: v for k, v in record.items() if k not in _NOT_MEASURED},
                           layers=record["layers"], tools=record["environment"], warnings=record["warnings"])
 
 

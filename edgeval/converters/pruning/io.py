@@ -18,7 +18,7 @@ from ...artifacts import detect_format
 from ...atomic import atomic_dir, atomic_write_text, umask_mode
 from ...errors import ModelError, UsageError
 from ...schemas import check_side_file
-from .manifest import MANIFEST_NAME
+from .. import manifest as chain_manifest
 
 
 def load_model(src: str | Path) -> tuple[Any, Any, Path]:
@@ -39,17 +39,17 @@ def load_model(src: str | Path) -> tuple[Any, Any, Path]:
 
 def check_output(out_dir: str | Path, overwrite: bool) -> Path:
     """Refuse (:class:`UsageError`) to replace a non-empty ``out_dir`` unless ``overwrite``, and even then unless it
-    is a previous edgeval prune output (it holds ``pruning.json``): ``--overwrite`` never deletes an arbitrary
-    folder."""
+    is a previous edgeval output (it holds ``compression.json``, or an older ``pruning.json``): ``--overwrite``
+    never deletes an arbitrary folder."""
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise UsageError(f"output path exists and is not a directory: {out}")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise UsageError(f"output directory {out} exists and is not empty (pass overwrite=True / --overwrite)")
-        if not (out / MANIFEST_NAME).is_file():
-            raise UsageError(f"refusing to replace {out}: it is not an edgeval prune output (no {MANIFEST_NAME}); "
-                             "choose an empty or new --out")
+        if not any((out / name).is_file() for name in (chain_manifest.MANIFEST_NAME, chain_manifest.LEGACY_NAME)):
+            raise UsageError(f"refusing to replace {out}: it is not an edgeval output (no "
+                             f"{chain_manifest.MANIFEST_NAME}); choose an empty or new --out")
     return out
 
 
@@ -68,18 +68,18 @@ def save_model_dir(model: Any, source: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def save_pruned(model: Any, source: Path, out_dir: Path, manifest: dict) -> Path:
-    """Write safetensors + config + tokenizer files (copied from ``source``) + ``pruning.json`` to a temporary
-    sibling folder, then rename it to ``out_dir`` (a previous prune output there is replaced only then)."""
-    from .._torch_model import write_tokenizer
+def save_pruned(model: Any, source: Path, out_dir: Path, record: dict) -> dict:
+    """Write safetensors + config + tokenizer files (copied from ``source``) + ``compression.json`` (one prune
+    step made of the pruning ``record``) to a temporary sibling folder, then rename it to ``out_dir`` (a previous
+    output there is replaced only then). Returns the manifest."""
+    from ...artifacts import load_artifact
 
-    check_side_file("pruning", manifest, Path(out_dir) / MANIFEST_NAME)  # a bad manifest is a bug: before any write
-    mode = umask_mode()
+    check_side_file("pruning", record, Path(out_dir) / chain_manifest.LEGACY_NAME)  # a bad record is a bug
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        write_tokenizer(source, tmp)
-        atomic_write_text(tmp / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
-        for file in tmp.iterdir():
-            if file.is_file():
-                file.chmod(mode)  # some writers leave 0600 files behind
-    return out_dir
+        save_model_dir(model, source, tmp)
+        output = {**load_artifact(tmp).to_json(), "path": str(out_dir)}
+        doc = chain_manifest.build(record.get("source") or {"path": str(source), "format": "hf"}, output,
+                                   [chain_manifest.prune_step(record)])
+        check_side_file("compression", doc, Path(out_dir) / chain_manifest.MANIFEST_NAME)
+        atomic_write_text(tmp / chain_manifest.MANIFEST_NAME, json.dumps(doc, indent=2) + "\n")
+    return doc

@@ -1,18 +1,33 @@
-"""A demo edgeval plugin: the validator ``demo_plugin`` and an ``edgeval_report_ready`` sink.
+"""A demo edgeval plugin: the validator ``demo_plugin``, the compressor ``demo-fp16`` and an
+``edgeval_report_ready`` sink.
 
 Registered through the ``edgeval`` entry-point group (see this package's pyproject.toml), like any third-party
 plugin, and written against the public surface only (``edgeval.plugin``). The validator emits one passing check,
 ``demo_plugin.ok``, and a small result; its settings (:class:`DemoSettings`) are the policy's top-level
-``demo_plugin:`` section. The sink writes a JSON marker file when ``EDGEVAL_DEMO_MARKER`` names one.
+``demo_plugin:`` section. The compressor rounds a Hugging Face directory's float32 safetensors weights to
+float16 and back (numpy and safetensors only). The sink writes a JSON marker file when ``EDGEVAL_DEMO_MARKER``
+names one.
 """
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from edgeval.plugin import Check, Outcome, RunContext, Settings, hookimpl, setting
+from edgeval.plugin import (
+    BadInputError,
+    Check,
+    Outcome,
+    RunContext,
+    Settings,
+    StepContext,
+    StepResult,
+    carry_tokenizer,
+    hookimpl,
+    setting,
+)
 
 MARKER_ENV = "EDGEVAL_DEMO_MARKER"
 
@@ -50,3 +65,55 @@ def edgeval_report_ready(report: Any, path: str | None) -> None:
     if marker:
         with open(marker, "w", encoding="utf-8") as fh:
             json.dump({"verdict": report.verdict, "path": path, "checks": [c.id for c in report.checks]}, fh)
+
+
+@dataclass(frozen=True)
+class Fp16Settings(Settings):
+    """The ``demo-fp16`` compressor's settings."""
+
+    skip_embeddings: bool = setting(False, "leave tensors whose name contains 'embed' in float32")
+
+
+class Fp16RoundTrip:
+    """float32 weights -> float16 -> float32, in a Hugging Face directory (a lossy 'quantizer')."""
+
+    name = "demo-fp16"
+    kind = "quantize"
+    summary = "demo plugin compressor (tests): fp16 round trip of safetensors weights"
+    Settings = Fp16Settings
+    accepts = ("hf",)
+    produces = "hf"
+
+    def refuse(self, source: Path) -> str | None:
+        return None if list(Path(source).glob("*.safetensors")) else "no *.safetensors weights"
+
+    def apply(self, source: Path, out_dir: Path, settings: Fp16Settings, ctx: StepContext) -> StepResult:
+        import shutil
+
+        import numpy as np
+        from safetensors.numpy import load_file, save_file
+
+        changed, largest = 0, 0.0
+        for file in sorted(Path(source).glob("*.safetensors")):
+            tensors = load_file(str(file))
+            for name, value in tensors.items():
+                if value.dtype == np.float32 and not (settings.skip_embeddings and "embed" in name):
+                    rounded = value.astype(np.float16).astype(np.float32)
+                    changed += int((rounded != value).sum())
+                    largest = max(largest, float(np.abs(rounded - value).max(initial=0.0)))
+                    tensors[name] = rounded
+            save_file(tensors, str(out_dir / file.name), metadata={"format": "pt"})
+        for extra in ("config.json", "generation_config.json"):
+            if (Path(source) / extra).is_file():
+                shutil.copyfile(Path(source) / extra, out_dir / extra)
+        carry_tokenizer(Path(source), out_dir)
+        if not changed:
+            raise BadInputError("demo-fp16 changed no weight")
+        ctx.progress(f"demo-fp16: {changed} values rounded")
+        return StepResult(out_dir, measured={"values_changed": changed, "max_abs_change": largest},
+                          tools={"numpy": np.__version__})
+
+
+@hookimpl
+def edgeval_compressors() -> list[Any]:
+    return [Fp16RoundTrip()]

@@ -1,0 +1,190 @@
+"""``edgeval compress`` and :mod:`edgeval.converters.chain`: planning (impossible chains refused before any work),
+running (one compression.json, no partial output), and the command line."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edgeval.converters import chain
+from edgeval.converters.compressor import StepContext, StepResult, carry_tokenizer
+from edgeval.converters.manifest import prune_record, read_manifest
+from edgeval.errors import BadInputError, PolicyError, UsageError
+from edgeval.schemas import side_file_problem
+from edgeval.settings import Settings
+
+
+@dataclass(frozen=True)
+class _NoSettings(Settings):
+    pass
+
+
+class FakeOnnxQuantizer:
+    """A quantizer that takes an ONNX file and copies it (enough to test the planner and the runner)."""
+
+    name, kind, summary, Settings = "fake-q", "quantize", "copies", _NoSettings
+    accepts, produces = ("onnx",), "onnx"
+
+    def __init__(self, fail: bool = False):
+        self.fail = fail
+
+    def refuse(self, source: Path) -> str | None:
+        return "already quantized" if "quantized" in source.name else None
+
+    def apply(self, source: Path, out_dir: Path, settings, ctx: StepContext) -> StepResult:
+        if self.fail:
+            raise BadInputError("fake-q failed on purpose")
+        (out_dir / source.name).write_bytes(source.read_bytes())
+        carry_tokenizer(source, out_dir)
+        return StepResult(out_dir / source.name, measured={"copied": True}, warnings=["a warning"])
+
+
+@pytest.fixture
+def with_fake(monkeypatch: pytest.MonkeyPatch):
+    """Register FakeOnnxQuantizer beside the built-ins (returns the registry it patched in)."""
+    from edgeval import plugins
+
+    real = plugins.registered_compressors
+
+    def patched(disabled=(), fail=False):
+        return {**real(disabled), "fake-q": FakeOnnxQuantizer(fail=with_fake.fail)}
+
+    with_fake.fail = False
+    monkeypatch.setattr(plugins, "registered_compressors", patched)
+    return with_fake
+
+
+# -- planning ----------------------------------------------------------------------------------------------
+def test_plan_inserts_an_export_where_a_step_needs_one(with_fake) -> None:
+    steps = chain.plan("hf", [("wanda", {"sparsity": 0.5}), ("fake-q", {})])
+    assert [(s.method, s.kind, s.input_format, s.output_format) for s in steps] == [
+        ("wanda", "prune", "hf", "hf"), ("export-onnx", "export", "hf", "onnx"), ("fake-q", "quantize", "onnx", "onnx")]
+    assert steps[0].settings.sparsity == 0.5 and steps[0].settings.n_samples == 128
+    assert [s.method for s in chain.plan("gguf", [("magnitude", {"sparsity": 0.2})], to="onnx")] == [
+        "magnitude", "export-onnx"]
+    assert [s.method for s in chain.plan("onnx", [("fake-q", {})])] == ["fake-q"]
+
+
+@pytest.mark.parametrize(("fmt", "methods", "to", "needle"), [
+    ("hf", [("wandx", {})], None, "unknown compression method 'wandx' (did you mean 'wanda'?"),
+    ("hf", [("fake-q", {}), ("magnitude", {"sparsity": 0.5})], None, "pruning after quantization is not possible"),
+    ("onnx", [("fake-q", {}), ("fake-q", {})], None, "a model is quantized once"),
+    ("onnx", [("magnitude", {"sparsity": 0.5})], None, "takes a hf or a gguf model, but the chain has an onnx"),
+    ("tflite", [("fake-q", {})], None, "fake-q takes an onnx model, but the chain has a tflite"),
+    ("hf", [("fake-q", {})], "tflite", "--to tflite, but the chain ends with an onnx model (made by fake-q)"),
+    ("hf", [("magnitude", {"sparsity": 0.3, "pattern": "2:4"})], None, "pattern 2:4 implies sparsity 0.5"),
+])
+def test_impossible_chains_are_refused_in_one_line(with_fake, fmt, methods, to, needle) -> None:
+    with pytest.raises(BadInputError) as err:
+        chain.plan(fmt, methods, to)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_plan_refuses_bad_settings_and_empty_chains(with_fake) -> None:
+    with pytest.raises(PolicyError, match="'wanda.n_samples'"):
+        chain.plan("hf", [("wanda", {"sparsity": 0.5, "n_samples": 0})])
+    with pytest.raises(PolicyError, match="'magnitude.sparsity'"):
+        chain.plan("hf", [("magnitude", {"sparsity": 1.0})])
+    with pytest.raises(PolicyError, match="bogus"):
+        chain.plan("hf", [("magnitude", {"sparsity": 0.5, "bogus": 1})])
+    with pytest.raises(UsageError, match="nothing to do"):
+        chain.plan("hf", [])
+    with pytest.raises(UsageError, match="ONNX export options"):
+        chain.plan("hf", [("magnitude", {"sparsity": 0.5})], "tflite", chain.ExportOptions(kv_cache=True))
+
+
+# -- running -----------------------------------------------------------------------------------------------
+def test_prune_export_quantize_chain_writes_one_manifest(with_fake, tiny_llama_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    lines: list[str] = []
+    result = chain.compress(tiny_llama_dir, out, [("magnitude", {"sparsity": 0.5}), ("fake-q", {})],
+                            export=chain.ExportOptions(legacy=True), progress=lines.append)
+    assert result.path == out.resolve() / "model.onnx" and result.path.is_file()
+    assert {"model.onnx", "tokenizer.json", "compression.json"} <= {p.name for p in out.iterdir()}
+    doc = read_manifest(out)
+    assert side_file_problem("compression", doc) is None and doc == result.manifest
+    assert doc["chain"] == ["magnitude", "export-onnx", "fake-q"] and doc["warnings"] == ["a warning"]
+    prune, export, quant = doc["steps"]
+    assert prune["measured"]["measured_sparsity"] == pytest.approx(0.5) and len(prune["layers"]) == 14
+    assert export["measured"]["parity"]["letter_agreement"] == 1.0 and export["settings"]["legacy"] is True
+    assert quant["measured"] == {"copied": True} and doc["output"]["sha256"] and doc["source"]["format"] == "hf"
+    assert any("[3/3] fake-q" in line for line in lines)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no work or staging folder left behind
+
+
+def test_a_failing_step_leaves_no_output(with_fake, tiny_llama_dir: Path, tmp_path: Path) -> None:
+    with_fake.fail = True
+    with pytest.raises(BadInputError, match="failed on purpose"):
+        chain.compress(tiny_llama_dir, tmp_path / "out", [("magnitude", {"sparsity": 0.5}), ("fake-q", {})],
+                       export=chain.ExportOptions(legacy=True, parity=False))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refused_input_fails_before_any_work(with_fake, tiny_llama_onnx: Path, tmp_path: Path) -> None:
+    quantized = tmp_path / "in" / "model.quantized.onnx"
+    quantized.parent.mkdir()
+    quantized.write_bytes(tiny_llama_onnx.read_bytes())
+    with pytest.raises(BadInputError, match="fake-q cannot compress this model: already quantized"):
+        chain.compress(quantized, tmp_path / "out", [("fake-q", {})])
+    assert not (tmp_path / "out").exists()
+
+
+def test_overwrite_only_replaces_an_edgeval_output(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(UsageError, match="not an edgeval output"):
+        chain.compress(tiny_llama_dir, other, [("magnitude", {"sparsity": 0.3})], overwrite=True)
+    out = tmp_path / "out"
+    chain.compress(tiny_llama_dir, out, [("magnitude", {"sparsity": 0.3})])
+    with pytest.raises(UsageError, match="exists and is not empty"):
+        chain.compress(tiny_llama_dir, out, [("random", {"sparsity": 0.3})])
+    chain.compress(tiny_llama_dir, out, [("random", {"sparsity": 0.3})], overwrite=True)
+    assert prune_record(read_manifest(out))["method"] == "random" and (other / "keep.txt").read_text() == "mine"
+
+
+def test_legacy_pruning_json_is_still_read(tmp_path: Path) -> None:
+    from test_side_files import PRUNING
+
+    (tmp_path / "pruning.json").write_text(json.dumps(PRUNING))
+    doc = read_manifest(tmp_path)
+    assert doc["legacy"] is True and doc["chain"] == [PRUNING["method"]]
+    assert prune_record(doc)["measured_sparsity"] == PRUNING["measured_sparsity"]
+    assert side_file_problem("compression", doc) is None
+    (tmp_path / "pruning.json").write_text("{}")
+    with pytest.raises(BadInputError, match="pruning.json"):
+        read_manifest(tmp_path)
+
+
+# -- the command line --------------------------------------------------------------------------------------
+def run_cli(cwd: Path, *args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgeval", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_cli_compress_and_its_bad_input(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    ok = run_cli(tmp_path, "compress", tiny_llama_dir, "--method", "magnitude", "--sparsity", "0.5", "--to", "onnx",
+                 "--legacy", "--out", tmp_path / "out")
+    assert ok.returncode == 0, ok.stderr
+    assert "compressed (magnitude -> export-onnx)" in ok.stdout and "measured sparsity 0.5000" in ok.stdout
+    cases = [(("--method", "wandx"), 3, "unknown compression method 'wandx'"),
+             (("--method", "magnitude", "--sparsity", "0.5", "--set", "int4.block_size=64"), 2,
+              "'int4' is not a method of this chain"),
+             (("--method", "magnitude", "--sparsity", "2"), 3, "'magnitude.sparsity'"),
+             (("--method", "magnitude", "--calibration", "x.txt"), 2, "--calibration does not apply"),
+             (("--method", "magnitude", "--sparsity", "0.5", "--set", "magnitude.seed"), 2, "METHOD.KEY=VALUE")]
+    for args, code, needle in cases:
+        proc = run_cli(tmp_path, "compress", tiny_llama_dir, *args, "--out", tmp_path / "bad")
+        assert proc.returncode == code and needle in proc.stderr, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+        assert not (tmp_path / "bad").exists()
+
+
+def test_cli_lists_compressors_with_their_settings(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "compressors", "-v")
+    assert proc.returncode == 0, proc.stderr
+    assert "wanda.n_samples = 128" in proc.stdout and proc.stdout.splitlines()[0].startswith("random")
