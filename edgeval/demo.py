@@ -10,7 +10,9 @@ Steps (each logged with the elapsed time):
    the saved baseline of every candidate, so the dense model is scored on BBQ once;
 4. per (method, sparsity): prune (cached while ``compression.json`` matches), export (cached), and
    ``edgeval.check(candidate, baseline=dense)`` under :func:`demo_policy`; ``out_dir/<name>/report.json`` and
-   ``report.html``;
+   ``report.html``; then per quantizer, ``edgeval compress`` of the dense export, and per chain, prune then
+   quantize from the dense model (:func:`edgeval.converters.chain.compress`, cached while ``compression.json``
+   matches), each checked the same way;
 5. a table (printed with rich, ``summary.md``, ``summary.json``), a plot (``demo.png``) and a page that holds
    both and links every report (``demo.html``).
 
@@ -61,6 +63,10 @@ class DemoConfig:
     dynamo: bool = False
     model_dir: Path | None = None
     lenses: int = 0
+    #: quantizers applied to the dense export (``edgeval compress --method Q``)
+    quantizers: tuple[str, ...] = ("int8", "int4")
+    #: prune -> quantize chains from the dense model: (pruning method, sparsity, quantizer)
+    chains: tuple[tuple[str, float, str], ...] = (("wanda", 0.5, "int8"),)
 
     @property
     def validators(self) -> tuple[str, ...]:
@@ -73,13 +79,14 @@ class DemoConfig:
     @property
     def steps(self) -> int:
         """model, dense export, dense check, one per candidate, outputs."""
-        return 4 + len(self.methods) * len(self.sparsities)
+        return 4 + len(self.methods) * len(self.sparsities) + len(self.quantizers) + len(self.chains)
 
     def to_json(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir), "bbq_data": self.bbq_data, "limit": self.limit,
                 "methods": list(self.methods), "sparsities": list(self.sparsities),
                 "calib_samples": self.calib_samples, "calib_len": self.calib_len, "exporter": self.exporter,
-                "model_dir": None if self.model_dir is None else str(self.model_dir), "lenses": self.lenses}
+                "model_dir": None if self.model_dir is None else str(self.model_dir), "lenses": self.lenses,
+                "quantizers": list(self.quantizers), "chains": [list(c) for c in self.chains]}
 
 
 @dataclass(frozen=True)
@@ -132,16 +139,20 @@ def demo_policy(limit: int, bbq_data: str | None = None, lenses: int = 0):
 def run_demo(out_dir: str | Path, *, bbq_data: str | Path | None = None, limit: int = 600,  # noqa: PLR0913  (keyword-only options of a public API)
              methods: Sequence[str] = ("wanda", "magnitude"), sparsities: Sequence[float] = (0.3, 0.5),
              calib_samples: int = 32, calib_len: int = 256, dynamo: bool = False, model_dir: str | Path | None = None,
-             lenses: int = 0, progress: Log | None = print) -> DemoResult:
+             lenses: int = 0, quantizers: Sequence[str] = ("int8", "int4"),
+             chains: Sequence[tuple[str, float, str]] = (("wanda", 0.5, "int8"),),
+             progress: Log | None = print) -> DemoResult:
     """Run the demo into ``out_dir`` (see the module docstring); ``progress=None`` also skips the printed table.
 
     ``bbq_data`` defaults to ``$EDGEVAL_BBQ_DIR``, else the checksummed download; ``model_dir`` (an HF directory)
-    replaces SmolLM2; ``lenses`` > 0 adds CrowS-Pairs and StereoSet (that many units each). Raises
+    replaces SmolLM2; ``lenses`` > 0 adds CrowS-Pairs and StereoSet (that many units each); ``quantizers`` are
+    applied to the dense export and ``chains`` (method, sparsity, quantizer) prune then quantize. Raises
     :class:`~edgeval.errors.EdgevalError` when the demo cannot run."""
     data = bbq_data if bbq_data is not None else os.environ.get("EDGEVAL_BBQ_DIR") or None
     cfg = DemoConfig(Path(out_dir).expanduser(), None if data is None else str(data), limit, tuple(methods),
                      tuple(float(s) for s in sparsities), calib_samples, calib_len, dynamo,
-                     None if model_dir is None else Path(model_dir), int(lenses))
+                     None if model_dir is None else Path(model_dir), int(lenses), tuple(quantizers),
+                     tuple((m, float(sp), q) for m, sp, q in chains))
     _preflight(cfg)
     log = _Clock(progress)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
@@ -174,6 +185,17 @@ def _preflight(cfg: DemoConfig) -> None:
     for method in cfg.methods:
         for sparsity in cfg.sparsities:
             PruneSettings.build(method, sparsity, n_samples=cfg.calib_samples, seq_len=cfg.calib_len)
+    _check_compressors(cfg)
+
+
+def _check_compressors(cfg: DemoConfig) -> None:
+    """Every quantizer and chain is one `edgeval compress` can run (checked by its planner, before any work)."""
+    from .converters.chain import plan
+
+    for quantizer in cfg.quantizers:
+        plan("onnx", [(quantizer, {})])
+    for method, sparsity, quantizer in cfg.chains:
+        plan("hf", [(method, {"sparsity": sparsity}), (quantizer, {})])
 
 
 @contextmanager
@@ -198,6 +220,7 @@ def candidate_name(method: str, sparsity: float) -> str:
 
 
 def _run_models(cfg: DemoConfig, log: _Clock) -> list[dict[str, Any]]:
+    from .converters.manifest import prune_record
     from .demo_plot import row
     from .zoo import fetch_smollm2
 
@@ -226,7 +249,49 @@ def _run_models(cfg: DemoConfig, log: _Clock) -> list[dict[str, Any]]:
             report = _check(onnx, dense, policy, cfg.out_dir / name / "report.json", saved, log)
             rows.append(row(name, method, sparsity, manifest["measured_sparsity"], report))
             log(f"{name}: verdict {report.verdict.upper()}")
+    for name, start, methods, info in _compressed_candidates(cfg, source, dense):
+        step += 1
+        log(f"step {step}/{total}: {name}: edgeval compress ({' -> '.join(m for m, _ in methods)}), check against "
+            "dense")
+        model, doc = _compress(start, cfg.out_dir / name, methods, cfg, log)
+        report = _check(model, dense, policy, cfg.out_dir / name / "report.json", saved, log)
+        record = prune_record(doc)
+        rows.append(row(name, info[0], info[1], record["measured_sparsity"] if record else None, report,
+                        kind=info[2]))
+        log(f"{name}: verdict {report.verdict.upper()}")
     return rows
+
+
+def _compressed_candidates(cfg: DemoConfig, source: Path, dense: Path) -> Iterator[tuple[str, Path, list, tuple]]:
+    """(name, what it starts from, compress methods, (method label, sparsity, kind)) of the quantized candidates."""
+    for quantizer in cfg.quantizers:
+        yield quantizer, dense, [(quantizer, {})], (quantizer, 0.0, "quantize")
+    for method, sparsity, quantizer in cfg.chains:
+        calib = {"n_samples": cfg.calib_samples, "seq_len": cfg.calib_len} if method == "wanda" else {}
+        yield (f"{candidate_name(method, sparsity)}+{quantizer}", source,
+               [(method, {"sparsity": sparsity, **calib}), (quantizer, {})], (f"{method}+{quantizer}", sparsity,
+                                                                             "chain"))
+
+
+def _compress(start: Path, out: Path, methods: list, cfg: DemoConfig, log: _Clock) -> tuple[Path, dict[str, Any]]:
+    """The compressed model and its manifest; compresses only when ``out/compression.json`` records another
+    chain, other settings or another source."""
+    from .artifacts import load_artifact
+    from .converters.chain import ExportOptions, compress, plan
+    from .converters.manifest import read_manifest
+
+    export = ExportOptions(legacy=not cfg.dynamo, kv_cache=True, next_token_output=True, parity=False)
+    artifact = load_artifact(start)
+    wanted = [(s.method, s.settings_json()) for s in plan(artifact.format, methods, None, export)]
+    doc = read_manifest(out) if out.is_dir() else None
+    if doc and [(s["method"], s["settings"]) for s in doc["steps"]] == wanted and \
+            doc["source"].get("sha256") == artifact.sha256:
+        log.sub(f"reusing {doc['output']['path']}")
+        return Path(doc["output"]["path"]), doc
+    started = time.perf_counter()
+    result = compress(start, out, methods, export=export, overwrite=True, progress=log.sub)
+    log.sub(f"compressed in {time.perf_counter() - started:.1f} s ({result.manifest['output']['bytes']:,} B)")
+    return result.path, result.manifest
 
 
 def _problem(report) -> str:

@@ -15,8 +15,9 @@ from typing import Any, Sequence
 from .render.common import DASH, dig, fmt_bytes, fmt_fixed
 
 HEADER = ("model", "method", "sparsity", "measured sparsity", "perplexity", "s_AMB", "SRS", "ΔSRS",
-          "unbiased→biased", "size", "zlib size", "latency p50", "verdict")
-NOTES = ("measured sparsity: zeros in the pruned block linears (pruning.json). s_AMB, SRS: BBQ bias on ambiguous "
+          "unbiased→biased", "size", "zlib size", "bits/weight", "latency p50", "verdict")
+NOTES = ("measured sparsity: zeros in the pruned block linears (compression.json). bits/weight: stored bits of the "
+         "weights, scales and zero points per weight (16-bit: fp16; 32: fp32). s_AMB, SRS: BBQ bias on ambiguous "
          "items of the model itself (SRS by chance: 1/3). ΔSRS and unbiased→biased (rate, count/items the dense "
          "model answered unbiased): paired with the dense model on the same items. size: bytes of the ONNX file; "
          "zlib size: compressed at level 1. latency p50: one forward pass, batch 1 x 64 tokens, ONNX Runtime. "
@@ -28,11 +29,14 @@ VERDICT_STYLE = {"pass": "green", "blocked": "bold red", "inconclusive": "bold y
                  "baseline": "dim"}
 
 
-def row(name: str, method: str, sparsity: float, measured: float | None, report) -> dict[str, Any]:
-    """One table row (plain JSON) from a model's report."""
+def row(name: str, method: str, sparsity: float, measured: float | None, report,  # noqa: PLR0913  (a row's facts)
+        kind: str = "prune") -> dict[str, Any]:
+    """One table row (plain JSON) from a model's report; ``kind``: prune, quantize or chain (the dense row:
+    method ``-``)."""
     r = report.results
     comparison = dig(r, "bbq", "comparison", "overall") or {}
-    return {"model": name, "method": method, "sparsity": sparsity, "measured_sparsity": measured,
+    return {"model": name, "method": method, "kind": "dense" if method == "-" else kind, "sparsity": sparsity,
+            "measured_sparsity": measured, "bits_per_weight": dig(r, "size", "bits_per_weight"),
             "weight_sparsity": dig(r, "size", "weight_sparsity"),
             "perplexity": dig(r, "perplexity", "candidate", "perplexity"),
             "s_amb": dig(r, "bbq", "candidate", "overall", "s_amb"),
@@ -85,9 +89,14 @@ def cells(row: dict[str, Any], lenses: bool = False) -> list[str]:
             DASH if measured is None else f"{measured:.3f}", DASH if ppl is None else f"{ppl:.4g}",
             fmt_fixed(row.get("s_amb"), signed=True), fmt_fixed(row.get("srs")),
             fmt_fixed(row.get("delta_srs"), signed=True), transitions, fmt_bytes(row.get("bytes")),
-            fmt_bytes(row.get("compressed_bytes")), DASH if p50 is None else f"{p50:.1f} ms",
+            fmt_bytes(row.get("compressed_bytes")), _bits(row.get("bits_per_weight")),
+            DASH if p50 is None else f"{p50:.1f} ms",
             *((_lens_cell(row.get("crows"), row.get("crows_delta")), _lens_cell(row.get("ss"), row.get("ss_delta")))
               if lenses else ()), verdict_word(row)]
+
+
+def _bits(value: float | None) -> str:
+    return DASH if value is None else f"{value:.1f}"
 
 
 def settings_line(settings: dict[str, Any], elapsed: float) -> str:
@@ -138,16 +147,19 @@ def print_table(rows: Sequence[dict[str, Any]], settings: dict[str, Any], elapse
 
 
 def plot_png(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Two panels vs sparsity, one line per method (the dense model at 0): BBQ bias, perplexity (log scale)."""
+    """Two panels vs sparsity, one line per pruning method (the dense model at 0): BBQ bias, perplexity (log
+    scale); and, when there are quantized candidates, a third: SRS vs bytes on disk, every model a point."""
     from matplotlib.figure import Figure  # no pyplot: no global state, the Agg canvas by default
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter
 
-    fig = Figure(figsize=(11, 4.3), dpi=110, layout="constrained")
-    bias, ppl = fig.subplots(1, 2)
+    others = [r for r in rows if r.get("kind") in ("quantize", "chain")]
+    fig = Figure(figsize=(16 if others else 11, 4.3), dpi=110, layout="constrained")
+    bias, ppl, *size = fig.subplots(1, 3 if others else 2)
     dense = [r for r in rows if r["method"] == "-"]
-    for i, method in enumerate(dict.fromkeys(r["method"] for r in rows if r["method"] != "-")):
-        points = dense + sorted((r for r in rows if r["method"] == method), key=lambda r: r["sparsity"])
+    pruned = [r for r in rows if r["method"] != "-" and r.get("kind", "prune") == "prune"]
+    for i, method in enumerate(dict.fromkeys(r["method"] for r in pruned)):
+        points = dense + sorted((r for r in pruned if r["method"] == method), key=lambda r: r["sparsity"])
         x, color = [100 * r["sparsity"] for r in points], f"C{i}"
         bias.plot(x, _values(points, "srs"), "o-", color=color, label=f"{method}: SRS")
         bias.plot(x, _values(points, "s_amb"), "s--", color=color, alpha=0.75, label=f"{method}: s_AMB")
@@ -170,9 +182,28 @@ def plot_png(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     ppl.legend(fontsize=8)
     for ax in (bias, ppl):
         ax.grid(alpha=0.3)
-        ax.set_xticks(sorted({100 * r["sparsity"] for r in rows}))
+        ax.set_xticks(sorted({100 * r["sparsity"] for r in dense + pruned}))
+    if size:
+        _size_panel(size[0], rows)
     fig.savefig(path, format="png")
     return path
+
+
+def _size_panel(ax, rows: Sequence[dict[str, Any]]) -> None:
+    """SRS against bytes on disk, one labelled point per model (blocked ones circled in red)."""
+    points = [r for r in rows if isinstance(r.get("bytes"), int)]
+    x = [r["bytes"] / 1e6 for r in points]
+    y = _values(points, "srs")
+    colors = {"dense": "black", "prune": "C0", "quantize": "C2", "chain": "C3"}
+    ax.scatter(x, y, c=[colors.get(r.get("kind", "prune"), "C0") for r in points], zorder=3)
+    for xi, yi, r in zip(x, y, points, strict=True):
+        ax.annotate(r["model"], (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    blocked = [i for i, r in enumerate(points) if r["verdict"] == "blocked"]
+    ax.scatter([x[i] for i in blocked], [y[i] for i in blocked], s=170, facecolors="none", edgecolors="#b91c1c",
+               linewidths=1.6, zorder=4)
+    ax.axhline(1 / 3, ls=":", color="gray", lw=1)
+    ax.set(xlabel="bytes on disk (MB)", ylabel="SRS", title="Bias vs size: pruning saves no bytes, quantizing does")
+    ax.grid(alpha=0.3)
 
 
 def _log_label(values: Sequence[float]):

@@ -37,6 +37,30 @@ def _sparsities(_ctx, _param, value: str) -> tuple[float, ...]:
     return tuple(sorted(values))
 
 
+def _quantizers(_ctx, _param, value: str) -> tuple[str, ...]:
+    """``int8,int4`` -> names (checked against the registry when the demo starts); ``none`` -> ()."""
+    return () if value.strip().lower() == "none" else tuple(dict.fromkeys(v.strip() for v in value.split(",")
+                                                                          if v.strip()))
+
+
+def _chains(_ctx, _param, value: str) -> tuple[tuple[str, float, str], ...]:
+    """``wanda-50+int8,magnitude-30+int4`` -> ((method, sparsity, quantizer), ...); ``none`` -> ()."""
+    if value.strip().lower() == "none":
+        return ()
+    chains = []
+    for item in (v.strip() for v in value.split(",") if v.strip()):
+        pruned, plus, quantizer = item.partition("+")
+        method, dash, percent = pruned.rpartition("-")
+        try:
+            sparsity = float(percent) / 100
+        except ValueError:
+            sparsity = -1.0
+        if not (plus and dash and method and quantizer and 0 < sparsity < 1):
+            raise click.BadParameter(f"{item!r}: give METHOD-PERCENT+QUANTIZER, such as wanda-50+int8")
+        chains.append((method, sparsity, quantizer))
+    return tuple(chains)
+
+
 @dataclass(frozen=True)
 class DemoModels:
     """Which models the demo builds: pruning methods x sparsities of SmolLM2 (or ``model_dir``)."""
@@ -45,6 +69,8 @@ class DemoModels:
     sparsities: tuple[float, ...]
     dynamo: bool
     model_dir: Path | None
+    quantizers: tuple[str, ...]
+    chains: tuple[tuple[str, float, str], ...]
 
 
 @cli.command("demo", epilog=DEMO_EXIT_CODES)
@@ -62,7 +88,12 @@ class DemoModels:
        click.option("--dynamo", is_flag=True, help="Export with the dynamo ONNX exporter (about 7x slower than the "
                     "default legacy exporter; stores tied weights once)."),
        click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path),
-                    help="A Hugging Face model directory to use instead of SmolLM2-135M-Instruct."))
+                    help="A Hugging Face model directory to use instead of SmolLM2-135M-Instruct."),
+       click.option("--quantizers", default="int8,int4", show_default=True, callback=_quantizers,
+                    help="Quantizers applied to the dense export ('edgeval compressors'; 'none': skip)."),
+       click.option("--chains", default="wanda-50+int8", show_default=True, callback=_chains,
+                    help="Prune-then-quantize candidates, METHOD-PERCENT+QUANTIZER, comma-separated ('none': "
+                         "skip)."))
 @click.option("--lenses", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Also run the second bias lenses, CrowS-Pairs and StereoSet, on N units each (0: off; they "
                    "score the baseline again for every candidate, so each adds minutes; docs/lenses.md).")
@@ -76,6 +107,7 @@ def demo_cmd(out_dir: Path, bbq_data: Path | None, limit: int, models: DemoModel
 
     result = run_demo(out_dir, bbq_data=bbq_data, limit=limit, methods=models.methods, sparsities=models.sparsities,
                       dynamo=models.dynamo, model_dir=models.model_dir, lenses=lenses,
+                      quantizers=models.quantizers, chains=models.chains,
                       progress=lambda m: click.echo(m, err=True))
     for name, path in result.files.items():
         click.echo(f"{name}: {path}")
