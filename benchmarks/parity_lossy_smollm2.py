@@ -109,7 +109,7 @@ def measure(candidate: Path, reference, threads: int | None) -> dict:
 def table(rows: dict[str, dict]) -> str:
     lines = ["| candidate | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for name, r in rows.items():
-        cells = [r.get(c) if isinstance(r.get(c), (str, int)) else f"{r.get(c) or 0:.4g}" for c in COLUMNS]
+        cells = [str(v) if isinstance(v := r.get(c), (str, int)) else f"{v or 0:.4g}" for c in COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -125,15 +125,15 @@ def main() -> None:
     saved = args.work / "parity_lossy.json"
     cached = {} if args.fresh or not saved.exists() else json.loads(saved.read_text())["rows"]
     reference = load_runtime(args.dense, threads=args.threads)
+    meta = {"machine": f"{platform.machine()} {platform.processor()} {platform.system()}",
+            "date": time.strftime("%Y-%m-%d", time.gmtime()), "reference": str(args.dense)}
     rows = {}
     for name, path in {"dense (itself)": args.dense, **candidates}.items():
         rows[name] = cached.get(name) or measure(path, reference, args.threads)
         print(name, {c: rows[name][c] for c in COLUMNS}, f"{rows[name]['seconds']} s", flush=True)
+        saved.write_text(json.dumps({**meta, "rows": {**cached, **rows}}, indent=2, default=str) + "\n")
     reference.close()
     print(table(rows))
-    meta = {"machine": f"{platform.machine()} {platform.processor()} {platform.system()}",
-            "date": time.strftime("%Y-%m-%d", time.gmtime()), "reference": str(args.dense)}
-    saved.write_text(json.dumps({**meta, "rows": rows}, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

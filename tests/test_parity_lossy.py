@@ -159,7 +159,7 @@ def test_lossy_bounds_are_enforced(tiny_int4: Path, tiny_llama_onnx: Path):
     tight = {"lossy_max_mean_kl": 1e-9, "lossy_max_delta_nll": 1e-9, "lossy_max_kl": 1e-9}
     status = statuses(_report(tiny_int4, tiny_llama_onnx, tight)[0])
     assert status["parity.mean_kl"] == status["parity.max_kl"] == "fail"
-    assert status["parity.cached_mean_kl"] == "fail" or "parity.cached_mean_kl" not in status
+    assert status.get("parity.cached_mean_kl", "fail") == "fail"  # the tiny export has no KV cache
     loose = {"lossy_max_mean_kl": 10.0, "lossy_max_kl": 10.0, "lossy_max_delta_nll": 10.0,
              "lossy_min_top1_agreement": 0.0, "lossy_min_letter_agreement": 0.0, "lossy_min_option_agreement": 0.0}
     assert set(statuses(_report(tiny_int4, tiny_llama_onnx, loose)[0]).values()) == {"pass"}
