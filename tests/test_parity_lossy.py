@@ -182,3 +182,17 @@ def test_policy_defaults_hold_the_mode_and_the_lossy_bounds():
     assert {k for k in section if k.startswith("lossy_")} == {
         "lossy_max_mean_kl", "lossy_max_kl", "lossy_max_delta_nll", "lossy_min_top1_agreement",
         "lossy_min_letter_agreement", "lossy_min_option_agreement"}
+
+
+def test_kv_cached_path_of_a_quantized_copy_is_gated_on_kl(optimum_layout_onnx_int32: Path, tiny_llama_dir: Path,
+                                                           tmp_path: Path):
+    """A with-past layout quantized to int8: the cached path (as BBQ scores) gets its own KL, gated like mean KL."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = _copy_beside(optimum_layout_onnx_int32, tmp_path / "q")
+    quantize_dynamic(str(optimum_layout_onnx_int32), str(out), weight_type=QuantType.QInt8)
+    checks, results = _report(out, tiny_llama_dir, {"lossy_max_mean_kl": 1e-9})
+    assert results["mode"] == "lossy" and results["mean_kl_cached"] > 0
+    cached = next(c for c in checks if c.id == "parity.cached_mean_kl")
+    assert cached.status == "fail" and cached.value == pytest.approx(results["mean_kl_cached"])
+    assert "parity.cached_logit_diff" not in statuses(checks)  # the exact cached bound is not applied
