@@ -196,3 +196,28 @@ def test_kv_cached_path_of_a_quantized_copy_is_gated_on_kl(optimum_layout_onnx_i
     cached = next(c for c in checks if c.id == "parity.cached_mean_kl")
     assert cached.status == "fail" and cached.value == pytest.approx(results["mean_kl_cached"])
     assert "parity.cached_logit_diff" not in statuses(checks)  # the exact cached bound is not applied
+
+
+def _keras_tflite(path: Path, how: str) -> Path:
+    """A one-layer Keras model converted to TFLite: fp32, float16 weights, or dynamic-range int8 weights."""
+    import tensorflow as tf
+
+    model = tf.keras.Sequential([tf.keras.Input((64,)), tf.keras.layers.Dense(64)])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if how != "fp32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if how == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    path.write_bytes(converter.convert())
+    return path
+
+
+@pytest.mark.tf
+@pytest.mark.tflite
+def test_tflite_quantized_weights_are_recognised(tmp_path: Path):
+    from edgeval.validators.quantized import tflite_evidence
+
+    assert tflite_evidence(_keras_tflite(tmp_path / "fp32.tflite", "fp32")) == []
+    fp16 = " ".join(tflite_evidence(_keras_tflite(tmp_path / "fp16.tflite", "fp16")))
+    assert "float16 weight" in fp16 and "DEQUANTIZE" in fp16
+    assert "int8 weight" in " ".join(tflite_evidence(_keras_tflite(tmp_path / "int8.tflite", "int8")))
