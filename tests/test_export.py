@@ -129,6 +129,7 @@ def test_cli_export_kv_cache_checks_parity_of_the_cached_path(tiny_llama_dir, tm
     assert load_runtime(out).describe()["kv_cache"]
     parity = json.loads(out.with_name("model.onnx.parity.json").read_text())
     assert {c["id"]: c["status"] for c in parity["checks"]}["parity.cached_logit_diff"] == "pass"
+    assert parity["results"]["mode"] == "exact", parity["results"]["mode_reason"]  # an fp32 export: exact bounds
 
 
 def test_cli_export_onnx_options_refused_for_tflite(tiny_llama_dir, tmp_path, capsys):

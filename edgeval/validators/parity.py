@@ -15,7 +15,13 @@ cyclic option orders, 48 prompts. Measured:
   computes shared prompt prefixes once (:meth:`~edgeval.runtimes.base.BaseRuntime.next_token_logits_many`, the
   path BBQ scoring takes), gated like ``max_abs_logit_diff``;
 - ``tokenizer_agreement``: share of prompts the reference's tokenizer (and chat template) encodes to the same ids
-  as the candidate's; it must be 1 (an export shipped with the wrong tokenizer files is not at parity).
+  as the candidate's; it must be 1 (an export shipped with the wrong tokenizer files is not at parity);
+- ``mean_kl``/``max_kl``, ``reference_nll``/``candidate_nll``/``delta_nll``: the task-level figures of
+  :mod:`~edgeval.validators.parity_lossy`, always reported, gated in the lossy mode.
+
+``parity.mode`` (``auto``, the default, ``exact`` or ``lossy``) chooses the bounds: the exact ones above for a
+plain export, the ``lossy_*`` ones for an artifact that itself holds quantized computation (see
+:mod:`~edgeval.validators.parity_lossy`). ``mode`` and ``mode_reason`` are in the results and every check message.
 
 Prompts are encoded once with the candidate's tokenizer and those ids go to both runtimes, so Δlogit measures the
 model alone. A runtime with a static sequence length (a TFLite bucket) gets prompts **truncated from the left** to
@@ -25,10 +31,10 @@ prompts is reported as ``truncated_prompts``. Nothing is skipped.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -38,6 +44,7 @@ from ..report import Check, error_check, threshold_check
 from ..settings import Settings, parse, setting
 from .base import Outcome, RunContext
 from .bbq import BBQItem, encode_letter_prompt, prompt_format
+from .parity_lossy import Divergence, Mode, choose_mode, kl_rows, lossy_checks, mode_checks
 from .summaries import SummaryViews, parity_metrics, parity_sentence
 
 NAME = "parity"
@@ -182,11 +189,12 @@ class LogitDiff:
 
 def compare_logits(candidate: Any, reference: Any, seqs: list[list[int]],
                    batch: int = BATCH) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Next-token logits ``(N, V)`` of candidate and reference (in prompt order) and the Δlogit statistics.
+    """Next-token logits ``(N, V)`` of candidate and reference (in prompt order), the Δlogit statistics and the
+    KL / NLL figures (:class:`~edgeval.validators.parity_lossy.Divergence`).
 
     Prompts are batched by length; each batch is run once per runtime (``sequence_logits``, whose last row is
     the next-token logits), so memory stays at one batch of full-vocabulary logits per runtime."""
-    diff = LogitDiff()
+    diff, div = LogitDiff(), Divergence()
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     cand_next: list[np.ndarray | None] = [None] * len(seqs)
     ref_next: list[np.ndarray | None] = [None] * len(seqs)
@@ -195,8 +203,9 @@ def compare_logits(candidate: Any, reference: Any, seqs: list[list[int]],
         chunk = [seqs[i] for i in idx]
         for i, c, r in zip(idx, candidate.sequence_logits(chunk), reference.sequence_logits(chunk), strict=True):
             diff.add(np.asarray(c), np.asarray(r))
+            div.add(np.asarray(c), np.asarray(r), seqs[i])
             cand_next[i], ref_next[i] = np.array(c[-1], np.float32), np.array(r[-1], np.float32)
-    return np.stack(cand_next), np.stack(ref_next), diff.summary()
+    return np.stack(cand_next), np.stack(ref_next), {**diff.summary(), **div.summary()}
 
 
 # -- answer letters and options --------------------------------------------------------------------------------
@@ -230,8 +239,11 @@ def _disagreements(prompts: PromptSet, cand: np.ndarray, ref: np.ndarray) -> lis
 
 
 # -- report ----------------------------------------------------------------------------------------------------
-def parity_checks(results: dict[str, Any], settings: Mapping[str, Any]) -> list[Check]:
-    """One check per measurement; ``min_letter_agreement`` gates both letter and option agreement."""
+def parity_checks(results: dict[str, Any], settings: Mapping[str, Any], mode: str = "exact") -> list[Check]:
+    """The checks of ``mode``: lossy ones (:func:`~edgeval.validators.parity_lossy.lossy_checks`) plus tokenizer
+    agreement, or the exact ones (one per measurement; ``min_letter_agreement`` gates letter and option agreement)."""
+    if mode == "lossy":
+        return lossy_checks(results, settings) + [_tokenizer_check(results)]
     higher = {"direction": "higher_is_better"}
     letters = settings.get("min_letter_agreement")
     cached = [] if results.get("max_abs_cached_logit_diff") is None else [
@@ -247,27 +259,49 @@ def parity_checks(results: dict[str, Any], settings: Mapping[str, Any]) -> list[
                         letters, **higher),
         threshold_check("parity.option_agreement", NAME, "answer-option agreement (orders summed)",
                         results["option_agreement"], letters, **higher),
-        threshold_check("parity.tokenizer_agreement", NAME, "tokenizer agreement", results["tokenizer_agreement"],
-                        1.0, **higher),
+        _tokenizer_check(results),
     ]
+
+
+def _tokenizer_check(results: Mapping[str, Any]) -> Check:
+    return threshold_check("parity.tokenizer_agreement", NAME, "tokenizer agreement", results["tokenizer_agreement"],
+                           1.0, direction="higher_is_better")
+
+
+def _with_mode(check: Check, mode: Mode) -> Check:
+    return replace(check, message=f"{check.message} [{mode.name} mode: {mode.reason}]")
 
 
 @dataclass(frozen=True)
 class ParitySettings(Settings):
-    """The ``parity`` section of the policy (also read by ``edgeval export --policy``)."""
+    """The ``parity`` section of the policy (also read by ``edgeval export --policy``). ``lossy_*`` bounds are
+    measured on SmolLM2-135M (docs/parity.md): int8 dynamic and int4 RTN pass, broken candidates fail; the
+    agreement bounds do not separate them there and are off."""
 
+    mode: Literal["auto", "exact", "lossy"] = setting(
+        "auto", "exact-export or lossy (quantized) bounds; auto: lossy only when the artifact holds quantized ops")
     max_abs_logit_diff: float | None = setting(1e-2, exclusiveMinimum=0)
     min_top1_agreement: float | None = setting(0.99, minimum=0, maximum=1)
     min_letter_agreement: float | None = setting(1.0, minimum=0, maximum=1)
+    lossy_max_mean_kl: float | None = setting(3.1, "lossy mode: mean next-token KL(ref || cand), nats",
+                                              exclusiveMinimum=0)
+    lossy_max_delta_nll: float | None = setting(0.9, "lossy mode: candidate minus reference NLL per token, nats",
+                                                exclusiveMinimum=0)
+    lossy_max_kl: float | None = setting(None, "lossy mode: max next-token KL over prompts (off: no separation "
+                                         "measured)", exclusiveMinimum=0)
+    lossy_min_top1_agreement: float | None = setting(None, "lossy mode (off by default)", minimum=0, maximum=1)
+    lossy_min_letter_agreement: float | None = setting(None, "lossy mode (off by default)", minimum=0, maximum=1)
+    lossy_min_option_agreement: float | None = setting(None, "lossy mode (off by default)", minimum=0, maximum=1)
 
 
 def parity_report(candidate_runtime: Any, reference_runtime: Any, settings: Mapping[str, Any] | None = None, *,
-                  items: Sequence[BBQItem] | None = None,
-                  progress: Progress | None = None) -> tuple[list[Check], dict[str, Any]]:
+                  items: Sequence[BBQItem] | None = None, progress: Progress | None = None,
+                  batch: int = BATCH) -> tuple[list[Check], dict[str, Any]]:
     """Compare an export (candidate) with its source model (reference) on the parity prompts.
 
     ``settings`` is the ``parity`` policy section; missing keys take the policy defaults, ``None`` reports without
-    gating. Independent of :class:`RunContext`, so that ``edgeval export`` can call it right after exporting."""
+    gating. ``batch``: prompts per forward pass (padded to the longest). Independent of :class:`RunContext`,
+    so that ``edgeval export`` can call it right after exporting."""
     settings = parse(ParitySettings, settings, NAME)
     chosen = list(items) if items is not None else load_parity_prompts()
     if not chosen:
@@ -275,17 +309,20 @@ def parity_report(candidate_runtime: Any, reference_runtime: Any, settings: Mapp
     prompts = build_prompts(candidate_runtime, reference_runtime, chosen)
     if progress:
         progress(f"parity: {len(prompts.ids)} prompts ({len(prompts.items)} items x {N_ORDERS} orders)")
-    cand_next, ref_next, diff = compare_logits(candidate_runtime, reference_runtime, prompts.ids)
-    cached = None
+    mode = choose_mode(settings.mode, candidate_runtime)
+    cand_next, ref_next, diff = compare_logits(candidate_runtime, reference_runtime, prompts.ids, batch)
+    cached = cached_kl = None
     if getattr(candidate_runtime, "kv_seq_axes", lambda: None)() is not None:  # the path BBQ scoring takes
         shared = candidate_runtime.next_token_logits_many(prompts.ids)
-        cached = float(np.abs(shared - ref_next).max())
+        cached, cached_kl = float(np.abs(shared - ref_next).max()), float(kl_rows(ref_next, shared).mean())
     header = _header(prompts, items is None, prompt_format(candidate_runtime.tokenizer))
-    results = {**header, **diff, "max_abs_cached_logit_diff": cached,
+    results = {"mode": mode.name, "mode_reason": mode.reason, "batch": batch, **header, **diff,
+               "max_abs_cached_logit_diff": cached, "mean_kl_cached": cached_kl,
                "top1_agreement": float((cand_next.argmax(1) == ref_next.argmax(1)).mean()),
                **letter_parity(cand_next, ref_next, letter_token_ids(candidate_runtime.tokenizer), prompts),
                "candidate": candidate_runtime.describe(), "reference": reference_runtime.describe()}
-    return parity_checks(results, settings), results
+    checks = mode_checks(mode) + parity_checks(results, settings, mode.name)
+    return [_with_mode(c, mode) for c in checks], results
 
 
 def _header(prompts: PromptSet, builtin: bool, version: str) -> dict[str, Any]:
@@ -301,7 +338,8 @@ class ParityValidator(SummaryViews):
     """Gate an export on numerical parity with the model it was exported from (``--baseline``)."""
 
     name = NAME
-    summary = "export vs its source model (--baseline): max |delta logit|, top-1 and answer-letter agreement"
+    summary = ("export vs its source model (--baseline): exact bounds for a plain export, KL / delta NLL for an "
+               "artifact holding quantized computation")
     Settings = ParitySettings
 
     view_sentence, view_metrics = staticmethod(parity_sentence), staticmethod(parity_metrics)

@@ -15,7 +15,8 @@ SIZE_METRICS = ("bytes", "compressed_bytes", "sparse_encoded_bytes", "weight_spa
                 "baseline_bytes", "baseline_compressed_bytes", "baseline_weight_sparsity", "ratio_to_baseline",
                 "compressed_ratio_to_baseline", "bytes_saved_ratio", "compressed_saved_ratio")
 LATENCY_METRICS = ("p50_ms", "p90_ms", "p99_ms", "items_per_s", "baseline_p50_ms", "ratio_to_baseline")
-PARITY_METRICS = ("max_abs_logit_diff", "top1_agreement", "letter_agreement")
+PARITY_METRICS = ("max_abs_logit_diff", "top1_agreement", "letter_agreement", "option_agreement", "mean_kl",
+                  "max_kl", "delta_nll")
 
 
 def pick_numbers(results: Mapping[str, Any], keys: Sequence[str]) -> dict[str, float]:
@@ -125,7 +126,11 @@ def perplexity_sentence(r: Mapping[str, Any]) -> str:
 
 def parity_sentence(r: Mapping[str, Any]) -> str:
     m = pick_numbers(r, PARITY_METRICS)
-    parts = [f"max |Δ logit| {fmt_fixed(m['max_abs_logit_diff'])}" if "max_abs_logit_diff" in m else "",
+    lossy = r.get("mode") == "lossy"
+    parts = [f"{r['mode']} mode" if isinstance(r.get("mode"), str) else "",
+             f"max |Δ logit| {fmt_fixed(m['max_abs_logit_diff'])}" if "max_abs_logit_diff" in m else "",
+             f"mean KL {m['mean_kl']:.3g}" if lossy and "mean_kl" in m else "",
+             f"ΔNLL {m['delta_nll']:+.3g}" if lossy and "delta_nll" in m else "",
              f"top-1 agreement {fmt_pct(m['top1_agreement'])}" if "top1_agreement" in m else "",
              f"answer-letter agreement {fmt_pct(m['letter_agreement'])}" if "letter_agreement" in m else ""]
     return "; ".join(p for p in parts if p)
