@@ -49,14 +49,16 @@ from ..report import Check, error_check, threshold_check
 from ..settings import Settings, setting
 from .base import Outcome, RunContext
 from .summaries import ChartViews, size_html, size_metrics, size_sentence
-from .tensorstats import TensorStat, tensor_stats
+from .tensorstats import DTYPES, TensorStat, tensor_stats
+from .weightgroups import group_figures
 
 _READ_CHUNK = 1 << 22
 #: relative slack on ``max_ratio_to_baseline`` (see the module docstring)
 RATIO_TOLERANCE = 1e-4
 #: measurements that get a ``baseline_`` counterpart in the results
 COMPARED = ("bytes", "payload_bytes", "compressed_bytes", "sparse_encoded_bytes", "params", "weight_params",
-            "weight_zeros", "weight_sparsity", "zeros", "sparsity", "tensors")
+            "weight_zeros", "weight_sparsity", "zeros", "sparsity", "tensors", "bits_per_weight", "weight_storage",
+            "groups")
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ def tensor_summary(stats: list[TensorStat] | None, total_bytes: int) -> dict[str
     """Parameter, zero and sparse-encoding figures over ``stats``; ``None`` values when not measured."""
     if not stats:
         keys = ("params", "zeros", "sparsity", "weight_params", "weight_zeros", "weight_sparsity",
-                "sparse_encoded_bytes", "payload_bytes", "tensors", "unmeasured_tensors")
+                "sparse_encoded_bytes", "payload_bytes", "tensors", "unmeasured_tensors") + QUANT_KEYS
         return {**dict.fromkeys(keys), "sparsity_measured": False}
     measured = [s for s in stats if s.measured]
     weights = [s for s in measured if s.is_weight]
@@ -165,7 +167,33 @@ def tensor_summary(stats: list[TensorStat] | None, total_bytes: int) -> dict[str
     return {"payload_bytes": payload, "params": params, "zeros": zeros, "sparsity": _ratio(zeros, params),
             "weight_params": w_params, "weight_zeros": w_zeros, "weight_sparsity": _ratio(w_zeros, w_params),
             "sparse_encoded_bytes": overhead + sum(s.sparse_bytes for s in stats),
-            "tensors": len(stats), "unmeasured_tensors": len(stats) - len(measured), "sparsity_measured": True}
+            "tensors": len(stats), "unmeasured_tensors": len(stats) - len(measured), "sparsity_measured": True,
+            **storage_summary(stats)}
+
+
+#: storage figures (see :func:`storage_summary`); ``None`` when tensors are not measured
+QUANT_KEYS = ("bits_per_weight", "weight_storage", "quantized_weight_bytes", "scale_bytes", "zero_point_bytes",
+              "groups", "unmeasured")
+
+
+def storage_summary(stats: list[TensorStat]) -> dict[str, Any]:
+    """How the weights are stored: bits per logical weight (weights, scales and zero points; ``None`` when a
+    weight is unmeasured), logical parameters per storage type, quantized/scale/zero-point bytes, the figures per
+    layer group, and the unmeasured tensors with the reason."""
+    weights = [s for s in stats if s.is_weight]
+    storage: dict[str, int] = {}
+    for s in weights:
+        storage[s.storage or s.dtype] = storage.get(s.storage or s.dtype, 0) + s.elements
+    logical = sum(s.elements for s in weights)
+    complete = logical and not any(s.weight_role and not s.measured for s in stats)
+    stored = sum(s.stored_bytes for s in stats if s.weight_storage_part)
+    return {"bits_per_weight": 8 * stored / logical if complete else None, "weight_storage": storage,
+            "quantized_weight_bytes": sum(s.stored_bytes for s in weights if not DTYPES[s.dtype][1]),
+            "scale_bytes": sum(s.stored_bytes for s in stats if s.role == "scale"),
+            "zero_point_bytes": sum(s.stored_bytes for s in stats if s.role == "zero_point"),
+            "groups": group_figures(stats),
+            "unmeasured": [{"name": s.name, "why": s.note or f"{s.dtype} tensors are not decoded"}
+                           for s in stats if not s.measured][:20]}
 
 
 def deltas(r: dict[str, Any]) -> dict[str, Any]:
