@@ -270,3 +270,26 @@ def test_gguf_stays_unmeasured(tmp_path):
     assert r["groups"] is None and r["bits_per_weight"] is None and r["weight_storage"] is None
     assert "per group" not in size_sentence(r) and "bits/weight" not in size_sentence(r)
 
+
+
+@pytest.mark.tflite
+def test_tflite_groups_follow_the_first_location_of_fused_names(tiny_llama_tflite, tiny_llama_dir):
+    """litert-torch names a shared constant ``…up_proj;;…gate_proj``: it is the up_proj; each grouped weight holds
+    the data of a Hugging Face weight of that group, and the embedding table (``arith.constant…``) is grouped by
+    the Gather it feeds."""
+    pytest.importorskip("ai_edge_litert")
+    from ai_edge_litert.interpreter import Interpreter
+    from safetensors.numpy import load_file
+
+    hf = load_file(str(tiny_llama_dir / "model.safetensors"))
+    interpreter = Interpreter(model_path=str(tiny_llama_tflite))
+    index = {d["name"]: d["index"] for d in interpreter.get_tensor_details()}
+    stats = [s for s in tensor_stats("tflite", tiny_llama_tflite) if s.group in BLOCK and s.is_weight]
+    assert len(stats) == 2 * len(BLOCK)
+    for s in stats:
+        data = interpreter.get_tensor(index[s.name])
+        assert any(f".{s.group}_proj." in k and np.array_equal(v, data) for k, v in hf.items()), (s.group, s.name)
+    _, r = size_of(tiny_llama_tflite)
+    assert {g: r["groups"][g]["params"] for g in BLOCK + ("embeddings",)} == {
+        g: sum(v.size for k, v in hf.items() if f".{g}_proj." in k or (g == "embeddings" and "embed" in k))
+        for g in BLOCK + ("embeddings",)}

@@ -11,6 +11,19 @@ Everything is measured from the artifact itself; no runtime is opened.
   ``weight_sparsity`` over the weights (floating-point or int8 tensors with two or more dimensions), read by
   :mod:`edgeval.validators.tensorstats` from ONNX, TFLite and safetensors. GGUF tensors are not measured: those
   keys are ``None`` and only the byte checks run.
+- Quantized weights count as their **logical** parameters, with zeros in the dequantized domain (quantized value
+  equal to its zero point): ``MatMulNBits`` int4/int2/int8 blocks (``K × N`` from the node), int8/uint8 with
+  per-tensor or per-channel zero points (``quantize_dynamic``, QDQ); see :mod:`edgeval.validators.onnxquant`.
+  A packed weight whose node attributes do not fit its bytes is listed in ``unmeasured`` (name and reason), never
+  guessed.
+- ``bits_per_weight``: stored bits of weights, scales and zero points over logical weight parameters (``None``
+  when a weight is unmeasured); ``weight_storage``: logical parameters per storage type (``float32``, ``int8``,
+  ``int4`` …); ``quantized_weight_bytes`` (integer-stored weights), ``scale_bytes``, ``zero_point_bytes``.
+- ``groups``: per layer group (``q`` ``k`` ``v`` ``o`` ``gate`` ``up`` ``down`` ``embeddings`` ``lm_head`` ``norm``
+  ``other``; :mod:`edgeval.validators.weightgroups`) its weight params, zeros, sparsity, bytes, bits per weight
+  and tensors, so that layers a "50 %" pruning skipped show 0 % beside the pruned ones (the whole-model figure
+  of a tiny Llama with its block linears half zeroed is 0.18: the embeddings dominate). With a baseline, its
+  ``baseline_groups`` are beside.
 - ``payload_bytes``: the bytes of tensor data alone (sum over stored tensors of their data bytes: ONNX initializer
   ``raw_data`` or external-data ``length``, TFLite buffers, safetensors slices), without graph, names, headers,
   metadata or tokenizer files. ``None`` when tensors are not measured (GGUF).
@@ -49,8 +62,8 @@ from ..report import Check, error_check, threshold_check
 from ..settings import Settings, setting
 from .base import Outcome, RunContext
 from .summaries import ChartViews, size_html, size_metrics, size_sentence
-from .tensorstats import DTYPES, TensorStat, tensor_stats
-from .weightgroups import group_figures
+from .tensorstats import TensorStat, tensor_stats
+from .weightgroups import QUANT_KEYS, storage_summary
 
 _READ_CHUNK = 1 << 22
 #: relative slack on ``max_ratio_to_baseline`` (see the module docstring)
@@ -169,31 +182,6 @@ def tensor_summary(stats: list[TensorStat] | None, total_bytes: int) -> dict[str
             "sparse_encoded_bytes": overhead + sum(s.sparse_bytes for s in stats),
             "tensors": len(stats), "unmeasured_tensors": len(stats) - len(measured), "sparsity_measured": True,
             **storage_summary(stats)}
-
-
-#: storage figures (see :func:`storage_summary`); ``None`` when tensors are not measured
-QUANT_KEYS = ("bits_per_weight", "weight_storage", "quantized_weight_bytes", "scale_bytes", "zero_point_bytes",
-              "groups", "unmeasured")
-
-
-def storage_summary(stats: list[TensorStat]) -> dict[str, Any]:
-    """How the weights are stored: bits per logical weight (weights, scales and zero points; ``None`` when a
-    weight is unmeasured), logical parameters per storage type, quantized/scale/zero-point bytes, the figures per
-    layer group, and the unmeasured tensors with the reason."""
-    weights = [s for s in stats if s.is_weight]
-    storage: dict[str, int] = {}
-    for s in weights:
-        storage[s.storage or s.dtype] = storage.get(s.storage or s.dtype, 0) + s.elements
-    logical = sum(s.elements for s in weights)
-    complete = logical and not any(s.weight_role and not s.measured for s in stats)
-    stored = sum(s.stored_bytes for s in stats if s.weight_storage_part)
-    return {"bits_per_weight": 8 * stored / logical if complete else None, "weight_storage": storage,
-            "quantized_weight_bytes": sum(s.stored_bytes for s in weights if not DTYPES[s.dtype][1]),
-            "scale_bytes": sum(s.stored_bytes for s in stats if s.role == "scale"),
-            "zero_point_bytes": sum(s.stored_bytes for s in stats if s.role == "zero_point"),
-            "groups": group_figures(stats),
-            "unmeasured": [{"name": s.name, "why": s.note or f"{s.dtype} tensors are not decoded"}
-                           for s in stats if not s.measured][:20]}
 
 
 def deltas(r: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import math
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -221,13 +221,28 @@ def tflite_stats(path: Path) -> Iterator[TensorStat]:
         model = schema.Model.GetRootAs(data, 0)
         seen: set[int] = {0}  # buffer 0 is the empty sentinel
         for graph in (model.Subgraphs(i) for i in range(model.SubgraphsLength())):
-            for tensor in (graph.Tensors(j) for j in range(graph.TensorsLength())):
+            feeds = _tflite_feeds(graph)
+            for j, tensor in enumerate(graph.Tensors(j) for j in range(graph.TensorsLength())):
                 if tensor.Buffer() in seen:
                     continue
                 seen.add(tensor.Buffer())
                 raw = _tflite_buffer(model.Buffers(tensor.Buffer()), data)
                 if raw.size:
-                    yield _tflite_stat(tensor, raw, types)
+                    yield _tflite_stat(tensor, raw, types, feeds.get(j, ()))
+
+
+def _tflite_feeds(graph) -> dict[int, list[str]]:
+    """Tensor index -> names of the tensors it feeds (outputs of the operators that read it): a constant named
+    ``arith.constant2`` is grouped by what it computes."""
+    feeds: dict[int, list[str]] = {}
+    for op in (graph.Operators(i) for i in range(graph.OperatorsLength())):
+        inputs, outputs = op.InputsAsNumpy(), op.OutputsAsNumpy()
+        if isinstance(inputs, int) or isinstance(outputs, int):
+            continue
+        names = [(graph.Tensors(int(o)).Name() or b"").decode("utf-8", "replace") for o in outputs if o >= 0]
+        for i in inputs:
+            feeds.setdefault(int(i), []).extend(names)
+    return feeds
 
 
 def _tflite_buffer(buffer, data: np.ndarray) -> np.ndarray:
@@ -240,12 +255,13 @@ def _tflite_buffer(buffer, data: np.ndarray) -> np.ndarray:
     return np.empty(0, np.uint8) if isinstance(raw, int) else raw
 
 
-def _tflite_stat(tensor, raw: np.ndarray, types: dict[int, str]) -> TensorStat:
+def _tflite_stat(tensor, raw: np.ndarray, types: dict[int, str], feeds: Iterable[str] = ()) -> TensorStat:
     shape_arr = tensor.ShapeAsNumpy()
     shape = () if isinstance(shape_arr, int) else tuple(int(d) for d in shape_arr)
     name = (tensor.Name() or b"").decode("utf-8", "replace")
     dense = math.prod(shape) if tensor.Sparsity() is not None else None
-    return named(stat_from_raw(name, types.get(tensor.Type(), f"tflite_type_{tensor.Type()}"), shape, raw, dense))
+    dtype = types.get(tensor.Type(), f"tflite_type_{tensor.Type()}")
+    return named(stat_from_raw(name, dtype, shape, raw, dense), feeds)
 
 
 # -- safetensors -------------------------------------------------------------------------------------------
@@ -274,6 +290,9 @@ def _safetensors_file(file: Path) -> Iterator[TensorStat]:
         yield named(stat_from_raw(name, dtype, tuple(int(d) for d in info["shape"]), data[start:end]))
 
 
-def named(stat: TensorStat) -> TensorStat:
-    """``stat`` with the role and layer group its name gives (TFLite and safetensors: names are all there is)."""
-    return replace(stat, role=role_from_name(stat.name), group=group_of(stat.name) or "other")
+def named(stat: TensorStat, feeds: Iterable[str] = ()) -> TensorStat:
+    """``stat`` with the role and layer group its name gives, else the first of ``feeds`` that names one
+    (TFLite and safetensors). A TFLite name fused from several locations (``a;;b``) is its first location's."""
+    texts = [stat.name, *feeds]
+    group = next((g for text in texts if (g := group_of(text.split(";")[0]))), None)
+    return replace(stat, role=role_from_name(stat.name), group=group or "other")

@@ -16,7 +16,7 @@ A group holding a weight that could not be measured reports ``None`` for its spa
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 if TYPE_CHECKING:
     from .tensorstats import TensorStat
@@ -64,7 +64,33 @@ def role_from_name(name: str) -> str:
     return "weight" if _QUANTIZED.search(low) else ""
 
 
-# -- figures per group -----------------------------------------------------------------------------------------
+# -- figures per group ------------------------------------------------------------------------------------
+#: storage figures (see :func:`storage_summary`); ``None`` when tensors are not measured
+QUANT_KEYS = ("bits_per_weight", "weight_storage", "quantized_weight_bytes", "scale_bytes", "zero_point_bytes",
+              "groups", "unmeasured")
+
+
+def storage_summary(stats: Sequence[TensorStat]) -> dict[str, Any]:
+    """How the weights are stored: bits per logical weight (weights, scales and zero points; ``None`` when a
+    weight is unmeasured), logical parameters per storage type, quantized/scale/zero-point bytes, the figures per
+    layer group, and the unmeasured tensors with the reason."""
+    weights = [s for s in stats if s.is_weight]
+    storage: dict[str, int] = {}
+    for s in weights:
+        storage[s.storage or s.dtype] = storage.get(s.storage or s.dtype, 0) + s.elements
+    logical = sum(s.elements for s in weights)
+    complete = logical and not any(s.weight_role and not s.measured for s in stats)
+    stored = sum(s.stored_bytes for s in stats if s.weight_storage_part)
+    integer = [s for s in weights if not (s.storage or s.dtype).startswith(("float", "bfloat"))]
+    return {"bits_per_weight": 8 * stored / logical if complete else None, "weight_storage": storage,
+            "quantized_weight_bytes": sum(s.stored_bytes for s in integer),
+            "scale_bytes": sum(s.stored_bytes for s in stats if s.role == "scale"),
+            "zero_point_bytes": sum(s.stored_bytes for s in stats if s.role == "zero_point"),
+            "groups": group_figures(stats),
+            "unmeasured": [{"name": s.name, "why": s.note or f"{s.dtype} tensors are not decoded"}
+                           for s in stats if not s.measured][:20]}
+
+
 def group_figures(stats: Iterable[TensorStat]) -> dict[str, dict[str, Any]]:
     """``{group: {params, zeros, sparsity, bytes, bits_per_weight, tensors, unmeasured_weights}}``, in
     :data:`GROUPS` order, for the groups that hold at least one tensor."""
