@@ -293,3 +293,20 @@ def test_tflite_groups_follow_the_first_location_of_fused_names(tiny_llama_tflit
     assert {g: r["groups"][g]["params"] for g in BLOCK + ("embeddings",)} == {
         g: sum(v.size for k, v in hf.items() if f".{g}_proj." in k or (g == "embeddings" and "embed" in k))
         for g in BLOCK + ("embeddings",)}
+
+
+def test_packed_safetensors_weights_are_not_guessed(tmp_path):
+    """A GPTQ-style ``qweight`` (int32-packed) in safetensors is a weight it cannot decode: unmeasured, its group
+    without a sparsity, never counted as int32 parameters."""
+    from safetensors.numpy import save_file
+
+    save_file({"model.layers.0.self_attn.q_proj.qweight": np.zeros((8, 64), np.int32),
+               "model.layers.0.self_attn.q_proj.scales": np.ones((1, 64), np.float16),
+               "model.layers.0.self_attn.k_proj.weight": np.ones((64, 32), np.float32)},
+              str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text("{}")
+    _, r = size_of(tmp_path)
+    assert r["groups"]["q"]["sparsity"] is None and r["groups"]["q"]["unmeasured_weights"] == 1
+    assert r["groups"]["k"]["sparsity"] == 0.0 and r["weight_params"] == 64 * 32 and r["bits_per_weight"] is None
+    assert r["scale_bytes"] == 128
+    assert [u["name"] for u in r["unmeasured"]] == ["model.layers.0.self_attn.q_proj.qweight"]

@@ -14,6 +14,12 @@ tensor, reading the data through memory maps so that a 540 MB model never sits i
   read directly and each tensor is a slice of the memory-mapped file. One path for every dtype, bf16 and fp8
   included, which numpy cannot represent, and no torch needed.
 
+Each tensor also gets a role (weight / scale / zero point / other) and a layer group (q, k, v, o, gate, up, down,
+embeddings, lm_head, norm, other; :mod:`edgeval.validators.weightgroups`): from the ONNX graph (the consuming node's
+operator, input position and name; :mod:`edgeval.validators.onnxquant`, which also counts the zeros of quantized
+ONNX weights against their zero points and unpacks ``MatMulNBits`` blocks), from the TFLite names (a constant's own
+or, failing that, the tensors it feeds), from safetensors names.
+
 Zeros are counted on raw bit patterns by dtype width: an element is zero when all its bits are zero or, for
 floating-point types, when only its sign bit is set (``-0.0``). Integer zeros are the raw value 0, which is the
 real zero for symmetric int8 weights (TFLite's quantisation spec fixes their zero point at 0); asymmetric uint8
@@ -295,4 +301,8 @@ def named(stat: TensorStat, feeds: Iterable[str] = ()) -> TensorStat:
     (TFLite and safetensors). A TFLite name fused from several locations (``a;;b``) is its first location's."""
     texts = [stat.name, *feeds]
     group = next((g for text in texts if (g := group_of(text.split(";")[0]))), None)
-    return replace(stat, role=role_from_name(stat.name), group=group or "other")
+    role = role_from_name(stat.name)
+    if role == "weight":  # a quantizer's packed weight (GPTQ ``qweight`` …): no layout to decode it by
+        return replace(stat, role=role, group=group or "other", measured=False, zeros=0,
+                       note="quantized weights outside ONNX are not decoded")
+    return replace(stat, role=role, group=group or "other")
