@@ -310,3 +310,19 @@ def test_packed_safetensors_weights_are_not_guessed(tmp_path):
     assert r["groups"]["k"]["sparsity"] == 0.0 and r["weight_params"] == 64 * 32 and r["bits_per_weight"] is None
     assert r["scale_bytes"] == 128
     assert [u["name"] for u in r["unmeasured"]] == ["model.layers.0.self_attn.q_proj.qweight"]
+
+
+def test_zero_point_not_stored_as_an_initializer_is_not_assumed_zero(tiny_llama_onnx, tmp_path):
+    """A uint8 weight whose zero point comes from a Constant node: reported unmeasured, not counted against 0."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(quantize_int8(tiny_llama_onnx, tmp_path / "int8.onnx", "QUInt8", True)))
+    zp = next(t for t in model.graph.initializer if t.name.endswith("_zero_point") and len(t.dims) == 1)
+    model.graph.initializer.remove(zp)
+    model.graph.node.insert(0, helper.make_node("Constant", [], [zp.name], value=zp))
+    onnx.save(model, str(tmp_path / "moved.onnx"))
+    _, r = size_of(tmp_path / "moved.onnx")
+    (entry,) = r["unmeasured"]
+    assert entry["name"] == zp.name[: -len("_zero_point")] + "_quantized" and "not a stored initializer" in entry["why"]
+    assert r["bits_per_weight"] is None

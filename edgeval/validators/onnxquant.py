@@ -80,7 +80,7 @@ def _use(tensor, uses: list[tuple[Any, int]], consumers: dict) -> Use:
     if role == "weight" and len(tensor.dims) < 2 and not any(n.op_type == "MatMulNBits" for n, _ in uses):
         role = "other"  # a DequantizeLinear'd bias or a 1-D constant
     group = group_of(tensor.name) or _group_from(uses, consumers) or "other"
-    return Use(role, group, _quant(tensor, role, uses) if role == "weight" else None)
+    return Use(role, group, _quant(tensor, uses) if role == "weight" else None)
 
 
 def _node_text(node) -> str:
@@ -104,7 +104,8 @@ def _attrs(node) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _quant(tensor, role: str, uses: list[tuple[Any, int]]) -> Any:
+def _quant(tensor, uses: list[tuple[Any, int]]) -> Any:
+    """How to count the zeros of the quantized weight ``tensor`` (None: as stored)."""
     for node, index in uses:
         inputs, attrs = list(node.input), _attrs(node)
         if node.op_type == "MatMulNBits" and index == 1:
@@ -199,9 +200,9 @@ class ZeroPointed:
         if dtype not in ("int8", "uint8"):
             raise Unmeasurable(f"a {dtype} weight with a zero point is not decoded")
         values = raw.view(np.dtype(dtype))
-        zp = raw_of(self.zero_point) if self.zero_point else None
+        zp = raw_of(self.zero_point) if self.zero_point else np.zeros(1, values.dtype)  # no input: zero
         if zp is None:
-            zp = np.zeros(1, values.dtype)
+            raise Unmeasurable(f"zero point '{self.zero_point}' is not a stored initializer")
         if zp.dtype != values.dtype:
             raise Unmeasurable(f"zero point '{self.zero_point}' is {zp.dtype}, the weight {values.dtype}")
         return values.size, _count_equal(values, np.asarray(zp).reshape(-1), shape, self.axis), str(values.dtype)
