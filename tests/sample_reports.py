@@ -80,7 +80,13 @@ def size_results() -> tuple[dict[str, Any], list[Check]]:
                 "compress_level": 1, "params": 134_515_008, "zeros": int(106_168_320 * sparsity),
                 "sparsity": sparsity * 0.79, "weight_params": 106_168_320,
                 "weight_zeros": int(106_168_320 * sparsity), "weight_sparsity": sparsity,
-                "sparse_encoded_bytes": encoded, "tensors": 272, "unmeasured_tensors": 0, "sparsity_measured": True}
+                "sparse_encoded_bytes": encoded, "tensors": 272, "unmeasured_tensors": 0, "sparsity_measured": True,
+                "bits_per_weight": 32.0, "weight_storage": {"float32": 106_168_320}, "quantized_weight_bytes": 0,
+                "scale_bytes": 0, "zero_point_bytes": 0, "unmeasured": [],
+                "groups": {g: {"params": n, "zeros": int(n * sparsity), "sparsity": sparsity, "bytes": 4 * n,
+                               "bits_per_weight": 32.0, "tensors": 30, "unmeasured_weights": 0}
+                           for g, n in (("q", 9_953_280), ("k", 3_317_760), ("v", 3_317_760), ("o", 9_953_280),
+                                        ("gate", 26_542_080), ("up", 26_542_080), ("down", 26_542_080))}}
 
     results = one(0.5, 243_100_200, 329_800_000)
     base = one(0.0, 338_900_100, 542_400_000)

@@ -11,6 +11,19 @@ Everything is measured from the artifact itself; no runtime is opened.
   ``weight_sparsity`` over the weights (floating-point or int8 tensors with two or more dimensions), read by
   :mod:`edgeval.validators.tensorstats` from ONNX, TFLite and safetensors. GGUF tensors are not measured: those
   keys are ``None`` and only the byte checks run.
+- Quantized weights count as their **logical** parameters, with zeros in the dequantized domain (quantized value
+  equal to its zero point): ``MatMulNBits`` int4/int2/int8 blocks (``K × N`` from the node), int8/uint8 with
+  per-tensor or per-channel zero points (``quantize_dynamic``, QDQ); see :mod:`edgeval.validators.onnxquant`.
+  A packed weight whose node attributes do not fit its bytes is listed in ``unmeasured`` (name and reason), never
+  guessed.
+- ``bits_per_weight``: stored bits of weights, scales and zero points over logical weight parameters (``None``
+  when a weight is unmeasured); ``weight_storage``: logical parameters per storage type (``float32``, ``int8``,
+  ``int4`` …); ``quantized_weight_bytes`` (integer-stored weights), ``scale_bytes``, ``zero_point_bytes``.
+- ``groups``: per layer group (``q`` ``k`` ``v`` ``o`` ``gate`` ``up`` ``down`` ``embeddings`` ``lm_head`` ``norm``
+  ``other``; :mod:`edgeval.validators.weightgroups`) its weight params, zeros, sparsity, bytes, bits per weight
+  and tensors, so that layers a "50 %" pruning skipped show 0 % beside the pruned ones (the whole-model figure
+  of a tiny Llama with its block linears half zeroed is 0.18: the embeddings dominate). With a baseline, its
+  ``baseline_groups`` are beside.
 - ``payload_bytes``: the bytes of tensor data alone (sum over stored tensors of their data bytes: ONNX initializer
   ``raw_data`` or external-data ``length``, TFLite buffers, safetensors slices), without graph, names, headers,
   metadata or tokenizer files. ``None`` when tensors are not measured (GGUF).
@@ -50,13 +63,15 @@ from ..settings import Settings, setting
 from .base import Outcome, RunContext
 from .summaries import ChartViews, size_html, size_metrics, size_sentence
 from .tensorstats import TensorStat, tensor_stats
+from .weightgroups import QUANT_KEYS, storage_summary
 
 _READ_CHUNK = 1 << 22
 #: relative slack on ``max_ratio_to_baseline`` (see the module docstring)
 RATIO_TOLERANCE = 1e-4
 #: measurements that get a ``baseline_`` counterpart in the results
 COMPARED = ("bytes", "payload_bytes", "compressed_bytes", "sparse_encoded_bytes", "params", "weight_params",
-            "weight_zeros", "weight_sparsity", "zeros", "sparsity", "tensors")
+            "weight_zeros", "weight_sparsity", "zeros", "sparsity", "tensors", "bits_per_weight", "weight_storage",
+            "groups")
 
 
 @dataclass(frozen=True)
@@ -154,7 +169,7 @@ def tensor_summary(stats: list[TensorStat] | None, total_bytes: int) -> dict[str
     """Parameter, zero and sparse-encoding figures over ``stats``; ``None`` values when not measured."""
     if not stats:
         keys = ("params", "zeros", "sparsity", "weight_params", "weight_zeros", "weight_sparsity",
-                "sparse_encoded_bytes", "payload_bytes", "tensors", "unmeasured_tensors")
+                "sparse_encoded_bytes", "payload_bytes", "tensors", "unmeasured_tensors") + QUANT_KEYS
         return {**dict.fromkeys(keys), "sparsity_measured": False}
     measured = [s for s in stats if s.measured]
     weights = [s for s in measured if s.is_weight]
@@ -165,7 +180,8 @@ def tensor_summary(stats: list[TensorStat] | None, total_bytes: int) -> dict[str
     return {"payload_bytes": payload, "params": params, "zeros": zeros, "sparsity": _ratio(zeros, params),
             "weight_params": w_params, "weight_zeros": w_zeros, "weight_sparsity": _ratio(w_zeros, w_params),
             "sparse_encoded_bytes": overhead + sum(s.sparse_bytes for s in stats),
-            "tensors": len(stats), "unmeasured_tensors": len(stats) - len(measured), "sparsity_measured": True}
+            "tensors": len(stats), "unmeasured_tensors": len(stats) - len(measured), "sparsity_measured": True,
+            **storage_summary(stats)}
 
 
 def deltas(r: dict[str, Any]) -> dict[str, Any]:

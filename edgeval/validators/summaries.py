@@ -12,6 +12,7 @@ from ..render.common import dig, num
 
 #: results given to sinks as metrics, per validator (keys of ``report.results[validator]``)
 SIZE_METRICS = ("bytes", "compressed_bytes", "sparse_encoded_bytes", "weight_sparsity", "sparsity", "params",
+                "bits_per_weight", "baseline_bits_per_weight",
                 "baseline_bytes", "baseline_compressed_bytes", "baseline_weight_sparsity", "ratio_to_baseline",
                 "compressed_ratio_to_baseline", "bytes_saved_ratio", "compressed_saved_ratio")
 LATENCY_METRICS = ("p50_ms", "p90_ms", "p99_ms", "items_per_s", "baseline_p50_ms", "ratio_to_baseline")
@@ -41,9 +42,21 @@ def size_sentence(size: Mapping[str, Any]) -> str:
         base = num(size.get("baseline_weight_sparsity"))
         parts.append(_with_baseline(f"weight sparsity {fmt_pct(size['weight_sparsity'])}",
                                     None if base is None else fmt_pct(base)))
+    if num(size.get("bits_per_weight")) is not None:
+        base = num(size.get("baseline_bits_per_weight"))
+        parts.append(_with_baseline(f"{size['bits_per_weight']:.2f} bits/weight",
+                                    None if base is None else f"{base:.2f}"))
     if num(size.get("ratio_to_baseline")) is not None:
         parts.append(f"ratio to baseline {fmt_fixed(num(size['ratio_to_baseline']))}")
-    return "; ".join(parts)
+    return "; ".join(parts + size_group_lines(size))
+
+
+def size_group_lines(size: Mapping[str, Any]) -> list[str]:
+    """The measured sparsity per layer group, candidate and baseline (``sparsity per group: q 50% … down 0%``)."""
+    from .weightgroups import sparsity_line
+
+    lines = [(label, sparsity_line(size.get(key))) for label, key in (("", "groups"), ("baseline ", "baseline_groups"))]
+    return [f"{label}sparsity per group: {line}" for label, line in lines if line]
 
 
 def size_html(size: Mapping[str, Any]) -> str:
@@ -58,8 +71,17 @@ def size_html(size: Mapping[str, Any]) -> str:
     roles = (("baseline", "baseline_weight_sparsity"), ("candidate", "weight_sparsity"))
     sparsity = [f"{role} {fmt_pct(size.get(k))}" for role, k in roles if size.get(k) is not None]
     spars = f" Measured weight sparsity: {e(', '.join(sparsity))}." if sparsity else ""
+    spars += "".join(f" {e(note)}." for note in _storage_notes(size))
     summary = size.get("summary") if isinstance(size.get("summary"), str) else size_sentence(size)
     return section("Size", f"<p>{e(summary)}.{spars}</p>", [card("Bytes (lower is better)", chart)])
+
+
+def _storage_notes(size: Mapping[str, Any]) -> list[str]:
+    """Bits per weight (baseline and candidate) and the sparsity per layer group, as sentences."""
+    roles = (("baseline", "baseline_bits_per_weight"), ("candidate", "bits_per_weight"))
+    bits = [f"{role} {value:.2f}" for role, key in roles if (value := num(size.get(key))) is not None]
+    notes = [f"Bits per weight: {', '.join(bits)}"] if bits else []
+    return notes + [line[0].upper() + line[1:] for line in size_group_lines(size)]
 
 
 # -- latency --------------------------------------------------------------------------------------------------

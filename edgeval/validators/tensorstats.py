@@ -14,6 +14,12 @@ tensor, reading the data through memory maps so that a 540 MB model never sits i
   read directly and each tensor is a slice of the memory-mapped file. One path for every dtype, bf16 and fp8
   included, which numpy cannot represent, and no torch needed.
 
+Each tensor also gets a role (weight / scale / zero point / other) and a layer group (q, k, v, o, gate, up, down,
+embeddings, lm_head, norm, other; :mod:`edgeval.validators.weightgroups`): from the ONNX graph (the consuming node's
+operator, input position and name; :mod:`edgeval.validators.onnxquant`, which also counts the zeros of quantized
+ONNX weights against their zero points and unpacks ``MatMulNBits`` blocks), from the TFLite names (a constant's own
+or, failing that, the tensors it feeds), from safetensors names.
+
 Zeros are counted on raw bit patterns by dtype width: an element is zero when all its bits are zero or, for
 floating-point types, when only its sign bit is set (``-0.0``). Integer zeros are the raw value 0, which is the
 real zero for symmetric int8 weights (TFLite's quantisation spec fixes their zero point at 0); asymmetric uint8
@@ -25,13 +31,15 @@ from __future__ import annotations
 import json
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from ..errors import EdgevalError, ModelError, require
+from .onnxquant import Unmeasurable, Use, onnx_uses
+from .weightgroups import group_of, role_from_name
 
 #: canonical dtype -> (bytes per element, is floating point)
 DTYPES: dict[str, tuple[int, bool]] = {
@@ -62,18 +70,42 @@ class TensorStat:
     zeros: int
     stored_bytes: int
     measured: bool = True
+    role: str = ""  # weight / scale / zero_point / other; "" = decided by dtype and shape (weight_role)
+    group: str = "other"  # layer group (edgeval.validators.weightgroups)
+    storage: str = ""  # how a weight's values are stored when not plain ``dtype`` ("int4": packed MatMulNBits)
+    note: str = ""  # why it is not measured
+
+    @property
+    def weight_role(self) -> bool:
+        """A weight matrix, measured or not: its role says so, or, without a role, floating point (or symmetric
+        int8) with at least two dimensions."""
+        if self.role:
+            return self.role == "weight"
+        kind = DTYPES.get(self.dtype)
+        return kind is not None and len(self.shape) >= 2 and (kind[1] or self.dtype in _QUANTIZED_WEIGHTS)
 
     @property
     def is_weight(self) -> bool:
-        """A weight matrix: floating point (or symmetric int8) with at least two dimensions."""
-        return self.measured and len(self.shape) >= 2 and (DTYPES[self.dtype][1] or self.dtype in _QUANTIZED_WEIGHTS)
+        """A measured weight (its ``elements`` are logical weight parameters)."""
+        return self.measured and self.weight_role
+
+    @property
+    def weight_storage_part(self) -> bool:
+        """Bytes that store weights: the weights themselves, their scales and zero points."""
+        return self.weight_role or self.role in ("scale", "zero_point")
+
+    @property
+    def value_bits(self) -> int:
+        """Stored bits per element (a packed ``int4`` weight: 4)."""
+        return int(self.storage[3:]) if self.storage[:3] == "int" and self.storage[3:].isdigit() \
+            else 8 * DTYPES[self.dtype][0]
 
     @property
     def sparse_bytes(self) -> int:
         """Bitmask encoding (nonzero values + one bit per element), or the stored bytes when that is smaller."""
         if not self.measured:
             return self.stored_bytes
-        bitmask = (self.elements - self.zeros) * DTYPES[self.dtype][0] + math.ceil(self.elements / 8)
+        bitmask = math.ceil((self.elements - self.zeros) * self.value_bits / 8) + math.ceil(self.elements / 8)
         return min(self.stored_bytes, bitmask)
 
 
@@ -130,16 +162,43 @@ def onnx_stats(path: Path) -> Iterator[TensorStat]:
 
     with _reading(path, "ONNX model"):
         model = onnx.load(str(path), load_external_data=False)
+        uses = onnx_uses(model.graph)
+        index = {t.name: t for t in model.graph.initializer}
+
+        def raw_of(name: str) -> np.ndarray | None:
+            return _onnx_typed(index[name], path) if name in index else None
+
         for tensor in onnx_tensors(model.graph):
-            yield _onnx_stat(tensor, path)
+            use = uses.get(tensor.name) or Use(role_from_name(tensor.name), group_of(tensor.name) or "other")
+            yield _onnx_stat(tensor, path, use, raw_of)
 
 
-def _onnx_stat(tensor, path: Path) -> TensorStat:
+def _onnx_stat(tensor, path: Path, use: Use, raw_of) -> TensorStat:
+    """One ONNX tensor; a quantized weight's zeros are counted in the dequantized domain (``use.quant``)."""
     dtype = _ONNX_DTYPES.get(tensor.data_type, f"onnx_type_{tensor.data_type}")
     shape = tuple(int(d) for d in tensor.dims)
+    tags = {"role": use.role, "group": use.group}
     if dtype not in DTYPES:
-        return TensorStat(tensor.name, dtype, shape, math.prod(shape), 0, tensor.ByteSize(), measured=False)
-    return stat_from_raw(tensor.name, dtype, shape, _onnx_raw(tensor, path))
+        return TensorStat(tensor.name, dtype, shape, math.prod(shape), 0, tensor.ByteSize(), measured=False,
+                          note=f"{dtype} tensors are not decoded", **tags)
+    raw = _onnx_raw(tensor, path)
+    if use.quant is None:
+        return replace(stat_from_raw(tensor.name, dtype, shape, raw), **tags)
+    try:
+        elements, zeros, storage = use.quant.measure(raw, dtype, shape, raw_of)
+    except Unmeasurable as exc:
+        return TensorStat(tensor.name, dtype, shape, math.prod(shape), 0, int(raw.size), measured=False,
+                          note=str(exc), **tags)
+    return TensorStat(tensor.name, dtype, shape, elements, zeros, int(raw.size), storage=storage, **tags)
+
+
+def _onnx_typed(tensor, path: Path) -> np.ndarray | None:
+    """A (small) initializer's values as a numpy array of its own dtype: zero points."""
+    dtype = _ONNX_DTYPES.get(tensor.data_type)
+    if dtype is None or dtype not in DTYPES:
+        return None
+    raw = _onnx_raw(tensor, path)
+    return raw.view(f"V{DTYPES[dtype][0]}" if dtype.startswith(("bfloat", "float8")) else np.dtype(dtype))
 
 
 def _onnx_raw(tensor, path: Path) -> np.ndarray:
@@ -168,13 +227,28 @@ def tflite_stats(path: Path) -> Iterator[TensorStat]:
         model = schema.Model.GetRootAs(data, 0)
         seen: set[int] = {0}  # buffer 0 is the empty sentinel
         for graph in (model.Subgraphs(i) for i in range(model.SubgraphsLength())):
-            for tensor in (graph.Tensors(j) for j in range(graph.TensorsLength())):
+            feeds = _tflite_feeds(graph)
+            for j, tensor in enumerate(graph.Tensors(j) for j in range(graph.TensorsLength())):
                 if tensor.Buffer() in seen:
                     continue
                 seen.add(tensor.Buffer())
                 raw = _tflite_buffer(model.Buffers(tensor.Buffer()), data)
                 if raw.size:
-                    yield _tflite_stat(tensor, raw, types)
+                    yield _tflite_stat(tensor, raw, types, feeds.get(j, ()))
+
+
+def _tflite_feeds(graph) -> dict[int, list[str]]:
+    """Tensor index -> names of the tensors it feeds (outputs of the operators that read it): a constant named
+    ``arith.constant2`` is grouped by what it computes."""
+    feeds: dict[int, list[str]] = {}
+    for op in (graph.Operators(i) for i in range(graph.OperatorsLength())):
+        inputs, outputs = op.InputsAsNumpy(), op.OutputsAsNumpy()
+        if isinstance(inputs, int) or isinstance(outputs, int):
+            continue
+        names = [(graph.Tensors(int(o)).Name() or b"").decode("utf-8", "replace") for o in outputs if o >= 0]
+        for i in inputs:
+            feeds.setdefault(int(i), []).extend(names)
+    return feeds
 
 
 def _tflite_buffer(buffer, data: np.ndarray) -> np.ndarray:
@@ -187,12 +261,13 @@ def _tflite_buffer(buffer, data: np.ndarray) -> np.ndarray:
     return np.empty(0, np.uint8) if isinstance(raw, int) else raw
 
 
-def _tflite_stat(tensor, raw: np.ndarray, types: dict[int, str]) -> TensorStat:
+def _tflite_stat(tensor, raw: np.ndarray, types: dict[int, str], feeds: Iterable[str] = ()) -> TensorStat:
     shape_arr = tensor.ShapeAsNumpy()
     shape = () if isinstance(shape_arr, int) else tuple(int(d) for d in shape_arr)
     name = (tensor.Name() or b"").decode("utf-8", "replace")
     dense = math.prod(shape) if tensor.Sparsity() is not None else None
-    return stat_from_raw(name, types.get(tensor.Type(), f"tflite_type_{tensor.Type()}"), shape, raw, dense)
+    dtype = types.get(tensor.Type(), f"tflite_type_{tensor.Type()}")
+    return named(stat_from_raw(name, dtype, shape, raw, dense), feeds)
 
 
 # -- safetensors -------------------------------------------------------------------------------------------
@@ -218,4 +293,16 @@ def _safetensors_file(file: Path) -> Iterator[TensorStat]:
         if end > data.size or start > end:
             raise ValueError(f"tensor '{name}' lies outside the file")
         dtype = _ST_DTYPES.get(info["dtype"], str(info["dtype"]).lower())
-        yield stat_from_raw(name, dtype, tuple(int(d) for d in info["shape"]), data[start:end])
+        yield named(stat_from_raw(name, dtype, tuple(int(d) for d in info["shape"]), data[start:end]))
+
+
+def named(stat: TensorStat, feeds: Iterable[str] = ()) -> TensorStat:
+    """``stat`` with the role and layer group its name gives, else the first of ``feeds`` that names one
+    (TFLite and safetensors). A TFLite name fused from several locations (``a;;b``) is its first location's."""
+    texts = [stat.name, *feeds]
+    group = next((g for text in texts if (g := group_of(text.split(";")[0]))), None)
+    role = role_from_name(stat.name)
+    if role == "weight":  # a quantizer's packed weight (GPTQ ``qweight`` …): no layout to decode it by
+        return replace(stat, role=role, group=group or "other", measured=False, zeros=0,
+                       note="quantized weights outside ONNX are not decoded")
+    return replace(stat, role=role, group=group or "other")
