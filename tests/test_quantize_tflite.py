@@ -91,3 +91,16 @@ def test_runs_on_litert_close_to_float(quantized, tiny_llama_tflite):
     print(f"{method}: max |dlogit| {delta:.4g} (logit spread {float(np.ptp(reference)):.3g})")
     assert (logits.argmax(-1) == reference.argmax(-1)).all()
     assert 0 < delta < (0.01 if method == "tflite-fp16" else 0.05) * float(np.ptp(reference))
+
+
+@pytest.mark.tflite
+def test_gguf_source(tiny_llama_gguf, tmp_path):
+    """A ``.gguf`` input (dequantized to float on load) is exported and quantized too, its tokenizer converted."""
+    from edgeval.runtimes import load_runtime
+
+    comp = _compressor("tflite-int8")
+    result = comp.apply(tiny_llama_gguf, tmp_path, parse(comp.Settings, {"seq_len": 16}), StepContext())
+    assert result.measured["weight_tensors"]["int8"] >= 14 and (tmp_path / "tokenizer.json").is_file()
+    runtime = load_runtime(result.path, threads=1)
+    assert runtime.describe()["bucket"] == {"batch": 1, "seq_len": 16}
+    assert np.isfinite(runtime.next_token_logits(PROMPTS[:2])).all()
