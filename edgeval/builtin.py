@@ -23,6 +23,8 @@ BUILTIN_COMPRESSORS = {
     "random": "edgeval.converters.pruning.compressors:RandomPruner",
     "magnitude": "edgeval.converters.pruning.compressors:MagnitudePruner",
     "wanda": "edgeval.converters.pruning.compressors:WandaPruner",
+    "tflite-fp16": "edgeval.converters.quantization.tflite:TFLiteFP16",
+    "tflite-int8": "edgeval.converters.quantization.tflite:TFLiteInt8",
 }
 
 

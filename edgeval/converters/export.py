@@ -113,16 +113,20 @@ def artifact_bytes(path: Path) -> int:
 
 
 def export_tflite(model: Any, out_path: str | Path, *, batch: int, seq_len: int,
-                  tokenizer: str | Path | None = None) -> Path:
+                  tokenizer: str | Path | None = None, quant_config: Any = None) -> Path:
     """Write ``model`` to ``out_path`` as a TFLite flatbuffer with a static ``(batch, seq_len)`` int32 signature
-    (``serving_default``: ``args_0`` input ids, ``args_1`` attention mask → ``output_0`` logits); return the path."""
+    (``serving_default``: ``args_0`` input ids, ``args_1`` attention mask → ``output_0`` logits); return the path.
+
+    ``quant_config``: a ``litert_torch`` ``QuantConfig`` applied at conversion (see
+    :mod:`edgeval.converters.quantization.tflite`); None keeps float32 weights."""
     torch = require("torch", "torch", "exporting to TFLite")
     litert_torch = require("litert_torch", "torch", "exporting to TFLite")
     from . import _torch_model as tm
 
     loaded, source = tm.load_torch_model(model)
     out = _prepare(out_path)
-    converted = litert_torch.convert(tm.LogitsWrapper(loaded), tm.sample_batch(batch, seq_len, torch.int32))
+    converted = litert_torch.convert(tm.LogitsWrapper(loaded), tm.sample_batch(batch, seq_len, torch.int32),
+                                     quant_config=quant_config)
     converted.export(str(out))
     out.chmod(umask_mode())  # whatever litert's writer does, the flatbuffer gets the umask's mode
     tm.write_tokenizer(source, out.parent, tokenizer)

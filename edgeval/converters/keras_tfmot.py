@@ -34,7 +34,7 @@ KERAS3_MESSAGE = ("this is a Keras 3 model; TFMOT needs tf-keras: set TF_USE_LEG
                   "TensorFlow and build the model with tf_keras")
 #: op resolver for sparse *and* quantized flatbuffers: XNNPACK (the default delegate) fails to prepare them
 SPARSE_INT8_OP_RESOLVER = "BUILTIN_WITHOUT_DEFAULT_DELEGATES"
-Quantize = Literal["dynamic", "int8"]
+Quantize = Literal["dynamic", "int8", "float16"]
 
 
 # -- importing -------------------------------------------------------------------------------------------------
@@ -207,15 +207,17 @@ def to_tflite(model: Any, out_path: str | Path | None = None, *, sparse: bool = 
     ``sparse=True`` adds ``tf.lite.Optimize.EXPERIMENTAL_SPARSITY``: pruned weights are stored in TFLite's sparse
     format (with a Densify op for float models), so the file shrinks. ``quantize="dynamic"``: dynamic-range
     int8 weights (``Optimize.DEFAULT``); ``"int8"``: full integer quantization calibrated on
-    ``representative_data`` (an iterable of input batches; float inputs and outputs are kept).
+    ``representative_data`` (an iterable of input batches; float inputs and outputs are kept); ``"float16"``:
+    float16 weights (``Optimize.DEFAULT`` with ``target_spec.supported_types = [tf.float16]``), float compute.
     A model still holding pruning wrappers is stripped first. ``out_path`` is written atomically.
 
-    Sparse + quantized flatbuffers must be run with ``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``:
+    Sparse + int8 flatbuffers must be run with ``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES`` (sparse
+    float16 ones run with the default XNNPACK delegate):
     the returned object's ``op_resolver`` says which resolver to use.
     """
     ensure_tf_keras_model(model)
-    if quantize not in (None, "dynamic", "int8"):
-        raise UsageError(f"quantize must be None, 'dynamic' or 'int8', not {quantize!r}")
+    if quantize not in (None, "dynamic", "int8", "float16"):
+        raise UsageError(f"quantize must be None, 'dynamic', 'int8' or 'float16', not {quantize!r}")
     if quantize == "int8" and representative_data is None:
         raise UsageError("quantize='int8' needs representative_data (an iterable of input batches)")
     tf, _, _ = import_tf()
@@ -227,9 +229,11 @@ def to_tflite(model: Any, out_path: str | Path | None = None, *, sparse: bool = 
         batches = list(representative_data or [])
         converter.representative_dataset = lambda: ([tf.cast(b, tf.float32)] for b in batches)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    elif quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
     result = TFLiteFlatbuffer(converter.convert())
     result.sparse, result.quantize, result.path = sparse, quantize, None
-    result.op_resolver = SPARSE_INT8_OP_RESOLVER if sparse and quantize else "AUTO"
+    result.op_resolver = SPARSE_INT8_OP_RESOLVER if sparse and quantize in ("dynamic", "int8") else "AUTO"
     if out_path is not None:
         result.path = atomic_write_bytes(Path(out_path), result)
     return result

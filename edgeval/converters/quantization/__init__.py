@@ -1,0 +1,1 @@
+"""Quantizers as compressors (:class:`edgeval.converters.compressor.Compressor`)."""
