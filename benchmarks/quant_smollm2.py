@@ -159,9 +159,26 @@ def fmt(x: Any, digits: int = 3) -> str:
     return f"{x:,}" if isinstance(x, int) else f"{x:.{digits}f}"
 
 
-def table_row(name: str, doc: dict[str, Any]) -> str:
+BLOCK_GROUPS = ("q", "k", "v", "o", "gate", "up", "down")
+
+
+def block_bits(groups: dict[str, Any] | None) -> float | None:
+    """Bits per weight over the decoder-block linears (q..down), from the size validator's groups."""
+    parts = [g for name, g in (groups or {}).items() if name in BLOCK_GROUPS]
+    if not parts or any(g.get("bits_per_weight") is None for g in parts):
+        return None
+    return sum(g["bits_per_weight"] * g["params"] for g in parts) / sum(g["params"] for g in parts)
+
+
+def bits(size: dict[str, Any], prefix: str = "") -> str:
+    whole, block = size.get(f"{prefix}bits_per_weight"), block_bits(size.get(f"{prefix}groups"))
+    return f"{fmt(whole, 1)} · {fmt(block, 2)}"
+
+
+def table_row(name: str, doc: dict[str, Any], dense_size: dict[str, Any] | None = None) -> str:
     r = doc.get("results", {})
     size, lat, ppl, bbq = (r.get(k) or {} for k in ("size", "latency", "perplexity", "bbq"))
+    shown = bits(size) if dense_size is None else bits(dense_size, "baseline_")
     ratio = lat.get("ratio_to_baseline") if "ratio_to_baseline" in lat else (1.0 if name == "dense" else None)
     perplexity = (ppl.get("candidate") or {}).get("perplexity")
     overall = (bbq.get("candidate") or {}).get("overall") or {}
@@ -170,7 +187,7 @@ def table_row(name: str, doc: dict[str, Any]) -> str:
           else f" [{fmt(comp['delta_srs_ci_low'])}, {fmt(comp['delta_srs_ci_high'])}]")
     delta = "—" if comp.get("delta_srs") is None else f"{comp['delta_srs']:+.3f}{ci}"
     return (f"| {name} | {fmt(size.get('bytes'))} | {fmt(size.get('compressed_bytes'))} | "
-            f"{fmt(size.get('bits_per_weight'), 2)} | {fmt(ratio, 2)} | {fmt(perplexity, 2)} | "
+            f"{shown} | {fmt(ratio, 2)} | {fmt(perplexity, 2)} | "
             f"{fmt(overall.get('srs'))} | {delta} | {doc.get('verdict', '—')} |")
 
 
@@ -179,10 +196,13 @@ def print_tables(reports: dict[str, dict[str, Any]], runs: dict[str, Any], args:
 
     print(f"\nMachine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"{time.strftime('%Y-%m-%d')}; BBQ items: {args.limit} (TFLite: {args.tflite_limit})\n")
-    print("| model | bytes | zlib bytes | bits/weight | latency p50 vs dense | perplexity | SRS | ΔSRS [95% CI] | "
-          "verdict |\n|---|---|---|---|---|---|---|---|---|")
+    print("| model | bytes | zlib bytes | bits/weight (all · block linears) | latency p50 vs dense | perplexity | "
+          "SRS | ΔSRS [95% CI] | verdict |\n|---|---|---|---|---|---|---|---|---|")
+    # the dense row's bits come from a candidate's baseline figures (the dense report may predate them)
+    with_base = next((d["results"]["size"] for n, d in reports.items()
+                      if n != "dense" and (d.get("results") or {}).get("size", {}).get("baseline_groups")), None)
     for name, doc in reports.items():
-        print(table_row(name, doc))
+        print(table_row(name, doc, with_base if name == "dense" else None))
     weights = (reports["dense"].get("results") or {}).get("size", {}).get("payload_bytes") or 0
     print("\n| step | wall s | peak RSS MB | peak RSS / fp32 weights |\n|---|---|---|---|")
     for name, run in runs.items():
