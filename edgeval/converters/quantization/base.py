@@ -42,12 +42,16 @@ class OrtQuantizer:
 
     def refuse(self, source: Path) -> str | None:
         """Why ``source`` cannot be quantized (it already is), or None."""
-        reason = g.already_quantized(g.load_graph(Path(source)))
-        return None if reason is None else (f"{source}: cannot quantize it with '{self.name}': {reason}; "
-                                            "quantize the float model instead")
+        return self.reason(source, g.already_quantized(g.load_graph(Path(source))))
 
-    def quantize(self, source: Path, out: Path, settings: Any, before: Any, ctx: StepContext) -> dict[str, Any]:
-        """Write the quantized model to ``out`` (weights inline, or external when ``before`` had external
+    def reason(self, source: Path, quantized: str | None) -> str | None:
+        """The refusal line for ``source`` when it is already quantized (``quantized``: what it holds)."""
+        return None if quantized is None else (f"{source}: cannot quantize it with '{self.name}': {quantized}; "
+                                               "quantize the float model instead")
+
+    def quantize(self, source: Path, out: Path, settings: Any, before: g.GraphFacts,
+                 ctx: StepContext) -> dict[str, Any]:
+        """Write the quantized model to ``out`` (weights inline, or external when the source had external
         data); return extra measured figures (``warnings``: a list of lines, taken out of them)."""
         raise NotImplementedError
 
@@ -55,43 +59,48 @@ class OrtQuantizer:
         """Quantize ``source`` into ``out_dir/<source name>`` and measure the result."""
         source, out_dir = Path(source), Path(out_dir)
         self.check(settings)
-        if reason := self.refuse(source):
+        before = g.facts(g.load_graph(source))  # the ModelProto goes at once: ORT loads its own copy
+        if reason := self.reason(source, before.quantized):
             raise BadInputError(reason)
-        before = g.load_graph(source)
         out_dir.mkdir(parents=True, exist_ok=True)
         out = out_dir / source.name
         started = time.perf_counter()
         ctx.progress(f"{self.name}: quantizing {source.name} with onnxruntime.quantization")
         with quiet_ort():
             extra = self.quantize(source, out, settings, before, ctx)
-        finish_output(out, g.has_external_data(before))
+        finish_output(out, before.external)
         carry_tokenizer(source, out_dir)
         return self.result(source, out, before, extra, time.perf_counter() - started)
 
-    def result(self, source: Path, out: Path, before: Any, extra: dict[str, Any], elapsed: float) -> StepResult:
+    def result(self, source: Path, out: Path, before: g.GraphFacts, extra: dict[str, Any],
+               elapsed: float) -> StepResult:
         """The step's record: ops before/after, where the output's bytes go, what stayed float."""
         import onnx
         import onnxruntime
 
-        from ..export import artifact_bytes
-
         after = g.load_graph(out)
-        ops_before, ops_after = g.op_counts(before), g.op_counts(after)
-        changed = {op: ops_after[op] - ops_before[op] for op in sorted(set(ops_before) | set(ops_after))
-                   if ops_after[op] != ops_before[op]}
         lines = list(extra.pop("warnings", []))
         kept = g.float_weights_kept(after)
         if kept:
             lines.append(float_kept_line(kept))
-        measured = {"input_bytes": artifact_bytes(source), "output_bytes": artifact_bytes(out),
-                    "ops_before": {op: ops_before[op] for op in _REPORTED_OPS},
-                    "ops_after": {op: ops_after[op] for op in _REPORTED_OPS}, "ops_changed": changed,
-                    **g.weight_inventory(after), "float_weight_bytes_before": g.weight_inventory(before)[
-                        "float_weight_bytes"], "float_weights_kept": [{"name": n, "consumers": c, "bytes": b}
-                                                                       for n, c, b in kept],
-                    "elapsed_s": round(elapsed, 3), **extra}
+        measured = {**measure(source, out, before, after), "elapsed_s": round(elapsed, 3), **extra,
+                    "float_weights_kept": [{"name": n, "consumers": c, "bytes": b} for n, c, b in kept]}
         return StepResult(out, measured=measured, warnings=lines,
                           tools={"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__})
+
+
+def measure(source: Path, out: Path, before: g.GraphFacts, after: Any) -> dict[str, Any]:
+    """Bytes in and out, op counts before and after (and every op type whose count changed), and the
+    output's initializer bytes by role (:func:`.graph.weight_inventory`)."""
+    from ..export import artifact_bytes
+
+    ops_after = g.op_counts(after)
+    changed = {op: ops_after[op] - before.ops[op] for op in sorted(set(before.ops) | set(ops_after))
+               if ops_after[op] != before.ops[op]}
+    return {"input_bytes": artifact_bytes(source), "output_bytes": artifact_bytes(out),
+            "ops_before": {op: before.ops[op] for op in _REPORTED_OPS},
+            "ops_after": {op: ops_after[op] for op in _REPORTED_OPS}, "ops_changed": changed,
+            **g.weight_inventory(after), "float_weight_bytes_before": before.inventory["float_weight_bytes"]}
 
 
 def float_kept_line(kept: list[tuple[str, str, int]]) -> str:
@@ -120,21 +129,18 @@ def quiet_ort() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def staged(source: Path, out_dir: Path) -> Iterator[Path]:
+def staged(source: Path, out_dir: Path, before: g.GraphFacts) -> Iterator[Path]:
     """``source`` in a scratch folder inside ``out_dir``, removed after the block: linked (with its external
     data files) or, when Identity nodes hide a shared weight from the quantizer, rewritten without them. ORT's
     quantizers write a ``-inferred`` copy beside the model they read, which must not land in the source's
     folder."""
     stage = Path(tempfile.mkdtemp(prefix=".stage-", dir=out_dir))
     try:
-        model = g.load_graph(source)
-        if g.initializer_identities(model):
-            _write_folded(source, stage / source.name, g.has_external_data(model))
+        if before.identities:
+            _write_folded(source, stage / source.name, before.external)
         else:
-            files = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
-            for name in {source.name, *files}:
+            for name in {source.name, *before.data_files}:
                 (stage / name).symlink_to((source.parent / name).resolve())
-        del model
         yield stage / source.name
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -170,4 +176,4 @@ def finish_output(out: Path, external: bool) -> None:
         name_external_data(out, force=True)
 
 
-__all__ = ["OrtQuantizer", "float_kept_line", "quiet_ort", "staged", "save_model", "finish_output"]
+__all__ = ["OrtQuantizer", "measure", "float_kept_line", "quiet_ort", "staged", "save_model", "finish_output"]

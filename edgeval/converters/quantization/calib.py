@@ -58,24 +58,6 @@ def token_windows(model_path: Path, calibration: str, n_samples: int, seq_len: i
                        distinct_tokens=int(covered.sum()), special_prefix=prefix)
 
 
-def graph_inputs(model: Any) -> list[Any]:
-    """The graph's inputs as :mod:`edgeval.runtimes.onnx` describes them (name, ``tensor(type)``, shape)."""
-    import onnx
-
-    from ...runtimes.onnx import _Input
-
-    initializers = {t.name for t in model.graph.initializer}
-    specs = []
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        tensor = value.type.tensor_type
-        kind = onnx.helper.tensor_dtype_to_string(tensor.elem_type).removeprefix("TensorProto.").lower()
-        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim)
-        specs.append(_Input(value.name, f"tensor({kind})", dims))
-    return specs
-
-
 def feeds(specs: list[Any], ids: np.ndarray, path: Path) -> dict[str, np.ndarray]:
     """One batch of inputs for the token ids ``ids`` (1, seq_len); ModelError for an input edgeval cannot feed."""
     from ...runtimes.base import position_ids
@@ -98,11 +80,11 @@ def feeds(specs: list[Any], ids: np.ndarray, path: Path) -> dict[str, np.ndarray
     return out
 
 
-def data_reader(model: Any, windows: np.ndarray, path: Path) -> Any:
-    """An ONNX Runtime ``CalibrationDataReader`` yielding one batch per window (built lazily, one at a time)."""
+def data_reader(specs: list[Any], windows: np.ndarray, path: Path) -> Any:
+    """An ONNX Runtime ``CalibrationDataReader`` yielding one batch per window (built lazily, one at a time);
+    ``specs``: the graph's inputs (:func:`.graph.graph_inputs`)."""
     from onnxruntime.quantization import CalibrationDataReader
 
-    specs = graph_inputs(model)
     feeds(specs, windows[:1], path)  # an input edgeval cannot feed fails now, not inside the calibrator
 
     class _WindowReader(CalibrationDataReader):
@@ -116,4 +98,4 @@ def data_reader(model: Any, windows: np.ndarray, path: Path) -> Any:
     return _WindowReader()
 
 
-__all__ = ["BUILTIN", "corpus_path", "check_corpus", "token_windows", "graph_inputs", "feeds", "data_reader"]
+__all__ = ["BUILTIN", "corpus_path", "check_corpus", "token_windows", "feeds", "data_reader"]

@@ -4,6 +4,7 @@ float weights). The quantizers use it to refuse an already-quantized input and t
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,46 @@ def has_external_data(model: Any) -> bool:
     return any(t.data_location == 1 for t in model.graph.initializer)
 
 
-__all__ = ["QUANTIZED_OPS", "load_graph", "op_counts", "tensor_bytes", "already_quantized", "weight_inventory",
-           "float_weights_kept", "drop_unused_initializers", "initializer_identities",
-           "fold_initializer_identities", "has_external_data"]
+def graph_inputs(model: Any) -> list[Any]:
+    """The graph's inputs as :mod:`edgeval.runtimes.onnx` describes them (name, ``tensor(type)``, shape)."""
+    import onnx
+
+    from ...runtimes.onnx import _Input
+
+    initializers = {t.name for t in model.graph.initializer}
+    specs = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor = value.type.tensor_type
+        kind = onnx.helper.tensor_dtype_to_string(tensor.elem_type).removeprefix("TensorProto.").lower()
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim)
+        specs.append(_Input(value.name, f"tensor({kind})", dims))
+    return specs
+
+
+@dataclass(frozen=True)
+class GraphFacts:
+    """What the quantizers need to know of their input, so that its ModelProto (for an inline-weights model,
+    all the weights) can be dropped before ONNX Runtime loads its own copy."""
+
+    ops: Counter
+    inventory: dict[str, Any]
+    quantized: str | None
+    external: bool
+    data_files: frozenset[str]
+    identities: int
+    inputs: list[Any]
+
+
+def facts(model: Any) -> GraphFacts:
+    """:class:`GraphFacts` of ``model``."""
+    files = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+    return GraphFacts(ops=op_counts(model), inventory=weight_inventory(model), quantized=already_quantized(model),
+                      external=has_external_data(model), data_files=frozenset(files),
+                      identities=len(initializer_identities(model)), inputs=graph_inputs(model))
+
+
+__all__ = ["QUANTIZED_OPS", "GraphFacts", "facts", "graph_inputs", "load_graph", "op_counts", "tensor_bytes",
+           "already_quantized", "weight_inventory", "float_weights_kept", "drop_unused_initializers",
+           "initializer_identities", "fold_initializer_identities", "has_external_data"]

@@ -80,14 +80,15 @@ class Int8Dynamic(OrtQuantizer):
     summary = "ONNX Runtime dynamic int8: MatMul weights int8, activations quantized at run time"
     Settings = Int8Settings
 
-    def quantize(self, source: Path, out: Path, settings: Any, before: Any, ctx: StepContext) -> dict[str, Any]:
+    def quantize(self, source: Path, out: Path, settings: Any, before: g.GraphFacts,
+                 ctx: StepContext) -> dict[str, Any]:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        with staged(source, out.parent) as model_path:
+        with staged(source, out.parent, before) as model_path:
             quantize_dynamic(model_path, out, op_types_to_quantize=list(settings.op_types),
                              per_channel=settings.per_channel, reduce_range=settings.reduce_range,
                              weight_type=QuantType[settings.weight_type],
-                             use_external_data_format=g.has_external_data(before),
+                             use_external_data_format=before.external,
                              extra_options={"MatMulConstBOnly": True})
         return {}
 
@@ -102,21 +103,22 @@ class Int8Static(OrtQuantizer):
     def check(self, settings: Any) -> None:
         calib.check_corpus(settings.calibration)
 
-    def quantize(self, source: Path, out: Path, settings: Any, before: Any, ctx: StepContext) -> dict[str, Any]:
+    def quantize(self, source: Path, out: Path, settings: Any, before: g.GraphFacts,
+                 ctx: StepContext) -> dict[str, Any]:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         windows = calib.token_windows(source, settings.calibration, settings.n_samples, settings.seq_len,
                                       settings.seed)
-        reader = calib.data_reader(before, windows.ids, source)
+        reader = calib.data_reader(before.inputs, windows.ids, source)
         ctx.progress(f"{self.name}: calibrating on {settings.n_samples} x {settings.seq_len} tokens "
                      f"({settings.calibrate_method})")
-        with staged(source, out.parent) as model_path:
+        with staged(source, out.parent, before) as model_path:
             quantize_static(model_path, out, reader, quant_format=QuantFormat[settings.quant_format],
                             op_types_to_quantize=list(settings.op_types), per_channel=settings.per_channel,
                             reduce_range=settings.reduce_range, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod[settings.calibrate_method],
-                            use_external_data_format=g.has_external_data(before))
+                            use_external_data_format=before.external)
         record = windows.to_json()
         return {"calibration": record, "warnings": [record["warning"]] if record["warning"] else []}
 
@@ -139,7 +141,8 @@ class Int4WeightOnly(OrtQuantizer):
         if settings.algorithm == "hqq":
             require("torch", "torch", "int4 quantization with algorithm 'hqq'")
 
-    def quantize(self, source: Path, out: Path, settings: Any, before: Any, ctx: StepContext) -> dict[str, Any]:
+    def quantize(self, source: Path, out: Path, settings: Any, before: g.GraphFacts,
+                 ctx: StepContext) -> dict[str, Any]:
         import onnx
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
@@ -152,7 +155,7 @@ class Int4WeightOnly(OrtQuantizer):
         quantizer.process()
         result = quantizer.model.model
         dropped = g.drop_unused_initializers(result)
-        save_model(result, out, g.has_external_data(before))
+        save_model(result, out, before.external)
         return {"algorithm": settings.algorithm, "bits": settings.bits, "block_size": settings.block_size,
                 "unused_float_weights_dropped": dropped}
 
