@@ -215,11 +215,12 @@ def test_int4_counts_packed_weights_apart_from_scales_and_zero_points(quantized)
     assert all(not kept["name"].endswith(("_scale", "_zero_points")) for kept in result.measured["float_weights_kept"])
 
 
-def test_int8_with_gather_quantizes_the_embedding_too(kv_onnx, tmp_path):
+def test_int8_quantizes_the_embedding_unless_told_matmul_only(kv_onnx, quantized, tmp_path):
     from edgeval.runtimes import load_runtime
 
-    plain = _apply("int8", kv_onnx, tmp_path / "matmul")
-    both = _apply("int8", kv_onnx, tmp_path / "both", {"op_types": ["MatMul", "Gather"]})
+    both = quantized["int8"]
+    plain = _apply("int8", kv_onnx, tmp_path / "matmul", {"op_types": ["MatMul"]})
     assert plain.measured["float_weight_bytes"] > 0 and both.measured["float_weight_bytes"] == 0
+    assert any("Gather" in line for line in plain.warnings) and not both.warnings
     assert both.measured["output_bytes"] < plain.measured["output_bytes"]
     assert np.isfinite(load_runtime(both.path).next_token_logits(PROMPTS)).all()

@@ -107,7 +107,7 @@ def float_kept_line(kept: list[tuple[str, str, int]]) -> str:
     """One warning line about float weights left unquantized (the largest three named)."""
     total = sum(size for _, _, size in kept)
     named = ", ".join(f"'{name}' ({consumers}, {size / 2**20:.1f} MiB)" for name, consumers, size in kept[:3])
-    return (f"{len(kept)} float weight tensor(s) of 1 MiB or more stay unquantized ({total / 2**20:.1f} MiB): "
+    return (f"{len(kept)} float weight tensor(s) stay unquantized ({total / 2**20:.1f} MiB): "
             f"{named}; ONNX Runtime's quantizers leave weights outside the chosen op types in float (an "
             "embedding read by Gather: int8's op_types [MatMul, Gather] quantizes it)")
 

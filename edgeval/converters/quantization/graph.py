@@ -115,15 +115,17 @@ def _quant_param_names(model: Any) -> set[str]:
 
 
 def float_weights_kept(model: Any) -> list[tuple[str, str, int]]:
-    """``(initializer, consumer op types, bytes)`` of float weights of at least 1 MiB left unquantized."""
+    """``(initializer, consumer op types, bytes)`` of the float weights left unquantized that matter: 1 MiB or
+    more, or 1 % of the initializer bytes (tiny models), largest first."""
     consumers: dict[str, set[str]] = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, set()).add(node.op_type)
     params = _quant_param_names(model)
+    floor = min(_WARN_BYTES, sum(tensor_bytes(t) for t in model.graph.initializer) // 100)
     kept = [(t.name, ",".join(sorted(consumers.get(t.name, {"?"}))), tensor_bytes(t))
             for t in model.graph.initializer if t.name not in params
-            and t.data_type in _FLOAT_TYPES and len(t.dims) >= 2 and tensor_bytes(t) >= _WARN_BYTES]
+            and t.data_type in _FLOAT_TYPES and len(t.dims) >= 2 and tensor_bytes(t) >= floor]
     return sorted(kept, key=lambda item: -item[2])
 
 

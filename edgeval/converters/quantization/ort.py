@@ -3,8 +3,9 @@
 ``onnxruntime.quantization`` alone (no kernels of edgeval's own).
 
 - ``int8``: ``quantize_dynamic``: MatMul weights to int8, activations quantized at run time
-  (DynamicQuantizeLinear + MatMulInteger). Only MatMul by default: quantizing the embedding's Gather too
-  (``op_types: [MatMul, Gather]``) stores it in int8 but dequantizes the whole table at every call.
+  (DynamicQuantizeLinear + MatMulInteger), and the token embedding (Gather) stored in int8, only the rows
+  gathered dequantized: ORT's own default, and on SmolLM2-135M 165 MB instead of 250 MB with MatMul alone
+  (``op_types: [MatMul]`` keeps the embedding in float32).
 - ``int8-static``: ``quantize_static`` with activation ranges calibrated on token windows of a corpus
   (:mod:`.calib`); QDQ (QuantizeLinear/DequantizeLinear pairs) or QOperator (QLinearMatMul) format.
 - ``int4``: ``MatMulNBitsQuantizer``: MatMul weights in blocks of ``block_size`` 4-bit values with a scale (and
@@ -36,8 +37,8 @@ class Int8Settings(Settings):
 
     per_channel: bool = setting(False, "One scale per output channel of each weight (else one per tensor).")
     weight_type: Literal["QInt8", "QUInt8"] = setting("QInt8", "Integer type of the weights.")
-    op_types: list[str] = setting(["MatMul"], "Op types whose constant weights are quantized.", items=_OP_TYPES,
-                                  minItems=1)
+    op_types: list[str] = setting(["MatMul", "Gather"], "Op types whose constant weights are quantized "
+                                  "(Gather: the token embedding).", items=_OP_TYPES, minItems=1)
     reduce_range: bool = setting(False, "7-bit weights (for CPUs without VNNI, where 8-bit can saturate).")
 
 
