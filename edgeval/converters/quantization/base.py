@@ -130,29 +130,35 @@ def quiet_ort() -> Iterator[None]:
 
 @contextlib.contextmanager
 def staged(source: Path, out_dir: Path, before: g.GraphFacts) -> Iterator[Path]:
-    """``source`` in a scratch folder inside ``out_dir``, removed after the block: linked (with its external
-    data files) or, when Identity nodes hide a shared weight from the quantizer, rewritten without them. ORT's
-    quantizers write a ``-inferred`` copy beside the model they read, which must not land in the source's
-    folder."""
+    """``source`` in a scratch folder inside ``out_dir`` with its weights as external data, removed after the
+    block. ORT's quantizers write a ``-inferred`` copy beside the model they read (which must not land in the
+    source's folder) and run shape inference on it: on a graph whose weights are external that costs no copy
+    of the weights. Identity nodes that hide a shared weight from the quantizer are folded on the way. A source
+    that already keeps its weights external (and has no such Identity) is linked, not copied."""
     stage = Path(tempfile.mkdtemp(prefix=".stage-", dir=out_dir))
     try:
-        if before.identities:
-            _write_folded(source, stage / source.name, before.external)
-        else:
+        if before.external and not before.identities:
             for name in {source.name, *before.data_files}:
                 (stage / name).symlink_to((source.parent / name).resolve())
+        else:
+            _write_folded(source, stage / source.name)
         yield stage / source.name
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _write_folded(source: Path, target: Path, external: bool) -> None:
-    """``source`` with its initializer-renaming Identity nodes folded away, written to ``target``."""
+def _write_folded(source: Path, target: Path) -> None:
+    """``source`` with its initializer-renaming Identity nodes folded away, written to ``target`` with every
+    tensor of 1 KiB or more in one external file."""
     import onnx
 
     model = onnx.load(str(source))
     g.fold_initializer_identities(model)
-    save_model(model, target, external)
+    try:
+        onnx.save_model(model, str(target), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=f"{target.name}.data", size_threshold=1024)
+    except (ValueError, OSError) as exc:
+        raise ModelError(f"cannot stage the model for quantization: {one_line(exc)}", path=target) from None
 
 
 def save_model(model: Any, out: Path, external: bool) -> None:
