@@ -224,3 +224,11 @@ def test_int8_quantizes_the_embedding_unless_told_matmul_only(kv_onnx, quantized
     assert any("Gather" in line for line in plain.warnings) and not both.warnings
     assert both.measured["output_bytes"] < plain.measured["output_bytes"]
     assert np.isfinite(load_runtime(both.path).next_token_logits(PROMPTS)).all()
+
+
+def test_static_int8_leaves_attention_matmuls_float_unless_asked(kv_onnx, quantized, tmp_path):
+    default = quantized["int8-static"]
+    assert default.measured["activation_matmuls_left_float"] == 4  # 2 layers x (QK^T, scores x V)
+    both = _apply("int8-static", kv_onnx, tmp_path / "all", {**FAST["int8-static"], "activation_matmuls": True})
+    assert both.measured["activation_matmuls_left_float"] == 0
+    assert both.measured["ops_changed"]["QuantizeLinear"] > default.measured["ops_changed"]["QuantizeLinear"]

@@ -199,6 +199,7 @@ class GraphFacts:
     data_files: frozenset[str]
     identities: int
     inputs: list[Any]
+    activation_matmuls: tuple[str, ...]
 
 
 def facts(model: Any) -> GraphFacts:
@@ -206,9 +207,19 @@ def facts(model: Any) -> GraphFacts:
     files = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
     return GraphFacts(ops=op_counts(model), inventory=weight_inventory(model), quantized=already_quantized(model),
                       external=has_external_data(model), data_files=frozenset(files),
-                      identities=len(initializer_identities(model)), inputs=graph_inputs(model))
+                      identities=len(initializer_identities(model)), inputs=graph_inputs(model),
+                      activation_matmuls=activation_matmuls(model))
+
+
+def activation_matmuls(model: Any) -> tuple[str, ...]:
+    """Names of the MatMul nodes that multiply two activations (attention's QK^T and scores x V): no input is
+    an initializer, nor an Identity of one."""
+    constants = {t.name for t in model.graph.initializer}
+    constants |= {n.output[0] for n in initializer_identities(model)}
+    constants |= {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    return tuple(n.name for n in model.graph.node if n.op_type == "MatMul" and not set(n.input) & constants)
 
 
 __all__ = ["QUANTIZED_OPS", "GraphFacts", "facts", "graph_inputs", "load_graph", "op_counts", "tensor_bytes",
            "already_quantized", "weight_inventory", "float_weights_kept", "drop_unused_initializers",
-           "initializer_identities", "fold_initializer_identities", "has_external_data"]
+           "initializer_identities", "fold_initializer_identities", "has_external_data", "activation_matmuls"]
