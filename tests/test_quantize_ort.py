@@ -232,3 +232,13 @@ def test_static_int8_leaves_attention_matmuls_float_unless_asked(kv_onnx, quanti
     both = _apply("int8-static", kv_onnx, tmp_path / "all", {**FAST["int8-static"], "activation_matmuls": True})
     assert both.measured["activation_matmuls_left_float"] == 0
     assert both.measured["ops_changed"]["QuantizeLinear"] > default.measured["ops_changed"]["QuantizeLinear"]
+
+
+@pytest.mark.parametrize("name", ["int4", "int8-static"])
+def test_progress_reaches_the_caller_and_ort_prints_nothing(name, kv_onnx, tmp_path, capfd):
+    comp = registered_compressors()[name]
+    lines: list[str] = []
+    comp.apply(kv_onnx, tmp_path / "out", parse(comp.Settings, FAST.get(name, {}), name),
+               StepContext(progress=lines.append))
+    assert lines and all(line.startswith(name) for line in lines)
+    assert capfd.readouterr().out == ""  # no progress bar of ORT's own on stdout

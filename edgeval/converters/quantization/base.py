@@ -52,7 +52,8 @@ class OrtQuantizer:
     def quantize(self, source: Path, out: Path, settings: Any, before: g.GraphFacts,
                  ctx: StepContext) -> dict[str, Any]:
         """Write the quantized model to ``out`` (weights inline, or external when the source had external
-        data); return extra measured figures (``warnings``: a list of lines, taken out of them)."""
+        data), ORT's calls inside :func:`quiet_ort`; return extra measured figures (``warnings``: a list of
+        lines, taken out of them)."""
         raise NotImplementedError
 
     def apply(self, source: Path, out_dir: Path, settings: Any, ctx: StepContext) -> StepResult:
@@ -66,8 +67,7 @@ class OrtQuantizer:
         out = out_dir / source.name
         started = time.perf_counter()
         ctx.progress(f"{self.name}: quantizing {source.name} with onnxruntime.quantization")
-        with quiet_ort():
-            extra = self.quantize(source, out, settings, before, ctx)
+        extra = self.quantize(source, out, settings, before, ctx)
         finish_output(out, before.external)
         carry_tokenizer(source, out_dir)
         return self.result(source, out, before, extra, time.perf_counter() - started)

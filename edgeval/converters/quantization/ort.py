@@ -28,7 +28,7 @@ from ...settings import Settings, setting
 from ..compressor import StepContext
 from . import calib
 from . import graph as g
-from .base import OrtQuantizer, save_model, staged
+from .base import OrtQuantizer, quiet_ort, save_model, staged
 
 _OP_TYPES = {"type": "string", "enum": ["MatMul", "Gather", "Gemm"]}
 _BLOCK_SIZES = [16, 32, 64, 128, 256, 512, 1024]
@@ -90,7 +90,7 @@ class Int8Dynamic(OrtQuantizer):
                  ctx: StepContext) -> dict[str, Any]:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        with staged(source, out.parent, before) as model_path:
+        with staged(source, out.parent, before) as model_path, quiet_ort():
             quantize_dynamic(model_path, out, op_types_to_quantize=list(settings.op_types),
                              per_channel=settings.per_channel, reduce_range=settings.reduce_range,
                              weight_type=QuantType[settings.weight_type],
@@ -118,7 +118,7 @@ class Int8Static(OrtQuantizer):
         reader = calib.data_reader(before.inputs, windows.ids, source)
         ctx.progress(f"{self.name}: calibrating on {settings.n_samples} x {settings.seq_len} tokens "
                      f"({settings.calibrate_method})")
-        with staged(source, out.parent, before) as model_path:
+        with staged(source, out.parent, before) as model_path, quiet_ort():
             quantize_static(model_path, out, reader, quant_format=QuantFormat[settings.quant_format],
                             op_types_to_quantize=list(settings.op_types), per_channel=settings.per_channel,
                             reduce_range=settings.reduce_range, activation_type=QuantType.QUInt8,
@@ -160,7 +160,8 @@ class Int4WeightOnly(OrtQuantizer):
                                          is_symmetric=settings.symmetric, accuracy_level=settings.accuracy_level,
                                          algo_config=self.algo_config(settings))
         del model
-        quantizer.process()
+        with quiet_ort():
+            quantizer.process()
         result = quantizer.model.model
         dropped = g.drop_unused_initializers(result)
         save_model(result, out, before.external)
