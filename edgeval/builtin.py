@@ -23,6 +23,9 @@ BUILTIN_COMPRESSORS = {
     "random": "edgeval.converters.pruning.compressors:RandomPruner",
     "magnitude": "edgeval.converters.pruning.compressors:MagnitudePruner",
     "wanda": "edgeval.converters.pruning.compressors:WandaPruner",
+    "int8": "edgeval.converters.quantization.ort:Int8Dynamic",
+    "int8-static": "edgeval.converters.quantization.ort:Int8Static",
+    "int4": "edgeval.converters.quantization.ort:Int4WeightOnly",
     "tflite-fp16": "edgeval.converters.quantization.tflite:TFLiteFP16",
     "tflite-int8": "edgeval.converters.quantization.tflite:TFLiteInt8",
 }
