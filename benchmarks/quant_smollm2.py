@@ -58,6 +58,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--tflite-limit", type=int, default=300, help="BBQ items for the TFLite candidates (no KV cache)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--report-only", action="store_true", help="print the tables from the reports in --work")
+    p.add_argument("--compress-only", action="store_true", help="make the candidates, check nothing")
     return p.parse_args()
 
 
@@ -220,6 +221,10 @@ def main() -> None:
     chosen = {**CANDIDATES, **(TFLITE if args.tflite else {})}
     if args.only:
         chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
+    if args.compress_only:
+        for name, spec in chosen.items():
+            compress_candidate(args, name, spec, source, dense)
+        return
     reports = {"dense": check(args, "dense", dense, None, args.limit, None)}
     saved = ((reports["dense"].get("results") or {}).get("bbq") or {}).get("candidate_predictions", {}).get("path")
     for name, spec in chosen.items():
