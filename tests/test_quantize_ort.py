@@ -242,3 +242,29 @@ def test_progress_reaches_the_caller_and_ort_prints_nothing(name, kv_onnx, tmp_p
                StepContext(progress=lines.append))
     assert lines and all(line.startswith(name) for line in lines)
     assert capfd.readouterr().out == ""  # no progress bar of ORT's own on stdout
+
+
+# -- scoring a batch-dependent graph ---------------------------------------------------------------------------
+def test_dynamic_int8_is_scored_one_prompt_at_a_time(tiny_llama_onnx: Path, tmp_path: Path) -> None:
+    """ORT's dynamic int8 picks one activation scale per call: the runtime says so and runs each prompt alone and
+    in full, so a prompt's logits are the same whatever it is batched with (and equal to running it alone)."""
+    import numpy as np
+
+    from edgeval.converters.chain import compress
+    from edgeval.runtimes import load_runtime
+
+    plain = load_runtime(tiny_llama_onnx)
+    assert plain.batch_invariant and plain.describe()["batch_invariant"] is True
+    out = compress(tiny_llama_onnx, tmp_path / "q", [("int8", {})]).path
+    runtime = load_runtime(out)
+    assert runtime.batch_invariant is False and runtime.kv_seq_axes() is None
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [5, 6, 7, 900, 901, 902, 903, 904, 905]]
+    alone = np.concatenate([runtime.next_token_logits([p]) for p in prompts])
+    for batch in (prompts, prompts[::-1]):
+        together = runtime.next_token_logits(batch)
+        order = [prompts.index(p) for p in batch]
+        np.testing.assert_array_equal(together, alone[order])
+    np.testing.assert_array_equal(runtime.next_token_logits_many(prompts), alone)
+    seq = runtime.sequence_logits(prompts)
+    assert [s.shape[0] for s in seq] == [len(p) for p in prompts]
+    np.testing.assert_array_equal(np.stack([s[-1] for s in seq]), alone)

@@ -105,6 +105,11 @@ class BaseRuntime:
     #: tokens asked for / actually run by next_token_logits_many (prefix sharing is the difference)
     tokens_requested = 0
     tokens_computed = 0
+    #: False when the artifact's kernels make one row's logits depend on the other rows of its batch (ONNX
+    #: Runtime's dynamic int8 picks one activation scale per tensor per call): such a runtime runs one prompt per
+    #: call, unpadded and in full (no prefix sharing), so that a prompt's score never depends on what it was
+    #: batched with and is what the device computes when it runs that prompt
+    batch_invariant: bool = True
 
     def __init__(self, artifact: Artifact, tokenizer: Tokenizer):
         self.artifact = artifact
@@ -119,11 +124,25 @@ class BaseRuntime:
 
     # -- shared --------------------------------------------------------------------------------------------
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        if not self.batch_invariant and len(input_ids) > 1:
+            return self._forward_rows(np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64))
         logits = np.asarray(self._forward(np.asarray(input_ids, np.int64), np.asarray(attention_mask, np.int64)))
         if logits.ndim != 3 or logits.shape[:2] != tuple(input_ids.shape):
             raise MeasurementError(f"model returned logits of shape {logits.shape} for a batch of "
                                    f"{tuple(input_ids.shape)}: not a causal LM signature", path=self.artifact.path)
         return self.check_finite(logits, attention_mask.astype(bool))
+
+    def _forward_rows(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """:meth:`forward` one row at a time, each without its left padding (padding positions get zeros)."""
+        out: np.ndarray | None = None
+        for row in range(len(input_ids)):
+            real = np.flatnonzero(attention_mask[row])
+            start = int(real[0]) if len(real) else 0
+            logits = self.forward(input_ids[row:row + 1, start:], attention_mask[row:row + 1, start:])
+            if out is None:
+                out = np.zeros((*input_ids.shape, logits.shape[-1]), np.float32)
+            out[row, start:] = logits[0]
+        return out
 
     def check_finite(self, logits: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """float32 ``logits`` over the tokenizer's vocabulary (only ``rows`` of them checked, when given).
@@ -146,10 +165,14 @@ class BaseRuntime:
                          "tokenizer?)", path=self.artifact.path)
 
     def next_token_logits(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        if not self.batch_invariant and len(sequences) > 1:
+            return np.concatenate([self.next_token_logits([seq]) for seq in sequences])
         ids, mask = pad_left(sequences, self.tokenizer.pad_id)
         return self.forward(ids, mask)[:, -1, :]
 
     def sequence_logits(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        if not self.batch_invariant and len(sequences) > 1:
+            return [self.sequence_logits([seq])[0] for seq in sequences]
         ids, mask = pad_left(sequences, self.tokenizer.pad_id)
         logits = self.forward(ids, mask)
         width = ids.shape[1]
@@ -174,13 +197,15 @@ class BaseRuntime:
 
         With a KV cache (:meth:`kv_seq_axes`) the sequences are sorted, cut into windows of ``window`` and each
         window run as a radix tree (:mod:`edgeval.runtimes.prefix`); without one, every sequence runs in full,
-        sorted by length. ``max_rows`` bounds a batch; ``progress(n)`` is called as sequences are done.
+        sorted by length. ``max_rows`` bounds a batch (1 when the runtime is not :attr:`batch_invariant`);
+        ``progress(n)`` is called as sequences are done.
         ``self.tokens_requested`` / ``self.tokens_computed`` accumulate what was asked and what was run."""
         from .prefix import tree_next_token_logits
 
         if any(len(seq) == 0 for seq in sequences):
             raise ValueError("a sequence has no tokens")
         seq_axes = self.kv_seq_axes()
+        max_rows = max_rows if self.batch_invariant else 1
         key = (lambda i: tuple(sequences[i])) if seq_axes is not None else (lambda i: len(sequences[i]))
         order = sorted(range(len(sequences)), key=key)
         out: np.ndarray | None = None

@@ -125,6 +125,25 @@ def _past_shape(spec: _Input, batch: int, path: Path | None = None) -> tuple[int
     return tuple(dims)
 
 
+#: op types whose result for one row depends on the whole batch: ONNX Runtime's dynamic quantization computes one
+#: activation scale and zero point per tensor per call (DynamicQuantizeLinear, and the fused DynamicQuantizeMatMul
+#: and DynamicQuantizeLSTM)
+BATCH_DEPENDENT_OPS = (b"DynamicQuantize",)
+
+
+def batch_dependent(path: Path) -> bool:
+    """Whether the graph file names a batch-dependent op. The file is searched as bytes (memory-mapped, no
+    protobuf parse, no weights loaded): a false hit only makes scoring slower (one prompt per call, no prefix
+    sharing), never wrong."""
+    import mmap
+
+    try:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return any(data.find(op) >= 0 for op in BATCH_DEPENDENT_OPS)
+    except (OSError, ValueError):  # the session read it, so this hardly happens: assume the slow, safe case
+        return True
+
+
 class OnnxRuntime(BaseRuntime):
     """Runs a ``.onnx`` model on ONNX Runtime (CPU); with a KV cache where the model's layout has one."""
 
@@ -145,6 +164,7 @@ class OnnxRuntime(BaseRuntime):
             self.next_name = self.logits_name  # (batch, vocab): next-token logits only, no per-position scoring
         #: (past input, its present output, sequence axis) per cache tensor, when the model can run with a cache
         self.cache = self._cache_layout(outputs)
+        self.batch_invariant = not batch_dependent(artifact.path)
         super().__init__(artifact, find_tokenizer(artifact.path, tokenizer_path))
         for name in dict.fromkeys([self.logits_name, self.next_name]):
             if name is not None:
@@ -223,7 +243,12 @@ class OnnxRuntime(BaseRuntime):
         return layout
 
     def kv_seq_axes(self) -> list[int] | None:
-        return None if self.cache is None else [axis for _, _, axis in self.cache]
+        """The cache's sequence axes; None without a cache, and for a batch-dependent graph: where a shared prefix
+        is cut changes the activation scales of both parts, so every prompt runs in full, alone, as the device's
+        prefill runs it."""
+        if self.cache is None or not self.batch_invariant:
+            return None
+        return [axis for _, _, axis in self.cache]
 
     def _cached_step(self, input_ids, attention_mask, positions, past, keep):
         batch = input_ids.shape[0]
@@ -274,7 +299,7 @@ class OnnxRuntime(BaseRuntime):
 
     def next_token_logits(self, sequences) -> np.ndarray:
         """Logits of the next token; with a ``next_token_logits`` output, ORT computes the LM head only there."""
-        if self.next_name is None:
+        if self.next_name is None or (not self.batch_invariant and len(sequences) > 1):
             return super().next_token_logits(sequences)
         ids, mask = pad_left(sequences, self.tokenizer.pad_id)
         logits = np.asarray(self._forward(ids, mask, self.next_name))
@@ -286,7 +311,8 @@ class OnnxRuntime(BaseRuntime):
     def describe(self) -> dict:
         return {"runtime": self.name, "version": self._ort.__version__, "threads": self.threads,
                 "providers": self.session.get_providers(), "inputs": [i.name for i in self.inputs],
-                "output": self.logits_name, "next_token_output": self.next_name, "kv_cache": self.cache is not None}
+                "output": self.logits_name, "next_token_output": self.next_name, "kv_cache": self.cache is not None,
+                "batch_invariant": self.batch_invariant}
 
     def close(self) -> None:
         self.session = None

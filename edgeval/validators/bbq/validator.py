@@ -192,7 +192,12 @@ class BBQValidator:
         runtime = ctx.runtime(role)
         emit = ctx.progress
         hinted = self.__dict__.setdefault("_hinted", set())
-        if (runtime.name == "onnxruntime" and role not in hinted and settings["mode"] == "letter"
+        if role not in hinted and not getattr(runtime, "batch_invariant", True):
+            hinted.add(role)
+            emit(f"bbq: the {role} model's kernels quantize activations per call (dynamic int8), so a prompt's "
+                 "logits depend on what it is batched with: every prompt runs alone and in full, as a device runs "
+                 "it (slower)")
+        elif (runtime.name == "onnxruntime" and role not in hinted and settings["mode"] == "letter"
                 and getattr(runtime, "kv_seq_axes", lambda: None)() is None):
             hinted.add(role)
             emit(f"bbq: the {role} model has no KV-cache inputs, so every prompt runs in full; an export with "
@@ -217,6 +222,7 @@ class BBQValidator:
             runtime = ctx.runtime(role)
             seq_axes = getattr(runtime, "kv_seq_axes", lambda: None)()
             out[role] = {"runtime": runtime.name, "kv_cache": seq_axes is not None,
+                         "batch_invariant": bool(getattr(runtime, "batch_invariant", True)),
                          "prompt_tokens": int(getattr(runtime, "tokens_requested", 0)),
                          "tokens_run": int(getattr(runtime, "tokens_computed", 0)),
                          "items_from_checkpoint": getattr(books.get(role), "items_resumed", 0)}
