@@ -192,8 +192,9 @@ def _check_compressors(cfg: DemoConfig) -> None:
     """Every quantizer and chain is one `edgeval compress` can run (checked by its planner, before any work)."""
     from .converters.chain import plan
 
-    for quantizer in cfg.quantizers:
-        plan("onnx", [(quantizer, {})])
+    for quantizer in (*cfg.quantizers, *(q for _, _, q in cfg.chains)):
+        if plan("onnx", [(quantizer, {})])[-1].kind != "quantize":
+            raise BadInputError(f"'{quantizer}' is not a quantizer (see `edgeval compressors`)")
     for method, sparsity, quantizer in cfg.chains:
         plan("hf", [(method, {"sparsity": sparsity}), (quantizer, {})])
 

