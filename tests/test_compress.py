@@ -188,3 +188,22 @@ def test_cli_lists_compressors_with_their_settings(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, "compressors", "-v")
     assert proc.returncode == 0, proc.stderr
     assert "wanda.n_samples = 128" in proc.stdout and proc.stdout.splitlines()[0].startswith("random")
+
+
+def test_cli_quantizer_bad_input_leaves_nothing(tiny_llama_onnx: Path, tmp_path: Path) -> None:
+    """A missing or empty calibration file, or quantizing an already-quantized model: exit 3, one line, no --out."""
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    quantized = tmp_path / "int8"
+    first = run_cli(tmp_path, "compress", tiny_llama_onnx, "--method", "int8", "--out", quantized)
+    assert first.returncode == 0, first.stderr
+    cases = [(("--method", "int8-static", "--calibration", tmp_path / "missing.txt"), "missing.txt"),
+             (("--method", "int8-static", "--calibration", empty), "empty.txt"),
+             (("--method", "int4"), "already")]
+    for args, needle in cases:
+        source = quantized / "model.onnx" if needle == "already" else tiny_llama_onnx
+        proc = run_cli(tmp_path, "compress", source, *args, "--out", tmp_path / "bad")
+        assert proc.returncode == 3 and needle in proc.stderr, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
