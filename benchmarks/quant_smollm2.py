@@ -57,6 +57,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--tflite", action="store_true", help="also the TFLite fp16/int8 candidates")
     p.add_argument("--tflite-limit", type=int, default=300, help="BBQ items for the TFLite candidates (no KV cache)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--early-stop", default="", help="comma-separated candidates scored with the gate's early stop "
+                   "(4 looks: scoring stops at the first look that decides), e.g. the slow dynamic-int8 chains")
     p.add_argument("--report-only", action="store_true", help="print the tables from the reports in --work")
     p.add_argument("--compress-only", action="store_true", help="make the candidates, check nothing")
     return p.parse_args()
@@ -120,9 +122,10 @@ def artifact_of(folder: Path) -> Path:
     return Path(doc["output"]["path"])
 
 
-def policy_file(args: argparse.Namespace, limit: int) -> Path:
-    path = args.work / f"policy-{limit}.yaml"
-    policy = {"validators": VALIDATORS, "bbq": {"limit": limit, "data_dir": str(args.bbq_data), "bootstrap": 1000},
+def policy_file(args: argparse.Namespace, limit: int, looks: int = 0) -> Path:
+    path = args.work / f"policy-{limit}-{looks}.yaml"
+    policy = {"validators": VALIDATORS, "bbq": {"limit": limit, "data_dir": str(args.bbq_data), "bootstrap": 1000,
+                                                "early_stop_looks": looks},
               "latency": {"runs": 20, "warmup": 3}}
     path.write_text(json.dumps(policy))
     return path
@@ -135,7 +138,8 @@ def check(args: argparse.Namespace, name: str, model: Path, baseline: Path | Non
     if report.is_file():
         return json.loads(report.read_text())
     report.parent.mkdir(parents=True, exist_ok=True)
-    cmd = ["check", model, "--policy", policy_file(args, limit), "--report", report, "-q"]
+    looks = 4 if name in args.early_stop.split(",") else 0
+    cmd = ["check", model, "--policy", policy_file(args, limit, looks), "--report", report, "-q"]
     if baseline is not None:
         cmd += ["--baseline", baseline]
     else:
@@ -187,9 +191,10 @@ def table_row(name: str, doc: dict[str, Any], dense_size: dict[str, Any] | None 
     ci = ("" if comp.get("delta_srs_ci_low") is None
           else f" [{fmt(comp['delta_srs_ci_low'])}, {fmt(comp['delta_srs_ci_high'])}]")
     delta = "—" if comp.get("delta_srs") is None else f"{comp['delta_srs']:+.3f}{ci}"
+    scored = bbq.get("n_scored") or bbq.get("n_items")
     return (f"| {name} | {fmt(size.get('bytes'))} | {fmt(size.get('compressed_bytes'))} | "
             f"{shown} | {fmt(ratio, 2)} | {fmt(perplexity, 2)} | "
-            f"{fmt(overall.get('srs'))} | {delta} | {doc.get('verdict', '—')} |")
+            f"{fmt(scored)} | {fmt(overall.get('srs'))} | {delta} | {doc.get('verdict', '—')} |")
 
 
 def print_tables(reports: dict[str, dict[str, Any]], runs: dict[str, Any], args: argparse.Namespace) -> None:
@@ -198,7 +203,7 @@ def print_tables(reports: dict[str, dict[str, Any]], runs: dict[str, Any], args:
     print(f"\nMachine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"{time.strftime('%Y-%m-%d')}; BBQ items: {args.limit} (TFLite: {args.tflite_limit})\n")
     print("| model | bytes | zlib bytes | bits/weight (all · block linears) | latency p50 vs dense | perplexity | "
-          "SRS | ΔSRS [95% CI] | verdict |\n|---|---|---|---|---|---|---|---|---|")
+          "BBQ items scored | SRS | ΔSRS [95% CI] | verdict |\n|---|---|---|---|---|---|---|---|---|---|")
     # the dense row's bits come from a candidate's baseline figures (the dense report may predate them)
     with_base = next((d["results"]["size"] for n, d in reports.items()
                       if n != "dense" and (d.get("results") or {}).get("size", {}).get("baseline_groups")), None)
