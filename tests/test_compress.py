@@ -188,3 +188,18 @@ def test_cli_lists_compressors_with_their_settings(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, "compressors", "-v")
     assert proc.returncode == 0, proc.stderr
     assert "wanda.n_samples = 128" in proc.stdout and proc.stdout.splitlines()[0].startswith("random")
+
+
+@pytest.mark.parametrize("where", ["same", "parent", "inside"])
+def test_out_never_replaces_or_nests_in_the_source(tiny_llama_dir: Path, tmp_path: Path, where: str) -> None:
+    """--overwrite of a previous output must not delete the model being compressed (--out equal to the source, or a
+    folder holding it), and --out inside an HF source would change the source's identity while reading it."""
+    pruned = tmp_path / "run" / "pruned"
+    chain.compress(tiny_llama_dir, pruned, [("magnitude", {"sparsity": 0.3})])
+    (tmp_path / "run" / "compression.json").write_text((pruned / "compression.json").read_text())
+    out = {"same": pruned, "parent": tmp_path / "run", "inside": pruned / "again"}[where]
+    before = sorted(p.name for p in pruned.iterdir())
+    with pytest.raises(UsageError, match="source"):
+        chain.compress(pruned, out, [("random", {"sparsity": 0.5})], overwrite=True)
+    assert sorted(p.name for p in pruned.iterdir()) == before
+    assert prune_record(read_manifest(pruned))["method"] == "magnitude"

@@ -175,7 +175,7 @@ def compress(source: str | Path, out_dir: str | Path, methods: Sequence[tuple[st
     artifact = load_artifact(source)
     steps = plan(artifact.format, methods, to, export, disabled)
     _refuse_input(steps[0], artifact.path)
-    out = check_output(out_dir, overwrite).resolve()
+    out = _check_apart(check_output(out_dir, overwrite).resolve(), artifact.path)
     started = time.perf_counter()
     with atomic_dir(out) as staging, tempfile.TemporaryDirectory(prefix=".edgeval-work-", dir=out.parent) as work:
         path, entries = _run_steps(steps, artifact.path, staging, Path(work), StepContext(say, threads))
@@ -184,6 +184,15 @@ def compress(source: str | Path, out_dir: str | Path, methods: Sequence[tuple[st
     final = out / path.relative_to(staging) if path != staging else out
     _after(steps, out, doc, disabled)
     return CompressResult(final, out, doc)
+
+
+def _check_apart(out: Path, source: Path) -> Path:
+    """Refuse an ``out`` that is the source, holds it (--overwrite would delete it) or lies inside it."""
+    source = source.resolve()
+    if source == out or source.is_relative_to(out) or out.is_relative_to(source):
+        raise UsageError(f"--out {out} would replace or sit inside the source model {source}; choose a folder "
+                         "apart from it")
+    return out
 
 
 def _refuse_input(step: Step, source: Path) -> None:
