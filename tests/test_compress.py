@@ -203,3 +203,25 @@ def test_out_never_replaces_or_nests_in_the_source(tiny_llama_dir: Path, tmp_pat
         chain.compress(pruned, out, [("random", {"sparsity": 0.5})], overwrite=True)
     assert sorted(p.name for p in pruned.iterdir()) == before
     assert prune_record(read_manifest(pruned))["method"] == "magnitude"
+
+
+class _Outside(FakeOnnxQuantizer):
+    """A plugin quantizer that returns a path outside its out_dir (here: its own input)."""
+
+    def apply(self, source: Path, out_dir: Path, settings, ctx: StepContext) -> StepResult:
+        return StepResult(source)
+
+
+def test_a_step_returning_a_path_outside_its_folder_is_one_line(monkeypatch, tiny_llama_onnx: Path,
+                                                                   tmp_path: Path) -> None:
+    from edgeval import plugins
+
+    real = plugins.registered_compressors
+    monkeypatch.setattr(plugins, "registered_compressors", lambda disabled=(): {**real(disabled), "fake-q": _Outside()})
+    src = tmp_path / "src" / "model.onnx"
+    src.parent.mkdir()
+    src.write_bytes(tiny_llama_onnx.read_bytes())
+    with pytest.raises(BadInputError, match="did not return the artifact it wrote"):
+        chain.compress(src, tmp_path / "out", [("fake-q", {})])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"] and [p.name for p in src.parent.iterdir()] == \
+        ["model.onnx"]

@@ -225,13 +225,19 @@ def _run_steps(steps: list[Step], source: Path, staging: Path, work: Path,
 def _apply(step: Step, source: Path, out_dir: Path, ctx: StepContext) -> StepResult:
     if step.compressor is not None:
         result = step.compressor.apply(source, out_dir, step.settings, ctx)
-        if not isinstance(result, StepResult) or not Path(result.path).exists():
+        if not isinstance(result, StepResult) or not _written_in(Path(result.path), out_dir):
             raise BadInputError(f"compressor '{step.method}' did not return the artifact it wrote "
-                                "(a StepResult whose path exists)")
+                                "(a StepResult whose path exists inside its output folder)")
         return result
     from .export_step import run_export
 
     return run_export(source, out_dir, step.settings, ctx)
+
+
+def _written_in(path: Path, out_dir: Path) -> bool:
+    """Whether a step's artifact exists inside the folder it was given (never its input or a place elsewhere)."""
+    path, out_dir = path.resolve(), out_dir.resolve()
+    return path.exists() and (path == out_dir or path.is_relative_to(out_dir))
 
 
 def _write_manifest(artifact: Any, path: Path, out: Path, entries: list[dict[str, Any]]) -> dict[str, Any]:
