@@ -221,3 +221,18 @@ def test_tflite_quantized_weights_are_recognised(tmp_path: Path):
     fp16 = " ".join(tflite_evidence(_keras_tflite(tmp_path / "fp16.tflite", "fp16")))
     assert "float16 weight" in fp16 and "DEQUANTIZE" in fp16
     assert "int8 weight" in " ".join(tflite_evidence(_keras_tflite(tmp_path / "int8.tflite", "int8")))
+
+
+def test_dead_low_precision_tensors_and_ops_are_no_evidence(tiny_llama_onnx: Path, tmp_path: Path):
+    """An fp32 export with an unused float16 initializer, or a QuantizeLinear whose output nothing reads, does not
+    earn the lossy bounds: only computation the graph runs counts."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(tiny_llama_onnx))
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros((4, 4), np.float16), "unused_half"))
+    model.graph.initializer.append(numpy_helper.from_array(np.float32(0.1), "dead_scale"))
+    model.graph.node.append(helper.make_node("QuantizeLinear", ["dead_scale", "dead_scale"], ["dead_q"]))
+    fooled = tmp_path / "model.onnx"
+    onnx.save(model, str(fooled))
+    assert quantization_evidence(load_artifact(fooled)) == []
