@@ -186,11 +186,15 @@ def test_policy_defaults_hold_the_mode_and_the_lossy_bounds():
 
 def test_kv_cached_path_of_a_quantized_copy_is_gated_on_kl(optimum_layout_onnx_int32: Path, tiny_llama_dir: Path,
                                                            tmp_path: Path):
-    """A with-past layout quantized to int8: the cached path (as BBQ scores) gets its own KL, gated like mean KL."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """A with-past layout quantized to int4 (MatMulNBits: batch-invariant, so its KV cache is used; a dynamic int8
+    copy runs every prompt alone and in full): the cached path (as BBQ scores) gets its own KL, gated like mean KL."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer, RTNWeightOnlyQuantConfig
 
     out = _copy_beside(optimum_layout_onnx_int32, tmp_path / "q")
-    quantize_dynamic(str(optimum_layout_onnx_int32), str(out), weight_type=QuantType.QInt8)
+    quant = MatMulNBitsQuantizer(str(optimum_layout_onnx_int32), block_size=32, is_symmetric=True,
+                                 algo_config=RTNWeightOnlyQuantConfig())
+    quant.process()
+    quant.model.save_model_to_file(str(out), use_external_data_format=False)
     checks, results = _report(out, tiny_llama_dir, {"lossy_max_mean_kl": 1e-9})
     assert results["mode"] == "lossy" and results["mean_kl_cached"] > 0
     cached = next(c for c in checks if c.id == "parity.cached_mean_kl")
