@@ -3,6 +3,7 @@ running (one compression.json, no partial output), and the command line."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -225,3 +226,15 @@ def test_a_step_returning_a_path_outside_its_folder_is_one_line(monkeypatch, tin
         chain.compress(src, tmp_path / "out", [("fake-q", {})])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"] and [p.name for p in src.parent.iterdir()] == \
         ["model.onnx"]
+
+
+@pytest.mark.parametrize("fmt, methods, to, options, needle", [
+    ("hf", [("tflite-int8", {})], None, {"seq_len": 64}, "--set tflite-int8.seq_len"),
+    ("onnx", [("int8", {})], None, {"kv_cache": True}, "--kv-cache"),
+    ("hf", [("magnitude", {"sparsity": 0.5})], "onnx", {"batch": 2}, "--batch"),
+])
+def test_export_options_no_step_uses_are_refused(fmt, methods, to, options, needle) -> None:
+    """--seq-len/--batch/--kv-cache/... configure an export step; with none in the chain they were silently dropped
+    (a tflite-int8 run with --seq-len 64 got the 256-token bucket)."""
+    with pytest.raises(UsageError, match=re.escape(needle)):
+        chain.plan(fmt, methods, to, chain.ExportOptions(**options))

@@ -38,8 +38,8 @@ class ExportOptions:
     legacy: bool = False
     kv_cache: bool = False
     next_token_output: bool = False
-    batch: int = 1
-    seq_len: int = 256
+    batch: int | None = None  # TFLite export: None is 1
+    seq_len: int | None = None  # TFLite export: None is 256
     parity: bool = True
 
     def for_target(self, target: str) -> dict[str, Any]:
@@ -47,7 +47,13 @@ class ExportOptions:
         if target == "onnx":
             return {"to": "onnx", "legacy": self.legacy, "kv_cache": self.kv_cache,
                     "next_token_output": self.next_token_output, "parity": self.parity}
-        return {"to": target, "batch": self.batch, "seq_len": self.seq_len, "parity": self.parity}
+        return {"to": target, "batch": self.batch or 1, "seq_len": self.seq_len or 256, "parity": self.parity}
+
+    def unused(self, targets: set[str]) -> list[str]:
+        """The options given that no export step to ``targets`` reads (as command-line flags)."""
+        onnx = [f"--{n.replace('_', '-')}" for n in ("legacy", "kv_cache", "next_token_output") if getattr(self, n)]
+        tflite = [f"--{n.replace('_', '-')}" for n in ("batch", "seq_len") if getattr(self, n) is not None]
+        return ([] if "onnx" in targets else onnx) + ([] if "tflite" in targets else tflite)
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,19 @@ def plan(source_format: str, methods: Sequence[tuple[str, dict[str, Any]]], to: 
         current = comp.produces
     if to is not None and to != current:
         steps.append(_final_export(current, to, steps[-1].method, export))
+    _check_export_options(steps, export)
     return steps
+
+
+def _check_export_options(steps: list[Step], export: ExportOptions) -> None:
+    """Refuse export options that no export step of the chain would read (they would be dropped silently)."""
+    unused = export.unused({s.output_format for s in steps if s.kind == "export"})
+    if unused:
+        own = [f"--set {s.method}.{k}" for s in steps if s.kind != "export" for k in ("batch", "seq_len")
+               if f"--{k.replace('_', '-')}" in unused and k in getattr(s.compressor.Settings,
+                                                                           "__dataclass_fields__", {})]
+        raise UsageError(f"{', '.join(unused)}: no export step of this chain ({' -> '.join(s.method for s in steps)}) "
+                         "reads it" + (f"; use {', '.join(own)}" if own else ""))
 
 
 def _compressor(known: dict[str, Any], name: str) -> Any:
