@@ -238,3 +238,15 @@ def test_export_options_no_step_uses_are_refused(fmt, methods, to, options, need
     (a tflite-int8 run with --seq-len 64 got the 256-token bucket)."""
     with pytest.raises(UsageError, match=re.escape(needle)):
         chain.plan(fmt, methods, to, chain.ExportOptions(**options))
+
+
+def test_a_quantized_gguf_is_not_quantized_again(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """A Q8_0 GGUF is dequantized on load; exporting and quantizing it again would stack two quantizations under a
+    manifest that names one. Pruning it stays possible (no quantize step)."""
+    pytest.importorskip("gguf")
+    from tiny_gguf import write_tiny_llama_gguf
+
+    q8 = write_tiny_llama_gguf(tiny_llama_dir, tmp_path / "tiny.q8_0.gguf", qtype="Q8_0")
+    with pytest.raises(BadInputError, match="Q8_0"):
+        chain.compress(q8, tmp_path / "out", [("int8", {})], export=chain.ExportOptions(legacy=True, parity=False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.q8_0.gguf"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from ..errors import BadInputError, UsageError
+from ..errors import BadInputError, ModelError, UsageError
 from ..settings import parse
 from ..suggest import suggestion
 from . import manifest as mf
@@ -193,6 +193,7 @@ def compress(source: str | Path, out_dir: str | Path, methods: Sequence[tuple[st
     artifact = load_artifact(source)
     steps = plan(artifact.format, methods, to, export, disabled)
     _refuse_input(steps[0], artifact.path)
+    _refuse_quantized_gguf(steps, artifact)
     out = _check_apart(check_output(out_dir, overwrite).resolve(), artifact.path)
     started = time.perf_counter()
     with atomic_dir(out) as staging, tempfile.TemporaryDirectory(prefix=".edgeval-work-", dir=out.parent) as work:
@@ -211,6 +212,23 @@ def _check_apart(out: Path, source: Path) -> Path:
         raise UsageError(f"--out {out} would replace or sit inside the source model {source}; choose a folder "
                          "apart from it")
     return out
+
+
+def _refuse_quantized_gguf(steps: list[Step], artifact: Any) -> None:
+    """A GGUF source is dequantized on load: a chain that quantizes it again is refused when it holds quantized
+    (not F32/F16/BF16) weights."""
+    quantizer = next((s.method for s in steps if s.kind == "quantize"), None)
+    if artifact.format != "gguf" or quantizer is None:
+        return
+    import gguf
+
+    try:
+        types = sorted({t.tensor_type.name for t in gguf.GGUFReader(artifact.path).tensors} - {"F32", "F16", "BF16"})
+    except Exception as exc:  # noqa: BLE001  (gguf's reader raises anything on a damaged file)
+        raise ModelError(f"not a readable GGUF file: {type(exc).__name__}: {exc}", path=artifact.path) from None
+    if types:
+        raise BadInputError(f"{quantizer} cannot compress this model: it is already quantized "
+                            f"({', '.join(types)} tensors); quantize the float model instead", path=artifact.path)
 
 
 def _refuse_input(step: Step, source: Path) -> None:
