@@ -250,3 +250,16 @@ def test_a_quantized_gguf_is_not_quantized_again(tiny_llama_dir: Path, tmp_path:
     with pytest.raises(BadInputError, match="Q8_0"):
         chain.compress(q8, tmp_path / "out", [("int8", {})], export=chain.ExportOptions(legacy=True, parity=False))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.q8_0.gguf"]
+
+
+def test_set_on_a_method_named_twice_in_the_chain_is_refused() -> None:
+    """--set magnitude.sparsity=... with magnitude twice in the chain went to the last one only, silently."""
+    import click
+
+    from edgeval.cli.compress_cmd import ChainSpec
+
+    spec = ChainSpec("magnitude", ("magnitude",), None, None, None, (("magnitude.sparsity", 0.5),))
+    with pytest.raises(click.UsageError, match="twice"):
+        spec.methods()
+    once = ChainSpec("magnitude", ("int8",), None, None, None, (("magnitude.sparsity", 0.5),))
+    assert once.methods() == [("magnitude", {"sparsity": 0.5}), ("int8", {})]

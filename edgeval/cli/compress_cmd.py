@@ -48,6 +48,9 @@ class ChainSpec:
             if name not in names:
                 raise click.UsageError(f"--set {dotted}: '{name}' is not a method of this chain "
                                        f"({' -> '.join(names)})")
+            if names.count(name) > 1:
+                raise click.UsageError(f"--set {dotted}: '{name}' is twice in this chain ({' -> '.join(names)}); "
+                                       "which step it is meant for is ambiguous")
             dict(chosen)[name][key] = value
         return chosen
 
