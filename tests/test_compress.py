@@ -263,3 +263,11 @@ def test_set_on_a_method_named_twice_in_the_chain_is_refused() -> None:
         spec.methods()
     once = ChainSpec("magnitude", ("int8",), None, None, None, (("magnitude.sparsity", 0.5),))
     assert once.methods() == [("magnitude", {"sparsity": 0.5}), ("int8", {})]
+
+
+def test_an_unwritable_out_is_one_usage_line(tiny_llama_onnx: Path, tmp_path: Path) -> None:
+    """--out under a folder that cannot be written was an internal error (FileNotFoundError/PermissionError)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UsageError, match="cannot write"):
+        chain.compress(tiny_llama_onnx, blocker / "out", [("int8", {})])

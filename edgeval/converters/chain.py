@@ -196,6 +196,10 @@ def compress(source: str | Path, out_dir: str | Path, methods: Sequence[tuple[st
     _refuse_quantized_gguf(steps, artifact)
     out = _check_apart(check_output(out_dir, overwrite).resolve(), artifact.path)
     started = time.perf_counter()
+    try:  # the staging and work folders go beside it
+        tempfile.TemporaryDirectory(dir=_mkdirs(out.parent)).cleanup()
+    except OSError as exc:
+        raise UsageError(f"cannot write --out {out}: {exc.strerror or exc}") from None
     with atomic_dir(out) as staging, tempfile.TemporaryDirectory(prefix=".edgeval-work-", dir=out.parent) as work:
         path, entries = _run_steps(steps, artifact.path, staging, Path(work), StepContext(say, threads))
         doc = _write_manifest(artifact, path, out, entries)
@@ -203,6 +207,11 @@ def compress(source: str | Path, out_dir: str | Path, methods: Sequence[tuple[st
     final = out / path.relative_to(staging) if path != staging else out
     _after(steps, out, doc, disabled)
     return CompressResult(final, out, doc)
+
+
+def _mkdirs(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _check_apart(out: Path, source: Path) -> Path:
