@@ -271,3 +271,23 @@ def test_an_unwritable_out_is_one_usage_line(tiny_llama_onnx: Path, tmp_path: Pa
     blocker.write_text("x")
     with pytest.raises(UsageError, match="cannot write"):
         chain.compress(tiny_llama_onnx, blocker / "out", [("int8", {})])
+
+
+class _Raises(FakeOnnxQuantizer):
+    """A plugin quantizer with a bug: it writes half its output, then raises a plain exception."""
+
+    def apply(self, source: Path, out_dir: Path, settings, ctx: StepContext) -> StepResult:
+        (out_dir / "half.onnx").write_bytes(b"half")
+        raise KeyError("boom")
+
+
+def test_a_step_raising_a_plain_exception_is_one_line_naming_it(monkeypatch, tiny_llama_onnx: Path,
+                                                                  tmp_path: Path) -> None:
+    from edgeval import plugins
+    from edgeval.errors import ModelError
+
+    real = plugins.registered_compressors
+    monkeypatch.setattr(plugins, "registered_compressors", lambda disabled=(): {**real(disabled), "fake-q": _Raises()})
+    with pytest.raises(ModelError, match=r"compressor 'fake-q' \(test_compress\) failed: KeyError: 'boom'"):
+        chain.compress(tiny_llama_onnx, tmp_path / "out", [("fake-q", {})])
+    assert list(tmp_path.iterdir()) == []

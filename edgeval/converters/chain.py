@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from ..errors import BadInputError, ModelError, UsageError
+from ..errors import BadInputError, EdgevalError, ModelError, UsageError
 from ..settings import parse
 from ..suggest import suggestion
 from . import manifest as mf
@@ -269,7 +269,13 @@ def _run_steps(steps: list[Step], source: Path, staging: Path, work: Path,
 
 def _apply(step: Step, source: Path, out_dir: Path, ctx: StepContext) -> StepResult:
     if step.compressor is not None:
-        result = step.compressor.apply(source, out_dir, step.settings, ctx)
+        try:
+            result = step.compressor.apply(source, out_dir, step.settings, ctx)
+        except Exception as exc:  # noqa: BLE001  (a plugin's bug: one line naming it; edgeval's own stay exit 4)
+            if isinstance(exc, EdgevalError) or type(step.compressor).__module__.startswith("edgeval."):
+                raise
+            raise ModelError(f"compressor '{step.method}' ({type(step.compressor).__module__}) failed: "
+                             f"{type(exc).__name__}: {exc}", path=source) from None
         if not isinstance(result, StepResult) or not _written_in(Path(result.path), out_dir):
             raise BadInputError(f"compressor '{step.method}' did not return the artifact it wrote "
                                 "(a StepResult whose path exists inside its output folder)")
