@@ -230,14 +230,14 @@ def test_a_step_returning_a_path_outside_its_folder_is_one_line(monkeypatch, tin
 
 @pytest.mark.parametrize("fmt, methods, to, options, needle", [
     ("hf", [("tflite-int8", {})], None, {"seq_len": 64}, "--set tflite-int8.seq_len"),
-    ("onnx", [("int8", {})], None, {"kv_cache": True}, "--kv-cache"),
     ("hf", [("magnitude", {"sparsity": 0.5})], "onnx", {"batch": 2}, "--batch"),
 ])
 def test_export_options_no_step_uses_are_refused(fmt, methods, to, options, needle) -> None:
-    """--seq-len/--batch/--kv-cache/... configure an export step; with none in the chain they were silently dropped
-    (a tflite-int8 run with --seq-len 64 got the 256-token bucket)."""
+    """--seq-len/--batch configure a TFLite export step; with none in the chain they were silently dropped (a
+    tflite-int8 run with --seq-len 64 got the 256-token bucket). The ONNX flags may go with any chain."""
     with pytest.raises(UsageError, match=re.escape(needle)):
         chain.plan(fmt, methods, to, chain.ExportOptions(**options))
+    assert chain.plan("onnx", [("int8", {})], None, chain.ExportOptions(legacy=True, kv_cache=True))
 
 
 def test_a_quantized_gguf_is_not_quantized_again(tiny_llama_dir: Path, tmp_path: Path) -> None:

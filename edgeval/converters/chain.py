@@ -50,10 +50,10 @@ class ExportOptions:
         return {"to": target, "batch": self.batch or 1, "seq_len": self.seq_len or 256, "parity": self.parity}
 
     def unused(self, targets: set[str]) -> list[str]:
-        """The options given that no export step to ``targets`` reads (as command-line flags)."""
-        onnx = [f"--{n.replace('_', '-')}" for n in ("legacy", "kv_cache", "next_token_output") if getattr(self, n)]
+        """The TFLite bucket options given that no export step to ``targets`` reads (as command-line flags); the
+        ONNX flags may go with every chain (they say how an ONNX export, if any, is built)."""
         tflite = [f"--{n.replace('_', '-')}" for n in ("batch", "seq_len") if getattr(self, n) is not None]
-        return ([] if "onnx" in targets else onnx) + ([] if "tflite" in targets else tflite)
+        return [] if "tflite" in targets else tflite
 
 
 @dataclass(frozen=True)
