@@ -291,3 +291,16 @@ def test_a_step_raising_a_plain_exception_is_one_line_naming_it(monkeypatch, tin
     with pytest.raises(ModelError, match=r"compressor 'fake-q' \(test_compress\) failed: KeyError: 'boom'"):
         chain.compress(tiny_llama_onnx, tmp_path / "out", [("fake-q", {})])
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [None, b"", b"\xff\xfe\x00bin"])
+def test_wanda_calibration_is_checked_by_the_planner(content, tmp_path: Path) -> None:
+    """A missing, empty or binary Wanda calibration file fails at planning (before the model is loaded), as
+    int8-static's does; it used to fail only once the pruner was reading it."""
+    from edgeval.errors import DataError
+
+    calib = tmp_path / "calib.txt"
+    if content is not None:
+        calib.write_bytes(content)
+    with pytest.raises(DataError, match="calib.txt"):
+        chain.plan("hf", [("wanda", {"sparsity": 0.5, "calibration": str(calib)})])
