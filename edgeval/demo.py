@@ -286,13 +286,26 @@ def _compress(start: Path, out: Path, methods: list, cfg: DemoConfig, log: _Cloc
     wanted = [(s.method, s.settings_json()) for s in plan(artifact.format, methods, None, export)]
     doc = read_manifest(out) if out.is_dir() else None
     if doc and [(s["method"], s["settings"]) for s in doc["steps"]] == wanted and \
-            doc["source"].get("sha256") == artifact.sha256:
-        log.sub(f"reusing {doc['output']['path']}")
-        return Path(doc["output"]["path"]), doc
+            doc["source"].get("sha256") == artifact.sha256 and (kept := _made_here(out, doc)) is not None:
+        log.sub(f"reusing {kept}")
+        return kept, doc
     started = time.perf_counter()
     result = compress(start, out, methods, export=export, overwrite=True, progress=log.sub)
     log.sub(f"compressed in {time.perf_counter() - started:.1f} s ({result.manifest['output']['bytes']:,} B)")
     return result.path, result.manifest
+
+
+def _made_here(out: Path, doc: dict[str, Any]) -> Path | None:
+    """The file in ``out`` that ``doc`` says was made (same name, same sha256), or None: a manifest copied or
+    moved from elsewhere, or a model file replaced since, is never taken at its word."""
+    from .artifacts import load_artifact
+    from .errors import EdgevalError
+
+    path = out / Path(doc["output"].get("path", "")).name
+    try:
+        return path if path.is_file() and load_artifact(path).sha256 == doc["output"].get("sha256") else None
+    except EdgevalError:
+        return None
 
 
 def _problem(report) -> str:

@@ -3,6 +3,7 @@ running (one compression.json, no partial output), and the command line."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -207,3 +208,118 @@ def test_cli_quantizer_bad_input_leaves_nothing(tiny_llama_onnx: Path, tmp_path:
         assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+@pytest.mark.parametrize("where", ["same", "parent", "inside"])
+def test_out_never_replaces_or_nests_in_the_source(tiny_llama_dir: Path, tmp_path: Path, where: str) -> None:
+    """--overwrite of a previous output must not delete the model being compressed (--out equal to the source, or a
+    folder holding it), and --out inside an HF source would change the source's identity while reading it."""
+    pruned = tmp_path / "run" / "pruned"
+    chain.compress(tiny_llama_dir, pruned, [("magnitude", {"sparsity": 0.3})])
+    (tmp_path / "run" / "compression.json").write_text((pruned / "compression.json").read_text())
+    out = {"same": pruned, "parent": tmp_path / "run", "inside": pruned / "again"}[where]
+    before = sorted(p.name for p in pruned.iterdir())
+    with pytest.raises(UsageError, match="source"):
+        chain.compress(pruned, out, [("random", {"sparsity": 0.5})], overwrite=True)
+    assert sorted(p.name for p in pruned.iterdir()) == before
+    assert prune_record(read_manifest(pruned))["method"] == "magnitude"
+
+
+class _Outside(FakeOnnxQuantizer):
+    """A plugin quantizer that returns a path outside its out_dir (here: its own input)."""
+
+    def apply(self, source: Path, out_dir: Path, settings, ctx: StepContext) -> StepResult:
+        return StepResult(source)
+
+
+def test_a_step_returning_a_path_outside_its_folder_is_one_line(monkeypatch, tiny_llama_onnx: Path,
+                                                                   tmp_path: Path) -> None:
+    from edgeval import plugins
+
+    real = plugins.registered_compressors
+    monkeypatch.setattr(plugins, "registered_compressors", lambda disabled=(): {**real(disabled), "fake-q": _Outside()})
+    src = tmp_path / "src" / "model.onnx"
+    src.parent.mkdir()
+    src.write_bytes(tiny_llama_onnx.read_bytes())
+    with pytest.raises(BadInputError, match="did not return the artifact it wrote"):
+        chain.compress(src, tmp_path / "out", [("fake-q", {})])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"] and [p.name for p in src.parent.iterdir()] == \
+        ["model.onnx"]
+
+
+@pytest.mark.parametrize("fmt, methods, to, options, needle", [
+    ("hf", [("tflite-int8", {})], None, {"seq_len": 64}, "--set tflite-int8.seq_len"),
+    ("hf", [("magnitude", {"sparsity": 0.5})], "onnx", {"batch": 2}, "--batch"),
+])
+def test_export_options_no_step_uses_are_refused(fmt, methods, to, options, needle) -> None:
+    """--seq-len/--batch configure a TFLite export step; with none in the chain they were silently dropped (a
+    tflite-int8 run with --seq-len 64 got the 256-token bucket). The ONNX flags may go with any chain."""
+    with pytest.raises(UsageError, match=re.escape(needle)):
+        chain.plan(fmt, methods, to, chain.ExportOptions(**options))
+    assert chain.plan("onnx", [("int8", {})], None, chain.ExportOptions(legacy=True, kv_cache=True))
+
+
+def test_a_quantized_gguf_is_not_quantized_again(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """A Q8_0 GGUF is dequantized on load; exporting and quantizing it again would stack two quantizations under a
+    manifest that names one. Pruning it stays possible (no quantize step)."""
+    pytest.importorskip("gguf")
+    from tiny_gguf import write_tiny_llama_gguf
+
+    q8 = write_tiny_llama_gguf(tiny_llama_dir, tmp_path / "tiny.q8_0.gguf", qtype="Q8_0")
+    with pytest.raises(BadInputError, match="Q8_0"):
+        chain.compress(q8, tmp_path / "out", [("int8", {})], export=chain.ExportOptions(legacy=True, parity=False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.q8_0.gguf"]
+
+
+def test_set_on_a_method_named_twice_in_the_chain_is_refused() -> None:
+    """--set magnitude.sparsity=... with magnitude twice in the chain went to the last one only, silently."""
+    import click
+
+    from edgeval.cli.compress_cmd import ChainSpec
+
+    spec = ChainSpec("magnitude", ("magnitude",), None, None, None, (("magnitude.sparsity", 0.5),))
+    with pytest.raises(click.UsageError, match="twice"):
+        spec.methods()
+    once = ChainSpec("magnitude", ("int8",), None, None, None, (("magnitude.sparsity", 0.5),))
+    assert once.methods() == [("magnitude", {"sparsity": 0.5}), ("int8", {})]
+
+
+def test_an_unwritable_out_is_one_usage_line(tiny_llama_onnx: Path, tmp_path: Path) -> None:
+    """--out under a folder that cannot be written was an internal error (FileNotFoundError/PermissionError)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UsageError, match="cannot write"):
+        chain.compress(tiny_llama_onnx, blocker / "out", [("int8", {})])
+
+
+class _Raises(FakeOnnxQuantizer):
+    """A plugin quantizer with a bug: it writes half its output, then raises a plain exception."""
+
+    def apply(self, source: Path, out_dir: Path, settings, ctx: StepContext) -> StepResult:
+        (out_dir / "half.onnx").write_bytes(b"half")
+        raise KeyError("boom")
+
+
+def test_a_step_raising_a_plain_exception_is_one_line_naming_it(monkeypatch, tiny_llama_onnx: Path,
+                                                                  tmp_path: Path) -> None:
+    from edgeval import plugins
+    from edgeval.errors import ModelError
+
+    real = plugins.registered_compressors
+    monkeypatch.setattr(plugins, "registered_compressors", lambda disabled=(): {**real(disabled), "fake-q": _Raises()})
+    with pytest.raises(ModelError, match=r"compressor 'fake-q' \(test_compress\) failed: KeyError: 'boom'"):
+        chain.compress(tiny_llama_onnx, tmp_path / "out", [("fake-q", {})])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [None, b"", b"\xff\xfe\x00bin"])
+def test_wanda_calibration_is_checked_by_the_planner(content, tmp_path: Path) -> None:
+    """A missing, empty or binary Wanda calibration file fails at planning (before the model is loaded), as
+    int8-static's does; it used to fail only once the pruner was reading it."""
+    from edgeval.errors import DataError
+
+    calib = tmp_path / "calib.txt"
+    if content is not None:
+        calib.write_bytes(content)
+    with pytest.raises(DataError, match="calib.txt"):
+        chain.plan("hf", [("wanda", {"sparsity": 0.5, "calibration": str(calib)})])

@@ -151,3 +151,26 @@ def test_demo_shows_the_second_lenses_beside_bbq(tiny_llama_dir, tmp_path, monke
     md = result.files["summary_md"].read_text()
     assert "CrowS stereo % (Δ)" in md and "StereoSet SS % (Δ)" in md and "6 units each" in md
     assert f"{100 * cand['crows']:.1f} ({100 * cand['crows_delta']:+.1f})" in md
+
+
+def test_demo_reuses_a_compressed_model_only_when_its_manifest_names_the_file_there(tiny_llama_onnx, tmp_path):
+    """A stale or foreign compression.json (a moved folder, an edited path, a replaced model file) must not make
+    the demo check some other file as the candidate."""
+    import json
+    import shutil
+
+    from edgeval.demo import DemoConfig, _Clock, _compress
+
+    cfg, log = DemoConfig(tmp_path / "demo"), _Clock(None)
+    src = tmp_path / "dense" / "model.onnx"
+    shutil.copytree(tiny_llama_onnx.parent, src.parent)
+    first, _ = _compress(src, tmp_path / "moved", [("int8", {})], cfg, log)
+    shutil.move(tmp_path / "moved", tmp_path / "int8")  # its manifest still names .../moved/model.onnx
+    shutil.copytree(src.parent, tmp_path / "moved")  # and a different model now sits there
+    again, _ = _compress(src, tmp_path / "int8", [("int8", {})], cfg, log)
+    assert again == tmp_path / "int8" / "model.onnx" and again.read_bytes() == (tmp_path / "int8" /
+                                                                                 "model.onnx").read_bytes()
+    (tmp_path / "int8" / "model.onnx").write_bytes(src.read_bytes())  # the file there is not what was made
+    third, _ = _compress(src, tmp_path / "int8", [("int8", {})], cfg, log)
+    assert third == again and third.stat().st_size < src.stat().st_size and first.parent.name == "moved"
+    assert json.loads((tmp_path / "int8" / "compression.json").read_text())["output"]["path"] == str(third)

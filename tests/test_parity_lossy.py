@@ -186,8 +186,8 @@ def test_policy_defaults_hold_the_mode_and_the_lossy_bounds():
 
 def test_kv_cached_path_of_a_quantized_copy_is_gated_on_kl(optimum_layout_onnx_int32: Path, tiny_llama_dir: Path,
                                                            tmp_path: Path):
-    """A with-past layout quantized to int4 (MatMulNBits keeps the KV cache; dynamic int8 is scored without it,
-    see test_dynamic_int8_has_no_cached_path): the cached path (as BBQ scores) gets its own KL, gated like mean KL."""
+    """A with-past layout quantized to int4 (MatMulNBits: batch-invariant, so its KV cache is used; a dynamic int8
+    copy runs every prompt alone and in full): the cached path (as BBQ scores) gets its own KL, gated like mean KL."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer, RTNWeightOnlyQuantConfig
 
     out = _copy_beside(optimum_layout_onnx_int32, tmp_path / "q")
@@ -237,3 +237,18 @@ def test_dynamic_int8_has_no_cached_path(optimum_layout_onnx_int32: Path, tiny_l
     checks, results = _report(out, tiny_llama_dir, {})
     assert results["mode"] == "lossy" and results["mean_kl_cached"] is None and results["mean_kl"] > 0
     assert "parity.cached_mean_kl" not in statuses(checks)
+
+
+def test_dead_low_precision_tensors_and_ops_are_no_evidence(tiny_llama_onnx: Path, tmp_path: Path):
+    """An fp32 export with an unused float16 initializer, or a QuantizeLinear whose output nothing reads, does not
+    earn the lossy bounds: only computation the graph runs counts."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(tiny_llama_onnx))
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros((4, 4), np.float16), "unused_half"))
+    model.graph.initializer.append(numpy_helper.from_array(np.float32(0.1), "dead_scale"))
+    model.graph.node.append(helper.make_node("QuantizeLinear", ["dead_scale", "dead_scale"], ["dead_q"]))
+    fooled = tmp_path / "model.onnx"
+    onnx.save(model, str(fooled))
+    assert quantization_evidence(load_artifact(fooled)) == []

@@ -268,3 +268,13 @@ def test_dynamic_int8_is_scored_one_prompt_at_a_time(tiny_llama_onnx: Path, tmp_
     seq = runtime.sequence_logits(prompts)
     assert [s.shape[0] for s in seq] == [len(p) for p in prompts]
     np.testing.assert_array_equal(np.stack([s[-1] for s in seq]), alone)
+
+
+@pytest.mark.parametrize("name, settings", [("int8", {"op_types": ["Gemm"]}), ("int8-static", {"op_types": ["Gemm"],
+                                                                                                **FAST["int8-static"]})])
+def test_a_quantizer_that_quantized_nothing_fails_closed(name, settings, kv_onnx, tmp_path):
+    """op_types that match no node left a float32 copy (larger than its source) recorded as an int8 step."""
+    from edgeval.errors import ModelError
+
+    with pytest.raises(ModelError, match="quantized nothing"):
+        _apply(name, kv_onnx, tmp_path / "out", settings)

@@ -55,7 +55,7 @@ def test_no_weight_in_target_dtype_is_an_error(tmp_path):
     """Fail closed: a conversion that quantized nothing must not pass as quantized."""
     measured = {"weight_tensors": {"float32": 15}}
     with pytest.raises(ModelError, match="stored no int8 weight tensor"):
-        _compressor("tflite-int8").check(tmp_path / "model.tflite", measured)
+        _compressor("tflite-int8").check_stored(tmp_path / "model.tflite", measured)
     assert _compressor("tflite-fp16").warnings({"weight_tensors": {"float32": 3}, "float32_weight_share": 0.5})
 
 
@@ -104,3 +104,13 @@ def test_gguf_source(tiny_llama_gguf, tmp_path):
     runtime = load_runtime(result.path, threads=1)
     assert runtime.describe()["bucket"] == {"batch": 1, "seq_len": 16}
     assert np.isfinite(runtime.next_token_logits(PROMPTS[:2])).all()
+
+
+@pytest.mark.parametrize("name", ["tflite-fp16", "tflite-int8"])
+def test_the_chain_planner_takes_the_tflite_quantizers(name):
+    """The planner calls a compressor's check(settings): the TFLite quantizers' own post-conversion check had that
+    name with another signature, so every `edgeval compress --method tflite-*` was an internal error (exit 4)."""
+    from edgeval.converters.chain import plan
+
+    steps = plan("hf", [(name, {"seq_len": 64})])
+    assert [(s.method, s.output_format, s.settings.seq_len) for s in steps] == [(name, "tflite", 64)]

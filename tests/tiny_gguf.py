@@ -47,8 +47,9 @@ def _add_tokenizer(writer, model_dir: Path) -> None:
         writer.add_chat_template(template.read_text())
 
 
-def write_tiny_llama_gguf(model_dir: Path, out_path: Path) -> Path:
-    """The HF Llama at ``model_dir`` (tokenizer included) as a float32 GGUF at ``out_path``."""
+def write_tiny_llama_gguf(model_dir: Path, out_path: Path, qtype: str | None = None) -> Path:
+    """The HF Llama at ``model_dir`` (tokenizer included) as a float32 GGUF at ``out_path``; with ``qtype`` (a
+    GGMLQuantizationType name such as ``Q8_0``) its 2-D weights quantized the llama.cpp way."""
     import gguf
     from transformers import AutoModelForCausalLM
 
@@ -67,6 +68,10 @@ def write_tiny_llama_gguf(model_dir: Path, out_path: Path) -> Path:
             weights = _permute(weights, cfg.num_attention_heads)
         elif base.endswith("k_proj"):
             weights = _permute(weights, cfg.num_key_value_heads)
+        if qtype is not None and weights.ndim == 2:
+            kind = gguf.GGMLQuantizationType[qtype]
+            writer.add_tensor(f"{names.get_name(base)}.{suffix}", gguf.quants.quantize(weights, kind), raw_dtype=kind)
+            continue
         writer.add_tensor(f"{names.get_name(base)}.{suffix}", weights)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -48,6 +48,9 @@ class ChainSpec:
             if name not in names:
                 raise click.UsageError(f"--set {dotted}: '{name}' is not a method of this chain "
                                        f"({' -> '.join(names)})")
+            if names.count(name) > 1:
+                raise click.UsageError(f"--set {dotted}: '{name}' is twice in this chain ({' -> '.join(names)}); "
+                                       "which step it is meant for is ambiguous")
             dict(chosen)[name][key] = value
         return chosen
 
@@ -73,8 +76,8 @@ class ExportSpec:
     legacy: bool
     kv_cache: bool
     next_token_output: bool
-    batch: int
-    seq_len: int
+    batch: int | None
+    seq_len: int | None
     parity: bool
 
 
@@ -100,10 +103,9 @@ class ExportSpec:
        click.option("--kv-cache", is_flag=True, help="ONNX export: with-past layout (shared prefixes computed once)."),
        click.option("--next-token-output", is_flag=True, help="ONNX export: add a last-position 'next_token_logits' "
                     "output (int8 dynamic then keeps the shared LM head in float32)."),
-       click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
-                    help="TFLite export: static batch."),
-       click.option("--seq-len", type=click.IntRange(min=8), default=256, show_default=True,
-                    help="TFLite export: static sequence length."),
+       click.option("--batch", type=click.IntRange(min=1), help="TFLite export step: static batch [default: 1]."),
+       click.option("--seq-len", type=click.IntRange(min=8),
+                    help="TFLite export step: static sequence length [default: 256]."),
        click.option("--parity/--no-parity", default=True, show_default=True,
                     help="Check an export's exact parity with its source before quantizing it."))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,

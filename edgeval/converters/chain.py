@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from ..errors import BadInputError, UsageError
+from ..errors import BadInputError, EdgevalError, ModelError, UsageError
 from ..settings import parse
 from ..suggest import suggestion
 from . import manifest as mf
@@ -38,8 +38,8 @@ class ExportOptions:
     legacy: bool = False
     kv_cache: bool = False
     next_token_output: bool = False
-    batch: int = 1
-    seq_len: int = 256
+    batch: int | None = None  # TFLite export: None is 1
+    seq_len: int | None = None  # TFLite export: None is 256
     parity: bool = True
 
     def for_target(self, target: str) -> dict[str, Any]:
@@ -47,7 +47,13 @@ class ExportOptions:
         if target == "onnx":
             return {"to": "onnx", "legacy": self.legacy, "kv_cache": self.kv_cache,
                     "next_token_output": self.next_token_output, "parity": self.parity}
-        return {"to": target, "batch": self.batch, "seq_len": self.seq_len, "parity": self.parity}
+        return {"to": target, "batch": self.batch or 1, "seq_len": self.seq_len or 256, "parity": self.parity}
+
+    def unused(self, targets: set[str]) -> list[str]:
+        """The TFLite bucket options given that no export step to ``targets`` reads (as command-line flags); the
+        ONNX flags may go with every chain (they say how an ONNX export, if any, is built)."""
+        tflite = [f"--{n.replace('_', '-')}" for n in ("batch", "seq_len") if getattr(self, n) is not None]
+        return [] if "tflite" in targets else tflite
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,19 @@ def plan(source_format: str, methods: Sequence[tuple[str, dict[str, Any]]], to: 
         current = comp.produces
     if to is not None and to != current:
         steps.append(_final_export(current, to, steps[-1].method, export))
+    _check_export_options(steps, export)
     return steps
+
+
+def _check_export_options(steps: list[Step], export: ExportOptions) -> None:
+    """Refuse export options that no export step of the chain would read (they would be dropped silently)."""
+    unused = export.unused({s.output_format for s in steps if s.kind == "export"})
+    if unused:
+        own = [f"--set {s.method}.{k}" for s in steps if s.kind != "export" for k in ("batch", "seq_len")
+               if f"--{k.replace('_', '-')}" in unused and k in getattr(s.compressor.Settings,
+                                                                           "__dataclass_fields__", {})]
+        raise UsageError(f"{', '.join(unused)}: no export step of this chain ({' -> '.join(s.method for s in steps)}) "
+                         "reads it" + (f"; use {', '.join(own)}" if own else ""))
 
 
 def _compressor(known: dict[str, Any], name: str) -> Any:
@@ -175,8 +193,13 @@ def compress(source: str | Path, out_dir: str | Path, methods: Sequence[tuple[st
     artifact = load_artifact(source)
     steps = plan(artifact.format, methods, to, export, disabled)
     _refuse_input(steps[0], artifact.path)
-    out = check_output(out_dir, overwrite).resolve()
+    _refuse_quantized_gguf(steps, artifact)
+    out = _check_apart(check_output(out_dir, overwrite).resolve(), artifact.path)
     started = time.perf_counter()
+    try:  # the staging and work folders go beside it
+        tempfile.TemporaryDirectory(dir=_mkdirs(out.parent)).cleanup()
+    except OSError as exc:
+        raise UsageError(f"cannot write --out {out}: {exc.strerror or exc}") from None
     with atomic_dir(out) as staging, tempfile.TemporaryDirectory(prefix=".edgeval-work-", dir=out.parent) as work:
         path, entries = _run_steps(steps, artifact.path, staging, Path(work), StepContext(say, threads))
         doc = _write_manifest(artifact, path, out, entries)
@@ -184,6 +207,37 @@ def compress(source: str | Path, out_dir: str | Path, methods: Sequence[tuple[st
     final = out / path.relative_to(staging) if path != staging else out
     _after(steps, out, doc, disabled)
     return CompressResult(final, out, doc)
+
+
+def _mkdirs(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _check_apart(out: Path, source: Path) -> Path:
+    """Refuse an ``out`` that is the source, holds it (--overwrite would delete it) or lies inside it."""
+    source = source.resolve()
+    if source == out or source.is_relative_to(out) or out.is_relative_to(source):
+        raise UsageError(f"--out {out} would replace or sit inside the source model {source}; choose a folder "
+                         "apart from it")
+    return out
+
+
+def _refuse_quantized_gguf(steps: list[Step], artifact: Any) -> None:
+    """A GGUF source is dequantized on load: a chain that quantizes it again is refused when it holds quantized
+    (not F32/F16/BF16) weights."""
+    quantizer = next((s.method for s in steps if s.kind == "quantize"), None)
+    if artifact.format != "gguf" or quantizer is None:
+        return
+    import gguf
+
+    try:
+        types = sorted({t.tensor_type.name for t in gguf.GGUFReader(artifact.path).tensors} - {"F32", "F16", "BF16"})
+    except Exception as exc:  # noqa: BLE001  (gguf's reader raises anything on a damaged file)
+        raise ModelError(f"not a readable GGUF file: {type(exc).__name__}: {exc}", path=artifact.path) from None
+    if types:
+        raise BadInputError(f"{quantizer} cannot compress this model: it is already quantized "
+                            f"({', '.join(types)} tensors); quantize the float model instead", path=artifact.path)
 
 
 def _refuse_input(step: Step, source: Path) -> None:
@@ -215,14 +269,26 @@ def _run_steps(steps: list[Step], source: Path, staging: Path, work: Path,
 
 def _apply(step: Step, source: Path, out_dir: Path, ctx: StepContext) -> StepResult:
     if step.compressor is not None:
-        result = step.compressor.apply(source, out_dir, step.settings, ctx)
-        if not isinstance(result, StepResult) or not Path(result.path).exists():
+        try:
+            result = step.compressor.apply(source, out_dir, step.settings, ctx)
+        except Exception as exc:  # noqa: BLE001  (a plugin's bug: one line naming it; edgeval's own stay exit 4)
+            if isinstance(exc, EdgevalError) or type(step.compressor).__module__.startswith("edgeval."):
+                raise
+            raise ModelError(f"compressor '{step.method}' ({type(step.compressor).__module__}) failed: "
+                             f"{type(exc).__name__}: {exc}", path=source) from None
+        if not isinstance(result, StepResult) or not _written_in(Path(result.path), out_dir):
             raise BadInputError(f"compressor '{step.method}' did not return the artifact it wrote "
-                                "(a StepResult whose path exists)")
+                                "(a StepResult whose path exists inside its output folder)")
         return result
     from .export_step import run_export
 
     return run_export(source, out_dir, step.settings, ctx)
+
+
+def _written_in(path: Path, out_dir: Path) -> bool:
+    """Whether a step's artifact exists inside the folder it was given (never its input or a place elsewhere)."""
+    path, out_dir = path.resolve(), out_dir.resolve()
+    return path.exists() and (path == out_dir or path.is_relative_to(out_dir))
 
 
 def _write_manifest(artifact: Any, path: Path, out: Path, entries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -50,25 +50,51 @@ def _phrases(ops: Counter, dtypes: Counter) -> list[str]:
 
 # -- ONNX ------------------------------------------------------------------------------------------------------
 def onnx_evidence(path: Path) -> list[str]:
-    """Quantized op types and low-precision weight initializers of an ONNX graph (external data not read)."""
+    """Quantized op types and low-precision weight initializers of an ONNX graph (external data not read); nodes
+    whose results nothing reads and initializers no live node reads are not evidence (dead weight proves nothing)."""
     onnx = require("onnx", "onnx", "inspecting ONNX models")
     from ..artifacts import onnx_tensors
 
     with _reading(path, "ONNX model"):
         graph = onnx.load(str(path), load_external_data=False).graph
-        ops = Counter(op for op in _onnx_op_types(graph) if op in ONNX_QUANT_OPS)
-        dtypes = Counter(name for t in onnx_tensors(graph) if len(t.dims) >= 2
+        nodes, live = _live_nodes(graph)
+        ops = Counter(op for node in nodes for op in _onnx_op_types(node) if op in ONNX_QUANT_OPS)
+        tensors = [t for t in graph.initializer if t.name in live]
+        tensors += [t for node in nodes for attr in node.attribute for t in _attr_tensors(attr, onnx_tensors)]
+        dtypes = Counter(name for t in tensors if len(t.dims) >= 2
                          and (name := onnx.TensorProto.DataType.Name(t.data_type).lower()) in LOW_PRECISION)
     return _phrases(ops, dtypes)
 
 
-def _onnx_op_types(graph):
-    """Every node's op type, subgraphs (If/Loop/Scan bodies) included."""
-    for node in graph.node:
-        yield node.op_type
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                yield from _onnx_op_types(sub)
+def _live_nodes(graph) -> tuple[list[Any], set[str]]:
+    """The nodes whose results reach a graph output (nodes are topologically sorted), and the names they read."""
+    live = {o.name for o in graph.output}
+    kept = []
+    for node in reversed(graph.node):
+        if any(out in live for out in node.output):
+            kept.append(node)
+            live.update(node.input)
+            for attr in node.attribute:  # a subgraph reads names of the outer scope
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    live.update(name for n in sub.node for name in n.input)
+    return kept, live
+
+
+def _attr_tensors(attr, onnx_tensors):
+    """A live node's constant tensors: its ``value`` and its subgraphs' tensors."""
+    if attr.HasField("t"):
+        yield attr.t
+    for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+        yield from onnx_tensors(sub)
+
+
+def _onnx_op_types(node):
+    """A node's op type and those of its subgraphs (If/Loop/Scan bodies)."""
+    yield node.op_type
+    for attr in node.attribute:
+        for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+            for inner in sub.node:
+                yield from _onnx_op_types(inner)
 
 
 # -- TFLite ----------------------------------------------------------------------------------------------------

@@ -92,6 +92,14 @@ class WandaPruner(_Pruner):
     name = "wanda"
     Settings = WandaStepSettings
 
+    def check(self, settings: Any) -> None:
+        """The weight pruners' checks, and the calibration file read once (missing, empty, not text: one line,
+        before any model is loaded)."""
+        from ..quantization.calib import check_corpus
+
+        super().check(settings)
+        check_corpus(settings.calibration)
+
     def options(self, settings: Any) -> dict[str, Any]:
         calibration = None if settings.calibration == "builtin" else settings.calibration
         return {**super().options(settings), "calibration": calibration, "n_samples": settings.n_samples,

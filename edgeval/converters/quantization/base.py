@@ -79,6 +79,10 @@ class OrtQuantizer:
         import onnxruntime
 
         after = g.load_graph(out)
+        if g.already_quantized(after) is None:  # fail closed: a float copy must not pass as quantized
+            ops = ", ".join(f"{n} {op}" for op, n in sorted(before.ops.items()) if op in _REPORTED_OPS)
+            raise ModelError(f"{self.name} quantized nothing: no quantized op or integer weight in its output "
+                             f"(the input has {ops}); check its op_types", path=source)
         lines = list(extra.pop("warnings", []))
         kept = g.float_weights_kept(after)
         if kept:

@@ -74,11 +74,11 @@ class _TFLiteQuantizer:
             raise ModelError(f"litert-torch cannot convert it with {self.recipe}: {one_line(exc)}",
                              path=source) from None
         measured = measure(out)
-        self.check(out, measured)
+        self.check_stored(out, measured)
         return StepResult(out, measured={**measured, "recipe": self.recipe},
                           tools=tool_versions(), warnings=self.warnings(measured))
 
-    def check(self, path: Path, measured: dict[str, Any]) -> None:
+    def check_stored(self, path: Path, measured: dict[str, Any]) -> None:
         """Fail closed: the file must hold weights in the target dtype."""
         if not measured["weight_tensors"].get(self.weight_dtype):
             raise ModelError(f"{self.recipe} stored no {self.weight_dtype} weight tensor "
