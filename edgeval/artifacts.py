@@ -95,9 +95,15 @@ def onnx_tensors(graph):
                 yield from onnx_tensors(sub)
 
 
+#: files edgeval writes into a Hugging Face output folder to describe it: not part of the model (its identity and
+#: size), so that a manifest can name the sha256 of the folder it sits in
+DESCRIPTION_FILES = ("compression.json", "pruning.json")
+
+
 def _files_of(path: Path, fmt: str) -> list[Path]:
     if fmt == "hf":
-        return sorted(p for p in path.rglob("*") if p.is_file())
+        return sorted(p for p in path.rglob("*") if p.is_file() and not (p.parent == path
+                                                                         and p.name in DESCRIPTION_FILES))
     if fmt == "onnx":
         return [path, *onnx_external_files(path)]
     return [path]

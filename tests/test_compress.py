@@ -323,3 +323,17 @@ def test_wanda_calibration_is_checked_by_the_planner(content, tmp_path: Path) ->
         calib.write_bytes(content)
     with pytest.raises(DataError, match="calib.txt"):
         chain.plan("hf", [("wanda", {"sparsity": 0.5, "calibration": str(calib)})])
+
+
+def test_manifest_names_the_identity_edgeval_measures(tiny_llama_dir: Path, tiny_llama_onnx: Path,
+                                                      tmp_path: Path) -> None:
+    """The output's sha256 and bytes in compression.json are what load_artifact reads from the output (an HF
+    folder's own compression.json is not part of the model), for a folder and for a file."""
+    from edgeval.artifacts import load_artifact
+
+    for source, methods, out in ((tiny_llama_dir, [("magnitude", {"sparsity": 0.3})], tmp_path / "hf"),
+                                 (tiny_llama_onnx, [("int8", {})], tmp_path / "onnx")):
+        result = chain.compress(source, out, methods)
+        measured = load_artifact(result.path)
+        assert (result.manifest["output"]["sha256"], result.manifest["output"]["bytes"]) == (measured.sha256,
+                                                                                            measured.bytes)
