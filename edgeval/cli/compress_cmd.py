@@ -9,19 +9,9 @@ from typing import Any
 import click
 
 from .app import EXIT_CODES_HELP, cli
-from .options import disable_plugin_option, group, parse_value, threads_option
+from .options import disable_plugin_option, dotted_sets, group, threads_option
 
-
-def _parse_method_set(_ctx, _param, values: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
-    """``--set METHOD.KEY=VALUE`` items as (``METHOD.KEY``, value) pairs (values read as --set reads them)."""
-    out = []
-    for item in values:
-        key, eq, text = item.partition("=")
-        method, dot, name = key.strip().partition(".")
-        if not (eq and dot and method and name):
-            raise click.BadParameter(f"{item!r}: give METHOD.KEY=VALUE, such as int4.block_size=64")
-        out.append((f"{method}.{name}", parse_value(text)))
-    return tuple(out)
+_parse_method_set = dotted_sets("METHOD.KEY=VALUE", "int4.block_size=64")
 
 
 @dataclass(frozen=True)

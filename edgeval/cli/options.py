@@ -100,15 +100,23 @@ def parse_value(text: str) -> Any:
     return value
 
 
-def _parse_set(_ctx, _param, values: Sequence[str]) -> tuple[tuple[str, Any], ...]:
-    out = []
-    for item in values:
-        key, eq, text = item.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not (eq and dot and section and name):
-            raise click.BadParameter(f"{item!r}: give SECTION.KEY=VALUE, such as bbq.limit=600")
-        out.append((f"{section}.{name}", parse_value(text)))
-    return tuple(out)
+def dotted_sets(form: str, example: str) -> Callable[..., tuple[tuple[str, Any], ...]]:
+    """A click callback reading repeated ``A.KEY=VALUE`` items into (``A.KEY``, value) pairs (values read by
+    :func:`parse_value`); a malformed item names ``form`` and ``example``."""
+    def parse(_ctx, _param, values: Sequence[str]) -> tuple[tuple[str, Any], ...]:
+        out = []
+        for item in values:
+            key, eq, text = item.partition("=")
+            section, dot, name = key.strip().partition(".")
+            if not (eq and dot and section and name):
+                raise click.BadParameter(f"{item!r}: give {form}, such as {example}")
+            out.append((f"{section}.{name}", parse_value(text)))
+        return tuple(out)
+
+    return parse
+
+
+_parse_set = dotted_sets("SECTION.KEY=VALUE", "bbq.limit=600")
 
 
 #: alias option -> (policy key, how to turn the click value into the policy value)
