@@ -156,5 +156,5 @@ def compressors_cmd(verbose: bool, disabled: tuple[str, ...]) -> None:
         click.echo(f"{name:<13} {comp.kind:<9} {'/'.join(comp.accepts)} -> {comp.produces:<7} {comp.summary}")
         if verbose:
             for f in dataclasses.fields(comp.Settings):
-                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
                 click.echo(f"    {name}.{f.name} = {default!r}  {f.metadata.get('help', '')}")

@@ -302,14 +302,14 @@ def parity_report(candidate_runtime: Any, reference_runtime: Any, settings: Mapp
     ``settings`` is the ``parity`` policy section; missing keys take the policy defaults, ``None`` reports without
     gating. ``batch``: prompts per forward pass (padded to the longest). Independent of :class:`RunContext`,
     so that ``edgeval export`` can call it right after exporting."""
-    settings = parse(ParitySettings, settings, NAME)
+    parsed: ParitySettings = parse(ParitySettings, settings, NAME)
     chosen = list(items) if items is not None else load_parity_prompts()
     if not chosen:
         raise DataError("no parity items to compare on")
     prompts = build_prompts(candidate_runtime, reference_runtime, chosen)
     if progress:
         progress(f"parity: {len(prompts.ids)} prompts ({len(prompts.items)} items x {N_ORDERS} orders)")
-    mode = choose_mode(settings.mode, candidate_runtime)
+    mode = choose_mode(parsed.mode, candidate_runtime)
     cand_next, ref_next, diff = compare_logits(candidate_runtime, reference_runtime, prompts.ids, batch)
     cached = cached_kl = None
     if getattr(candidate_runtime, "kv_seq_axes", lambda: None)() is not None:  # the path BBQ scoring takes
@@ -321,7 +321,7 @@ def parity_report(candidate_runtime: Any, reference_runtime: Any, settings: Mapp
                "top1_agreement": float((cand_next.argmax(1) == ref_next.argmax(1)).mean()),
                **letter_parity(cand_next, ref_next, letter_token_ids(candidate_runtime.tokenizer), prompts),
                "candidate": candidate_runtime.describe(), "reference": reference_runtime.describe()}
-    checks = mode_checks(mode) + parity_checks(results, settings, mode.name)
+    checks = mode_checks(mode) + parity_checks(results, parsed, mode.name)
     return [_with_mode(c, mode) for c in checks], results
 
 

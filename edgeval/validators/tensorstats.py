@@ -177,19 +177,20 @@ def _onnx_stat(tensor, path: Path, use: Use, raw_of) -> TensorStat:
     """One ONNX tensor; a quantized weight's zeros are counted in the dequantized domain (``use.quant``)."""
     dtype = _ONNX_DTYPES.get(tensor.data_type, f"onnx_type_{tensor.data_type}")
     shape = tuple(int(d) for d in tensor.dims)
-    tags = {"role": use.role, "group": use.group}
+    role, group = use.role, use.group
     if dtype not in DTYPES:
         return TensorStat(tensor.name, dtype, shape, math.prod(shape), 0, tensor.ByteSize(), measured=False,
-                          note=f"{dtype} tensors are not decoded", **tags)
+                          note=f"{dtype} tensors are not decoded", role=role, group=group)
     raw = _onnx_raw(tensor, path)
     if use.quant is None:
-        return replace(stat_from_raw(tensor.name, dtype, shape, raw), **tags)
+        return replace(stat_from_raw(tensor.name, dtype, shape, raw), role=role, group=group)
     try:
         elements, zeros, storage = use.quant.measure(raw, dtype, shape, raw_of)
     except Unmeasurable as exc:
         return TensorStat(tensor.name, dtype, shape, math.prod(shape), 0, int(raw.size), measured=False,
-                          note=str(exc), **tags)
-    return TensorStat(tensor.name, dtype, shape, elements, zeros, int(raw.size), storage=storage, **tags)
+                          note=str(exc), role=role, group=group)
+    return TensorStat(tensor.name, dtype, shape, elements, zeros, int(raw.size), storage=storage, role=role,
+                      group=group)
 
 
 def _onnx_typed(tensor, path: Path) -> np.ndarray | None:

@@ -110,7 +110,7 @@ def measure(path: Path) -> dict[str, Any]:
     from ...validators.tensorstats import tflite_stats
 
     weights = [s for s in tflite_stats(path) if s.is_weight]
-    counts, stored = Counter(s.dtype for s in weights), Counter()
+    counts, stored = Counter(s.dtype for s in weights), Counter[str]()
     for stat in weights:
         stored[stat.dtype] += stat.stored_bytes
     elements = sum(s.elements for s in weights)
