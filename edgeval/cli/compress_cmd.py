@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .app import EXIT_CODES_HELP, cli
+from .app import cli
 from .options import disable_plugin_option, dotted_sets, group, threads_option
 
 _parse_method_set = dotted_sets("METHOD.KEY=VALUE", "int4.block_size=64")
@@ -71,7 +71,18 @@ class ExportSpec:
     parity: bool
 
 
-@cli.command("compress", epilog=EXIT_CODES_HELP)
+COMPRESS_EXIT_CODES = """\b
+Exit codes:
+  0  written    --out holds the compressed model and compression.json
+  2  usage      bad command line (an option no step takes, a --set for a method not in the chain, --out
+                equal to or around the source)
+  3  bad input  unknown method, impossible chain, bad setting, missing/empty calibration file, an input
+                already quantized, an export not at parity with its source, unreadable model
+  4  internal   a bug in edgeval or a plugin
+"""
+
+
+@cli.command("compress", epilog=COMPRESS_EXIT_CODES)
 @click.argument("model", type=click.Path(path_type=Path))
 @group("chain", ChainSpec,
        click.option("--method", required=True, metavar="NAME",
@@ -92,7 +103,7 @@ class ExportSpec:
        click.option("--legacy", is_flag=True, help="ONNX export: the TorchScript exporter (opset 17)."),
        click.option("--kv-cache", is_flag=True, help="ONNX export: with-past layout (shared prefixes computed once)."),
        click.option("--next-token-output", is_flag=True, help="ONNX export: add a last-position 'next_token_logits' "
-                    "output (int8 dynamic then keeps the shared LM head in float32)."),
+                    "output (faster letter scoring; the ONNX quantizers still quantize the shared LM head)."),
        click.option("--batch", type=click.IntRange(min=1), help="TFLite export step: static batch [default: 1]."),
        click.option("--seq-len", type=click.IntRange(min=8),
                     help="TFLite export step: static sequence length [default: 256]."),
