@@ -194,14 +194,16 @@ def table_row(name: str, doc: dict[str, Any], dense_size: dict[str, Any] | None 
     scored = bbq.get("n_scored") or bbq.get("n_items")
     return (f"| {name} | {fmt(size.get('bytes'))} | {fmt(size.get('compressed_bytes'))} | "
             f"{shown} | {fmt(ratio, 2)} | {fmt(perplexity, 2)} | "
-            f"{fmt(scored)} | {fmt(overall.get('srs'))} | {delta} | {doc.get('verdict', '—')} |")
+            f"{fmt(scored)} | {fmt(overall.get('srs'))} | {delta} | "
+            f"{'(baseline)' if name == 'dense' else doc.get('verdict', '—')} |")
 
 
 def print_tables(reports: dict[str, dict[str, Any]], runs: dict[str, Any], args: argparse.Namespace) -> None:
     from edgeval.environment import cpu_name
 
     print(f"\nMachine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"{time.strftime('%Y-%m-%d')}; BBQ items: {args.limit} (TFLite: {args.tflite_limit})\n")
+          f"{time.strftime('%Y-%m-%d')}; BBQ items: {args.limit}"
+          + (f" (TFLite: {args.tflite_limit})" if any(n.startswith("tflite") for n in reports) else "") + "\n")
     print("| model | bytes | zlib bytes | bits/weight (all · block linears) | latency p50 vs dense | perplexity | "
           "BBQ items scored | SRS | ΔSRS [95% CI] | verdict |\n|---|---|---|---|---|---|---|---|---|---|")
     # the dense row's bits come from a candidate's baseline figures (the dense report may predate them)
