@@ -19,7 +19,8 @@ fails turns the verdict into ``error`` and the marker into ``NOT_BLESSED``. ``on
 ``edgeval check``. The logit-based validators need a causal LM exported as ``(input_ids, attention_mask) ->
 logits`` with its tokenizer files beside it (as :func:`edgeval.converters.export.export_onnx` writes them;
 ``quantize_dynamic`` does not copy them: copy ``tokenizer*.json`` next to the quantized file, as the
-ONNX example does).
+ONNX example does, or quantize with ``edgeval compress model.onnx --method int8 --out DIR``, which copies them and
+records what it did in ``compression.json``).
 
 Outside Python the same step is the command line::
 
