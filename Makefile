@@ -39,7 +39,7 @@ test-onnx-only:
 
 # The first thing a new user runs: prune SmolLM2-135M-Instruct (Wanda and magnitude at 30 and 50 %), gate each
 # pruned copy (and int8, int4 and Wanda 50 % -> int8 copies) against the dense model, write edgeval-demo/demo.html
-# (600 BBQ items in 4 looks; without the quantized copies 12.6 min on an idle 2-core VM). BBQ data:
+# (600 BBQ items in 4 looks; 31 min on a partly loaded 2-core VM, 12.6 min idle without the quantized copies). BBQ data:
 # $EDGEVAL_BBQ_DIR, else ../shared/bbq/data when it exists, else the checksummed download. More options:
 # make demo DEMO_ARGS="--limit 240 --sparsities 0.2,0.4,0.6"
 demo: setup

@@ -102,9 +102,9 @@ def demo_cmd(out_dir: Path, bbq_data: Path | None, limit: int, models: DemoModel
     dense model (size, latency, BBQ bias, perplexity) and write a table, a plot and demo.html to --out.
 
     Also quantizes the dense export (--quantizers) and prunes then quantizes (--chains), and gates those too.
-    Needs the [torch], [onnx] and [demo] extras. On an idle 2-core VM the run without quantized candidates
-    (--quantizers none --chains none) took 12.6 minutes (17-33 on a loaded one); they add their compression and
-    checks (not re-timed). It keeps about 6 GB of models in --out (a second run reuses them)."""
+    Needs the [torch], [onnx] and [demo] extras. On a 2-core VM the default run took 31 minutes (partly loaded);
+    without the quantized candidates (--quantizers none --chains none) 12.6 minutes idle. It keeps about 6 GB of
+    models in --out (a second run reuses them)."""
     from ..demo import run_demo
 
     result = run_demo(out_dir, bbq_data=bbq_data, limit=limit, methods=models.methods, sparsities=models.sparsities,
