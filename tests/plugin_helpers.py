@@ -2,6 +2,7 @@
 that test put on their path (the shared virtual environment is never changed), and running edgeval there."""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -9,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgeval.plugins import AUTOLOAD_ENV
+from edgeval.plugins import AUTOLOAD_ENV, plugin_manager
 
 
 def pip_install_target(src: Path, root: Path) -> Path:
@@ -31,3 +32,14 @@ def env_with(site: Path, drop: tuple[str, ...] = (), **extra: str) -> dict[str, 
     env["PYTHONPATH"] = os.pathsep.join([str(site)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
     env.update(extra)
     return env
+
+
+@contextlib.contextmanager
+def registered_plugin(plugin: object, name: str):
+    """``plugin`` registered in the process's plugin manager (autoload on) for the duration of the block."""
+    pm = plugin_manager()
+    pm.register(plugin, name=name)
+    try:
+        yield pm
+    finally:
+        pm.unregister(name=name)

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from plugin_helpers import registered_plugin
 
 from edgeval.api import CheckOptions, check
 from edgeval.cli import main
 from edgeval.errors import PolicyError, UsageError
 from edgeval.plugin import Settings, setting
-from edgeval.plugins import AUTOLOAD_ENV, hookimpl, plugin_manager, registered_validators
+from edgeval.plugins import AUTOLOAD_ENV, hookimpl, registered_validators
 from edgeval.policy import Policy
 from edgeval.report import Check
 from edgeval.validators.base import Outcome
@@ -59,12 +60,8 @@ class OddPlugin:
 
 @pytest.fixture
 def odd_plugin():
-    pm = plugin_manager()
-    pm.register(OddPlugin(), name="test-odd")
-    try:
+    with registered_plugin(OddPlugin(), "test-odd"):
         yield
-    finally:
-        pm.unregister(name="test-odd")
 
 
 @pytest.mark.parametrize("name", list(ODD))
@@ -144,14 +141,10 @@ def test_a_plugin_settings_class_edgeval_cannot_use_is_named(cls, expected, tiny
         def edgeval_validators(self):
             return [validator]
 
-    pm = plugin_manager()
-    pm.register(Plugin(), name="test-badsettings")
-    try:
+    with registered_plugin(Plugin(), "test-badsettings"):
         with pytest.raises(UsageError, match=f"validator 'badsettings'.*{expected}.*--disable-plugin"):
             registered_validators()
         code, doc, err = run_cli(tmp_path, capsys, "check", tiny_llama_onnx, "--validators", "size")
-    finally:
-        pm.unregister(name="test-badsettings")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "validator 'badsettings'" in err, err
     assert "internal error" not in err
 
@@ -210,12 +203,8 @@ def test_a_side_file_suffix_that_is_not_a_file_name_is_named(suffix, tiny_llama_
         def edgeval_validators(self):
             return [validator]
 
-    pm = plugin_manager()
-    pm.register(Plugin(), name="test-badside")
-    try:
+    with registered_plugin(Plugin(), "test-badside"):
         code, doc, err = run_cli(tmp_path, capsys, "check", tiny_llama_onnx, "--validators", "size")
-    finally:
-        pm.unregister(name="test-badside")
     assert code == 2 and "validator 'badside' declares the side file" in err and "internal error" not in err, err
 
 

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from plugin_helpers import registered_plugin
 
 from edgeval.api import CheckOptions, outputs_for
 from edgeval.cli import main
 from edgeval.cli.options import parse_value
-from edgeval.plugins import hookimpl, plugin_manager
+from edgeval.plugins import hookimpl
 from edgeval.policy import Policy
 from edgeval.render import render
 from edgeval.report import Check, Report
@@ -186,12 +187,8 @@ class EchoPlugin:
 
 @pytest.fixture
 def echo_plugin():
-    pm = plugin_manager()
-    pm.register(EchoPlugin(), name="test-echo")
-    try:
+    with registered_plugin(EchoPlugin(), "test-echo"):
         yield
-    finally:
-        pm.unregister(name="test-echo")
 
 
 def _report() -> Report:
