@@ -19,6 +19,7 @@ from .errors import BadInputError, EdgevalError, UsageError
 from .plugins import plugin_manager, registered_validators, select_validators
 from .policy import Policy, validate_policy
 from .report import Check, InputError, Report
+from .runtimes.options import RuntimeOptions
 from .suggest import suggestion
 from .validators.base import RunContext, run_validator
 
@@ -39,6 +40,16 @@ class CheckOptions:
     inputs: Mapping[str, str | Path] = field(default_factory=dict)
     #: validators that checkpoint their work (BBQ) may resume what a killed run with the same settings left
     resume: bool = True
+    #: the runtime for every format it runs (``--runtime``); None: the policy's ``runtime.name``, else plugins,
+    #: then the built-in default
+    runtime: str | None = None
+    #: the baseline's runtime when it should differ (``--baseline-runtime``), e.g. llama.cpp vs torch on one GGUF
+    baseline_runtime: str | None = None
+    provider: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    #: runtime session settings (``--session-option KEY=VALUE``)
+    session: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # one name or "a,b" given as a string would otherwise be read letter by letter ("unknown validator 's'")
@@ -68,14 +79,21 @@ def check(candidate: str | Path, baseline: str | Path | None = None, policy: Pol
         errors.append(InputError("policy", "bad_input", "no validators to run: name at least one (policy "
                                  "'validators' or --validators; see `edgeval validators`)"))
     inputs = _read_inputs(options.inputs, validators, options.disabled_plugins, errors)
-    cand, cand_json = _read_artifact("candidate", candidate, errors)
-    base, base_json = _read_artifact("baseline", baseline, errors) if baseline is not None else (None, None)
+    cand, cand_json = _read_artifact("candidate", candidate, errors, options.disabled_plugins)
+    base, base_json = (_read_artifact("baseline", baseline, errors, options.disabled_plugins) if baseline is not None
+                       else (None, None))
     checks: list[Check] = []
     results: dict[str, Any] = {}
+    run_info: dict[str, Any] = {}
     if not errors:
+        runtime_options = _runtime_options(options, policy_obj)
         ctx = RunContext(cand, base, policy_obj, seed=options.seed, tokenizer=options.tokenizer,
-                         threads=options.threads, outputs=None if options.outputs is None else Path(options.outputs),
-                         inputs=inputs, resume=options.resume)
+                         threads=runtime_options.threads,
+                         outputs=None if options.outputs is None else Path(options.outputs),
+                         inputs=inputs, resume=options.resume, runtime_options=runtime_options,
+                         baseline_runtime=options.baseline_runtime,
+                         disabled_plugins=tuple(options.disabled_plugins))
+        run_info["runtimes"] = choose_runtimes(ctx)
         if progress is not None:
             ctx.progress = progress
         try:
@@ -94,7 +112,7 @@ def check(candidate: str | Path, baseline: str | Path | None = None, policy: Pol
                     run={"validators": [v.name for v in validators], "seed": options.seed,
                          "duration_s": round(time.perf_counter() - started, 3),
                          "policy_source": policy_obj.source, "tokenizer": options.tokenizer,
-                         "disabled_plugins": list(options.disabled_plugins)})
+                         "disabled_plugins": list(options.disabled_plugins), **run_info})
     return report
 
 
@@ -337,9 +355,40 @@ def _input_problem(key: str, path: Path, declared: set[str], running: set[str]) 
     return None
 
 
-def _read_artifact(role: str, path: str | Path, errors: list[InputError]) -> tuple[Artifact | None, dict]:
+def _runtime_options(options: CheckOptions, policy: Policy) -> RuntimeOptions:
+    """The run's runtime options: the policy's ``runtime:`` section, the command line's values winning."""
+    return RuntimeOptions.from_policy(policy.data.get("runtime"), runtime=options.runtime, threads=options.threads,
+                                      provider=options.provider, device=options.device, dtype=options.dtype,
+                                      session=dict(options.session) or None)
+
+
+def choose_runtimes(ctx: RunContext) -> dict[str, dict[str, Any]]:
+    """Which runtime opens each model, decided before anything runs: a ``--runtime`` that runs neither model's
+    format, a ``--baseline-runtime`` without a baseline, two plugins competing for a format, or an option the
+    candidate's runtime cannot honour is a UsageError (exit 2). Returns ``{role: {name, plugin, options}}`` for
+    the report."""
+    from .runtimes.options import refuse_unsupported
+    from .runtimes.registry import resolve, runs
+
+    roles = ["candidate"] + (["baseline"] if ctx.baseline is not None else [])
+    choice = ctx.runtime_options.runtime
+    if choice is not None and not any(runs(choice, ctx.artifact(r).format, ctx.disabled_plugins) for r in roles):
+        resolve(ctx.artifact("candidate").format, choice, ctx.disabled_plugins)  # raises, naming the runtimes
+    if ctx.baseline_runtime is not None and ctx.baseline is None:
+        raise UsageError("--baseline-runtime needs a baseline model (--baseline)")
+    chosen = {}
+    for role in roles:
+        spec = ctx.runtime_spec(role)
+        if role == "candidate":
+            refuse_unsupported(ctx.runtime_options, spec.load())
+        chosen[role] = {"runtime": spec.name, "plugin": spec.plugin, "options": ctx.options_for(role).to_json()}
+    return chosen
+
+
+def _read_artifact(role: str, path: str | Path, errors: list[InputError],
+                   disabled: Sequence[str] = ()) -> tuple[Artifact | None, dict]:
     try:
-        artifact = load_artifact(path)
+        artifact = load_artifact(path, disabled)
     except EdgevalError as exc:
         errors.append(InputError.from_exception(role, exc))
         return None, {"path": str(path), "format": None, "sha256": None, "bytes": None}

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from .errors import ModelError
 
-FORMATS = ("onnx", "tflite", "hf", "gguf")
+#: the built-in formats; plugins add more through the ``edgeval_detect_format`` hook
+FORMATS = ("onnx", "tflite", "hf", "gguf", "genai")
+GENAI_CONFIG = "genai_config.json"
 _TFLITE_MAGIC = b"TFL3"
 _GGUF_MAGIC = b"GGUF"
 
@@ -26,14 +30,16 @@ class Artifact:
         return {"path": str(self.path), "format": self.format, "sha256": self.sha256, "bytes": self.bytes}
 
 
-def detect_format(path: Path) -> str:
-    """Tell the model format from the path and its first bytes; raise :class:`ModelError` when unknown."""
+def detect_format(path: Path, disabled: Iterable[str] = ()) -> str:
+    """Tell the model format from the path and its first bytes: plugins' ``edgeval_detect_format`` first, then the
+    built-in formats; raise :class:`ModelError` when unknown."""
     if not path.exists():
         raise ModelError("no such file or directory", path=path)
+    plugin = _plugin_format(path, disabled)
+    if plugin is not None:
+        return plugin
     if path.is_dir():
-        if (path / "config.json").is_file():
-            return "hf"
-        raise ModelError("directory has no config.json: not a Hugging Face model directory", path=path)
+        return _directory_format(path)
     head = _head(path, 8)
     if len(head) == 0:
         raise ModelError("file is empty", path=path)
@@ -50,6 +56,36 @@ def detect_format(path: Path) -> str:
         return "onnx"
     raise ModelError(f"unknown model format '{suffix or '(no suffix)'}': expected .onnx, .tflite, .gguf "
                      "or a Hugging Face model directory", path=path)
+
+
+def _directory_format(path: Path) -> str:
+    """A model directory: an ONNX Runtime GenAI bundle (``genai_config.json``) or a Hugging Face model."""
+    if (path / GENAI_CONFIG).is_file():
+        return "genai"
+    if (path / "config.json").is_file():
+        return "hf"
+    raise ModelError(f"directory has no config.json (nor {GENAI_CONFIG}): not a Hugging Face model directory or "
+                     "an ONNX Runtime GenAI bundle", path=path)
+
+
+def _plugin_format(path: Path, disabled: Iterable[str]) -> str | None:
+    """The format a plugin claims ``path`` is in, or None. A plugin answers with a format name (lower-case
+    letters, digits, '-', '_') or None."""
+    from .plugins import BUILTIN, plugin_manager
+
+    for impl in plugin_manager(tuple(disabled)).hook.edgeval_detect_format.get_hookimpls():
+        if impl.plugin_name == BUILTIN:
+            continue
+        fmt = impl.function(path=str(path))
+        if fmt is None:
+            continue
+        if not (isinstance(fmt, str) and re.fullmatch(r"[a-z0-9][a-z0-9_-]*", fmt)):
+            from .errors import UsageError
+
+            raise UsageError(f"plugin '{impl.plugin_name}' names the format of {path} {fmt!r}: a format is "
+                             "lower-case letters, digits, '-' and '_'")
+        return fmt
+    return None
 
 
 def _head(path: Path, n: int) -> bytes:
@@ -101,7 +137,7 @@ DESCRIPTION_FILES = ("compression.json", "pruning.json")
 
 
 def _files_of(path: Path, fmt: str) -> list[Path]:
-    if fmt == "hf":
+    if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.is_file() and not (p.parent == path
                                                                          and p.name in DESCRIPTION_FILES))
     if fmt == "onnx":
@@ -122,10 +158,11 @@ def sha256_files(files: list[Path], root: Path | None = None) -> str:
     return digest.hexdigest()
 
 
-def load_artifact(path: str | Path) -> Artifact:
-    """Identify a model on disk. Raises :class:`ModelError` for a missing, empty or unknown file."""
+def load_artifact(path: str | Path, disabled: Iterable[str] = ()) -> Artifact:
+    """Identify a model on disk (formats plugins add included, unless ``disabled``). Raises :class:`ModelError`
+    for a missing, empty or unknown file."""
     path = Path(path).expanduser()
-    fmt = detect_format(path)
+    fmt = detect_format(path, disabled)
     files = _files_of(path, fmt)
     root = path if path.is_dir() else path.parent
     try:

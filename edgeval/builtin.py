@@ -43,9 +43,9 @@ def edgeval_validators():
 
 @hookimpl
 def edgeval_runtimes():
-    from .runtimes import BUILTIN_RUNTIMES
+    from .runtimes.registry import builtin_specs
 
-    return dict(BUILTIN_RUNTIMES)
+    return builtin_specs()
 
 
 @hookimpl

@@ -66,6 +66,10 @@ class MissingExtraError(BadInputError):
         self.module, self.extra = module, extra
 
 
+class DeviceError(BadInputError):
+    """A requested execution provider or device is not available on this machine (or did not start)."""
+
+
 class UsageError(EdgevalError):
     """Options that do not fit together, an unknown validator name, and the like."""
 

@@ -5,6 +5,7 @@ The tutorial and the contract are in ``docs/plugins.md``. What is here, by purpo
 
 Registering
     :data:`hookimpl` marks the hook functions of a plugin module (``edgeval_validators``, ``edgeval_runtimes``,
+    ``edgeval_detect_format``,
     ``edgeval_compressors``, ``edgeval_after_prune``, ``edgeval_after_compress``, ``edgeval_report_ready``; see
     :class:`edgeval.plugins.EdgevalSpec`).
 A compressor
@@ -16,6 +17,10 @@ A validator
     ``run`` gets: the artifacts, their runtimes, the seed, progress), :class:`Outcome` (what it returns) and
     :class:`Runtime` (what ``ctx.runtime(role)`` gives: logits for token sequences); :class:`BaseRuntime` is the
     base class of a runtime plugin (implement ``_forward``, get padding, bucketing and the NaN check).
+A runtime
+    :func:`runtime` (one registration: format, runtime name, class) returned from ``edgeval_runtimes``;
+    :class:`RuntimeOptions` (what the class gets: threads, provider, device, dtype, session settings) and
+    :func:`refuse_unsupported` (refuse the options the runtime cannot honour).
 Settings
     :class:`Settings` (base of the frozen dataclass that is the validator's policy section), :func:`setting`
     (a field with help and JSON-schema keywords), :func:`schema_of` (the section's JSON schema, merged into the
@@ -60,12 +65,15 @@ from .looks import run_looks
 from .plugins import hookimpl
 from .report import Check, error_check, threshold_check
 from .runtimes.base import BaseRuntime, Runtime
+from .runtimes.options import RuntimeOptions, refuse_unsupported
+from .runtimes.registry import RuntimeSpec
 from .settings import Settings, defaults_of, parse, schema_of, setting
 from .stats import PairedDifference, normal_sf, paired_rate_difference, sequential_bounds, z_quantile
 from .validators.base import Outcome, RunContext, Validator
 
 __all__ = [
     "hookimpl", "Validator", "RunContext", "Outcome", "Runtime", "BaseRuntime",
+    "runtime", "RuntimeSpec", "RuntimeOptions", "refuse_unsupported",
     "Compressor", "StepContext", "StepResult", "carry_tokenizer",
     "Settings", "setting", "schema_of", "defaults_of", "parse",
     "Check", "threshold_check", "error_check", "slug", "is_check_id",
@@ -75,3 +83,9 @@ __all__ = [
     "Plan", "PairedUnits", "ScopeTest", "Decision", "decide", "ON_INCONCLUSIVE", "run_looks", "log_softmax",
     "atomic_write_bytes", "atomic_write_text",
 ]
+
+
+def runtime(format: str, name: str, target: object) -> RuntimeSpec:  # noqa: A002  (the hook's own word)
+    """One entry of ``edgeval_runtimes``: ``target`` (a runtime class or ``"module:Class"``) runs ``format``
+    files and is chosen with ``--runtime name``."""
+    return RuntimeSpec(format, name, target)

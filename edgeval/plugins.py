@@ -44,9 +44,18 @@ class EdgevalSpec:
         read, deprecated)."""
 
     @hookspec
-    def edgeval_runtimes(self) -> dict[str, Any]:
-        """Return ``{format: runtime class or "module:Class"}``. The class is called with
-        ``(artifact, tokenizer_path=None, threads=None)`` and must satisfy :class:`edgeval.runtimes.Runtime`."""
+    def edgeval_runtimes(self) -> Any:
+        """Return a list of :func:`edgeval.plugin.runtime` entries ``(format, name, class or "module:Class")``
+        (the older ``{format: class}`` mapping is still read). The class is called with ``(artifact,
+        tokenizer_path=None, options=RuntimeOptions)`` and must satisfy :class:`edgeval.runtimes.Runtime`. A
+        plugin's runtime for a format is chosen over the built-in one unless the user names another with
+        ``--runtime``; see :mod:`edgeval.runtimes.registry`."""
+
+    @hookspec(firstresult=True)
+    def edgeval_detect_format(self, path: str) -> str | None:
+        """Return the format name of the model at ``path`` when this plugin knows it (a new format, say), else
+        None. Plugins are asked before the built-in formats. A new format also needs a runtime
+        (``edgeval_runtimes``)."""
 
     @hookspec
     def edgeval_compressors(self) -> list[Any]:
@@ -180,10 +189,11 @@ def registered_compressors(disabled: Iterable[str] = ()) -> dict[str, Any]:
 
 
 def registered_runtimes(disabled: Iterable[str] = ()) -> dict[str, Any]:
-    table: dict[str, Any] = {}
-    for mapping in plugin_manager(disabled).hook.edgeval_runtimes():
-        table.update(mapping)
-    return table
+    """``{format: runtime class target}`` of the runtime each format gets by default (see
+    :func:`edgeval.runtimes.registry.resolve`)."""
+    from .runtimes.registry import all_runtimes, resolve
+
+    return {fmt: resolve(fmt, None, disabled).target for fmt in dict.fromkeys(s.format for s in all_runtimes(disabled))}
 
 
 def select_validators(names: Iterable[str], disabled: Iterable[str] = ()) -> list[Any]:

@@ -74,10 +74,11 @@ PROTOCOL_METHODS = {name: inspect.signature(getattr(Runtime, name)) for name in
                      "close")}
 
 
-@pytest.fixture(params=sorted(BUILTIN_RUNTIMES), scope="module")
+@pytest.fixture(params=[f"{fmt}:{name}" for fmt, name, _ in BUILTIN_RUNTIMES], scope="module")
 def runtime_cls(request):
+    target = {f"{fmt}:{name}": t for fmt, name, t in BUILTIN_RUNTIMES}[request.param]
     try:
-        return _resolve(BUILTIN_RUNTIMES[request.param])
+        return _resolve(target)
     except ImportError as exc:  # a backend whose extra is not installed here
         pytest.skip(f"{request.param}: {exc}")
 
@@ -94,7 +95,7 @@ def test_runtime_class_has_the_protocols_methods(runtime_cls):
 def test_runtime_class_is_built_the_documented_way(runtime_cls):
     params = inspect.signature(runtime_cls).parameters
     assert list(params)[:1] == ["artifact"]
-    assert params["tokenizer_path"].default is None and params["threads"].default is None
+    assert params["tokenizer_path"].default is None and params["options"].default is None
 
 
 def test_onnx_runtime_satisfies_the_protocol_on_a_tiny_model(tiny_llama_onnx):

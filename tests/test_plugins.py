@@ -32,7 +32,8 @@ def test_builtins_come_through_the_plugin_manager() -> None:
     assert BUILTIN in impls
     validators = registered_validators()
     assert {"size", "latency", "bbq", "perplexity"} <= set(validators)
-    assert "onnx" in {fmt for table in pm.hook.edgeval_runtimes() for fmt in table}
+    assert ("onnx", "onnxruntime") in {(spec.format, spec.name) for specs in pm.hook.edgeval_runtimes()
+                                       for spec in specs}
 
 
 def test_builtin_is_declared_as_an_entry_point() -> None:

@@ -24,6 +24,7 @@ import click
 from ..api import CheckOptions
 from ..errors import PolicyError
 from ..policy import Policy, validate_policy
+from ..runtimes.options import DTYPES
 from ..suggest import suggestion
 
 #: where --set errors are said to come from
@@ -190,6 +191,38 @@ def _parse_inputs(_ctx, _param, values: Sequence[str]) -> tuple[tuple[str, Path]
     return tuple(out)
 
 
+#: the run_options flags that go into CheckOptions as they are
+RUNTIME_FLAGS = ("runtime", "baseline_runtime", "provider", "device", "dtype", "session")
+
+
+def _session_items(_ctx, _param, values: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, eq, value = item.partition("=")
+        if not (eq and key.strip()):
+            raise click.BadParameter(f"{item!r}: give KEY=VALUE, such as session.intra_op.allow_spinning=0")
+        out[key.strip()] = value
+    return out
+
+
+def runtime_options() -> list[Callable]:
+    """``--runtime``, ``--baseline-runtime``, ``--provider``, ``--device``, ``--dtype``, ``--session-option``."""
+    return [
+        click.option("--runtime", metavar="NAME", help="Run models with this runtime wherever it runs their format "
+                     "(default: the policy's runtime.name, else a plugin's, else the built-in; see `edgeval "
+                     "runtimes`). E.g. --runtime torch scores a .gguf with transformers instead of llama.cpp."),
+        click.option("--baseline-runtime", metavar="NAME", help="The baseline's runtime, when it should differ "
+                     "(e.g. the same GGUF on llama.cpp and on torch)."),
+        click.option("--provider", metavar="EP", help="ONNX Runtime execution provider for the candidate (cuda, "
+                     "CUDAExecutionProvider, openvino, …); one this onnxruntime lacks: exit 3. Default: the CPU."),
+        click.option("--device", metavar="DEVICE", help="torch device (cpu, cuda, cuda:1, mps); one this machine "
+                     "lacks: exit 3. Default: the CPU."),
+        click.option("--dtype", type=click.Choice(DTYPES), help="Compute dtype (torch). Default: float32."),
+        click.option("--session-option", "session", multiple=True, metavar="KEY=VALUE", callback=_session_items,
+                     help="A runtime session setting (ONNX Runtime session config entry); repeatable."),
+    ]
+
+
 def run_options(f: Callable) -> Callable:
     """Options of the run itself; the command receives them as ``options``: a :class:`CheckOptions`."""
     @functools.wraps(f)
@@ -197,9 +230,11 @@ def run_options(f: Callable) -> Callable:
                 inputs: tuple[tuple[str, Path], ...], no_resume: bool, **kwargs: Any) -> Any:
         given = dict((("bbq.baseline_predictions", baseline_predictions),) if baseline_predictions else ())
         given.update(inputs)
+        runtime = {name: kwargs.pop(name) for name in RUNTIME_FLAGS}
         options = CheckOptions(tokenizer=str(tokenizer) if tokenizer else None, validators=kwargs.pop("validators"),
                                seed=kwargs.pop("seed"), threads=kwargs.pop("threads"),
-                               disabled_plugins=kwargs.pop("disabled"), inputs=given, resume=not no_resume)
+                               disabled_plugins=kwargs.pop("disabled"), inputs=given, resume=not no_resume,
+                               **runtime)
         return f(*args, options=options, **kwargs)
 
     return _stack(
@@ -207,7 +242,7 @@ def run_options(f: Callable) -> Callable:
                      "(default: beside the model)."),
         click.option("--validators", callback=_csv, metavar="NAMES", help="Comma-separated validators to run "
                      "(default: the policy's list). See `edgeval validators`."),
-        seed_option(), threads_option(),
+        seed_option(), threads_option(), *runtime_options(),
         click.option("--input", "inputs", multiple=True, metavar="VALIDATOR.INPUT=PATH", callback=_parse_inputs,
                      help="A file a validator declares as input (repeatable), e.g. bbq.baseline_predictions=F; "
                           "checked before the run (unknown input or missing file: exit 3)."),
@@ -259,5 +294,6 @@ def publish_options(f: Callable) -> Callable:
     )(wrapper)
 
 
-__all__ = ["policy_option", "threads_option", "seed_option", "disable_plugin_option", "bbq_data_option",
+__all__ = ["runtime_options", "RUNTIME_FLAGS",
+           "policy_option", "threads_option", "seed_option", "disable_plugin_option", "bbq_data_option",
            "policy_settings", "apply_settings", "parse_value", "run_options", "publish_options", "PublishOptions"]

@@ -16,16 +16,36 @@ import numpy as np
 
 from ..artifacts import Artifact
 from ..errors import MeasurementError, ModelError
+from .options import RuntimeOptions
 from .tokenizer import Tokenizer
 
 
 @runtime_checkable
 class Runtime(Protocol):
-    """What validators may rely on. Implementations: onnx, tflite, torch (and plugins)."""
+    """What validators may rely on, and all they may rely on. Implementations: onnx, tflite, torch, llama.cpp
+    (and plugins); :class:`BaseRuntime` provides every member but ``_forward`` and ``describe``. The conformance
+    test (``tests/test_runtime_conformance.py``) runs every registered runtime through it."""
 
+    #: the runtime's registry name (``--runtime NAME``), recorded in reports and checkpoints
     name: str
     artifact: Artifact
     tokenizer: Tokenizer
+    #: what it was opened with (threads, provider, device, dtype)
+    options: RuntimeOptions
+    #: longest sequence the artifact accepts (a static-shape bucket); None: any length
+    max_seq_len: int | None
+    #: False when a row's logits depend on the rest of its batch (then prompts run one per call)
+    batch_invariant: bool
+    #: tokens asked for / actually run by next_token_logits_many (prefix sharing is the difference)
+    tokens_requested: int
+    tokens_computed: int
+    #: which options the class honours (checked before it is opened): an execution provider, a device, dtypes
+    has_providers: bool
+    has_devices: bool
+    dtypes: tuple[str, ...]
+
+    def kv_seq_axes(self) -> list[int] | None:
+        """Per past key/value array its sequence axis; None when prompts cannot share prefixes through a cache."""
 
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Logits ``(B, T, V)`` float32 for a left-padded int64 batch and its 0/1 mask."""
@@ -100,6 +120,10 @@ class BaseRuntime:
     """Shared behaviour of every backend. Subclasses set ``name`` and implement ``_forward`` and ``describe``."""
 
     name = "base"
+    options: RuntimeOptions = RuntimeOptions()
+    has_providers = False
+    has_devices = False
+    dtypes: tuple[str, ...] = ("float32",)
     #: longest sequence the artifact accepts (static-shape TFLite buckets); None: any length
     max_seq_len: int | None = None
     #: tokens asked for / actually run by next_token_logits_many (prefix sharing is the difference)

@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import Artifact
-from ..errors import MeasurementError, ModelError, require
+from ..errors import DeviceError, MeasurementError, ModelError, UsageError, require
 from ._util import one_line
 from .base import BaseRuntime, pad_left, position_ids
+from .options import RuntimeOptions, refuse_unsupported
 from .tokenizer import find_tokenizer
 
 NEXT_OUTPUT = "next_token_logits"
@@ -144,15 +145,55 @@ def batch_dependent(path: Path) -> bool:
         return True
 
 
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+def execution_provider(ort: Any, requested: str | None) -> str:
+    """The full name of the requested provider (``cuda`` → ``CUDAExecutionProvider``; None → the CPU's), checked
+    against the installed onnxruntime's: a missing one is a MissingExtraError (exit 3) naming it and the ones
+    there are."""
+    if requested is None:
+        return CPU_PROVIDER
+    available = list(ort.get_available_providers())
+    wanted = requested.lower().removesuffix("executionprovider")
+    match = next((p for p in available if p.lower().removesuffix("executionprovider") == wanted), None)
+    if match is None:
+        raise DeviceError(f"execution provider '{requested}' is not in this onnxruntime "
+                                f"{ort.__version__} (it has {', '.join(available)}); install the onnxruntime "
+                                "package built for it (onnxruntime-gpu, onnxruntime-openvino, …)")
+    return match
+
+
+def session_options(ort: Any, options: RuntimeOptions) -> Any:
+    """ONNX Runtime session options: all graph optimisations, sequential execution, the options' threads and
+    session config entries (a bad entry is a UsageError naming it)."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if options.threads:
+        so.intra_op_num_threads = options.threads
+    for key, value in options.session.items():
+        try:
+            so.add_session_config_entry(str(key), str(value))
+        except _ort_errors(ort) as exc:
+            raise UsageError(f"session option {key}={value}: {one_line(exc)}") from None
+    return so
+
+
 class OnnxRuntime(BaseRuntime):
     """Runs a ``.onnx`` model on ONNX Runtime (CPU); with a KV cache where the model's layout has one."""
 
     name = "onnxruntime"
 
-    def __init__(self, artifact: Artifact, tokenizer_path: str | Path | None = None, threads: int | None = None):
+    has_providers = True
+
+    def __init__(self, artifact: Artifact, tokenizer_path: str | Path | None = None,
+                 options: RuntimeOptions | None = None, threads: int | None = None):
+        self.options = (options or RuntimeOptions()).with_(threads=threads)
+        refuse_unsupported(self.options, self)
         self._ort = require("onnxruntime", "onnx", "running ONNX models")
-        self.threads = threads
-        self.session = self._open(artifact.path, threads)
+        self.threads = self.options.threads
+        self.session = self._open(artifact.path, self.options)
         self.inputs = [_Input(i.name, i.type, tuple(i.shape)) for i in self.session.get_inputs()]
         self.ids = self._check_inputs(artifact.path)
         specs = {o.name: _Input(o.name, o.type, tuple(o.shape)) for o in self.session.get_outputs()}
@@ -170,19 +211,21 @@ class OnnxRuntime(BaseRuntime):
             if name is not None:
                 self._check_output(specs[name], listing=", ".join(str(o) for o in specs.values()))
 
-    def _open(self, path: Path, threads: int | None) -> Any:
-        """An inference session: all graph optimisations, sequential execution, ``threads`` intra-op threads."""
+    def _open(self, path: Path, options: RuntimeOptions) -> Any:
+        """An inference session: all graph optimisations, sequential execution, the options' intra-op threads,
+        execution provider (CPU by default) and session config entries."""
         ort = self._ort
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        if threads:
-            options.intra_op_num_threads = threads
         check_external_data(path)
+        provider = execution_provider(ort, options.provider)
         try:
-            return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(path), sess_options=session_options(ort, options),
+                                           providers=list(dict.fromkeys([provider, CPU_PROVIDER])))
         except _ort_errors(ort) as exc:
             raise ModelError(f"ONNX Runtime cannot load it: {one_line(exc)}", path=path) from None
+        if session.get_providers()[0] != provider:  # ORT falls back to the CPU when a provider fails to start
+            raise DeviceError(f"{provider} did not start (the session runs on {session.get_providers()}): "
+                                    "check the GPU driver and libraries for it", path=path)
+        return session
 
     def _check_inputs(self, path: Path) -> _Input:
         """The token-id input; ModelError when the model does not take token ids or has inputs we cannot feed."""

@@ -22,6 +22,7 @@ from ..artifacts import Artifact
 from ..errors import MeasurementError, ModelError, require
 from ._util import one_line
 from .base import BaseRuntime, position_ids
+from .options import RuntimeOptions, refuse_unsupported
 from .tokenizer import find_tokenizer
 
 ROLES = ("ids", "mask", "position")
@@ -70,14 +71,17 @@ class TFLiteRuntime(BaseRuntime):
 
     name = "tflite"
 
-    def __init__(self, artifact: Artifact, tokenizer_path: str | Path | None = None, threads: int | None = None):
+    def __init__(self, artifact: Artifact, tokenizer_path: str | Path | None = None,
+                 options: RuntimeOptions | None = None, threads: int | None = None):
+        self.options = (options or RuntimeOptions()).with_(threads=threads)
+        refuse_unsupported(self.options, self)
         self._litert = require("ai_edge_litert", "tflite", "running TFLite models")
-        self.threads = threads
-        self.runner, self.signature = self._open(artifact.path, threads)
+        self.threads = self.options.threads
+        self.runner, self.signature = self._open(artifact.path, self.threads)
         details = self.runner.get_input_details()
         self.roles = assign_roles(list(details))
         self._check_inputs(artifact.path, details)
-        self.dtypes = {role: details[name]["dtype"] for role, name in self.roles.items()}
+        self.input_dtypes = {role: details[name]["dtype"] for role, name in self.roles.items()}
         shape = [int(d) for d in details[self.roles["ids"]]["shape_signature"]]
         self.bucket = tuple(None if d < 0 else d for d in shape)
         self.max_seq_len = self.bucket[1]
@@ -138,7 +142,7 @@ class TFLiteRuntime(BaseRuntime):
             ids = np.concatenate([ids, np.repeat(ids[:1], rows - real, axis=0)])
             mask = np.concatenate([mask, np.repeat(mask[:1], rows - real, axis=0)])
         values = {"ids": ids, "mask": mask, "position": position_ids(mask)}
-        feeds = {name: values[role].astype(self.dtypes[role]) for role, name in self.roles.items()}
+        feeds = {name: values[role].astype(self.input_dtypes[role]) for role, name in self.roles.items()}
         try:
             out = self.runner(**feeds)[self.output]
         except (ValueError, RuntimeError) as exc:

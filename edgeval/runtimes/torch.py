@@ -14,9 +14,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..artifacts import Artifact, detect_format
-from ..errors import ModelError, TokenizerError, require
+from ..errors import DeviceError, ModelError, TokenizerError, UsageError, require
 from ._util import one_line
 from .base import BaseRuntime, pad_left, position_ids
+from .options import DTYPES, RuntimeOptions, refuse_unsupported
 from .tokenizer import TransformersTokenizer
 
 
@@ -113,19 +114,44 @@ def transformers_cache(config: Any) -> Any:
     return DynamicCache(config=config)
 
 
+def torch_device(torch: Any, name: str | None) -> Any:
+    """The torch device for ``--device`` (None: the CPU). A malformed name is a UsageError; a device this
+    machine does not have (no CUDA build, no GPU, no MPS) is a MissingExtraError (exit 3) naming it."""
+    try:
+        device = torch.device(name or "cpu")
+    except (RuntimeError, ValueError) as exc:
+        raise UsageError(f"--device {name}: not a torch device ({one_line(exc)})") from None
+    probes = {"cuda": lambda: torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
+              "mps": lambda: torch.backends.mps.is_available(), "cpu": lambda: True}
+    usable = probes.get(device.type, lambda: False)()
+    if not usable:
+        raise DeviceError(f"device '{name}' is not available here (torch {torch.__version__}, "
+                                f"{torch.cuda.device_count()} CUDA device(s)): install a torch build for it and run "
+                                "on a machine that has it, or leave --device out to run on the CPU")
+    return device
+
+
 class TorchRuntime(BaseRuntime):
-    """Runs an HF directory or a GGUF file with torch (CPU, float32, eager attention)."""
+    """Runs an HF directory or a GGUF file with torch (eager attention; the CPU in float32 unless the options name
+    another device or dtype)."""
 
     name = "torch"
+    has_devices = True
+    dtypes = DTYPES
 
-    def __init__(self, artifact: Artifact, tokenizer_path: str | Path | None = None, threads: int | None = None):
+    def __init__(self, artifact: Artifact, tokenizer_path: str | Path | None = None,
+                 options: RuntimeOptions | None = None, threads: int | None = None):
+        self.options = (options or RuntimeOptions()).with_(threads=threads)
+        refuse_unsupported(self.options, self)
         self._torch = require("torch", "torch", "running Hugging Face or GGUF models")
-        if threads:
-            self._torch.set_num_threads(threads)
+        self.device = torch_device(self._torch, self.options.device)
+        self.dtype = self.options.dtype or "float32"
+        if self.options.threads:
+            self._torch.set_num_threads(self.options.threads)
         self.threads = self._torch.get_num_threads()
         tokenizer = load_hf_tokenizer(artifact.path, tokenizer_path)
         super().__init__(artifact, tokenizer)
-        self.model = load_hf_model(artifact.path)
+        self.model = load_hf_model(artifact.path).to(device=self.device, dtype=getattr(self._torch, self.dtype))
         parameters = inspect.signature(self.model.forward).parameters
         self._keeps_last = "logits_to_keep" in parameters
         self._cache_arg = "cache" if "cache" in parameters else "past_key_values"  # renamed in transformers 5.2x
@@ -146,9 +172,16 @@ class TorchRuntime(BaseRuntime):
         """Logits from one forward pass (no KV cache), positions that ignore left padding."""
         torch = self._torch
         with torch.inference_mode():
-            out = self.model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask),
-                             position_ids=torch.from_numpy(position_ids(attention_mask)), use_cache=False, **extra)
-        return out.logits.float().numpy()
+            out = self.model(input_ids=self._tensor(input_ids), attention_mask=self._tensor(attention_mask),
+                             position_ids=self._tensor(position_ids(attention_mask)), use_cache=False, **extra)
+        return out.logits.float().cpu().numpy()
+
+    def _tensor(self, array: np.ndarray) -> Any:
+        """``array`` as a tensor on the runtime's device (float arrays in its dtype)."""
+        tensor = self._torch.from_numpy(np.ascontiguousarray(array))
+        if tensor.is_floating_point():
+            tensor = tensor.to(getattr(self._torch, self.dtype))
+        return tensor.to(self.device)
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         return self._run(input_ids, attention_mask)
@@ -170,22 +203,23 @@ class TorchRuntime(BaseRuntime):
         cache = transformers_cache(self.model.config)
         if past is not None:
             for layer in range(self._layers):
-                cache.update(torch.from_numpy(past[2 * layer]), torch.from_numpy(past[2 * layer + 1]), layer)
+                cache.update(self._tensor(past[2 * layer]), self._tensor(past[2 * layer + 1]), layer)
         extra = {"logits_to_keep": 1} if self._keeps_last else {}
         with torch.inference_mode():
-            out = self.model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask),
-                             position_ids=torch.from_numpy(positions), use_cache=True,
+            out = self.model(input_ids=self._tensor(input_ids), attention_mask=self._tensor(attention_mask),
+                             position_ids=self._tensor(positions), use_cache=True,
                              **{self._cache_arg: cache}, **extra)
-        logits = out.logits[:, -1, :].float().numpy()
+        logits = out.logits[:, -1, :].float().cpu().numpy()
         if not keep:
             return logits, None
         layers = out.past_key_values.layers
-        return logits, [t.numpy() for layer in layers for t in (layer.keys, layer.values)]
+        return logits, [t.float().cpu().numpy() for layer in layers for t in (layer.keys, layer.values)]
 
     def describe(self) -> dict:
         transformers = require("transformers", "torch", "describing the torch runtime")
         return {"runtime": self.name, "version": self._torch.__version__, "transformers": transformers.__version__,
-                "threads": self.threads, "providers": ["cpu"], "dtype": "float32", "attention": "eager",
+                "threads": self.threads, "providers": [str(self.device)], "device": str(self.device),
+                "dtype": self.dtype, "attention": "eager",
                 "architecture": type(self.model).__name__, "kv_cache": True}
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ from ..artifacts import Artifact
 from ..errors import BadInputError, EdgevalError, MeasurementError
 from ..policy import Policy
 from ..report import Check, check_problem, error_check, results_problem
+from ..runtimes.options import RuntimeOptions
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class RunContext:
     outputs: Path | None = None
     inputs: Mapping[str, Path] = field(default_factory=dict)
     resume: bool = True
+    #: how runtimes are opened (runtime choice, provider, device, dtype; threads come from ``threads``)
+    runtime_options: RuntimeOptions = field(default_factory=RuntimeOptions)
+    #: the baseline's runtime, when it differs from ``runtime_options.runtime`` (``--baseline-runtime``)
+    baseline_runtime: str | None = None
+    disabled_plugins: tuple[str, ...] = ()
     progress: Callable[[str], None] = lambda message: print(message, file=sys.stderr)
     _runtimes: dict[str, Any] = field(default_factory=dict, repr=False)
     _state: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
@@ -70,12 +76,39 @@ class RunContext:
         return self.candidate if role == "candidate" else self.baseline
 
     def runtime(self, role: str = "candidate"):
-        """The runtime of the candidate or the baseline, opened on first use."""
+        """The runtime of the candidate or the baseline, opened on first use and shared by the validators."""
         if role not in self._runtimes:
-            from ..runtimes import load_runtime
-
-            self._runtimes[role] = load_runtime(self.artifact(role), tokenizer=self.tokenizer, threads=self.threads)
+            self._runtimes[role] = self.open_runtime(role)
         return self._runtimes[role]
+
+    def runtime_spec(self, role: str) -> Any:
+        """The registry entry that runs ``role``'s artifact: ``--baseline-runtime`` for the baseline, else
+        ``--runtime`` where that runtime runs the artifact's format, else the registry's default for it. UsageError
+        when the choice cannot be made (see :func:`edgeval.runtimes.registry.resolve`)."""
+        from ..runtimes.registry import resolve, runs
+
+        fmt = self.artifact(role).format
+        choice = self.runtime_options.runtime
+        if role == "baseline" and self.baseline_runtime is not None:
+            choice = self.baseline_runtime
+        elif choice is not None and not runs(choice, fmt, self.disabled_plugins):
+            choice = None  # --runtime names the other model's runtime (checked up front by api.check)
+        return resolve(fmt, choice, self.disabled_plugins)
+
+    def options_for(self, role: str, threads: int | None = None) -> RuntimeOptions:
+        """The options ``role``'s runtime is opened with: the run's (``threads`` overriding its threads); the
+        baseline's lose what its runtime cannot honour (:func:`~edgeval.runtimes.options.for_reference`)."""
+        from ..runtimes.options import for_reference
+
+        options = self.runtime_options.with_(threads=threads or self.threads)
+        return for_reference(options, self.runtime_spec(role).load()) if role == "baseline" else options
+
+    def open_runtime(self, role: str, threads: int | None = None):
+        """A new runtime for ``role`` (not shared: the caller closes it), e.g. latency's own thread count."""
+        from ..runtimes import construct
+
+        cls = self.runtime_spec(role).load()
+        return construct(cls, self.artifact(role), self.tokenizer, self.options_for(role, threads))
 
     def close(self) -> None:
         for runtime in self._runtimes.values():

@@ -105,12 +105,10 @@ def open_runtimes(ctx: RunContext, threads: int | None) -> Iterator[dict[str, An
     if threads is None or threads == ctx.threads:
         yield {role: ctx.runtime(role) for role in roles}
         return
-    from ..runtimes import load_runtime
-
     opened: dict[str, Any] = {}
     try:
         for role in roles:
-            opened[role] = load_runtime(ctx.artifact(role), tokenizer=ctx.tokenizer, threads=threads)
+            opened[role] = ctx.open_runtime(role, threads=threads)
         yield opened
     finally:
         for runtime in opened.values():
