@@ -268,7 +268,7 @@ def _compressed_candidates(cfg: DemoConfig, source: Path, dense: Path) -> Iterat
     for quantizer in cfg.quantizers:
         yield quantizer, dense, [(quantizer, {})], (quantizer, 0.0, "quantize")
     for method, sparsity, quantizer in cfg.chains:
-        calib = {"n_samples": cfg.calib_samples, "seq_len": cfg.calib_len} if method == "wanda" else {}
+        calib: dict[str, Any] = {"n_samples": cfg.calib_samples, "seq_len": cfg.calib_len} if method == "wanda" else {}
         yield (f"{candidate_name(method, sparsity)}+{quantizer}", source,
                [(method, {"sparsity": sparsity, **calib}), (quantizer, {})], (f"{method}+{quantizer}", sparsity,
                                                                              "chain"))
@@ -328,7 +328,7 @@ def _prune(source: Path, out: Path, method: str, sparsity: float, cfg: DemoConfi
             log.sub(f"reusing {out} (measured sparsity {manifest['measured_sparsity']:.4f})")
             return manifest
     started = time.perf_counter()
-    calib = {"n_samples": cfg.calib_samples, "seq_len": cfg.calib_len} if method == "wanda" else {}
+    calib: dict[str, Any] = {"n_samples": cfg.calib_samples, "seq_len": cfg.calib_len} if method == "wanda" else {}
 
     def tick(done: int, total: int, label: str) -> None:
         if done == total or done % max(1, total // 4) == 0:

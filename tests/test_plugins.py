@@ -9,11 +9,13 @@ edgeval starts, hence subprocesses.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pytest
 from plugin_helpers import env_with, pip_install_target
 
@@ -173,3 +175,65 @@ def test_plugin_compressor_is_listed_chained_and_recorded(plugin_site: Path, tin
     off = edgeval(plugin_site, tmp_path, "compress", tiny_llama_dir, "--method", "demo-fp16", "--disable-plugin",
                   "demo", "--out", tmp_path / "o3")
     assert off.returncode == 3 and "unknown compression method 'demo-fp16'" in off.stderr
+
+
+# -- a plugin's runtimes and formats ---------------------------------------------------------------------------
+RUNTIME_LOG_ENV = "EDGEVAL_DEMO_RUNTIME_LOG"
+
+
+def _latency_run(plugin_site: Path, tmp_path: Path, model: Path, name: str, *flags: object):
+    """``edgeval check MODEL --validators latency FLAGS``: (process, report or None, lines of the runtime log)."""
+    log, report = tmp_path / f"{name}.log", tmp_path / f"{name}.json"
+    proc = edgeval(plugin_site, tmp_path, "check", model, "--validators", "latency", "--set", "latency.runs=3",
+                   "--set", "latency.warmup=0", *flags, "--report", report, "-q", env={RUNTIME_LOG_ENV: str(log)})
+    doc = json.loads(report.read_text()) if report.exists() else None
+    return proc, doc, log.read_text().splitlines() if log.exists() else []
+
+
+def test_a_plugin_runtime_for_onnx_is_chosen_over_the_builtin(plugin_site: Path, tiny_llama_onnx: Path,
+                                                             tmp_path: Path) -> None:
+    proc, doc, log = _latency_run(plugin_site, tmp_path, tiny_llama_onnx, "plugin")
+    assert doc is not None and doc["verdict"] != "error", proc.stderr  # latency without limits: inconclusive
+    assert doc["run"]["runtimes"]["candidate"]["runtime"] == "demo-onnx"
+    assert doc["run"]["runtimes"]["candidate"]["plugin"] == "demo"
+    assert doc["results"]["latency"]["runtime"]["runtime"] == "demo-onnx"
+    assert log and all(line.startswith("demo-onnx ") for line in log)  # its forward really ran
+
+
+@pytest.mark.parametrize("flags", [("--runtime", "onnxruntime"), ("--disable-plugin", "demo")])
+def test_the_builtin_runs_when_chosen_or_the_plugin_is_disabled(flags: tuple[str, str], plugin_site: Path,
+                                                                tiny_llama_onnx: Path, tmp_path: Path) -> None:
+    proc, doc, log = _latency_run(plugin_site, tmp_path, tiny_llama_onnx, "builtin", *flags)
+    assert doc is not None, proc.stderr
+    assert doc["run"]["runtimes"]["candidate"] == {**doc["run"]["runtimes"]["candidate"], "runtime": "onnxruntime",
+                                                   "plugin": "builtin"}
+    assert log == []  # the plugin's runtime never ran
+
+
+def _bigram(folder: Path, tokenizer_dir: Path, seed: int) -> Path:
+    """A ``.bigram`` model over the tiny tokenizer's vocabulary, tokenizer beside it."""
+    folder.mkdir()
+    shutil.copy(tokenizer_dir / "tokenizer.json", folder / "tokenizer.json")
+    vocab = max(json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"].values()) + 1
+    table = np.random.default_rng(seed).normal(size=(vocab, vocab)).astype(np.float32)
+    with (folder / "m.bigram").open("wb") as fh:
+        np.save(fh, table, allow_pickle=False)
+    return folder / "m.bigram"
+
+
+def test_a_plugin_adds_a_format_with_its_runtime(plugin_site: Path, tiny_llama_onnx: Path, tmp_path: Path) -> None:
+    model = _bigram(tmp_path / "cand", tiny_llama_onnx.parent, seed=1)
+    base = _bigram(tmp_path / "base", tiny_llama_onnx.parent, seed=1)
+    listed = edgeval(plugin_site, tmp_path, "runtimes")
+    assert listed.returncode == 0 and "bigram" in listed.stdout and "demo-onnx" in listed.stdout, listed.stderr
+    report, log = tmp_path / "r.json", tmp_path / "log"
+    proc = edgeval(plugin_site, tmp_path, "check", model, "--baseline", base, "--validators", "perplexity,latency",
+                   "--set", "latency.runs=3", "--report", report, "-q", env={RUNTIME_LOG_ENV: str(log)})
+    doc = json.loads(report.read_text())
+    assert doc["candidate"]["format"] == "bigram" and doc["verdict"] == "pass", proc.stderr  # same table twice
+    assert {r["runtime"] for r in doc["run"]["runtimes"].values()} == {"bigram"}
+    assert doc["results"]["perplexity"]["candidate"]["perplexity"] > 1
+    assert any(line.startswith("bigram ") for line in log.read_text().splitlines())
+    off = edgeval(plugin_site, tmp_path, "check", model, "--validators", "latency", "--disable-plugin", "demo",
+                  "--report", tmp_path / "off.json", "-q")
+    assert off.returncode == 3 and "unknown model format '.bigram'" in off.stderr, off.stderr

@@ -68,6 +68,33 @@ def validators_cmd(disabled: tuple[str, ...]) -> None:
         click.echo(f"{name:<12} {getattr(validator, 'summary', '')}")
 
 
+@cli.command("runtimes")
+@disable_plugin_option
+def runtimes_cmd(disabled: tuple[str, ...]) -> None:
+    """List the runtimes by format: which one `edgeval check` uses by default (*) and which others `--runtime
+    NAME` can choose, who registers each, and the options each honours (--provider, --device, --dtype)."""
+    from ..runtimes.registry import all_runtimes, resolve
+
+    specs = all_runtimes(disabled)
+    for fmt in dict.fromkeys(spec.format for spec in specs):
+        default = resolve(fmt, None, disabled)
+        for spec in (s for s in specs if s.format == fmt):
+            click.echo(f"{fmt:<8} {'*' if spec == default else ' '} {spec.name:<18} {spec.plugin:<10} "
+                       f"{_honours(spec)}")
+
+
+def _honours(spec) -> str:
+    """The options a runtime class honours, or why it cannot be described (its module does not import)."""
+    try:
+        cls = spec.load()
+    except Exception as exc:  # noqa: BLE001  (a plugin's import error: shown, never a traceback)
+        return f"(cannot import: {type(exc).__name__}: {exc})"
+    honours = ["--threads"] + (["--provider"] if getattr(cls, "has_providers", False) else [])
+    honours += ["--device"] if getattr(cls, "has_devices", False) else []
+    dtypes = tuple(getattr(cls, "dtypes", ("float32",)))
+    return " ".join(honours + ([f"--dtype {'|'.join(dtypes)}"] if dtypes != ("float32",) else []))
+
+
 def _register_subcommands() -> None:
     from . import check, compress_cmd, convert, demo_cmd, report_cmd  # noqa: F401  (they register their commands)
 

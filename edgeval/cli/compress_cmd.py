@@ -25,14 +25,14 @@ class ChainSpec:
     calibration: str | None
     sets: tuple[tuple[str, Any], ...]
 
-    def methods(self) -> list[tuple[str, dict[str, Any]]]:
+    def methods(self, disabled: tuple[str, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
         """``[(name, settings)]``: shortcuts go to every step that has the setting, ``--set`` to its method."""
         names = [self.method, *self.then]
         chosen: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in names]
         shortcuts = {"sparsity": self.sparsity, "pattern": self.pattern, "calibration": self.calibration}
         for key, value in shortcuts.items():
             if value is not None:
-                _give(chosen, key, value)
+                _give(chosen, key, value, disabled)
         for dotted, value in self.sets:
             name, _, key = dotted.partition(".")
             if name not in names:
@@ -45,11 +45,11 @@ class ChainSpec:
         return chosen
 
 
-def _give(chosen: list[tuple[str, dict[str, Any]]], key: str, value: Any) -> None:
+def _give(chosen: list[tuple[str, dict[str, Any]]], key: str, value: Any, disabled: tuple[str, ...] = ()) -> None:
     """Put a shortcut option's value on the steps whose settings have ``key``; refuse it when none has."""
     from ..plugins import registered_compressors
 
-    known = registered_compressors()
+    known = registered_compressors(disabled)
     takers = [options for name, options in chosen
               if name in known and key in getattr(known[name].Settings, "__dataclass_fields__", {})]
     if not takers and all(name in known for name, _ in chosen):
@@ -136,7 +136,7 @@ def compress_cmd(model: Path, chain: ChainSpec, target: str | None, export: Expo
     with warnings.catch_warnings():  # the manifest's warnings are printed as they come, once
         warnings.simplefilter("ignore", SparsityWarning)
         warnings.simplefilter("ignore", CalibrationWarning)
-        result = compress(model, out_dir, chain.methods(), to=target, export=options, overwrite=overwrite,
+        result = compress(model, out_dir, chain.methods(disabled), to=target, export=options, overwrite=overwrite,
                           progress=lambda line: click.echo(f"  {line}", err=True), threads=threads,
                           disabled=disabled)
     _summary(result)

@@ -14,7 +14,7 @@ from ..converters.pruning.api import METHODS
 from ..errors import ExitCode
 from ..schemas import SIDE_FILE_IDS, check_side_file
 from .app import EXIT_CODES_HELP, cli
-from .options import group, policy_option, seed_option, threads_option
+from .options import disable_plugin_option, group, policy_option, seed_option, threads_option
 
 
 def _progress(done: int, total: int, label: str) -> None:
@@ -67,7 +67,9 @@ class CalibrationSpec:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output HF directory.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it is a previous prune output (holds pruning.json); "
               "any other non-empty folder is refused.")
-def prune_cmd(model: Path, spec: PruneSpec, calib: CalibrationSpec, out_dir: Path, overwrite: bool) -> None:
+@disable_plugin_option
+def prune_cmd(model: Path, spec: PruneSpec, calib: CalibrationSpec, out_dir: Path, overwrite: bool,
+              disabled: tuple[str, ...]) -> None:
     """Prune the linear layers in MODEL's decoder blocks (HF directory or .gguf) and write a pruned HF
     directory with a pruning.json manifest (requested and measured sparsity per layer)."""
     import warnings
@@ -79,7 +81,7 @@ def prune_cmd(model: Path, spec: PruneSpec, calib: CalibrationSpec, out_dir: Pat
     with warnings.catch_warnings():  # the manifest's warnings are printed below, once
         warnings.simplefilter("ignore", SparsityWarning)
         warnings.simplefilter("ignore", CalibrationWarning)
-        result = prune_directory(model, out_dir, spec.method, spec.sparsity, overwrite=overwrite,
+        result = prune_directory(model, out_dir, spec.method, spec.sparsity, overwrite=overwrite, disabled=disabled,
                                  pattern=spec.pattern,
                                  calibration=None if calib.calibration == "builtin" else calib.calibration,
                                  n_samples=calib.n_samples, seq_len=calib.seq_len, seed=calib.seed,

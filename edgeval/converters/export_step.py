@@ -21,12 +21,12 @@ _PARITY_KEYS = ("max_abs_logit_diff", "max_abs_cached_logit_diff", "top1_agreeme
 def parity_of_export(source: Path, exported: Path, policy_section: Mapping[str, Any] | None = None,
                      threads: int | None = None) -> tuple[list[Any], dict[str, Any]]:
     """Parity checks and results of ``exported`` against the model it was exported from."""
-    from ..runtimes import load_runtime
+    from ..runtimes import RuntimeOptions, load_runtime
     from ..validators.parity import parity_report
 
     candidate = load_runtime(exported, threads=threads)
-    try:
-        reference = load_runtime(source, threads=threads)
+    try:  # the reference is the float model the exporter started from: torch (not llama.cpp's kernels for a GGUF)
+        reference = load_runtime(source, options=RuntimeOptions(runtime="torch"), threads=threads)
     except BaseException:
         candidate.close()
         raise

@@ -130,11 +130,8 @@ def encode_prompts(tokenizer: Any, items: Sequence[BBQItem], orders: Sequence[Se
 
 
 def max_len(runtime: Any) -> int | None:
-    """Longest sequence a runtime accepts: ``max_seq_len``, else the seq of a static ``bucket``; None = any."""
-    limit = getattr(runtime, "max_seq_len", None)
-    bucket = getattr(runtime, "bucket", None)
-    if limit is None and isinstance(bucket, tuple) and bucket:
-        limit = bucket[-1]
+    """Longest sequence a runtime accepts (its ``max_seq_len``); None = any."""
+    limit = runtime.max_seq_len
     return int(limit) if limit else None
 
 
@@ -312,7 +309,7 @@ def parity_report(candidate_runtime: Any, reference_runtime: Any, settings: Mapp
     mode = choose_mode(parsed.mode, candidate_runtime)
     cand_next, ref_next, diff = compare_logits(candidate_runtime, reference_runtime, prompts.ids, batch)
     cached = cached_kl = None
-    if getattr(candidate_runtime, "kv_seq_axes", lambda: None)() is not None:  # the path BBQ scoring takes
+    if candidate_runtime.kv_seq_axes() is not None:  # the path BBQ scoring takes
         shared = candidate_runtime.next_token_logits_many(prompts.ids)
         cached, cached_kl = float(np.abs(shared - ref_next).max()), float(kl_rows(ref_next, shared).mean())
     header = _header(prompts, items is None, prompt_format(candidate_runtime.tokenizer))

@@ -79,7 +79,7 @@ class Mode:
 
 def choose_mode(requested: str, candidate_runtime: Any) -> Mode:
     """Resolve ``parity.mode`` against what the candidate's artifact holds (see the module docstring)."""
-    evidence = quantization_evidence(getattr(candidate_runtime, "artifact", None))
+    evidence = quantization_evidence(candidate_runtime.artifact)
     found = "the candidate holds quantized computation (" + ", ".join(evidence) + ")"
     if requested == "exact":
         return Mode("exact", "policy parity.mode = exact" + (f"; {found}" if evidence else ""))

@@ -194,12 +194,13 @@ def _manifest(model: Any, layers: Sequence[PrunableLayer], settings: PruneSettin
 
 
 def prune_directory(src: str | Path, out_dir: str | Path, method: str, sparsity: float | None = None, *,
-                    overwrite: bool = False, **options: Any) -> PruneResult:
+                    overwrite: bool = False, disabled: tuple[str, ...] = (), **options: Any) -> PruneResult:
     """Load ``src`` (HF directory or ``.gguf``), prune it, write a loadable HF directory to ``out_dir``.
 
     ``options`` are :func:`prune_model`'s keywords; the tokenizer comes from ``src``. The output holds
     safetensors weights, config, tokenizer files and ``pruning.json``; it is written to a temporary sibling and
-    renamed into place. Plugins' ``edgeval_after_prune`` hooks run afterwards.
+    renamed into place. Plugins' ``edgeval_after_prune`` hooks run afterwards (but not those of ``disabled``
+    plugins).
     """
     from ...artifacts import load_artifact
     from .io import check_output, load_model, save_pruned
@@ -212,7 +213,7 @@ def prune_directory(src: str | Path, out_dir: str | Path, method: str, sparsity:
     result = prune_model(model, method, sparsity, **options)
     manifest = {**result.manifest, "source": artifact.to_json()}
     save_pruned(model, source, out, manifest)
-    _after_prune(out, manifest)
+    _after_prune(out, manifest, disabled)
     return PruneResult(model, manifest, out_dir=out)
 
 
@@ -227,7 +228,7 @@ def _check_options(method: str, sparsity: float | None, options: dict[str, Any])
                         given["seq_len"])
 
 
-def _after_prune(out: Path, manifest: dict[str, Any]) -> None:
+def _after_prune(out: Path, manifest: dict[str, Any], disabled: tuple[str, ...] = ()) -> None:
     from ...plugins import plugin_manager
 
-    plugin_manager().hook.edgeval_after_prune(model_dir=str(out), manifest=manifest)
+    plugin_manager(disabled).hook.edgeval_after_prune(model_dir=str(out), manifest=manifest)

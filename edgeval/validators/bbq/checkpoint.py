@@ -74,9 +74,10 @@ def run_key(artifact, runtime, role: str, settings: Mapping[str, Any], threads: 
     from ...environment import package_versions
     from .prompts import prompt_info
 
+    options = {k: v for k, v in runtime.options.to_json().items() if k not in ("threads", "runtime")}
     return {"role": role, "model_sha256": artifact.sha256, "runtime": runtime.name, "threads": threads,
-            "prompt": prompt_info(runtime.tokenizer), "settings": dict(settings), "edgeval": __version__,
-            "packages": package_versions(), "code": _code_fingerprint(type(runtime))}
+            "runtime_options": options, "prompt": prompt_info(runtime.tokenizer), "settings": dict(settings),
+            "edgeval": __version__, "packages": package_versions(), "code": _code_fingerprint(type(runtime))}
 
 
 def _code_fingerprint(runtime_cls: type) -> str:

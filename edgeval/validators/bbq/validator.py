@@ -192,13 +192,13 @@ class BBQValidator:
         runtime = ctx.runtime(role)
         emit = ctx.progress
         hinted = self.__dict__.setdefault("_hinted", set())
-        if role not in hinted and not getattr(runtime, "batch_invariant", True):
+        if role not in hinted and not runtime.batch_invariant:
             hinted.add(role)
             emit(f"bbq: the {role} model's kernels quantize activations per call (dynamic int8), so a prompt's "
                  "logits depend on what it is batched with: every prompt runs alone and in full, as a device runs "
                  "it (slower)")
-        elif (runtime.name == "onnxruntime" and role not in hinted and settings["mode"] == "letter"
-                and getattr(runtime, "kv_seq_axes", lambda: None)() is None):
+        elif (runtime.artifact.format == "onnx" and role not in hinted and settings["mode"] == "letter"
+                and runtime.kv_seq_axes() is None):
             hinted.add(role)
             emit(f"bbq: the {role} model has no KV-cache inputs, so every prompt runs in full; an export with "
                  "`edgeval export --kv-cache` (or optimum's with-past layout) scores about 3x faster")
@@ -220,11 +220,11 @@ class BBQValidator:
         out, books = {}, ctx.state(BBQValidator.name).get("checkpoints", {})
         for role in ("candidate", "baseline") if with_baseline else ("candidate",):
             runtime = ctx.runtime(role)
-            seq_axes = getattr(runtime, "kv_seq_axes", lambda: None)()
+            seq_axes = runtime.kv_seq_axes()
             out[role] = {"runtime": runtime.name, "kv_cache": seq_axes is not None,
-                         "batch_invariant": bool(getattr(runtime, "batch_invariant", True)),
-                         "prompt_tokens": int(getattr(runtime, "tokens_requested", 0)),
-                         "tokens_run": int(getattr(runtime, "tokens_computed", 0)),
+                         "batch_invariant": bool(runtime.batch_invariant),
+                         "prompt_tokens": int(runtime.tokens_requested),
+                         "tokens_run": int(runtime.tokens_computed),
                          "items_from_checkpoint": getattr(books.get(role), "items_resumed", 0)}
         return out
 

@@ -1,12 +1,15 @@
-"""A demo edgeval plugin: the validator ``demo_plugin``, the compressor ``demo-fp16`` and an
-``edgeval_report_ready`` sink.
+"""A demo edgeval plugin: the validator ``demo_plugin``, the compressor ``demo-fp16``, the runtime
+``demo-onnx`` for ``.onnx`` files, a new format ``bigram`` with its runtime, and an ``edgeval_report_ready`` sink.
 
 Registered through the ``edgeval`` entry-point group (see this package's pyproject.toml), like any third-party
 plugin, and written against the public surface only (``edgeval.plugin``). The validator emits one passing check,
 ``demo_plugin.ok``, and a small result; its settings (:class:`DemoSettings`) are the policy's top-level
 ``demo_plugin:`` section. The compressor rounds a Hugging Face directory's float32 safetensors weights to
 float16 and back (numpy and safetensors only). The sink writes a JSON marker file when ``EDGEVAL_DEMO_MARKER``
-names one.
+names one. ``demo-onnx`` is ONNX Runtime with a counter: it appends one line per forward pass to the file
+``EDGEVAL_DEMO_RUNTIME_LOG`` names. A ``.bigram`` file is a numpy ``.npy`` float32 table ``(vocab, vocab)``: the
+logits of the next token given the current one (read with ``allow_pickle=False``), with a ``tokenizer.json``
+beside it.
 """
 from __future__ import annotations
 
@@ -16,16 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeval.plugin import (
     BadInputError,
+    BaseRuntime,
     Check,
+    ModelError,
     Outcome,
     RunContext,
+    RuntimeOptions,
     Settings,
     StepContext,
     StepResult,
     carry_tokenizer,
     hookimpl,
+    refuse_unsupported,
+    runtime,
     setting,
 )
 
@@ -117,3 +127,82 @@ class Fp16RoundTrip:
 @hookimpl
 def edgeval_compressors() -> list[Any]:
     return [Fp16RoundTrip()]
+
+
+# -- runtimes ------------------------------------------------------------------------------------------------
+RUNTIME_LOG_ENV = "EDGEVAL_DEMO_RUNTIME_LOG"
+
+
+def _log_forward(name: str, rows: int) -> None:
+    log = os.environ.get(RUNTIME_LOG_ENV)
+    if log:
+        with open(log, "a") as fh:
+            fh.write(f"{name} {rows}\n")
+
+
+def _demo_onnx_class() -> type:
+    """ONNX Runtime with a forward counter (built lazily: the plugin must import without onnxruntime)."""
+    from edgeval.runtimes.onnx import OnnxRuntime
+
+    class DemoOnnxRuntime(OnnxRuntime):
+        name = "demo-onnx"
+
+        def _forward(self, input_ids: Any, attention_mask: Any, *args: Any) -> Any:
+            _log_forward(self.name, len(input_ids))
+            return super()._forward(input_ids, attention_mask, *args)
+
+        def _cached_step(self, input_ids: Any, *args: Any) -> Any:
+            _log_forward(self.name, len(input_ids))
+            return super()._cached_step(input_ids, *args)
+
+        def describe(self) -> dict:
+            return {**super().describe(), "runtime": self.name, "plugin": "demo"}
+
+    return DemoOnnxRuntime
+
+
+class BigramRuntime(BaseRuntime):
+    """Logits of a ``.bigram`` table: row ``t`` is the next-token logits after token ``t``."""
+
+    name = "bigram"
+
+    def __init__(self, artifact: Any, tokenizer_path: Any = None, options: RuntimeOptions | None = None,
+                 threads: int | None = None):
+        from edgeval.runtimes.tokenizer import find_tokenizer
+
+        self.options = (options or RuntimeOptions()).with_(threads=threads)
+        refuse_unsupported(self.options, self)
+        try:
+            self.table = np.load(artifact.path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"not a bigram table: {exc}", path=artifact.path) from None
+        if self.table.ndim != 2 or self.table.shape[0] != self.table.shape[1] or self.table.dtype != np.float32:
+            raise ModelError(f"a bigram table is float32 (vocab, vocab), not {self.table.dtype}{self.table.shape}",
+                             path=artifact.path)
+        super().__init__(artifact, find_tokenizer(artifact.path, tokenizer_path))
+        self.check_vocab_width(self.table.shape[1], "the bigram table")
+
+    def _forward(self, input_ids: Any, attention_mask: Any) -> Any:
+        _log_forward(self.name, len(input_ids))
+        return self.table[np.clip(input_ids, 0, self.table.shape[0] - 1)]
+
+    def describe(self) -> dict:
+        return {"runtime": self.name, "vocab": int(self.table.shape[0]), "threads": None}
+
+    def close(self) -> None:
+        self.table = None
+
+
+@hookimpl
+def edgeval_runtimes() -> list[Any]:
+    return [runtime("onnx", "demo-onnx", _demo_onnx_class()), runtime("bigram", "bigram", BigramRuntime)]
+
+
+@hookimpl
+def edgeval_detect_format(path: str) -> str | None:
+    """``.bigram`` files that start like a numpy array file are this plugin's format."""
+    file = Path(path)
+    if file.suffix != ".bigram" or not file.is_file():
+        return None
+    with file.open("rb") as fh:
+        return "bigram" if fh.read(6) == b"\x93NUMPY" else None
