@@ -1,0 +1,148 @@
+"""Runtime choice and options from the command line and the policy: --runtime, --baseline-runtime, --provider,
+--device, --dtype, --session-option and ``runtime:``. The accelerator paths are exercised on the CPU: provider
+names, what a missing provider or device does (exit 3, named), and that a provider which silently falls back to
+the CPU is refused rather than measured."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from edgeval.cli import main
+from edgeval.errors import DeviceError, UsageError
+from edgeval.runtimes import RuntimeOptions, load_runtime
+from edgeval.runtimes.onnx import execution_provider
+
+FAST = ["--validators", "latency", "--set", "latency.runs=3", "--set", "latency.warmup=0", "--set",
+        "latency.seq_len=8", "-q"]
+
+
+def run(tmp_path: Path, *args: object, capsys) -> tuple[int, dict | None, str]:
+    report = tmp_path / "report.json"
+    report.unlink(missing_ok=True)
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in args] + ["--report", str(report)])
+    err = capsys.readouterr().err
+    return info.value.code, json.loads(report.read_text()) if report.exists() else None, err
+
+
+def test_the_default_runtime_and_options_are_recorded(tiny_llama_onnx: Path, tmp_path: Path, capsys) -> None:
+    code, doc, err = run(tmp_path, "check", tiny_llama_onnx, *FAST, "--threads", "1", "--provider", "cpu",
+                         capsys=capsys)
+    assert doc is not None and doc["verdict"] != "error", err
+    chosen = doc["run"]["runtimes"]["candidate"]
+    assert chosen["runtime"] == "onnxruntime" and chosen["plugin"] == "builtin"
+    assert chosen["options"]["provider"] == "cpu" and chosen["options"]["threads"] == 1
+    assert doc["results"]["latency"]["runtime"]["providers"][0] == "CPUExecutionProvider"
+
+
+@pytest.mark.parametrize(("flags", "needle"), [
+    (["--runtime", "nope"], "unknown runtime 'nope'"),
+    (["--runtime", "tflite"], "runtime 'tflite' runs tflite files, not onnx"),
+    (["--baseline-runtime", "torch"], "--baseline-runtime needs a baseline model"),
+    (["--dtype", "float16"], "cannot honour --dtype float16"),
+    (["--device", "cuda"], "cannot honour --device cuda"),
+])
+def test_runtime_choices_that_cannot_be_made_are_usage_errors(flags: list[str], needle: str, tiny_llama_onnx: Path,
+                                                              tmp_path: Path, capsys) -> None:
+    code, doc, err = run(tmp_path, "check", tiny_llama_onnx, *FAST, *flags, capsys=capsys)
+    assert code == 2 and needle in err and doc is None, err
+
+
+def test_a_provider_this_onnxruntime_lacks_is_exit_3_naming_it(tiny_llama_onnx: Path, tmp_path: Path,
+                                                               capsys) -> None:
+    code, doc, err = run(tmp_path, "check", tiny_llama_onnx, *FAST, "--provider", "cuda", capsys=capsys)
+    assert code == 3 and doc["verdict"] == "error", err
+    message = next(c["message"] for c in doc["checks"] if c["status"] == "error")
+    assert "execution provider 'cuda' is not in this onnxruntime" in message and "CPUExecutionProvider" in message
+
+
+def test_a_provider_on_a_torch_candidate_is_refused_up_front(tiny_llama_dir: Path, tmp_path: Path,
+                                                             capsys) -> None:
+    code, doc, err = run(tmp_path, "check", tiny_llama_dir, *FAST, "--provider", "cuda", capsys=capsys)
+    assert code == 2 and "runtime 'torch' cannot honour --provider cuda" in err and doc is None
+
+
+def test_a_device_this_machine_lacks_is_exit_3(tiny_llama_dir: Path, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, doc, err = run(tmp_path, "check", tiny_llama_dir, *FAST, "--device", "cuda", capsys=capsys)
+    assert code == 3 and doc["verdict"] == "error", err
+    assert any("device 'cuda' is not available here" in c["message"] for c in doc["checks"])
+
+
+def test_torch_honours_device_and_dtype(tiny_llama_dir: Path) -> None:
+    runtime = load_runtime(tiny_llama_dir, options=RuntimeOptions(device="cpu", dtype="bfloat16", threads=1))
+    try:
+        assert runtime.describe()["dtype"] == "bfloat16" and runtime.describe()["device"] == "cpu"
+        assert next(runtime.model.parameters()).dtype.__str__() == "torch.bfloat16"
+        logits = runtime.next_token_logits([[5, 6, 7]])
+        assert logits.dtype.name == "float32" and logits.shape[0] == 1
+    finally:
+        runtime.close()
+
+
+def test_the_policy_runtime_section_applies_and_the_command_line_wins(tiny_llama_onnx: Path, tmp_path: Path,
+                                                                      capsys) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("runtime: {name: onnxruntime, threads: 1, provider: CPUExecutionProvider}\n")
+    code, doc, err = run(tmp_path, "check", tiny_llama_onnx, *FAST, "--policy", policy, capsys=capsys)
+    options = doc["run"]["runtimes"]["candidate"]["options"]
+    assert options["threads"] == 1 and options["provider"] == "CPUExecutionProvider", err
+    code, doc, err = run(tmp_path, "check", tiny_llama_onnx, *FAST, "--policy", policy, "--threads", "2",
+                         capsys=capsys)
+    assert doc["run"]["runtimes"]["candidate"]["options"]["threads"] == 2, err
+    policy.write_text("runtime: {provider: 3}\n")
+    code, doc, err = run(tmp_path, "check", tiny_llama_onnx, *FAST, "--policy", policy, capsys=capsys)
+    assert code == 3 and "runtime" in err, err
+
+
+def test_the_baseline_gets_only_the_options_its_runtime_has(tiny_llama_onnx: Path, tiny_llama_dir: Path,
+                                                            tmp_path: Path, capsys) -> None:
+    code, doc, err = run(tmp_path, "check", tiny_llama_onnx, "--baseline", tiny_llama_dir, *FAST, "--provider",
+                         "cpu", capsys=capsys)
+    assert doc is not None and doc["verdict"] != "error", err
+    runtimes = doc["run"]["runtimes"]
+    assert runtimes["candidate"]["options"]["provider"] == "cpu"
+    assert runtimes["baseline"]["runtime"] == "torch" and runtimes["baseline"]["options"]["provider"] is None
+
+
+def test_provider_names_are_matched_against_the_installed_ones() -> None:
+    ort = SimpleNamespace(get_available_providers=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+                          __version__="test")
+    assert execution_provider(ort, None) == "CPUExecutionProvider"
+    assert execution_provider(ort, "cuda") == "CUDAExecutionProvider"
+    assert execution_provider(ort, "CUDAExecutionProvider") == "CUDAExecutionProvider"
+    with pytest.raises(DeviceError, match="'tensorrt' is not in this onnxruntime test .*CUDAExecutionProvider"):
+        execution_provider(ort, "tensorrt")
+
+
+def test_a_provider_that_falls_back_to_the_cpu_is_refused(tiny_llama_onnx: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime starts a session on the CPU when the requested provider fails to load (no driver): edgeval
+    then refuses the session instead of timing the CPU as if it were the GPU."""
+    import onnxruntime as ort
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    real = ort.InferenceSession
+
+    def cpu_only(path, sess_options=None, providers=None):  # what ORT does when CUDA fails to start
+        assert providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        return real(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "InferenceSession", cpu_only)
+    with pytest.raises(DeviceError, match="CUDAExecutionProvider did not start"):
+        load_runtime(tiny_llama_onnx, options=RuntimeOptions(provider="cuda"))
+
+
+def test_options_are_checked_when_built() -> None:
+    with pytest.raises(UsageError, match="unknown dtype"):
+        RuntimeOptions(dtype="int3")
+    with pytest.raises(UsageError, match="threads"):
+        RuntimeOptions(threads=0)
+    assert RuntimeOptions.from_policy({"name": "torch", "threads": 2}, threads=4).threads == 4
