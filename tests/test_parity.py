@@ -49,6 +49,8 @@ class FakeRuntime:
     ``offset`` is added to every logit; ``swap`` exchanges the logits of two tokens (e.g. the letters A and B)."""
 
     name = "fake"
+    artifact = None  # no file: no quantization evidence
+    batch_invariant = True
 
     def __init__(self, offset: float = 0.0, swap: tuple[str, str] | None = None, max_seq_len: int | None = None,
                  tokenizer: CharTokenizer | None = None, vocab: int = V):
@@ -74,6 +76,9 @@ class FakeRuntime:
 
     def next_token_logits(self, sequences):
         return np.stack([s[-1] for s in self.sequence_logits(sequences)])
+
+    def kv_seq_axes(self) -> None:
+        return None
 
     def describe(self) -> dict:
         return {"runtime": self.name}
