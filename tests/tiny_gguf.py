@@ -42,6 +42,7 @@ def _add_tokenizer(writer, model_dir: Path, vocab_size: int) -> None:
     tokens += [f"[PAD{i}]" for i in padding]
     types += [5] * len(padding)  # 5 = unused
     writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("gpt-2")  # GPT-2's pre-tokenizer regex, as the byte-level BPE was trained with
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in data["model"]["merges"]])

@@ -64,7 +64,7 @@ def _route_log(llama_cpp: Any) -> None:
         return
 
     def collect(level: int, text: bytes, _user: Any) -> None:
-        if level == 3:  # GGML_LOG_LEVEL_ERROR
+        if level == 4 or b"error" in text:  # GGML_LOG_LEVEL_ERROR is 4 in the ggml that 0.3.36 builds
             _LOG.append(text.decode("utf-8", "replace").strip())
 
     _CALLBACK.append(llama_cpp.llama_log_callback(collect))
@@ -176,8 +176,9 @@ class LlamaCppRuntime(BaseRuntime):
                                        type_k=KV_TYPES[self.kv_type], type_v=KV_TYPES[self.kv_type],
                                        logits_all=False, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
-            reasons = [line for line in _LOG if line and "failed to load model" not in line] or [one_line(exc)]
-            raise ModelError(f"llama.cpp cannot load it: {reasons[0]}", path=path) from None
+            reasons = [line.split("error loading model: ")[-1] for line in _LOG
+                       if line and "failed to load model" not in line] or [one_line(exc)]
+            raise ModelError(f"llama.cpp cannot load it: {one_line(ValueError(reasons[0]))}", path=path) from None
 
     def _tokenizer(self, artifact: Artifact, tokenizer_path: str | Path | None) -> Tokenizer:
         """The GGUF's own tokenizer through llama.cpp, or the ``tokenizer.json`` given with ``--tokenizer``."""
