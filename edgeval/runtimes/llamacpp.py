@@ -161,7 +161,8 @@ class LlamaCppRuntime(BaseRuntime):
         super().__init__(artifact, self._tokenizer(artifact, tokenizer_path))
         self.n_vocab = int(self._llm.n_vocab())
         self.check_vocab_width(self.n_vocab, "the model's logits")
-        self.max_seq_len = min(int(self._llm.n_ctx()), int(self._llm._model.n_ctx_train()) or n_ctx)
+        # llama.cpp rounds the context up (to 256); the training context bounds what the positions mean
+        self.max_seq_len = min(int(self._llm.n_ctx()), n_ctx, int(self._llm._model.n_ctx_train()) or n_ctx)
         self._rows = max(1, min(int(self._llm.n_batch), LOGIT_BYTES // (4 * self.n_vocab)))
         self._cached: list[int] = []  # the tokens whose keys/values sit in llama.cpp's sequence 0
 
