@@ -113,7 +113,8 @@ def table(runs: dict[str, dict[str, Any]]) -> str:
              "perplexity | latency p50 ms | peak RSS MB |", "|" + "---|" * 11]
     for name, r in runs.items():
         lines.append(f"| {name} ({r['describe'].get('file_type', 'float32')}) | {r['load_s']:.1f} | "
-                     f"{r['bbq_wall_s']:.0f} | {r['items'] / r['bbq_wall_s']:.3f} | {r['bbq_cpu_s'] / r['items']:.2f} | "
+                     f"{r['bbq_wall_s']:.0f} | {r['items'] / r['bbq_wall_s']:.3f} | "
+                     f"{r['bbq_cpu_s'] / r['items']:.2f} | "
                      f"{r['tokens_computed']:,} / {r['tokens_requested']:,} | {r['srs']:+.3f} | "
                      f"{r['acc_ambig']:.3f} / {r['acc_disambig']:.3f} | {r['perplexity']:.2f} | "
                      f"{r['latency_p50_ms']:.1f} | {r['peak_rss_mb']:.0f} |")

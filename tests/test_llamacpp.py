@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgeval.errors import DeviceError, MissingExtraError, ModelError, UsageError
-from edgeval.runtimes import RuntimeOptions, load_runtime, pad_left, runtime_class
+from edgeval.runtimes import Runtime, RuntimeOptions, load_runtime, pad_left, runtime_class
 
 needs_llama = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
                                  reason="llama-cpp-python is not installed (pip install 'edgeval[gguf]')")
@@ -69,6 +69,7 @@ def test_f32_gguf_matches_the_torch_runtime(tiny_llama_gguf, kv_type, tol):
         assert np.abs(ours - theirs).max() < tol
     assert np.abs(llama.next_token_logits(seqs) - torch_rt.next_token_logits(seqs)).max() < tol
     facts = llama.describe()
+    assert isinstance(llama, Runtime) and llama.batch_invariant and llama.kv_seq_axes() is not None
     assert facts["runtime"] == "llama.cpp" and facts["file_type"] == "all F32" and not facts["quantized"]
     assert facts["threads"] == 1 and facts["kv_type"] == kv_type and facts["kv_cache"]
 

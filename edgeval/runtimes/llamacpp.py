@@ -91,8 +91,8 @@ def session_settings(session: dict[str, str]) -> tuple[int, str, str | None]:
     unknown = sorted(set(session) - set(SESSION_KEYS))
     if unknown:
         raise UsageError(f"llama.cpp has no session option {', '.join(unknown)}: known are {', '.join(SESSION_KEYS)}")
-    n_ctx, kv_type = session.get("n_ctx", str(DEFAULT_N_CTX)), session.get("kv_type", "f16")
-    extra = session.get("extra_buffers")
+    n_ctx, kv_type = str(session.get("n_ctx", DEFAULT_N_CTX)), str(session.get("kv_type", "f16"))
+    extra = None if session.get("extra_buffers") is None else str(session["extra_buffers"])
     if not n_ctx.isdigit() or int(n_ctx) < 16:
         raise UsageError(f"--session-option n_ctx={n_ctx}: expected a whole number of tokens >= 16")
     if kv_type not in KV_TYPES:
