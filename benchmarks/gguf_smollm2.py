@@ -43,6 +43,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ppl-tokens", type=int, default=1024)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--session", action="append", default=[], metavar="KEY=VALUE",
+                   help="a llama.cpp session option (e.g. kv_type=f32), as --session-option")
     p.add_argument("--child", choices=RUNTIMES, help=argparse.SUPPRESS)
     return p.parse_args()
 
@@ -75,7 +77,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     items = list(stratified_sample(load_bbq(args.bbq_data).items, args.limit, 0))
     started = time.perf_counter()
-    runtime = load_runtime(args.gguf, options=RuntimeOptions(runtime=args.child, threads=args.threads))
+    session = dict(pair.split("=", 1) for pair in args.session) if args.child == "llama.cpp" else {}
+    runtime = load_runtime(args.gguf, options=RuntimeOptions(runtime=args.child, threads=args.threads,
+                                                             session=session))
     load_s = time.perf_counter() - started
     wall, cpu = time.perf_counter(), time.process_time()
     preds = score_letters(runtime, items, 3, 32)
@@ -102,7 +106,8 @@ def run_child(args: argparse.Namespace, gguf: Path, name: str) -> dict[str, Any]
     out = args.work / f"{name}.json"
     command = [sys.executable, __file__, "--child", name, "--gguf", str(gguf), "--work", str(args.work),
                "--bbq-data", str(args.bbq_data), "--limit", str(args.limit), "--threads", str(args.threads),
-               "--ppl-tokens", str(args.ppl_tokens), "--repeats", str(args.repeats)]
+               "--ppl-tokens", str(args.ppl_tokens), "--repeats", str(args.repeats),
+               *(f"--session={pair}" for pair in args.session)]
     log(f"{name}: {' '.join(command[1:])}")
     subprocess.run(command, check=True)
     return json.loads(out.read_text())
@@ -138,7 +143,8 @@ def main() -> None:
     runs = {name: run_child(args, gguf, name) for name in RUNTIMES}
     same, n = agreement(runs["llama.cpp"]["answers"], runs["torch"]["answers"])
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    print(f"\n### {gguf.name}: llama.cpp vs torch ({n} BBQ items x 3 orders, --threads {args.threads})\n")
+    options = "".join(f", --session-option {pair}" for pair in args.session)
+    print(f"\n### {gguf.name}: llama.cpp vs torch ({n} BBQ items x 3 orders, --threads {args.threads}{options})\n")
     print(f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; {when}\n")
     print(table(runs))
     ratio = runs["torch"]["bbq_wall_s"] / runs["llama.cpp"]["bbq_wall_s"]

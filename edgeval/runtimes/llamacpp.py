@@ -213,7 +213,8 @@ class LlamaCppRuntime(BaseRuntime):
             try:
                 llm._ctx.decode(llm._batch)
             except RuntimeError as exc:
-                self._keep(0)
+                self._llm._ctx.kv_cache_clear()  # the failed batch may have left cells behind
+                self._cached = []
                 raise MeasurementError(f"llama.cpp failed to decode: {_LOG[-1] if _LOG else one_line(exc)}",
                                        path=self.artifact.path) from None
             self._cached.extend(chunk)
@@ -221,7 +222,7 @@ class LlamaCppRuntime(BaseRuntime):
                 rows = len(chunk) if all_logits else 1
                 out.append(np.ctypeslib.as_array(self._lib.llama_get_logits(llm.ctx), shape=(rows, self.n_vocab))
                            .astype(np.float32, copy=True))
-        return np.concatenate(out)
+        return out[0] if len(out) == 1 else np.concatenate(out)
 
     def _last_logits(self, seq: Sequence[int]) -> tuple[np.ndarray, int]:
         """Logits ``(V,)`` after ``seq``, reusing the cached prefix; and how many tokens were run."""
