@@ -98,7 +98,9 @@ def test_export_from_gguf_writes_its_tokenizer(tiny_llama_gguf, tmp_path):
 
     out = export_onnx(tiny_llama_gguf, tmp_path / "model.onnx", legacy=True)
     assert {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} <= {p.name for p in tmp_path.iterdir()}
-    onnx_rt, gguf_rt = load_runtime(out), load_runtime(tiny_llama_gguf)
+    from edgeval.runtimes import RuntimeOptions
+
+    onnx_rt, gguf_rt = load_runtime(out), load_runtime(tiny_llama_gguf, options=RuntimeOptions(runtime="torch"))
     text = "Context: two friends met at the park."
     assert onnx_rt.tokenizer.encode(text) == gguf_rt.tokenizer.encode(text)
     diff = np.abs(onnx_rt.next_token_logits([onnx_rt.tokenizer.encode(text)])

@@ -37,8 +37,8 @@ def max_diff_on_tokens(logits: np.ndarray, reference: np.ndarray, mask: np.ndarr
     return float(np.abs(logits[rows] - reference[rows]).max())
 
 
-def assert_matches_torch(model: Path, model_dir: Path, sequences=SEQUENCES) -> float:
-    runtime = load_runtime(model)
+def assert_matches_torch(model: Path, model_dir: Path, sequences=SEQUENCES, options=None) -> float:
+    runtime = load_runtime(model, options=options)
     ids, mask = pad_left(sequences, runtime.tokenizer.pad_id)
     diff = max_diff_on_tokens(runtime.forward(ids, mask), torch_eager_logits(model_dir, ids, mask), mask)
     print(f"{runtime.name} {model.parent.name}/{model.name}: max|dlogit| = {diff:.3g}")
@@ -158,8 +158,13 @@ def test_torch_runtime_matches_eager(fixture, request):
 
 
 def test_torch_runtime_gguf_matches_eager(tiny_llama_gguf, tiny_llama_dir):
-    assert_matches_torch(tiny_llama_gguf, tiny_llama_dir)
-    from_gguf, from_dir = load_runtime(tiny_llama_gguf).tokenizer, load_runtime(tiny_llama_dir).tokenizer
+    """``--runtime torch`` on a GGUF (llama.cpp is the default for .gguf: tests/test_llamacpp.py)."""
+    from edgeval.runtimes import RuntimeOptions
+
+    torch_options = RuntimeOptions(runtime="torch")
+    assert_matches_torch(tiny_llama_gguf, tiny_llama_dir, options=torch_options)
+    from_gguf = load_runtime(tiny_llama_gguf, options=torch_options).tokenizer
+    from_dir = load_runtime(tiny_llama_dir).tokenizer
     assert from_gguf.encode("Who was the doctor?") == from_dir.encode("Who was the doctor?")
     assert from_gguf.pad_id == from_dir.pad_id and from_gguf.chat_template
 

@@ -30,14 +30,21 @@ def _add_config(writer, cfg) -> None:
     writer.add_vocab_size(cfg.vocab_size)
 
 
-def _add_tokenizer(writer, model_dir: Path) -> None:
+def _add_tokenizer(writer, model_dir: Path, vocab_size: int) -> None:
+    """The byte-level BPE as a ``gpt2`` GGUF tokenizer, its token list padded to the model's ``vocab_size`` with
+    unused ``[PADn]`` tokens (as llama.cpp's converter does: llama.cpp refuses a list shorter than the embedding)."""
     data = json.loads((model_dir / "tokenizer.json").read_text())
     vocab = data["model"]["vocab"]
     tokens = sorted(vocab, key=vocab.get)
     special = {t["content"]: t["id"] for t in data["added_tokens"]}
+    types = [3 if t in special else 1 for t in tokens]  # 3 = control, 1 = normal
+    padding = range(len(tokens), vocab_size)
+    tokens += [f"[PAD{i}]" for i in padding]
+    types += [5] * len(padding)  # 5 = unused
     writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("gpt-2")  # GPT-2's pre-tokenizer regex, as the byte-level BPE was trained with
     writer.add_token_list(tokens)
-    writer.add_token_types([3 if t in special else 1 for t in tokens])  # 3 = control, 1 = normal
+    writer.add_token_types(types)
     writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in data["model"]["merges"]])
     writer.add_bos_token_id(special["<|im_start|>"])
     writer.add_eos_token_id(special["<|im_end|>"])
@@ -58,7 +65,7 @@ def write_tiny_llama_gguf(model_dir: Path, out_path: Path, qtype: str | None = N
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg.num_hidden_layers)
     writer = gguf.GGUFWriter(str(out_path), "llama")
     _add_config(writer, cfg)
-    _add_tokenizer(writer, model_dir)
+    _add_tokenizer(writer, model_dir, cfg.vocab_size)
     for hf_name, tensor in model.state_dict().items():
         if hf_name == "lm_head.weight":
             continue  # tied to the embeddings: llama.cpp omits output.weight

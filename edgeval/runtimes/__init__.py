@@ -2,7 +2,8 @@
 
 ``load_runtime(artifact, options=...)`` opens the artifact on the runtime the registry chooses for its format
 (:mod:`edgeval.runtimes.registry`: an explicit ``options.runtime`` first, then plugins, then the built-ins:
-``onnx`` → ONNX Runtime, ``tflite`` → ai-edge-litert, ``hf``/``gguf`` → torch + transformers). Backends are
+``onnx`` → ONNX Runtime, ``tflite`` → ai-edge-litert, ``hf`` → torch + transformers, ``gguf`` → llama.cpp, or
+torch with ``--runtime torch``). Backends are
 imported lazily; a missing one names the extra to install. Options (threads, provider, device, dtype) are typed:
 :class:`RuntimeOptions`.
 """

@@ -25,6 +25,7 @@ BUILTIN_RUNTIMES: tuple[tuple[str, str, str], ...] = (
     ("onnx", "onnxruntime", "edgeval.runtimes.onnx:OnnxRuntime"),
     ("tflite", "tflite", "edgeval.runtimes.tflite:TFLiteRuntime"),
     ("hf", "torch", "edgeval.runtimes.torch:TorchRuntime"),
+    ("gguf", "llama.cpp", "edgeval.runtimes.llamacpp:LlamaCppRuntime"),
     ("gguf", "torch", "edgeval.runtimes.torch:TorchRuntime"),
 )
 

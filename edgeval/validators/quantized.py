@@ -10,7 +10,10 @@ or a file name saying "int8" changes nothing. What counts:
 - TFLite (the flatbuffer read by :func:`~edgeval.validators.tensorstats.tflite_stats`): constant tensors of two or
   more dimensions stored as int8/uint8/int4/int2/float16/bfloat16/float8, or ``DEQUANTIZE``/``QUANTIZE`` ops.
 
-Other formats (a Hugging Face directory, GGUF) are not inspected: no evidence, so the exact bounds apply.
+- GGUF (tensor table read by gguf-py, no tensor data): weight tensors (two or more dimensions) stored in any type
+  but F32 (Q4_0, Q4_1, Q8_0, Q4_K …, and F16/BF16 as for the other formats): llama.cpp computes on them as stored.
+
+A Hugging Face directory is not inspected: no evidence, so the exact bounds apply.
 """
 from __future__ import annotations
 
@@ -39,7 +42,8 @@ def quantization_evidence(artifact: Any) -> list[str]:
     phrases ("168 MatMulNBits nodes", "211 int8 weight tensors"); empty when nothing is (or it is not inspected)."""
     if artifact is None:
         return []
-    reader = {"onnx": onnx_evidence, "tflite": tflite_evidence}.get(getattr(artifact, "format", None))
+    reader = {"onnx": onnx_evidence, "tflite": tflite_evidence, "gguf": gguf_evidence}.get(
+        getattr(artifact, "format", None))
     return [] if reader is None else reader(Path(artifact.path))
 
 
@@ -115,3 +119,13 @@ def _tflite_quant_ops(path: Path) -> list[str]:
         codes = (model.OperatorCodes(i) for i in range(model.OperatorCodesLength()))
         used = {names.get(max(c.BuiltinCode(), c.DeprecatedBuiltinCode())) for c in codes}
     return sorted(used & TFLITE_QUANT_OPS)
+
+
+# -- GGUF ------------------------------------------------------------------------------------------------------
+def gguf_evidence(path: Path) -> list[str]:
+    """Weight tensors of a GGUF stored in a type other than F32 (quantized blocks, F16, BF16)."""
+    gguf = require("gguf", "gguf", "inspecting GGUF files")
+    with _reading(path, "GGUF file"):
+        tensors = gguf.GGUFReader(path).tensors
+        dtypes = Counter(t.tensor_type.name for t in tensors if len(t.shape) >= 2 and t.tensor_type.name != "F32")
+    return _phrases(Counter(), dtypes)
