@@ -1,7 +1,8 @@
 """Torch runtime: a Hugging Face model directory or a GGUF file, run by transformers in float32 with eager attention.
 
-This is the reference runtime (the exporters in :mod:`edgeval.converters` start from the same model) and the one
-that opens GGUF files. ``trust_remote_code`` is never set: only architectures transformers ships are loaded.
+This is the reference runtime (the exporters in :mod:`edgeval.converters` start from the same model); for a GGUF
+file it is the alternative to llama.cpp (``--runtime torch``): transformers dequantizes the weights to float.
+``trust_remote_code`` is never set: only architectures transformers ships are loaded.
 Needs the ``torch`` extra (torch, transformers; GGUF also gguf + accelerate).
 """
 from __future__ import annotations
