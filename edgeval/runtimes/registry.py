@@ -26,6 +26,7 @@ BUILTIN_RUNTIMES: tuple[tuple[str, str, str], ...] = (
     ("tflite", "tflite", "edgeval.runtimes.tflite:TFLiteRuntime"),
     ("hf", "torch", "edgeval.runtimes.torch:TorchRuntime"),
     ("gguf", "torch", "edgeval.runtimes.torch:TorchRuntime"),
+    ("genai", "ort-genai", "edgeval.runtimes.genai:GenAIRuntime"),
 )
 
 
