@@ -26,8 +26,14 @@ from ..artifacts import GENAI_CONFIG, Artifact
 from ..errors import DeviceError, MeasurementError, ModelError, require
 from ._util import one_line
 from .base import BaseRuntime
-from .onnx import CPU_PROVIDER, _ort_errors, batch_dependent, check_external_data, execution_provider, \
-    session_options
+from .onnx import (
+    CPU_PROVIDER,
+    _ort_errors,
+    batch_dependent,
+    check_external_data,
+    execution_provider,
+    session_options,
+)
 from .options import RuntimeOptions, refuse_unsupported
 from .tokenizer import find_tokenizer
 
@@ -62,11 +68,17 @@ def _field(data: Any, keys: str, path: Path, kind: type | tuple[type, ...] = str
     return value
 
 
-def _names(template: str, layers: int, path: Path, key: str) -> list[str]:
-    """The per-layer names a ``past_key_values.%d.key`` style template stands for."""
-    if template.count("%d") != 1:
-        raise ModelError(f"{GENAI_CONFIG}: '{key}' is {template!r}, expected one '%d' for the layer", path=path)
-    return [template.replace("%d", str(layer)) for layer in range(layers)]
+def _cache_names(data: Any, section: str, prefix: str, layers: int, path: Path) -> tuple[str, ...]:
+    """Key then value name per layer, from ``model.decoder.<section>.<prefix>_key_names`` style templates
+    (``past_key_values.%d.key``)."""
+    names = []
+    for kind in ("key", "value"):
+        key = f"model.decoder.{section}.{prefix}_{kind}_names"
+        template = _field(data, key, path)
+        if template.count("%d") != 1:
+            raise ModelError(f"{GENAI_CONFIG}: '{key}' is {template!r}, expected one '%d' for the layer", path=path)
+        names.append([template.replace("%d", str(layer)) for layer in range(layers)])
+    return tuple(name for pair in zip(*names, strict=True) for name in pair)
 
 
 def read_config(bundle: Path) -> GenAIConfig:
@@ -83,15 +95,11 @@ def read_config(bundle: Path) -> GenAIConfig:
         raise ModelError(f"model.decoder.filename '{filename}' is not a file in the bundle", path=path)
     layers = _field(data, "model.decoder.num_hidden_layers", path, int)
     inputs, outputs = "model.decoder.inputs.", "model.decoder.outputs."
-    past = zip(_names(_field(data, inputs + "past_key_names", path), layers, path, "past_key_names"),
-               _names(_field(data, inputs + "past_value_names", path), layers, path, "past_value_names"))
-    present = zip(_names(_field(data, outputs + "present_key_names", path), layers, path, "present_key_names"),
-                  _names(_field(data, outputs + "present_value_names", path), layers, path, "present_value_names"))
     return GenAIConfig(path, model_file, _field(data, inputs + "input_ids", path),
                        _field(data, inputs + "attention_mask", path),
                        _field(data, inputs + "position_ids", path, required=False),
-                       _field(data, outputs + "logits", path), tuple(n for pair in past for n in pair),
-                       tuple(n for pair in present for n in pair),
+                       _field(data, outputs + "logits", path), _cache_names(data, "inputs", "past", layers, path),
+                       _cache_names(data, "outputs", "present", layers, path),
                        *_kv_dims(data, path), _field(data, "model.context_length", path, int, required=False),
                        _field(data, "model.vocab_size", path, int, required=False))
 
@@ -188,10 +196,10 @@ class GenAIRuntime(BaseRuntime):
         n_old, n_new = max(map(len, old)), max(map(len, new))
         new_ids = np.full((len(ids), n_new), self.tokenizer.pad_id, np.int64)
         new_mask = np.zeros((len(ids), n_old + n_new), np.int64)
-        for r, (o, n) in enumerate(zip(old, new)):
+        for r, (o, n) in enumerate(zip(old, new, strict=True)):
             new_ids[r, :len(n)] = ids[r, n]
             new_mask[r, :len(o) + len(n)] = 1
-        feeds = {cfg.input_ids: new_ids, cfg.attention_mask: new_mask}
+        feeds: dict[str, np.ndarray] = {cfg.input_ids: new_ids, cfg.attention_mask: new_mask}
         if cfg.position_ids in self.types:
             feeds[cfg.position_ids] = np.array([len(o) for o in old])[:, None] + np.arange(n_new)[None, :]
         for k, name in enumerate(cfg.past_names):
@@ -223,7 +231,8 @@ class GenAIRuntime(BaseRuntime):
         """The past arrays are (batch, kv heads, seq, head size); no prefix sharing for a batch-dependent graph."""
         return [2] * len(self.config.past_names) if self.batch_invariant else None
 
-    def _cached_step(self, input_ids, attention_mask, positions, past, keep):
+    def _cached_step(self, input_ids: np.ndarray, attention_mask: np.ndarray, positions: np.ndarray,
+                     past: list[np.ndarray] | None, keep: bool) -> tuple[np.ndarray, list[np.ndarray] | None]:
         """The tree's step: roots batched (no past), later levels one row per call (GQA takes one row when several
         new tokens follow a past); presents laid out as the tree's mask says (each row's real columns)."""
         groups = [list(range(len(input_ids)))] if past is None else [[r] for r in range(len(input_ids))]
@@ -238,9 +247,9 @@ class GenAIRuntime(BaseRuntime):
                 last = np.zeros((len(input_ids), logits.shape[-1]), np.float32)
                 present = [np.zeros((len(input_ids), g.shape[1], attention_mask.shape[1], g.shape[3]), g.dtype)
                            for g in got]
-            for i, (row, cols) in enumerate(zip(rows, real)):
+            for i, (row, cols) in enumerate(zip(rows, real, strict=True)):
                 last[row] = logits[i, fresh[row] - 1]
-                for arr, new in zip(present, got):
+                for arr, new in zip(present, got, strict=True):
                     arr[row][:, cols] = new[i][:, :len(cols)]
         return last, (present if keep else None)
 
