@@ -1,8 +1,8 @@
 """ONNX Runtime GenAI bundles for tests, built offline from a local Hugging Face directory by onnxruntime-genai's
 model builder (GroupQueryAttention; MatMulNBits at int4), and broken variants of them.
 
-``build_bundle(hf_dir, out_dir, precision)`` calls the builder in this process (about 0.1-1 s a bundle once its
-module is imported, ~5-8 s the first time); ``python -m onnxruntime_genai.models.builder -i HF_DIR -o OUT -p fp32
+``build_bundle(hf_dir, out_dir, precision)`` calls the builder in this process (0.2-0.3 s a bundle once torch is
+loaded, plus 1-2 s to import the builder once); ``python -m onnxruntime_genai.models.builder -i HF_DIR -o OUT -p fp32
 -e cpu`` does the same from a shell. Nothing is downloaded: ``-i`` is a local directory.
 """
 from __future__ import annotations
@@ -20,9 +20,8 @@ def build_bundle(hf_dir: Path, out_dir: Path, precision: str = "fp32") -> Path:
 
     cache = out_dir.parent / f"{out_dir.name}-cache"
     args = (None, str(hf_dir), str(out_dir), precision, "cpu", str(cache))
-    options = builder.parse_extra_options(*args, [])
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        builder.create_model(*args, **options)
+        builder.create_model(*args, **builder.parse_extra_options(*args, []))
     shutil.rmtree(cache, ignore_errors=True)
     return out_dir
 
