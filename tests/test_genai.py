@@ -103,6 +103,25 @@ def test_letter_path_equals_each_prompt_in_full(bundle, request):
     assert runtime.kv_seq_axes() is not None and runtime.tokens_computed < runtime.tokens_requested
 
 
+@pytest.mark.parametrize("bundle", ["genai_fp32", "genai_int4"])
+def test_equals_onnxruntime_genai_itself(bundle, request):
+    """The logits onnxruntime-genai's own Generator computes for a prompt are ours, to the bit: the graph is fed as
+    the library feeds it."""
+    import onnxruntime_genai as og
+
+    path = request.getfixturevalue(bundle)
+    model, runtime = og.Model(str(path)), open_bundle(path)
+    sequences = prompts(3)
+    for seq in sequences:
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=64)
+        generator = og.Generator(model, params)
+        generator.append_tokens(np.array([seq], dtype=np.int32))
+        theirs = np.asarray(generator.get_output("logits"))[0]
+        np.testing.assert_allclose(runtime.sequence_logits([seq])[0], theirs, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(runtime.next_token_logits_many(sequences)[-1], theirs[-1], atol=1e-5, rtol=0)
+
+
 def test_what_group_query_attention_supports(genai_fp32):
     """The limits docs/genai.md states, measured on the raw graph: left padding gives other logits; a batch with
     a past and several new tokens is refused. (If ONNX Runtime lifts them, this test says the doc is stale.)"""
