@@ -193,3 +193,23 @@ def test_check_bundle_against_hf_baseline_end_to_end(genai_int4, tiny_llama_dir,
     assert doc["run"]["runtimes"]["baseline"]["runtime"] == "torch"
     assert doc["results"]["bbq"]["n_items"] == 32
     assert not [c for c in doc["checks"] if c["status"] == "error"], doc["checks"]
+
+
+def test_parity_and_size_read_the_bundles_graph(genai_fp32, genai_int4):
+    from edgeval.validators.quantized import quantization_evidence
+    from edgeval.validators.tensorstats import tensor_stats
+
+    assert quantization_evidence(load_artifact(genai_fp32)) == []
+    assert any("MatMulNBits" in phrase for phrase in quantization_evidence(load_artifact(genai_int4)))
+    stats = tensor_stats("genai", genai_int4)
+    assert stats and any(s.storage == "int4" for s in stats)
+
+
+def test_fp32_bundle_passes_exact_parity_against_its_hf_model(genai_fp32, tiny_llama_dir, tmp_path):
+    from test_bbq_e2e import run
+
+    code, doc = run(tmp_path, "check", genai_fp32, "--baseline", tiny_llama_dir, "--validators", "parity")
+    parity = {c["id"]: c for c in doc["checks"]}
+    assert code == 0, doc["checks"]
+    assert "exact mode" in parity["parity.max_abs_logit_diff"]["message"]
+    assert doc["results"]["parity"]["max_abs_logit_diff"] < 1e-3

@@ -10,7 +10,8 @@ or a file name saying "int8" changes nothing. What counts:
 - TFLite (the flatbuffer read by :func:`~edgeval.validators.tensorstats.tflite_stats`): constant tensors of two or
   more dimensions stored as int8/uint8/int4/int2/float16/bfloat16/float8, or ``DEQUANTIZE``/``QUANTIZE`` ops.
 
-Other formats (a Hugging Face directory, GGUF) are not inspected: no evidence, so the exact bounds apply.
+An ONNX Runtime GenAI bundle: its decoder graph, as ONNX. Other formats (a Hugging Face directory, GGUF) are not
+inspected: no evidence, so the exact bounds apply.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import require
-from .tensorstats import _reading, tflite_stats
+from .tensorstats import _reading, genai_graph, tflite_stats
 
 #: ONNX op types that compute on quantized values (default and com.microsoft domains)
 ONNX_QUANT_OPS = frozenset({
@@ -39,7 +40,8 @@ def quantization_evidence(artifact: Any) -> list[str]:
     phrases ("168 MatMulNBits nodes", "211 int8 weight tensors"); empty when nothing is (or it is not inspected)."""
     if artifact is None:
         return []
-    reader = {"onnx": onnx_evidence, "tflite": tflite_evidence}.get(getattr(artifact, "format", None))
+    reader = {"onnx": onnx_evidence, "tflite": tflite_evidence,
+              "genai": lambda p: onnx_evidence(genai_graph(p))}.get(getattr(artifact, "format", None))
     return [] if reader is None else reader(Path(artifact.path))
 
 
