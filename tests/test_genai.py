@@ -170,17 +170,39 @@ def test_malformed_json_is_exit_3_without_traceback(genai_fp32, tmp_path, capsys
     assert info.value.code == 3 and "not valid JSON" in err and "Traceback" not in err
 
 
-def test_graph_that_is_not_a_causal_lm_is_refused(genai_fp32, tmp_path):
+def _graph(path: Path, inputs: list[str], logits_type: int = 1, logits_rank: int = 3) -> None:
+    """A stand-in decoder: ``inputs`` (ids and mask int64, pasts float) in; ``logits`` and a present per past out
+    (Identity nodes), the logits of ``logits_type`` and ``logits_rank``."""
     import onnx
     from onnx import TensorProto, helper
 
+    def info(name: str, elem: int, rank: int):
+        return helper.make_tensor_value_info(name, elem, [f"d{i}" for i in range(rank)])
+
+    pasts = [n for n in inputs if n.startswith("past")]
+    ins = [info(n, TensorProto.FLOAT if n in pasts else TensorProto.INT64, 4 if n in pasts else 2) for n in inputs]
+    nodes = [helper.make_node("Cast", ["input_ids"], ["logits"], to=logits_type)]
+    nodes += [helper.make_node("Identity", [n], [n.replace("past_key_values", "present")]) for n in pasts]
+    outs = [info("logits", logits_type, logits_rank)] + [info(n.replace("past_key_values", "present"),
+                                                              TensorProto.FLOAT, 4) for n in pasts]
+    model = helper.make_model(helper.make_graph(nodes, "g", ins, outs), opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+
+
+PASTS = [f"past_key_values.{i}.{k}" for i in range(2) for k in ("key", "value")]
+
+
+@pytest.mark.parametrize("inputs, logits_type, message", [
+    (["input_ids"], 1, "lacks input 'attention_mask'.*not a text-only causal LM decoder"),
+    (["input_ids", "attention_mask", "inputs_embeds", *PASTS], 1, "has input 'inputs_embeds' edgeval cannot feed"),
+    (["input_ids", "attention_mask", *PASTS], 7, r"output 'logits' is tensor\(int64\).*not \(batch, seq, vocab\)"),
+])
+def test_graph_that_is_not_a_causal_lm_is_refused(genai_fp32, tmp_path, inputs, logits_type, message):
     bad = _bad(genai_fp32, tmp_path)
-    x = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])
-    y = helper.make_tensor_value_info("logits", TensorProto.INT64, ["b", "s"])
-    graph = helper.make_graph([helper.make_node("Identity", ["input_ids"], ["logits"])], "g", [x], [y])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(bad / "model.onnx"))
-    with pytest.raises(ModelError, match="lacks input 'attention_mask'.*not a text-only causal LM decoder"):
+    _graph(bad / "model.onnx", inputs, logits_type)
+    with pytest.raises(ModelError, match=message) as info:
         open_bundle(bad)
+    assert "model.onnx" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_check_bundle_against_hf_baseline_end_to_end(genai_int4, tiny_llama_dir, tmp_path):

@@ -158,8 +158,8 @@ class GenAIRuntime(BaseRuntime):
         a past per layer) and its outputs hold the logits and every present."""
         cfg, path = self.config, self.config.model_file
         listing = ", ".join(f"{n}: {t}" for n, t in self.types.items())
-        wanted = [cfg.input_ids, cfg.attention_mask, *cfg.past_names] + ([cfg.position_ids] if cfg.position_ids
-                                                                          and cfg.position_ids in self.types else [])
+        wanted = [cfg.input_ids, cfg.attention_mask, *cfg.past_names]
+        wanted += [cfg.position_ids] if cfg.position_ids in self.types else []
         missing = [n for n in wanted if n not in self.types]
         extra = [n for n in self.types if n not in wanted]
         if missing or extra:
@@ -168,6 +168,11 @@ class GenAIRuntime(BaseRuntime):
                              "text-only causal LM decoder", path=path)
         if any(self.types[n] not in _DTYPES for n in wanted):
             raise ModelError(f"inputs of types edgeval cannot feed ({listing})", path=path)
+        self._check_outputs()
+
+    def _check_outputs(self) -> None:
+        """ModelError unless the outputs hold every present named in the config and (batch, seq, vocab) logits."""
+        cfg, path = self.config, self.config.model_file
         outputs = {o.name: o for o in self.session.get_outputs()}
         absent = [n for n in (cfg.logits, *cfg.present_names) if n not in outputs]
         if absent:
@@ -182,7 +187,6 @@ class GenAIRuntime(BaseRuntime):
         width = next(o.shape[-1] for o in self.session.get_outputs() if o.name == self.config.logits)
         return width if isinstance(width, int) and width > 0 else self.config.vocab_size
 
-
     # -- feeding the graph: right-padded rows, one row per call when there is a past ----------------------------
     def _compact(self, ids: np.ndarray, mask: np.ndarray, past: list[np.ndarray] | None
                  ) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
@@ -190,6 +194,8 @@ class GenAIRuntime(BaseRuntime):
         tokens moved to the left (right padding), its past reduced to its real columns. Exact for one row, or for
         any rows without a past (GQA's limits); also returns each row's real columns of ``mask``."""
         cfg, width = self.config, mask.shape[1] - ids.shape[1]
+        if past is not None and len(ids) != 1:
+            raise ValueError("GroupQueryAttention takes one row per call after a past")
         real = [np.flatnonzero(row) for row in mask]
         old = [cols[cols < width] for cols in real]
         new = [cols[cols >= width] - width for cols in real]
