@@ -15,6 +15,7 @@ torch and the cost of the letter path, side by side with the dense ONNX export o
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import subprocess
 import sys
@@ -39,6 +40,15 @@ def build(hf: Path, out: Path, precision: str) -> Path:
                         "-p", precision, "-e", "cpu", "-c", str(out.parent / "builder-cache")], check=True,
                        stdout=subprocess.DEVNULL)
     return out
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else the platform's machine type."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.machine()
 
 
 def cpu_cost(runtime, prompts: list[list[int]], repeats: int) -> tuple[float, int]:
@@ -66,9 +76,9 @@ def main() -> None:
     bundles = {p: build(hf, args.work / p, p) for p in ("fp32", "int4")}
     reference = TorchRuntime(load_artifact(hf), threads=args.threads)
     runtimes = {p: GenAIRuntime(load_artifact(b), threads=args.threads) for p, b in bundles.items()}
-    print(f"machine: {platform.processor() or platform.machine()}, {platform.node()}, threads {args.threads}, "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs (shared), threads {args.threads}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print("\n| bundle | max |Δlogit| | cached max |Δlogit| | mean KL | cached mean KL | top-1 | letter agreement |")
+    print("\n| bundle | max abs Δlogit | cached max abs Δlogit | mean KL | cached mean KL | top-1 | letter agreement |")
     print("|---|---|---|---|---|---|---|")
     for name, runtime in runtimes.items():
         _, r = parity_report(runtime, reference, None)
