@@ -235,3 +235,23 @@ def test_fp32_bundle_passes_exact_parity_against_its_hf_model(genai_fp32, tiny_l
     assert results["mode"] == "exact" and results["max_abs_logit_diff"] < 1e-3
     assert results["max_abs_cached_logit_diff"] < 1e-3
     assert all(c.status == "pass" for c in checks), [(c.id, c.status, c.message) for c in checks]
+
+
+def test_no_one_token_step_after_a_past(genai_fp32):
+    """GQA's one-token (decode) kernel differs from its prompt kernel in the last bits, which int8 activations
+    amplify (0.3-0.85 logits on SmolLM2 int4, measured): a cached step never feeds one new token after a past, it
+    runs the past's last token again with it."""
+    runtime = open_bundle(genai_fp32)
+    calls, run = [], runtime.session.run
+
+    def spy(names, feeds):
+        calls.append((feeds["input_ids"].shape[1], feeds["past_key_values.0.key"].shape[2]))
+        return run(names, feeds)
+
+    runtime.session.run = spy
+    sequences = prompts(4)
+    assert any(len(a) == len(b) + 1 and a[:-1] == b for a in sequences for b in sequences)  # a one-token node
+    many = runtime.next_token_logits_many(sequences)
+    assert [new for new, past in calls if past] and all(new >= 2 for new, past in calls if past), calls
+    alone = np.stack([runtime.next_token_logits([seq])[0] for seq in sequences])
+    np.testing.assert_array_equal(many, alone)

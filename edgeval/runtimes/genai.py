@@ -234,30 +234,52 @@ class GenAIRuntime(BaseRuntime):
         return out
 
     def kv_seq_axes(self) -> list[int] | None:
-        """The past arrays are (batch, kv heads, seq, head size); no prefix sharing for a batch-dependent graph."""
-        return [2] * len(self.config.past_names) if self.batch_invariant else None
+        """The past arrays are (batch, kv heads, seq, head size), and one more array rides along the cache: the
+        token ids (batch, seq), so that a step can run its past's last token again (see :meth:`_after_past`). No
+        prefix sharing for a batch-dependent graph."""
+        return [2] * len(self.config.past_names) + [1] if self.batch_invariant else None
+
+    def _after_past(self, ids: np.ndarray, mask: np.ndarray, past: list[np.ndarray], row: int
+                    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Row ``row``'s new tokens, an all-ones mask and its past reduced to its real columns. With one new token
+        the past's last token is run again with it: GQA's one-token (decode) kernel differs from its prompt kernel
+        in the last bits (2e-5 logits on SmolLM2 fp32), which int8 activations (MatMulNBits) turn into 0.3, and the
+        gate scores what the device computes when it reads the whole prompt."""
+        width = mask.shape[0] - ids.shape[0]
+        old, new = np.flatnonzero(mask[:width]), np.flatnonzero(mask[width:])
+        tokens, kept = ids[new], old
+        if len(new) == 1 and len(old):
+            tokens, kept = np.concatenate([past[-1][row, old[-1:]], tokens]), old[:-1]
+        kv = [arr[row:row + 1][:, :, kept] for arr in past[:-1]]
+        return tokens[None, :], np.ones((1, len(kept) + len(tokens)), np.int64), kv
 
     def _cached_step(self, input_ids: np.ndarray, attention_mask: np.ndarray, positions: np.ndarray,
                      past: list[np.ndarray] | None, keep: bool) -> tuple[np.ndarray, list[np.ndarray] | None]:
         """The tree's step: roots batched (no past), later levels one row per call (GQA takes one row when several
-        new tokens follow a past); presents laid out as the tree's mask says (each row's real columns)."""
-        groups = [list(range(len(input_ids)))] if past is None else [[r] for r in range(len(input_ids))]
-        fresh = attention_mask[:, attention_mask.shape[1] - input_ids.shape[1]:].sum(axis=1)  # new real tokens
-        last: np.ndarray | None = None
+        new tokens follow a past); presents laid out as the tree's mask says (each row's real columns), the token
+        ids last."""
+        rows = range(len(input_ids))
+        calls = ([(list(rows), input_ids, attention_mask, None)] if past is None else
+                 [([r], *self._after_past(input_ids[r], attention_mask[r], past, r)) for r in rows])
+        last = np.zeros((len(input_ids), 0), np.float32)
         present: list[np.ndarray] = []
-        for rows in groups:
-            feeds, real = self._compact(input_ids[rows], attention_mask[rows],
-                                        None if past is None else [p[rows] for p in past])
+        for members, ids, mask, kv in calls:
+            feeds, _ = self._compact(ids, mask, kv)
             logits, got = self._run(feeds, keep)
-            if last is None:
+            if not last.size:
                 last = np.zeros((len(input_ids), logits.shape[-1]), np.float32)
                 present = [np.zeros((len(input_ids), g.shape[1], attention_mask.shape[1], g.shape[3]), g.dtype)
                            for g in got]
-            for i, (row, cols) in enumerate(zip(rows, real, strict=True)):
-                last[row] = logits[i, fresh[row] - 1]
+            fed = mask[:, mask.shape[1] - ids.shape[1]:].sum(axis=1)  # real new tokens of each row of this call
+            for i, row in enumerate(members):
+                last[row] = logits[i, fed[i] - 1]
+                cols = np.flatnonzero(attention_mask[row])
                 for arr, new in zip(present, got, strict=True):
                     arr[row][:, cols] = new[i][:, :len(cols)]
-        return last, (present if keep else None)
+        if not keep:
+            return last, None
+        tokens = input_ids if past is None else np.concatenate([past[-1], input_ids], axis=1)
+        return last, [*present, tokens]
 
     def describe(self) -> dict:
         return {"runtime": self.name, "version": self._ort.__version__, "threads": self.threads,
