@@ -27,7 +27,7 @@ ARTIFACTS: dict[tuple[str, str], tuple[str, tuple, str]] = {
     ("hf", "torch"): ("tiny_llama_dir", (), "torch"),
     ("gguf", "torch"): ("tiny_llama_gguf", (), "torch"),
     ("gguf", "llama.cpp"): ("tiny_llama_gguf", (), "llama_cpp"),
-    ("genai", "onnxruntime-genai"): ("tiny_genai_bundle", (), "onnxruntime"),
+    ("genai", "ort-genai"): ("tiny_genai_bundle", (), "onnxruntime_genai"),
 }
 
 SEQUENCES = [[5, 6, 7, 8, 9, 10], [5, 6, 7, 11], [12, 13], [5, 6, 7, 8, 9, 14, 15]]
@@ -45,6 +45,15 @@ def test_every_builtin_runtime_has_a_conformance_artifact() -> None:
 
 def _open(spec: RuntimeSpec, path: Path, **options) -> Runtime:
     return construct(spec.load(), load_artifact(path), None, RuntimeOptions(threads=1, **options))
+
+
+@pytest.fixture(scope="module")
+def tiny_genai_bundle(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama as an fp32 ONNX Runtime GenAI bundle, built by onnxruntime-genai's model builder."""
+    pytest.importorskip("onnxruntime_genai")
+    from genai_fixture import build_bundle
+
+    return build_bundle(tiny_llama_dir, tmp_path_factory.mktemp("genai-conformance") / "fp32", "fp32")
 
 
 @pytest.fixture

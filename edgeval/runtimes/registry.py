@@ -27,6 +27,7 @@ BUILTIN_RUNTIMES: tuple[tuple[str, str, str], ...] = (
     ("hf", "torch", "edgeval.runtimes.torch:TorchRuntime"),
     ("gguf", "llama.cpp", "edgeval.runtimes.llamacpp:LlamaCppRuntime"),
     ("gguf", "torch", "edgeval.runtimes.torch:TorchRuntime"),
+    ("genai", "ort-genai", "edgeval.runtimes.genai:GenAIRuntime"),
 )
 
 

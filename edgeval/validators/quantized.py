@@ -12,6 +12,7 @@ or a file name saying "int8" changes nothing. What counts:
 
 - GGUF (tensor table read by gguf-py, no tensor data): weight tensors (two or more dimensions) stored in any type
   but F32 (Q4_0, Q4_1, Q8_0, Q4_K …, and F16/BF16 as for the other formats): llama.cpp computes on them as stored.
+- An ONNX Runtime GenAI bundle: its decoder graph, as ONNX.
 
 A Hugging Face directory is not inspected: no evidence, so the exact bounds apply.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import require
-from .tensorstats import _reading, tflite_stats
+from .tensorstats import _reading, genai_graph, tflite_stats
 
 #: ONNX op types that compute on quantized values (default and com.microsoft domains)
 ONNX_QUANT_OPS = frozenset({
@@ -42,8 +43,8 @@ def quantization_evidence(artifact: Any) -> list[str]:
     phrases ("168 MatMulNBits nodes", "211 int8 weight tensors"); empty when nothing is (or it is not inspected)."""
     if artifact is None:
         return []
-    reader = {"onnx": onnx_evidence, "tflite": tflite_evidence, "gguf": gguf_evidence}.get(
-        getattr(artifact, "format", None))
+    reader = {"onnx": onnx_evidence, "tflite": tflite_evidence, "gguf": gguf_evidence,
+              "genai": lambda p: onnx_evidence(genai_graph(p))}.get(getattr(artifact, "format", None))
     return [] if reader is None else reader(Path(artifact.path))
 
 

@@ -137,8 +137,16 @@ def stat_from_raw(name: str, dtype: str, shape: tuple[int, ...], raw: np.ndarray
 
 def tensor_stats(fmt: str, path: Path) -> list[TensorStat] | None:
     """Every stored tensor of a model, or None when the format's tensors are not measured (GGUF)."""
-    reader = {"onnx": onnx_stats, "tflite": tflite_stats, "hf": safetensors_stats}.get(fmt)
+    reader = {"onnx": onnx_stats, "tflite": tflite_stats, "hf": safetensors_stats,
+              "genai": lambda p: onnx_stats(genai_graph(p))}.get(fmt)
     return None if reader is None else list(reader(Path(path)))
+
+
+def genai_graph(bundle: Path) -> Path:
+    """The decoder ONNX graph an ONNX Runtime GenAI bundle's genai_config.json names (checked)."""
+    from ..runtimes.genai import read_config
+
+    return read_config(Path(bundle)).model_file
 
 
 @contextmanager
