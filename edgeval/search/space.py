@@ -126,10 +126,10 @@ def _check_fixed(fixed: Mapping[str, Any], axes: Sequence[Axis]) -> None:
     used = {name for a in axes for name, _ in a.chain}
     for name, settings in fixed.items():
         if name not in used:
-            raise UsageError(f"--set {name}.…: '{name}' is not a step of any searched method "
+            raise UsageError(f"--method-set {name}.…: '{name}' is not a step of any searched method "
                              f"({', '.join(a.name for a in axes)})")
         if "sparsity" in settings:
-            raise UsageError(f"--set {name}.sparsity: the sparsity is the searched axis; use --sparsity LO:HI")
+            raise UsageError(f"--method-set {name}.sparsity: the sparsity is the searched axis; use --sparsity LO:HI")
 
 
 __all__ = ["Axis", "Space", "OBJECTIVES", "build_space", "sparsity_grid", "parse_range"]
