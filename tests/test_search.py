@@ -209,3 +209,43 @@ def test_an_objective_the_dense_check_cannot_measure_is_bad_input(tiny_llama_dir
     _objective_measured(base, build_space(["magnitude"], objective="zlib"))
     with pytest.raises(BadInputError, match="objective 'latency'.*cannot be measured"):
         _objective_measured(base, build_space(["magnitude"], objective="latency"))
+
+
+def test_kill_9_then_resume_gives_the_same_front_without_evaluating_twice(searched, tiny_llama_dir, tmp_path):
+    """A real ``edgeval search`` process killed with SIGKILL after its first journaled candidate; the rerun
+    evaluates only what the journal lacks and ends with the uninterrupted search's points and front."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    result, _, _ = searched
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(POLICY))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "edgeval", "search", str(tiny_llama_dir), "--methods", "magnitude,wanda",
+           "--sparsity", "0.1:0.9", "--resolution", "0.1", "--method-set", "wanda.n_samples=4", "--method-set",
+           "wanda.seq_len=32", "--policy", str(tmp_path / "policy.yaml"), "--workers", "1", "--out", str(out), "-q"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = out / "journal.json"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline and not (
+            journal.is_file() and json.loads(journal.read_text())["records"]):
+        time.sleep(0.2)
+    assert proc.poll() is None, "the search finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {r["key"]: r for r in json.loads(journal.read_text())["records"]}
+    assert 1 <= len(before) < len(result.points)
+    lines: list[str] = []
+    resumed = run_search(tiny_llama_dir, out, progress=lines.append)
+    rerun = [line for line in lines if "building and gating" in line]
+    assert len(rerun) == len(result.points) - len(before)  # each missing candidate once, none of the done ones
+    after = {r["key"]: r for r in json.loads(journal.read_text())["records"]}
+    assert all(after[k] == r for k, r in before.items())
+    assert sorted(after) == sorted(p["key"] for p in result.points)
+    assert resumed.document["front"] == result.document["front"]
+    assert resumed.document["recommended"] == result.document["recommended"]
