@@ -211,6 +211,7 @@ def test_an_objective_the_dense_check_cannot_measure_is_bad_input(tiny_llama_dir
         _objective_measured(base, build_space(["magnitude"], objective="latency"))
 
 
+@pytest.mark.slow  # a subprocess that imports torch, plus the resumed search: 1-4 min on two shared cores
 def test_kill_9_then_resume_gives_the_same_front_without_evaluating_twice(searched, tiny_llama_dir, tmp_path):
     """A real ``edgeval search`` process killed with SIGKILL after its first journaled candidate; the rerun
     evaluates only what the journal lacks and ends with the uninterrupted search's points and front."""
