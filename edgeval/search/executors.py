@@ -143,18 +143,25 @@ class RayExecutor:
             self._ray.shutdown()
 
 
+def check_executor(kind: str, ray_address: str | None) -> None:
+    """UsageError for an unknown executor, or a Ray address without Ray; MissingExtraError without ray."""
+    if kind not in EXECUTORS:
+        raise UsageError(f"unknown executor {kind!r}; known: {', '.join(EXECUTORS)}")
+    if ray_address and kind != "ray":
+        raise UsageError("--ray-address needs --executor ray")
+    if kind == "ray":
+        require("ray", "ray", "edgeval search --executor ray")
+
+
 def make_executor(kind: str, model_bytes: int, workers: int | None = None,
                   ray_address: str | None = None) -> Any:
     """The executor ``kind`` (``local`` or ``ray``) sized for a ``model_bytes`` model."""
+    check_executor(kind, ray_address)
     if kind == "ray":
         return RayExecutor(model_bytes, ray_address)
-    if kind != "local":
-        raise UsageError(f"unknown executor {kind!r}; known: {', '.join(EXECUTORS)}")
-    if ray_address:
-        raise UsageError("--ray-address needs --executor ray")
     n = local_workers(model_bytes, workers)
     return InlineExecutor() if n == 1 else PoolExecutor(n)
 
 
 __all__ = ["make_executor", "local_workers", "peak_bytes", "available_memory", "InlineExecutor", "PoolExecutor",
-           "RayExecutor", "EXECUTORS", "PEAK_FACTOR"]
+           "RayExecutor", "EXECUTORS", "PEAK_FACTOR", "check_executor"]

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 from ..errors import BadInputError, UsageError
 from .candidate import Job, keys
 from .design import STRATEGIES, answer, next_index, replay
+from .executors import check_executor
 from .journal import NAME, Journal
 from .space import OBJECTIVES, Axis, Space, build_space
 
@@ -75,6 +76,7 @@ def execute(cfg: SearchConfig, progress: Log | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     if cfg.strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy {cfg.strategy!r}; known: {', '.join(STRATEGIES)}")
+    check_executor(cfg.executor, cfg.ray_address)
     source = load_artifact(cfg.source)
     space = build_space(cfg.methods, cfg.sparsity, cfg.fixed, cfg.objective, source.format, cfg.disabled)
     policy = search_policy(cfg.policy, cfg.objective, cfg.disabled)
