@@ -35,6 +35,14 @@ def exit_code(points: list[dict[str, Any]], recommended: str | None) -> int:
     return max((int(p.get("exit_code") or 4) for p in points), default=4)
 
 
+def settings(cfg: Any, space: Any, policy: dict[str, Any]) -> dict[str, Any]:
+    """What was searched, how, and under which policy (the one that gated every candidate)."""
+    return {"methods": [a.name for a in space.axes], "sparsity": list(cfg.sparsity or ()) or None,
+            "grid": {a.name: list(a.grid) for a in space.axes}, "fixed": dict(space.fixed),
+            "objective": space.objective, "strategy": cfg.strategy, "executor": cfg.executor, "seed": cfg.seed,
+            "export": cfg.export, "policy": policy}
+
+
 def document(cfg: Any, space: Any, source: Any, base: Any, jobs: Mapping[str, list[Any]], journal: Any,
              elapsed: float) -> dict[str, Any]:
     """The search document from the journal (only this search's keys, in grid order)."""
@@ -50,10 +58,7 @@ def document(cfg: Any, space: Any, source: Any, base: Any, jobs: Mapping[str, li
     return {"schema": SCHEMA_ID, "edgeval_version": __version__,
             "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "elapsed_s": round(elapsed, 3), "source": source.to_json(),
-            "settings": {"methods": [a.name for a in space.axes], "sparsity": list(cfg.sparsity or ()) or None,
-                         "grid": {a.name: list(a.grid) for a in space.axes}, "fixed": dict(space.fixed),
-                         "objective": space.objective, "strategy": cfg.strategy, "executor": cfg.executor,
-                         "seed": cfg.seed, "export": cfg.export, "policy": base.report.policy},
+            "settings": settings(cfg, space, next(iter(jobs.values()))[0].policy),
             "baseline": {"model": _file(base.model, root), "report": _file(base.report_path, root),
                          "predictions": _file(base.predictions, root),
                          "metrics": metrics(base.report.results, keys)},

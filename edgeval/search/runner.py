@@ -66,20 +66,26 @@ def search_policy(policy: Any, objective: str, disabled: tuple[str, ...]) -> Any
     return Policy(data=raw, source=policy.source, disabled=policy.disabled)
 
 
-def execute(cfg: SearchConfig, progress: Log | None = None) -> dict[str, Any]:
-    """Run the search; the plain-JSON search document (see :mod:`edgeval.search.outputs`)."""
+def plan(cfg: SearchConfig) -> tuple[Any, Space, Any]:
+    """(source artifact, space, policy), every setting checked before any work: one-line errors."""
     from ..artifacts import load_artifact
-    from .baseline import dense_model, score_baseline
-    from .executors import make_executor
 
-    say = progress or (lambda _m: None)
-    started = time.perf_counter()
     if cfg.strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy {cfg.strategy!r}; known: {', '.join(STRATEGIES)}")
     check_executor(cfg.executor, cfg.ray_address)
     source = load_artifact(cfg.source)
     space = build_space(cfg.methods, cfg.sparsity, cfg.fixed, cfg.objective, source.format, cfg.disabled)
-    policy = search_policy(cfg.policy, cfg.objective, cfg.disabled)
+    return source, space, search_policy(cfg.policy, cfg.objective, cfg.disabled)
+
+
+def execute(cfg: SearchConfig, progress: Log | None = None) -> dict[str, Any]:
+    """Run the search; the plain-JSON search document (see :mod:`edgeval.search.outputs`)."""
+    from .baseline import dense_model, score_baseline
+    from .executors import make_executor
+
+    say = progress or (lambda _m: None)
+    started = time.perf_counter()
+    source, space, policy = plan(cfg)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     dense = dense_model(source, cfg.out_dir, cfg.export, say)
     executor = make_executor(cfg.executor, source.bytes, cfg.workers, cfg.ray_address)
@@ -179,4 +185,4 @@ def _label(sparsity: float | None) -> str:
         else f"{100 * sparsity:g}%"
 
 
-__all__ = ["SearchConfig", "execute", "search_policy", "loop", "outcomes", "decisions", "axis_answer"]
+__all__ = ["SearchConfig", "plan", "execute", "search_policy", "loop", "outcomes", "decisions", "axis_answer"]
