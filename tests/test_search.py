@@ -250,3 +250,19 @@ def test_kill_9_then_resume_gives_the_same_front_without_evaluating_twice(search
     assert sorted(after) == sorted(p["key"] for p in result.points)
     assert resumed.document["front"] == result.document["front"]
     assert resumed.document["recommended"] == result.document["recommended"]
+
+
+def test_quantizers_are_points_and_chains_are_searched(tiny_llama_dir, tmp_path):
+    """int8 is one point; magnitude+int8 prunes, exports and quantizes at each sparsity; under a size-only gate
+    every candidate passes and the most compressed one (by zlib bytes) is recommended."""
+    policy = Policy.from_dict({"validators": ["size"]})
+    result = run_search(tiny_llama_dir, tmp_path / "out", methods=("int8", "magnitude+int8"), settings={},
+                        sparsity=(0.5, 0.8, 0.3), policy=policy)
+    by_axis = {(p["axis"], p["sparsity"]): p for p in result.points}
+    assert set(by_axis) == {("int8", None), ("magnitude+int8", 0.5), ("magnitude+int8", 0.8)}
+    assert by_axis[("magnitude+int8", 0.8)]["methods"] == [["magnitude", {"sparsity": 0.8}], ["int8", {}]]
+    assert all(p["verdict"] == "pass" for p in result.points)
+    zlib = {k: p["metrics"]["zlib"] for k, p in by_axis.items()}
+    assert result.recommended["metrics"]["zlib"] == min(zlib.values())
+    assert result.recommended["axis"] == "magnitude+int8"
+    assert result.document["methods"][0]["highest_passing_key"] == by_axis[("int8", None)]["key"]
