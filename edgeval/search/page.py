@@ -55,42 +55,65 @@ def markdown(doc: Mapping[str, Any]) -> str:
 
 
 def plot_png(doc: Mapping[str, Any]) -> bytes | None:
-    """Objective × ΔSRS (with intervals) and objective × perplexity ratio; None without matplotlib."""
+    """Objective × ΔSRS (with intervals) and objective × perplexity ratio, one colour per method, filled markers
+    for passing points, the front joined by a line, the recommendation ringed; None without matplotlib."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
         return None
     fig = Figure(figsize=(11, 4.2), dpi=100, layout="constrained")
-    bias, ppl = fig.subplots(1, 2)
+    panels = fig.subplots(1, 2)
     objective = doc["settings"]["objective"]
-    for axis in doc["settings"]["methods"]:
-        pts = [p for p in doc["points"] if p["axis"] == axis and (p.get("metrics") or {}).get(objective) is not None]
-        _scatter(bias, ppl, pts, objective, axis)
-    best = [p for p in doc["points"] if p["key"] == doc.get("recommended")]
-    for p in best:
-        bias.scatter([p["metrics"][objective]], [p["metrics"].get("delta_srs") or 0], s=220, facecolors="none",
-                     edgecolors="green", linewidths=2, label="recommended")
-    for ax, label in ((bias, "ΔSRS vs dense (95 % CI)"), (ppl, "perplexity ratio to dense")):
-        ax.set_xlabel(objective)
+    measured = [p for p in doc["points"] if (p.get("metrics") or {}).get(objective) is not None]
+    for n, axis in enumerate(doc["settings"]["methods"]):
+        _scatter(panels, [p for p in measured if p["axis"] == axis], objective, axis, f"C{n}")
+    for ax, key, label in zip(panels, ("delta_srs", "perplexity_ratio"),
+                              ("ΔSRS vs dense (95 % CI)", "perplexity ratio to dense"), strict=True):
+        _front_and_pick(ax, measured, doc, objective, key)
+        ax.set_xlabel(f"{objective} ({'ms' if objective == 'latency' else 'MB'})")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    bias.legend(fontsize=8)
+        if not any((p["metrics"] or {}).get(key) is not None for p in measured):
+            ax.text(0.5, 0.5, "not measured by this policy", ha="center", transform=ax.transAxes)
+    panels[0].legend(fontsize=8)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
 
 
-def _scatter(bias: Any, ppl: Any, pts: list[dict[str, Any]], objective: str, axis: str) -> None:
-    """One method's points: ΔSRS with its interval (left), perplexity ratio (right), against the objective."""
-    shown = [p["metrics"] for p in pts if p["metrics"].get("delta_srs") is not None]
-    if shown:
-        y = [m["delta_srs"] for m in shown]
-        ci = [m.get("delta_srs_ci") or [None, None] for m in shown]
-        err = [[v - (c[0] if c[0] is not None else v) for v, c in zip(y, ci, strict=True)],
-               [(c[1] if c[1] is not None else v) - v for v, c in zip(y, ci, strict=True)]]
-        bias.errorbar([m[objective] for m in shown], y, yerr=err, fmt="o", capsize=3, label=axis)
-    ppl.plot([p["metrics"][objective] for p in pts],
-             [p["metrics"].get("perplexity_ratio") or float("nan") for p in pts], "o", label=axis)
+def _x(m: Mapping[str, Any], objective: str) -> float:
+    return float(m[objective]) if objective == "latency" else float(m[objective]) / 1e6
+
+
+def _scatter(panels: Any, pts: list[dict[str, Any]], objective: str, axis: str, colour: str) -> None:
+    """One method's points: ΔSRS with its interval (left), perplexity ratio (right); hollow: did not pass."""
+    for p in pts:
+        m, face = p["metrics"], colour if p["verdict"] == "pass" else "none"
+        x, y = _x(m, objective), m.get("delta_srs")
+        if y is not None:
+            lo, hi = (m.get("delta_srs_ci") or [None, None])
+            err = [[y - lo if lo is not None else 0], [hi - y if hi is not None else 0]]
+            panels[0].errorbar([x], [y], yerr=err, fmt="o", color=colour, mfc=face, capsize=3)
+        if m.get("perplexity_ratio") is not None:
+            panels[1].plot([x], [m["perplexity_ratio"]], "o", color=colour, mfc=face)
+        for ax, value in zip(panels, (y, m.get("perplexity_ratio")), strict=True):
+            if value is not None and p.get("sparsity") is not None:
+                ax.annotate(f"{100 * p['sparsity']:g}%", (x, value), fontsize=7, xytext=(4, 4),
+                            textcoords="offset points")
+    panels[0].plot([], [], "o", color=colour, label=f"{axis} (filled: pass)")
+
+
+def _front_and_pick(ax: Any, measured: list[dict[str, Any]], doc: Mapping[str, Any], objective: str,
+                    key: str) -> None:
+    front = sorted((p for p in measured if p.get("on_front") and p["metrics"].get(key) is not None),
+                   key=lambda p: p["metrics"][objective])
+    if front:
+        ax.plot([_x(p["metrics"], objective) for p in front], [p["metrics"][key] for p in front], "--",
+                color="grey", lw=1, label="Pareto front")
+    for p in measured:
+        if p["key"] == doc.get("recommended") and p["metrics"].get(key) is not None:
+            ax.scatter([_x(p["metrics"], objective)], [p["metrics"][key]], s=260, facecolors="none",
+                       edgecolors="green", linewidths=2, label="recommended")
 
 
 def html(doc: Mapping[str, Any], out_dir: Path) -> str:
