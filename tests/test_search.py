@@ -125,7 +125,7 @@ def test_bbq_scores_the_dense_model_once_and_every_candidate_reuses_it(tiny_llam
     policy = Policy.from_dict({"validators": ["size", "bbq"],
                                "bbq": {"limit": 12, "bootstrap": 100, "data_dir": str(FIXTURE_DIR)}})
     result = run_search(tiny_llama_dir, tmp_path / "out", methods=("magnitude",), sparsity=(0.3, 0.5, 0.2), settings={},
-                        policy=policy)
+                        policy=policy, bless_dir=tmp_path / "bless")
     dense = result.document["baseline"]["predictions"]
     assert dense is not None and len(result.points) >= 1
     for point in result.points:
@@ -134,6 +134,9 @@ def test_bbq_scores_the_dense_model_once_and_every_candidate_reuses_it(tiny_llam
         assert Path(bbq["baseline_predictions"]["path"]) == result.out_dir / dense["path"]
         assert point["metrics"]["bbq_items_scored"] == 12 and point["metrics"]["delta_srs"] is not None
     assert result.exit_code == 1 and result.recommended is None  # the tiny model's BBQ signal is too weak to pass
+    marker = json.loads((tmp_path / "bless" / "NOT_BLESSED").read_text())  # names the most compressed gated point
+    most = min(result.points, key=lambda p: p["metrics"]["zlib"])
+    assert marker["report_sha256"] == most["report"]["sha256"] and not (tmp_path / "bless" / "BLESSED").exists()
 
 
 class Broken:

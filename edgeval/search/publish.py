@@ -1,6 +1,7 @@
-"""The end of a search: write the outputs, the recommended candidate's HTML report, the blessing marker, then
-hand the result to ``edgeval_search_done`` plugins. The stale marker is removed before the search starts, so a
-search that dies leaves no ``BLESSED`` behind (the ``edgeval check --bless-dir`` semantics)."""
+"""The end of a search: the recommended candidate's HTML report, the blessing marker (through
+:func:`edgeval.api.publish`, like ``edgeval check``), the outputs, then ``edgeval_search_done`` plugins. The stale
+marker is removed before the search starts, so a search that dies leaves no ``BLESSED`` behind (the
+``edgeval check --bless-dir`` semantics)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,44 +29,51 @@ def finish(cfg: Any, doc: dict[str, Any], bless_dir: str | Path | None,
 
     say = progress or (lambda _m: None)
     out = Path(cfg.out_dir)
-    best = _best_report(doc, out)
+    best = _report_of(doc, out, doc["recommended"])
     if best is not None:
         from ..atomic import atomic_write_text
         from ..render import render
 
         atomic_write_text(out / "recommended-report.html", render(best[0], "html"))
+    marker = _bless(doc, out, Path(bless_dir), cfg.disabled) if bless_dir is not None else None
     files = write_all(doc, out)
-    marker = _bless(Path(bless_dir), best) if bless_dir is not None else None
     result = SearchResult(out, files["json"], doc, files, marker)
     _announce(result, cfg.disabled, say)
     say(f"edgeval search: {doc['counts']['evaluated']} candidates, exit {doc['exit_code']}: open {files['html']}")
     return result
 
 
-def _best_report(doc: dict[str, Any], out: Path) -> tuple[Any, Path] | None:
-    """(report, path) of the recommended point, read back from its file (the gate's own verdict)."""
+def _report_of(doc: dict[str, Any], out: Path, key: str | None) -> tuple[Any, Path, dict[str, Any]] | None:
+    """(report, path, point) of the point ``key``, read back from its file (the gate's own verdict)."""
     from ..report import Report
 
-    best = next((p for p in doc["points"] if p["key"] == doc["recommended"]), None)
-    if best is None or not best.get("report"):
+    point = next((p for p in doc["points"] if p["key"] == key), None)
+    if point is None or not point.get("report"):
         return None
-    path = out / best["report"]["path"]
-    return Report.load(path), path
+    path = out / point["report"]["path"]
+    return Report.load(path), path, point
 
 
-def _bless(directory: Path, best: tuple[Any, Path] | None) -> Path:
-    """BLESSED for the recommended report (it passed), else NOT_BLESSED with no report."""
-    import json
+def _bless(doc: dict[str, Any], out: Path, directory: Path, disabled: Any) -> Path | None:
+    """The marker through :func:`edgeval.api.publish`, the one blessing step: ``BLESSED`` with the recommended
+    candidate's report; when none passed, ``NOT_BLESSED`` with the report of the most compressed candidate gated
+    (no marker at all when no candidate has a report). The point's report sha256 is re-read afterwards."""
+    import hashlib
 
-    from ..atomic import atomic_write_text
-    from ..hooks.blessing import NOT_BLESSED, bless, revoke
+    from ..api import publish
+    from .metrics import compression_rank
 
-    if best is not None:
-        return bless(directory, best[0], best[1])
-    revoke(directory)
-    body = {"verdict": "blocked", "exit_code": 1, "report": None, "report_sha256": None, "candidate_sha256": None,
-            "reason": "edgeval search: no candidate passed the gate"}
-    return atomic_write_text(directory / NOT_BLESSED, json.dumps(body, indent=2) + "\n")
+    objective = doc["settings"]["objective"]
+    gated = [p for p in doc["points"] if p["status"] == "done" and p.get("report")
+             and (p.get("metrics") or {}).get(objective) is not None]
+    key = doc["recommended"] or (min(gated, key=lambda p: compression_rank(p, objective))["key"] if gated else None)
+    chosen = _report_of(doc, out, key)
+    if chosen is None:
+        return None
+    report, path, point = chosen
+    marker = publish(report, path, bless_dir=directory, disabled_plugins=disabled).marker
+    point["report"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return marker
 
 
 def _announce(result: Any, disabled: Any, say: Callable[[str], None]) -> None:
