@@ -23,7 +23,9 @@ from .errors import (
 )
 from .policy import Policy
 from .report import Check, Report, Verdict
+from .search import SearchResult, search  # noqa: E402  (the function shadows the subpackage's name on purpose)
 
 __all__ = ["__version__", "check", "CheckOptions", "Policy", "Report", "Check", "Verdict", "ExitCode",
            "EdgevalError", "BadInputError", "ModelError", "TokenizerError", "PolicyError", "DataError",
-           "MeasurementError", "MissingExtraError", "UsageError", "DeploymentBlocked"]
+           "MeasurementError", "MissingExtraError", "UsageError", "DeploymentBlocked",
+           "search", "SearchResult"]

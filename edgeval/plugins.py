@@ -80,6 +80,12 @@ class EdgevalSpec:
         A sink must not change the report. An exception here is recorded in the report as an error (verdict
         error, exit code 4, no ``BLESSED``): a run whose sink failed is not a deployable run."""
 
+    @hookspec
+    def edgeval_search_done(self, result: Any, path: str) -> None:
+        """Called once ``edgeval search`` wrote its outputs: ``result`` is the
+        :class:`edgeval.search.SearchResult` (points, front, recommended point), ``path`` its ``search.json``.
+        An exception here is printed as one error line; the search's result and exit code stand."""
+
 
 _managers: dict[frozenset[str], pluggy.PluginManager] = {}
 

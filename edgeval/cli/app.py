@@ -96,7 +96,7 @@ def _honours(spec) -> str:
 
 
 def _register_subcommands() -> None:
-    from . import check, compress_cmd, convert, demo_cmd, report_cmd  # noqa: F401  (they register their commands)
+    from . import check, compress_cmd, convert, demo_cmd, report_cmd, search_cmd  # noqa: F401  (they register their commands)
 
 
 _register_subcommands()

@@ -1,0 +1,89 @@
+"""`edgeval search` versus an exhaustive grid on SmolLM2-135M-Instruct, side by side in one run.
+
+    PYTHONPATH=. nice python benchmarks/search_smollm2.py --bbq-data ../shared/bbq/data --work /tmp/edgeval-search
+
+Both runs use the same model (edgeval.zoo, cached), methods {magnitude, wanda}, policy (validators size, bbq and
+perplexity; --limit BBQ items in --looks early-stop slices; objective zlib bytes) and one in-process worker:
+
+- **search**: bisection per method over 0.1..0.9 at 5-point resolution (0.05, 17 grid points per method);
+- **grid**: every point of 0.1..0.9 at 10-point resolution (0.1, 9 points per method).
+
+Each run has its own folder (nothing shared, so each pays its own dense export and dense check). Printed: wall
+and CPU time (this process and its children), candidates evaluated, BBQ items scored, each method's highest
+passing sparsity, and the CPU ratio search/grid (target <= 0.40). The machine is printed with the table; this VM
+drifts +-30 %, so read the ratio, not the seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+
+def cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def run(kind: str, model: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from edgeval import search
+    from edgeval.policy import Policy
+
+    policy = Policy.from_dict({"validators": ["size", "bbq", "perplexity"],
+                               "bbq": {"limit": args.limit, "early_stop_looks": args.looks, "bootstrap": 500,
+                                       "data_dir": args.bbq_data},
+                               "perplexity": {"max_tokens": args.ppl_tokens}})
+    resolution, strategy = (0.05, "bisect") if kind == "search" else (0.1, "grid")
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    result = search(model, out, methods=("magnitude", "wanda"), sparsity=(0.1, 0.9, resolution), policy=policy,
+                    strategy=strategy, workers=1, settings={"wanda": {"n_samples": args.calib, "seq_len": 128}},
+                    progress=lambda m: print(f"  [{kind}] {m}", flush=True))
+    counts = result.document["counts"]
+    return {"kind": kind, "wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu,
+            "evaluated": counts["evaluated"], "bbq_items": counts["bbq_items_scored"],
+            "highest": result.highest_passing, "recommended": (result.recommended or {}).get("axis"),
+            "recommended_sparsity": (result.recommended or {}).get("sparsity"), "exit_code": result.exit_code}
+
+
+def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    lines = [f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; BBQ limit {args.limit} in {args.looks} looks; "
+             f"wanda calibration {args.calib} x 128 tokens; perplexity {args.ppl_tokens} tokens",
+             "", "| run | grid | wall s | CPU s | candidates | BBQ items | highest passing (magnitude / wanda) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        best = " / ".join("—" if v is None else f"{100 * v:g} %" for v in r["highest"].values())
+        grid = "17 points, bisection" if r["kind"] == "search" else "9 points, all"
+        lines.append(f"| {r['kind']} | {grid} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {r['evaluated']} | "
+                     f"{r['bbq_items']} | {best} |")
+    if len(rows) == 2:
+        lines.append(f"\nCPU time search / grid: {rows[0]['cpu_s'] / rows[1]['cpu_s']:.2f} (target <= 0.40)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bbq-data", default=os.environ.get("EDGEVAL_BBQ_DIR"))
+    parser.add_argument("--work", type=Path, default=Path("/tmp/edgeval-search-bench"))
+    parser.add_argument("--limit", type=int, default=120, help="BBQ items per candidate (stratified)")
+    parser.add_argument("--looks", type=int, default=4, help="early-stop looks of the gate")
+    parser.add_argument("--calib", type=int, default=16, help="wanda calibration samples")
+    parser.add_argument("--ppl-tokens", type=int, default=1024)
+    parser.add_argument("--only", choices=["search", "grid"], help="run one side only")
+    args = parser.parse_args()
+    from edgeval.zoo import fetch_smollm2
+
+    model = fetch_smollm2()
+    rows = [run(kind, model, args.work / kind, args) for kind in ("search", "grid") if args.only in (None, kind)]
+    text = table(rows, args)
+    print(text)
+    (args.work / "results.json").write_text(json.dumps(rows, indent=2))
+    (args.work / "table.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

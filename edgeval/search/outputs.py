@@ -1,0 +1,110 @@
+"""The search's outputs: ``search.json`` (schema ``edgeval.search/1``, :file:`edgeval/schemas/search.schema.json`),
+``summary.md`` and ``search.html`` (the front plotted: objective × ΔSRS with its interval, and objective ×
+perplexity ratio; every point kept, the recommendation marked, its own gate report linked)."""
+from __future__ import annotations
+
+import datetime
+import hashlib
+from pathlib import Path
+from typing import Any, Mapping
+
+from .._version import __version__
+from .metrics import front, metrics, recommend
+from .space import OBJECTIVES
+
+SCHEMA_ID = "edgeval.search/1"
+
+
+def _file(path: Path | None, root: Path) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    path = Path(path)
+    try:
+        shown = str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        shown = str(path)
+    return {"path": shown, "sha256": hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None}
+
+
+def exit_code(points: list[dict[str, Any]], recommended: str | None) -> int:
+    """0 a passing recommendation; 1 none passed (some candidate was gated); else the failures' code (3 or 4)."""
+    if recommended is not None:
+        return 0
+    if any(p["status"] == "done" for p in points):
+        return 1
+    return max((int(p.get("exit_code") or 4) for p in points), default=4)
+
+
+def settings(cfg: Any, space: Any, policy: dict[str, Any]) -> dict[str, Any]:
+    """What was searched, how, and under which policy (the one that gated every candidate)."""
+    return {"methods": [a.name for a in space.axes], "sparsity": list(cfg.sparsity or ()) or None,
+            "grid": {a.name: list(a.grid) for a in space.axes}, "fixed": dict(space.fixed),
+            "objective": space.objective, "strategy": cfg.strategy, "executor": cfg.executor, "seed": cfg.seed,
+            "export": cfg.export, "policy": policy}
+
+
+def document(cfg: Any, space: Any, source: Any, base: Any, jobs: Mapping[str, list[Any]], journal: Any,
+             elapsed: float) -> dict[str, Any]:
+    """The search document from the journal (only this search's keys, in grid order)."""
+    from .runner import axis_answer, decisions
+
+    points = [dict(journal.records[j.key]) for a in space.axes for j in jobs[a.name] if j.key in journal.records]
+    on_front = front(points, space.objective)
+    for point in points:
+        point["on_front"] = point["key"] in on_front
+    best = recommend(points, space.objective)
+    root = cfg.out_dir
+    keys = {name: (v, k) for name, (v, k, _) in OBJECTIVES.items()}
+    return {"schema": SCHEMA_ID, "edgeval_version": __version__,
+            "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "elapsed_s": round(elapsed, 3), "source": source.to_json(),
+            "settings": settings(cfg, space, next(iter(jobs.values()))[0].policy),
+            "baseline": {"model": _file(base.model, root), "report": _file(base.report_path, root),
+                         "predictions": _file(base.predictions, root),
+                         "metrics": metrics(base.report.results, keys)},
+            "points": points,
+            "decisions": [d for a in space.axes for d in decisions(a, jobs, journal, cfg.strategy)],
+            "methods": [axis_answer(a, jobs, journal) for a in space.axes],
+            "front": on_front, "recommended": best,
+            "counts": {"evaluated": len(points), "failed": sum(p["status"] == "failed" for p in points),
+                       "bbq_items_scored": sum((p["metrics"] or {}).get("bbq_items_scored") or 0 for p in points)},
+            "exit_code": exit_code(points, best)}
+
+
+def load_schema() -> dict[str, Any]:
+    """The search document's JSON Schema (``edgeval/schemas/search.schema.json``)."""
+    import json
+    from importlib import resources
+
+    return dict(json.loads(resources.files("edgeval.schemas").joinpath("search.schema.json").read_text("utf-8")))
+
+
+def check_document(doc: Mapping[str, Any], path: Path) -> None:
+    """A search document that breaks its schema is an edgeval bug (SchemaViolation naming where)."""
+    import jsonschema
+
+    from ..errors import SchemaViolation
+
+    schema = load_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    errors = sorted(cls(schema, format_checker=cls.FORMAT_CHECKER).iter_errors(doc), key=lambda e: list(e.path))
+    if errors:
+        where = ".".join(str(p) for p in errors[0].absolute_path) or "(top level)"
+        raise SchemaViolation(f"search file does not match its schema at {where}: {errors[0].message}", path=path)
+
+
+def write_all(doc: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """``search.json`` (schema-checked), ``summary.md``, ``search.html``; returns their paths by kind."""
+    import json
+
+    from ..atomic import atomic_write_text
+    from .page import html, markdown
+
+    check_document(doc, out_dir / "search.json")
+    files = {"json": atomic_write_text(out_dir / "search.json", json.dumps(doc, indent=2, allow_nan=False) + "\n"),
+             "markdown": atomic_write_text(out_dir / "summary.md", markdown(doc)),
+             "html": atomic_write_text(out_dir / "search.html", html(doc, out_dir))}
+    return files
+
+
+__all__ = ["SCHEMA_ID", "document", "write_all", "exit_code", "load_schema", "check_document"]

@@ -1,0 +1,89 @@
+"""The search's sequential design (bisection, errors as unknown, replay) and its operating characteristics."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from edgeval.search.design import ERROR, FAIL, PASS, answer, bracket, next_index, replay
+from edgeval.search.oc import bisect_on, bumpy, logistic, simulate
+
+
+def run(truth: list[str]) -> tuple[int, list[int]]:
+    seen: dict[int, str] = {}
+    order = []
+    while (i := next_index(len(truth), seen)) is not None:
+        order.append(i)
+        seen[i] = truth[i]
+    return answer(len(truth), seen).highest_pass, order
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 9, 17])
+def test_bisection_finds_every_threshold_in_log_steps(n):
+    for k in range(-1, n):  # k: the highest passing index of a deterministic monotone curve
+        truth = [PASS] * (k + 1) + [FAIL] * (n - k - 1)
+        best, order = run(truth)
+        assert best == k
+        assert len(order) <= math.ceil(math.log2(n + 1)) and len(set(order)) == len(order)
+
+
+def test_an_error_is_unknown_not_pass_nor_fail():
+    assert bracket(9, {4: ERROR}) == (-1, 9)  # the error moved nothing
+    truth = [PASS] * 5 + [FAIL, ERROR, FAIL, FAIL]
+    best, order = run(truth)
+    assert best == 4 and 6 in order and 7 in order  # the design stepped past the error to its neighbour
+    assert answer(9, {i: truth[i] for i in order}).unresolved is False  # the error lies above the failing 5
+    truth = [PASS] * 4 + [ERROR] + [FAIL] * 4
+    best, order = run(truth)
+    assert best == 3 and answer(9, {i: truth[i] for i in order}).unresolved  # 4 errored: 3 is a lower bound
+
+
+def test_errors_filling_the_bracket_leave_a_flagged_lower_bound():
+    truth = [PASS, PASS, ERROR, ERROR, FAIL]
+    seen: dict[int, str] = {}
+    while (i := next_index(5, seen)) is not None:
+        seen[i] = truth[i]
+    result = answer(5, seen)
+    assert result.highest_pass == 1 and result.bracket == (1, 4) and result.unresolved
+    assert all(seen.get(i) == ERROR for i in (2, 3))
+
+
+def test_grid_strategy_visits_every_point_in_order():
+    seen: dict[int, str] = {}
+    order = []
+    while (i := next_index(4, seen, "grid")) is not None:
+        order.append(i)
+        seen[i] = FAIL
+    assert order == [0, 1, 2, 3]
+
+
+def test_replay_reproduces_the_decisions_and_stops_at_the_unknown():
+    truth = [PASS] * 6 + [FAIL] * 3
+    _, order = run(truth)
+    known = {i: truth[i] for i in order[:2]}
+    steps = replay(9, known.get)
+    assert [i for i, _ in steps] == order[:3] and steps[-1][1] is None
+
+
+def test_oc_monotone_deterministic_curve_always_agrees_with_the_grid():
+    p = [1.0] * 7 + [0.0] * 10
+    oc = simulate(p, trials=50, seed=3)
+    assert oc["agree"] == 1.0 and oc["rec_fails"] == 0.0 and oc["evals"] <= 5
+
+
+def test_oc_reduced_table_seeded():
+    """A reduced version of the docs/search.md table: bisection agrees with the grid most of the time on a
+    sharp monotone curve, costs ~ log2(n) evaluations, and recommends a point the gate would more often block
+    no more often than the exhaustive grid does (the grid's max over more draws is the luckier pass)."""
+    sharp = simulate(logistic(17, 0.5, 0.02), trials=400, seed=0)
+    assert sharp["agree"] >= 0.95 and sharp["evals"] < 5.5
+    for p in (logistic(17, 0.5, 0.08), bumpy(17, 0.5, 0.05, 0.25)):
+        oc = simulate(p, trials=400, seed=0)
+        assert oc["rec_fails"] <= oc["grid_rec_fails"] + 0.02
+        assert 0.4 <= oc["agree"] < 1.0  # non-trivial: soft and wobbly curves do make bisection disagree
+    errors = simulate(logistic(17, 0.5, 0.02), trials=400, seed=0, error_rate=0.1)
+    assert errors["rec_fails"] <= 0.1
+
+
+def test_bisect_on_counts_evaluations():
+    assert bisect_on([PASS, FAIL, FAIL]) == (0, 2)
