@@ -1,6 +1,6 @@
 """The public contract: JSON Schemas of the report and the policy, versioned with ``schema_version``, and of the
 side files edgeval writes (BBQ predictions, ``compression.json`` and the older ``pruning.json``,
-``OUT.parity.json``).
+``OUT.parity.json``, ``search.json``).
 
 Side files are checked where they are made and where they are read: :func:`side_file_problem` names the first
 place a document breaks its schema, :func:`read_side_file` reads and checks one file (a bad one is a one-line
@@ -13,9 +13,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-SCHEMA_NAMES = ("report", "policy", "bbq-predictions", "pruning", "parity", "compression")
+SCHEMA_NAMES = ("report", "policy", "bbq-predictions", "pruning", "parity", "compression", "search")
 #: the ``schema`` value each side file carries
-SIDE_FILE_IDS = {"pruning": "edgeval.pruning/1", "parity": "edgeval.parity/1", "compression": "edgeval.compression/1"}
+SIDE_FILE_IDS = {"pruning": "edgeval.pruning/1", "parity": "edgeval.parity/1", "compression": "edgeval.compression/1",
+                 "search": "edgeval.search/1"}
 REPORT_SCHEMA_VERSION = "1.2"
 POLICY_SCHEMA_VERSION = "1.0"
 

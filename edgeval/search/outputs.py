@@ -73,24 +73,16 @@ def document(cfg: Any, space: Any, source: Any, base: Any, jobs: Mapping[str, li
 
 def load_schema() -> dict[str, Any]:
     """The search document's JSON Schema (``edgeval/schemas/search.schema.json``)."""
-    import json
-    from importlib import resources
+    from ..schemas import load_schema as schema
 
-    return dict(json.loads(resources.files("edgeval.schemas").joinpath("search.schema.json").read_text("utf-8")))
+    return schema("search")
 
 
 def check_document(doc: Mapping[str, Any], path: Path) -> None:
     """A search document that breaks its schema is an edgeval bug (SchemaViolation naming where)."""
-    import jsonschema
+    from ..schemas import check_side_file
 
-    from ..errors import SchemaViolation
-
-    schema = load_schema()
-    cls = jsonschema.validators.validator_for(schema)
-    errors = sorted(cls(schema, format_checker=cls.FORMAT_CHECKER).iter_errors(doc), key=lambda e: list(e.path))
-    if errors:
-        where = ".".join(str(p) for p in errors[0].absolute_path) or "(top level)"
-        raise SchemaViolation(f"search file does not match its schema at {where}: {errors[0].message}", path=path)
+    check_side_file("search", doc, path)
 
 
 def write_all(doc: dict[str, Any], out_dir: Path) -> dict[str, Path]:
