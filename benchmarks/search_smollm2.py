@@ -39,7 +39,7 @@ def run(kind: str, model: Path, out: Path, args: argparse.Namespace) -> dict[str
                                "perplexity": {"max_tokens": args.ppl_tokens}})
     resolution, strategy = (0.05, "bisect") if kind == "search" else (0.1, "grid")
     wall, cpu = time.perf_counter(), cpu_seconds()
-    result = search(model, out, methods=("magnitude", "wanda"), sparsity=(0.1, 0.9, resolution), policy=policy,
+    result = search(model, out, methods=("magnitude", "wanda"), sparsity=(args.lo, args.hi, resolution), policy=policy,
                     strategy=strategy, workers=1, settings={"wanda": {"n_samples": args.calib, "seq_len": 128}},
                     progress=lambda m: print(f"  [{kind}] {m}", flush=True))
     counts = result.document["counts"]
@@ -52,12 +52,14 @@ def run(kind: str, model: Path, out: Path, args: argparse.Namespace) -> dict[str
 def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; BBQ limit {args.limit} in {args.looks} looks; "
-             f"wanda calibration {args.calib} x 128 tokens; perplexity {args.ppl_tokens} tokens",
+             f"wanda calibration {args.calib} x 128 tokens; perplexity {args.ppl_tokens} tokens; sparsity "
+             f"{args.lo:g}..{args.hi:g}",
              "", "| run | grid | wall s | CPU s | candidates | BBQ items | highest passing (magnitude / wanda) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         best = " / ".join("—" if v is None else f"{100 * v:g} %" for v in r["highest"].values())
-        grid = "17 points, bisection" if r["kind"] == "search" else "9 points, all"
+        points = round((args.hi - args.lo) / (0.05 if r["kind"] == "search" else 0.1)) + 1
+        grid = f"{points} points, bisection" if r["kind"] == "search" else f"{points} points, all"
         lines.append(f"| {r['kind']} | {grid} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {r['evaluated']} | "
                      f"{r['bbq_items']} | {best} |")
     if len(rows) == 2:
@@ -74,6 +76,8 @@ def main() -> None:
     parser.add_argument("--calib", type=int, default=16, help="wanda calibration samples")
     parser.add_argument("--ppl-tokens", type=int, default=1024)
     parser.add_argument("--only", choices=["search", "grid"], help="run one side only")
+    parser.add_argument("--lo", type=float, default=0.1, help="lowest sparsity searched")
+    parser.add_argument("--hi", type=float, default=0.9, help="highest sparsity searched")
     args = parser.parse_args()
     from edgeval.zoo import fetch_smollm2
 
