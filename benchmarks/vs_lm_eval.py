@@ -500,6 +500,26 @@ def sgemm_peak(n: int = 3072, tries: int = 5) -> dict[str, float]:
             "cores_busy": max(wall_rates) / max(cpu_rates), "cores": os.cpu_count()}
 
 
+def sgemm_peak_one_thread(n: int = 2048, tries: int = 5) -> dict[str, float]:
+    """Best float32 n x n matmul rate on ONE thread (torch, intra-op threads set to 1 for the measurement):
+    GFLOP per CPU-second, the peak the single-threaded tools are held against."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.rand((n, n)), torch.rand((n, n))
+        a @ b
+        rates = []
+        for _ in range(tries):
+            c0 = time.process_time()
+            a @ b
+            rates.append(2 * n ** 3 / (time.process_time() - c0) / 1e9)
+    finally:
+        torch.set_num_threads(before)
+    return {"n": n, "gflops_per_cpu_s": max(rates), "threads": 1, "library": f"torch {torch.__version__}"}
+
+
 def run_flops(tokens: dict, params: dict) -> tuple[float, float]:
     """(linear, attention) fp32 FLOPs of a run from its counters: 2 x non-embedding params x padded tokens, plus
     2 x lm_head params x rows the head ran on (every position, or the last only); attention 2 x 2 x layers x
@@ -543,6 +563,36 @@ SPEED_ROWS = (("lm-eval bbq (12 loglik requests/item)", "lm_eval", "torch (hf vi
               ("edgeval loglik, lm-eval's prompt", "edgeval_loglik_torch_lmeval_prompt", "torch (hf, eager)"))
 
 
+def core_peak(peak: dict) -> float:
+    """One core's fp32 sgemm peak, GFLOP per CPU-second: the one-thread measurement where there is one."""
+    return peak.get("one_thread", peak)["gflops_per_cpu_s"]
+
+
+def cached_vs_full(speed: dict, preds: dict[str, list]) -> dict[str, Any] | None:
+    """The KV-cached path against full prompts, both on ORT in this run: CPU-ms per token (whole stage and
+    scoring only), their ratio, the cached path's fraction of one core's peak, and whether the answers agree."""
+    cached, full = speed.get("edgeval_letters3_ort"), speed.get("edgeval_letters3_ort_plain")
+    if cached is None or full is None:
+        return None
+    same = agreement(preds["edgeval_letters3_ort"], preds["edgeval_letters3_ort_plain"])
+    return {"cached_cpu_ms_per_token": cached["cpu_ms_per_token"], "full_cpu_ms_per_token": full["cpu_ms_per_token"],
+            "ratio": cached["cpu_ms_per_token"] / full["cpu_ms_per_token"],
+            "cached_score_cpu_ms_per_token": cached["score_cpu_ms_per_token"],
+            "full_score_cpu_ms_per_token": full["score_cpu_ms_per_token"],
+            "cached_fraction_of_core_peak": cached["fraction_of_core_peak"], "same_answers": same}
+
+
+def print_cached_vs_full(c: dict | None, peak: dict) -> None:
+    if c is None:
+        return
+    print(f"\n### KV-cached path vs full prompts (edgeval default mode, ORT, this run)\n\n"
+          f"CPU-ms per token: cached {c['cached_cpu_ms_per_token']:.2f} vs full {c['full_cpu_ms_per_token']:.2f} "
+          f"(ratio {c['ratio']:.2f}; scoring only {c['cached_score_cpu_ms_per_token']:.2f} vs "
+          f"{c['full_score_cpu_ms_per_token']:.2f}); cached path at {c['cached_fraction_of_core_peak']:.0%} of one "
+          f"core's fp32 sgemm peak ({core_peak(peak):.0f} GFLOP/CPU-s, one thread); same answers on "
+          f"{c['same_answers']:.1%} of items")
+
+
 def speed_row(runs: list[dict], n_items: int, base_rate: float, params: dict, peak: dict) -> dict:
     """Median CPU and wall seconds of a stage's runs, and what follows from them (FLOPs from the counters)."""
     cpu, wall = median_of(runs, "cpu_s"), median_of(runs, "wall_s")
@@ -554,7 +604,8 @@ def speed_row(runs: list[dict], n_items: int, base_rate: float, params: dict, pe
             "forward_seqs": tokens["forward_seqs"], "real_tokens": tokens["real_tokens"],
             "tokens_per_item": tokens["real_tokens"] / n_items, "cpu_ms_per_token": 1000 * cpu / tokens["real_tokens"],
             "gflops_per_cpu_s": flops / cpu / 1e9,
-            "fraction_of_core_peak": flops / cpu / 1e9 / peak["gflops_per_cpu_s"],
+            "fraction_of_core_peak": flops / cpu / 1e9 / core_peak(peak),
+            "score_cpu_ms_per_token": 1000 * median_of(runs, "score_cpu_s") / tokens["real_tokens"],
             "peak_rss_mib": max(r["peak_rss_mib"] or 0 for r in runs),
             "rss_at_start_mib": runs[0].get("rss_at_start_mib")}
 
@@ -713,9 +764,12 @@ def report(args, items, ctx, runs, peak) -> dict[str, Any]:
     print(f"\n### Metrics, pooled over the items\n\n{metrics}")
     print_notes(metric_extra, ctx)
     print_flops(flops, peak)
+    cached = cached_vs_full(speed_summary, preds)
+    print_cached_vs_full(cached, peak)
     early = early_stop_row(runs, len(items), speed_summary)
     write_predictions(preds, args.out.with_suffix(".predictions.jsonl"))
-    return {"early_stop": early, "n_items": len(items), "seed": args.seed, "batch_size": args.batch_size,
+    return {"early_stop": early, "cached_vs_full": cached, "n_items": len(items), "seed": args.seed,
+            "batch_size": args.batch_size,
             "repeats": args.repeats,
             "threads": args.threads,
             "context": ctx, "lm_eval_venv": str(args.venv), "speed": speed_summary, "metrics": metric_extra,
@@ -805,14 +859,24 @@ def readme_table(results: dict[str, Any]) -> str:
     lines = [f"SmolLM2-135M-Instruct (fp32), {results['n_items']} BBQ items (seed {results['seed']}), "
              f"{results['threads']} thread per tool; {machine_['cpu']}, {machine_['cores']} cores; "
              f"{time.strftime('%Y-%m-%d')}. Regenerate: `make bench`.", "",
-             "| tool / mode | runtime | tokens run per item | items per CPU-s | items/s (wall) | ratio vs lm-eval | "
-             "% of fp32 core peak | peak RSS MiB |", "|---|---|---|---|---|---|---|---|"]
+             "| tool / mode | runtime | tokens run per item | CPU-ms per token | items per CPU-s | items/s (wall) | "
+             "ratio vs lm-eval | % of fp32 core peak | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|"]
     for label, key, runtime in SPEED_ROWS:
         if key in speed:
             r = speed[key]
-            lines.append(f"| {label} | {runtime} | {r['tokens_per_item']:.0f} | {r['items_per_cpu_s']:.2f} | "
-                         f"{r['items_per_s_wall']:.2f} | {r['ratio_vs_lm_eval']:.1f}x | "
+            lines.append(f"| {label} | {runtime} | {r['tokens_per_item']:.0f} | {r['cpu_ms_per_token']:.2f} | "
+                         f"{r['items_per_cpu_s']:.2f} | {r['items_per_s_wall']:.2f} | {r['ratio_vs_lm_eval']:.1f}x | "
                          f"{r['fraction_of_core_peak']:.0%} | {r['peak_rss_mib']:.0f} |")
+    c, peak = results.get("cached_vs_full"), results["flops"]["peak"]
+    if c:
+        lines += ["", f"KV-cached path (edgeval export --kv-cache: grouped attention, LM head at the last position): "
+                      f"**{c['cached_cpu_ms_per_token']:.2f}** CPU-ms per token against "
+                      f"{c['full_cpu_ms_per_token']:.2f} "
+                      f"for full prompts in the same run (ratio {c['ratio']:.2f}), "
+                      f"**{c['cached_fraction_of_core_peak']:.0%}** of one core's fp32 sgemm peak "
+                      f"({core_peak(peak):.0f} GFLOP/CPU-s, torch, one thread, measured in the run); same answers "
+                      f"as the full-prompt model on {c['same_answers']:.0%} of items. % of peak counts the model's "
+                      "matmul FLOPs (2 x parameters per token run, padding included; the LM head where it runs)."]
     early = results.get("early_stop")
     if early:
         lines += ["", f"Gate on a pruned candidate (magnitude 40 %) vs the dense model, both scored: verdict "
@@ -842,8 +906,9 @@ def main() -> None:
     ensure_models(args)
     work = Path(tempfile.mkdtemp(prefix="vs_lm_eval_"))
     items, ctx = prepare(args, work)
-    log("numpy sgemm peak")
+    log("sgemm peaks (numpy all cores; torch one thread)")
     peak = sgemm_peak()
+    peak["one_thread"] = sgemm_peak_one_thread()
     stages = {"lm_eval": lambda: run_lm_eval(args, work), **edgeval_stages(args, items)}
     runs = run_stages(stages, args.repeats)
     results = report(args, items, ctx, runs, peak)
