@@ -71,8 +71,9 @@ def parse_args() -> argparse.Namespace:
                    help="SmolLM2 HF directory (default: fetched and converted by edgeval.zoo, cached)")
     p.add_argument("--onnx", type=Path, default=None, help="the model for edgeval's default mode (default: "
                    "--hf-model exported with --legacy --kv-cache --next-token-output into the cache)")
-    p.add_argument("--onnx-plain", type=Path, default=None, help="the same model without a KV cache, for the "
-                   "side-by-side row (default: exported into the cache; 'none' skips the row)")
+    p.add_argument("--onnx-plain", type=Path, default=None, help="the same model without a KV cache (with "
+                   "next_token_logits: the LM head at the last position, as the cached path), for the full-prompt "
+                   "row the cached path is compared with (default: exported into the cache; 'none' skips the row)")
     p.add_argument("--candidate", type=Path, default=None, help="a pruned model (ONNX, KV cache) for the early-stop "
                    "row: edgeval's gate against the dense model with --early-stop 4, replayed on its predictions "
                    "(default: --hf-model magnitude-pruned to 40 %%, exported into the cache; 'none' skips it)")
@@ -829,8 +830,10 @@ def ensure_models(args: argparse.Namespace) -> None:
 
         args.hf_model = fetch_smollm2(progress=log)
     root = user_cache_dir() / "bench" / args.hf_model.name
-    for attr, folder, kv in (("onnx", "onnx-kv", True), ("onnx_plain", "onnx-plain", False),
-                             ("candidate", "magnitude-40/onnx-kv", True)):
+    # folder names say what the export is: a cache written by an older exporter (no grouped attention, no
+    # last-logits switch; a plain model without next_token_logits) is not reused
+    for attr, folder, kv in (("onnx", "onnx-kv-grouped", True), ("onnx_plain", "onnx-plain-next", False),
+                             ("candidate", "magnitude-40/onnx-kv-grouped", True)):
         value = getattr(args, attr)
         if value is not None and str(value) == "none":
             setattr(args, attr, None)
@@ -845,7 +848,7 @@ def ensure_models(args: argparse.Namespace) -> None:
                     prune_directory(args.hf_model, source, "magnitude", 0.4, overwrite=True)
             if not path.is_file():
                 log(f"exporting {source} -> {path}")
-                export_onnx(source, path, legacy=True, kv_cache=kv, next_token_output=kv)
+                export_onnx(source, path, legacy=True, kv_cache=kv, next_token_output=True)
             setattr(args, attr, path)
 
 

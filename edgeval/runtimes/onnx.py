@@ -171,6 +171,7 @@ def session_options(ort: Any, options: RuntimeOptions) -> Any:
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3  # errors only: ORT warns at every load of an overridable input (kv_export's switch)
     if options.threads:
         so.intra_op_num_threads = options.threads
     for key, value in options.session.items():
