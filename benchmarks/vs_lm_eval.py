@@ -91,6 +91,8 @@ def parse_args() -> argparse.Namespace:
                    help="pip arguments for torch, installed first (e.g. a wheel path, or "
                         "'--index-url https://download.pytorch.org/whl/cpu torch==2.13.0' where no CPU wheel is local)")
     p.add_argument("--no-prompt-check", action="store_true", help="skip edgeval loglik with lm-eval's prompt")
+    p.add_argument("--lm-eval-from", type=Path, default=None, help="reuse lm-eval's run saved by an earlier run "
+                   "on the same items (<out>.lm_eval.json) instead of running it again (the report says so)")
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "vs_lm_eval" / "results.json")
     return p.parse_args()
 
@@ -257,6 +259,19 @@ def run_lm_eval(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         sys.exit(f"lm-eval failed ({proc.returncode}); last lines of {log_file}:\n{tail}")
     return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": peak, "out_dir": str(out_dir),
             "command": cmd, **read_lm_eval_output(out_dir)}
+
+
+def lm_eval_stage(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """lm-eval's run, saved at once to ``<out>.lm_eval.json`` (its timings and output folder); with
+    ``--lm-eval-from`` such a file of an earlier run on the same items is read instead (said in the report)."""
+    if args.lm_eval_from is not None:
+        saved = json.loads(args.lm_eval_from.read_text())
+        log(f"lm-eval: reusing the run saved in {args.lm_eval_from} ({saved.get('finished')})")
+        return {**saved, "reused_from": str(args.lm_eval_from), **read_lm_eval_output(Path(saved["out_dir"]))}
+    run = run_lm_eval(args, work)
+    saved = {k: v for k, v in run.items() if k not in ("samples", "metrics", "eval_time_s")}
+    args.out.with_suffix(".lm_eval.json").write_text(json.dumps({**saved, "finished": time.strftime("%c")}))
+    return run
 
 
 def read_lm_eval_output(out_dir: Path) -> dict[str, Any]:
@@ -606,8 +621,9 @@ def speed_row(runs: list[dict], n_items: int, base_rate: float, params: dict, pe
             "tokens_per_item": tokens["real_tokens"] / n_items, "cpu_ms_per_token": 1000 * cpu / tokens["real_tokens"],
             "gflops_per_cpu_s": flops / cpu / 1e9,
             "fraction_of_core_peak": flops / cpu / 1e9 / core_peak(peak),
-            "score_cpu_ms_per_token": 1000 * median_of(runs, "score_cpu_s") / tokens["real_tokens"],
-            "peak_rss_mib": max(r["peak_rss_mib"] or 0 for r in runs),
+            "score_cpu_ms_per_token": 1000 * statistics.median(r.get("score_cpu_s", r["cpu_s"]) for r in runs)
+            / tokens["real_tokens"],
+            "peak_rss_mib": max((r["peak_rss_mib"] for r in runs if r.get("peak_rss_mib")), default=None),
             "rss_at_start_mib": runs[0].get("rss_at_start_mib")}
 
 
@@ -626,7 +642,7 @@ def speed_table(runs: dict[str, list[dict]], n_items: int, params: dict, peak: d
                          f"{fmt(r['load_cpu_s'], 1)} | {r['items_per_cpu_s']:.3f} | {r['ratio_vs_lm_eval']:.1f}x | "
                          f"{r['cpu_ms_per_token']:.2f} | {r['gflops_per_cpu_s']:.0f} "
                          f"({r['fraction_of_core_peak']:.0%}) "
-                         f"| {r['peak_rss_mib']:.0f} ({fmt(r['rss_at_start_mib'], 0)}) |")
+                         f"| {fmt(r['peak_rss_mib'], 0)} ({fmt(r['rss_at_start_mib'], 0)}) |")
     return "\n".join(lines), summary
 
 
@@ -855,6 +871,15 @@ def ensure_models(args: argparse.Namespace) -> None:
 README_START, README_END = "<!-- bench:vs-lm-eval:start -->", "<!-- bench:vs-lm-eval:end -->"
 
 
+def reuse_note(results: dict[str, Any]) -> list[str]:
+    """A line saying lm-eval's row comes from an earlier run (``--lm-eval-from``), or nothing."""
+    lm = results["runs"]["lm_eval"][0]
+    if not lm.get("reused_from"):
+        return []
+    return [f"lm-eval's row: its run on the same items saved at {lm.get('finished')} (`--lm-eval-from`); "
+            "edgeval's rows were run afterwards.", ""]
+
+
 def readme_table(results: dict[str, Any]) -> str:
     """The README's table: model, runtime, items/s, ratio vs lm-eval, peak RSS, and the machine."""
     speed, ctx = results["speed"], results["context"]
@@ -862,6 +887,7 @@ def readme_table(results: dict[str, Any]) -> str:
     lines = [f"SmolLM2-135M-Instruct (fp32), {results['n_items']} BBQ items (seed {results['seed']}), "
              f"{results['threads']} thread per tool; {machine_['cpu']}, {machine_['cores']} cores; "
              f"{time.strftime('%Y-%m-%d')}. Regenerate: `make bench`.", "",
+             *reuse_note(results),
              "| tool / mode | runtime | tokens run per item | CPU-ms per token | items per CPU-s | items/s (wall) | "
              "ratio vs lm-eval | % of fp32 core peak | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|"]
     for label, key, runtime in SPEED_ROWS:
@@ -869,7 +895,7 @@ def readme_table(results: dict[str, Any]) -> str:
             r = speed[key]
             lines.append(f"| {label} | {runtime} | {r['tokens_per_item']:.0f} | {r['cpu_ms_per_token']:.2f} | "
                          f"{r['items_per_cpu_s']:.2f} | {r['items_per_s_wall']:.2f} | {r['ratio_vs_lm_eval']:.1f}x | "
-                         f"{r['fraction_of_core_peak']:.0%} | {r['peak_rss_mib']:.0f} |")
+                         f"{r['fraction_of_core_peak']:.0%} | {fmt(r['peak_rss_mib'], 0)} |")
     c, peak = results.get("cached_vs_full"), results["flops"]["peak"]
     if c:
         lines += ["", f"KV-cached path (edgeval export --kv-cache: grouped attention, LM head at the last position): "
@@ -912,7 +938,7 @@ def main() -> None:
     log("sgemm peaks (numpy all cores; torch one thread)")
     peak = sgemm_peak()
     peak["one_thread"] = sgemm_peak_one_thread()
-    stages = {"lm_eval": lambda: run_lm_eval(args, work), **edgeval_stages(args, items)}
+    stages = {"lm_eval": lambda: lm_eval_stage(args, work), **edgeval_stages(args, items)}
     runs = run_stages(stages, args.repeats)
     results = report(args, items, ctx, runs, peak)
     results["work_dir"] = str(work)
