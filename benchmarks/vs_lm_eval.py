@@ -584,13 +584,13 @@ def core_peak(peak: dict) -> float:
     return peak.get("one_thread", peak)["gflops_per_cpu_s"]
 
 
-def cached_vs_full(speed: dict, preds: dict[str, list]) -> dict[str, Any] | None:
+def cached_vs_full(speed: dict, runs: dict[str, list[dict]]) -> dict[str, Any] | None:
     """The KV-cached path against full prompts, both on ORT in this run: CPU-ms per token (whole stage and
     scoring only), their ratio, the cached path's fraction of one core's peak, and whether the answers agree."""
     cached, full = speed.get("edgeval_letters3_ort"), speed.get("edgeval_letters3_ort_plain")
     if cached is None or full is None:
         return None
-    same = agreement(preds["edgeval_letters3_ort"], preds["edgeval_letters3_ort_plain"])
+    same = agreement(runs["edgeval_letters3_ort"][0]["preds"], runs["edgeval_letters3_ort_plain"][0]["preds"])
     return {"cached_cpu_ms_per_token": cached["cpu_ms_per_token"], "full_cpu_ms_per_token": full["cpu_ms_per_token"],
             "ratio": cached["cpu_ms_per_token"] / full["cpu_ms_per_token"],
             "cached_score_cpu_ms_per_token": cached["score_cpu_ms_per_token"],
@@ -781,7 +781,7 @@ def report(args, items, ctx, runs, peak) -> dict[str, Any]:
     print(f"\n### Metrics, pooled over the items\n\n{metrics}")
     print_notes(metric_extra, ctx)
     print_flops(flops, peak)
-    cached = cached_vs_full(speed_summary, preds)
+    cached = cached_vs_full(speed_summary, runs)
     print_cached_vs_full(cached, peak)
     early = early_stop_row(runs, len(items), speed_summary)
     write_predictions(preds, args.out.with_suffix(".predictions.jsonl"))
