@@ -71,8 +71,9 @@ def parse_args() -> argparse.Namespace:
                    help="SmolLM2 HF directory (default: fetched and converted by edgeval.zoo, cached)")
     p.add_argument("--onnx", type=Path, default=None, help="the model for edgeval's default mode (default: "
                    "--hf-model exported with --legacy --kv-cache --next-token-output into the cache)")
-    p.add_argument("--onnx-plain", type=Path, default=None, help="the same model without a KV cache, for the "
-                   "side-by-side row (default: exported into the cache; 'none' skips the row)")
+    p.add_argument("--onnx-plain", type=Path, default=None, help="the same model without a KV cache (with "
+                   "next_token_logits: the LM head at the last position, as the cached path), for the full-prompt "
+                   "row the cached path is compared with (default: exported into the cache; 'none' skips the row)")
     p.add_argument("--candidate", type=Path, default=None, help="a pruned model (ONNX, KV cache) for the early-stop "
                    "row: edgeval's gate against the dense model with --early-stop 4, replayed on its predictions "
                    "(default: --hf-model magnitude-pruned to 40 %%, exported into the cache; 'none' skips it)")
@@ -90,6 +91,8 @@ def parse_args() -> argparse.Namespace:
                    help="pip arguments for torch, installed first (e.g. a wheel path, or "
                         "'--index-url https://download.pytorch.org/whl/cpu torch==2.13.0' where no CPU wheel is local)")
     p.add_argument("--no-prompt-check", action="store_true", help="skip edgeval loglik with lm-eval's prompt")
+    p.add_argument("--lm-eval-from", type=Path, default=None, help="reuse lm-eval's run saved by an earlier run "
+                   "on the same items (<out>.lm_eval.json) instead of running it again (the report says so)")
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "vs_lm_eval" / "results.json")
     return p.parse_args()
 
@@ -256,6 +259,19 @@ def run_lm_eval(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         sys.exit(f"lm-eval failed ({proc.returncode}); last lines of {log_file}:\n{tail}")
     return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": peak, "out_dir": str(out_dir),
             "command": cmd, **read_lm_eval_output(out_dir)}
+
+
+def lm_eval_stage(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """lm-eval's run, saved at once to ``<out>.lm_eval.json`` (its timings and output folder); with
+    ``--lm-eval-from`` such a file of an earlier run on the same items is read instead (said in the report)."""
+    if args.lm_eval_from is not None:
+        saved = json.loads(args.lm_eval_from.read_text())
+        log(f"lm-eval: reusing the run saved in {args.lm_eval_from} ({saved.get('finished')})")
+        return {**saved, "reused_from": str(args.lm_eval_from), **read_lm_eval_output(Path(saved["out_dir"]))}
+    run = run_lm_eval(args, work)
+    saved = {k: v for k, v in run.items() if k not in ("samples", "metrics", "eval_time_s")}
+    args.out.with_suffix(".lm_eval.json").write_text(json.dumps({**saved, "finished": time.strftime("%c")}))
+    return run
 
 
 def read_lm_eval_output(out_dir: Path) -> dict[str, Any]:
@@ -500,6 +516,26 @@ def sgemm_peak(n: int = 3072, tries: int = 5) -> dict[str, float]:
             "cores_busy": max(wall_rates) / max(cpu_rates), "cores": os.cpu_count()}
 
 
+def sgemm_peak_one_thread(n: int = 2048, tries: int = 5) -> dict[str, float]:
+    """Best float32 n x n matmul rate on ONE thread (torch, intra-op threads set to 1 for the measurement):
+    GFLOP per CPU-second, the peak the single-threaded tools are held against."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.rand((n, n)), torch.rand((n, n))
+        a @ b
+        rates = []
+        for _ in range(tries):
+            c0 = time.process_time()
+            a @ b
+            rates.append(2 * n ** 3 / (time.process_time() - c0) / 1e9)
+    finally:
+        torch.set_num_threads(before)
+    return {"n": n, "gflops_per_cpu_s": max(rates), "threads": 1, "library": f"torch {torch.__version__}"}
+
+
 def run_flops(tokens: dict, params: dict) -> tuple[float, float]:
     """(linear, attention) fp32 FLOPs of a run from its counters: 2 x non-embedding params x padded tokens, plus
     2 x lm_head params x rows the head ran on (every position, or the last only); attention 2 x 2 x layers x
@@ -543,6 +579,36 @@ SPEED_ROWS = (("lm-eval bbq (12 loglik requests/item)", "lm_eval", "torch (hf vi
               ("edgeval loglik, lm-eval's prompt", "edgeval_loglik_torch_lmeval_prompt", "torch (hf, eager)"))
 
 
+def core_peak(peak: dict) -> float:
+    """One core's fp32 sgemm peak, GFLOP per CPU-second: the one-thread measurement where there is one."""
+    return peak.get("one_thread", peak)["gflops_per_cpu_s"]
+
+
+def cached_vs_full(speed: dict, runs: dict[str, list[dict]]) -> dict[str, Any] | None:
+    """The KV-cached path against full prompts, both on ORT in this run: CPU-ms per token (whole stage and
+    scoring only), their ratio, the cached path's fraction of one core's peak, and whether the answers agree."""
+    cached, full = speed.get("edgeval_letters3_ort"), speed.get("edgeval_letters3_ort_plain")
+    if cached is None or full is None:
+        return None
+    same = agreement(runs["edgeval_letters3_ort"][0]["preds"], runs["edgeval_letters3_ort_plain"][0]["preds"])
+    return {"cached_cpu_ms_per_token": cached["cpu_ms_per_token"], "full_cpu_ms_per_token": full["cpu_ms_per_token"],
+            "ratio": cached["cpu_ms_per_token"] / full["cpu_ms_per_token"],
+            "cached_score_cpu_ms_per_token": cached["score_cpu_ms_per_token"],
+            "full_score_cpu_ms_per_token": full["score_cpu_ms_per_token"],
+            "cached_fraction_of_core_peak": cached["fraction_of_core_peak"], "same_answers": same}
+
+
+def print_cached_vs_full(c: dict | None, peak: dict) -> None:
+    if c is None:
+        return
+    print(f"\n### KV-cached path vs full prompts (edgeval default mode, ORT, this run)\n\n"
+          f"CPU-ms per token: cached {c['cached_cpu_ms_per_token']:.2f} vs full {c['full_cpu_ms_per_token']:.2f} "
+          f"(ratio {c['ratio']:.2f}; scoring only {c['cached_score_cpu_ms_per_token']:.2f} vs "
+          f"{c['full_score_cpu_ms_per_token']:.2f}); cached path at {c['cached_fraction_of_core_peak']:.0%} of one "
+          f"core's fp32 sgemm peak ({core_peak(peak):.0f} GFLOP/CPU-s, one thread); same answers on "
+          f"{c['same_answers']:.1%} of items")
+
+
 def speed_row(runs: list[dict], n_items: int, base_rate: float, params: dict, peak: dict) -> dict:
     """Median CPU and wall seconds of a stage's runs, and what follows from them (FLOPs from the counters)."""
     cpu, wall = median_of(runs, "cpu_s"), median_of(runs, "wall_s")
@@ -554,8 +620,10 @@ def speed_row(runs: list[dict], n_items: int, base_rate: float, params: dict, pe
             "forward_seqs": tokens["forward_seqs"], "real_tokens": tokens["real_tokens"],
             "tokens_per_item": tokens["real_tokens"] / n_items, "cpu_ms_per_token": 1000 * cpu / tokens["real_tokens"],
             "gflops_per_cpu_s": flops / cpu / 1e9,
-            "fraction_of_core_peak": flops / cpu / 1e9 / peak["gflops_per_cpu_s"],
-            "peak_rss_mib": max(r["peak_rss_mib"] or 0 for r in runs),
+            "fraction_of_core_peak": flops / cpu / 1e9 / core_peak(peak),
+            "score_cpu_ms_per_token": 1000 * statistics.median(r.get("score_cpu_s", r["cpu_s"]) for r in runs)
+            / tokens["real_tokens"],
+            "peak_rss_mib": max((r["peak_rss_mib"] for r in runs if r.get("peak_rss_mib")), default=None),
             "rss_at_start_mib": runs[0].get("rss_at_start_mib")}
 
 
@@ -574,7 +642,7 @@ def speed_table(runs: dict[str, list[dict]], n_items: int, params: dict, peak: d
                          f"{fmt(r['load_cpu_s'], 1)} | {r['items_per_cpu_s']:.3f} | {r['ratio_vs_lm_eval']:.1f}x | "
                          f"{r['cpu_ms_per_token']:.2f} | {r['gflops_per_cpu_s']:.0f} "
                          f"({r['fraction_of_core_peak']:.0%}) "
-                         f"| {r['peak_rss_mib']:.0f} ({fmt(r['rss_at_start_mib'], 0)}) |")
+                         f"| {fmt(r['peak_rss_mib'], 0)} ({fmt(r['rss_at_start_mib'], 0)}) |")
     return "\n".join(lines), summary
 
 
@@ -713,9 +781,12 @@ def report(args, items, ctx, runs, peak) -> dict[str, Any]:
     print(f"\n### Metrics, pooled over the items\n\n{metrics}")
     print_notes(metric_extra, ctx)
     print_flops(flops, peak)
+    cached = cached_vs_full(speed_summary, runs)
+    print_cached_vs_full(cached, peak)
     early = early_stop_row(runs, len(items), speed_summary)
     write_predictions(preds, args.out.with_suffix(".predictions.jsonl"))
-    return {"early_stop": early, "n_items": len(items), "seed": args.seed, "batch_size": args.batch_size,
+    return {"early_stop": early, "cached_vs_full": cached, "n_items": len(items), "seed": args.seed,
+            "batch_size": args.batch_size,
             "repeats": args.repeats,
             "threads": args.threads,
             "context": ctx, "lm_eval_venv": str(args.venv), "speed": speed_summary, "metrics": metric_extra,
@@ -775,8 +846,10 @@ def ensure_models(args: argparse.Namespace) -> None:
 
         args.hf_model = fetch_smollm2(progress=log)
     root = user_cache_dir() / "bench" / args.hf_model.name
-    for attr, folder, kv in (("onnx", "onnx-kv", True), ("onnx_plain", "onnx-plain", False),
-                             ("candidate", "magnitude-40/onnx-kv", True)):
+    # folder names say what the export is: a cache written by an older exporter (no grouped attention, no
+    # last-logits switch; a plain model without next_token_logits) is not reused
+    for attr, folder, kv in (("onnx", "onnx-kv-grouped", True), ("onnx_plain", "onnx-plain-next", False),
+                             ("candidate", "magnitude-40/onnx-kv-grouped", True)):
         value = getattr(args, attr)
         if value is not None and str(value) == "none":
             setattr(args, attr, None)
@@ -791,11 +864,20 @@ def ensure_models(args: argparse.Namespace) -> None:
                     prune_directory(args.hf_model, source, "magnitude", 0.4, overwrite=True)
             if not path.is_file():
                 log(f"exporting {source} -> {path}")
-                export_onnx(source, path, legacy=True, kv_cache=kv, next_token_output=kv)
+                export_onnx(source, path, legacy=True, kv_cache=kv, next_token_output=True)
             setattr(args, attr, path)
 
 
 README_START, README_END = "<!-- bench:vs-lm-eval:start -->", "<!-- bench:vs-lm-eval:end -->"
+
+
+def reuse_note(results: dict[str, Any]) -> list[str]:
+    """A line saying lm-eval's row comes from an earlier run (``--lm-eval-from``), or nothing."""
+    lm = results["runs"]["lm_eval"][0]
+    if not lm.get("reused_from"):
+        return []
+    return [f"lm-eval's row: its run on the same items saved at {lm.get('finished')} (`--lm-eval-from`); "
+            "edgeval's rows were run afterwards.", ""]
 
 
 def readme_table(results: dict[str, Any]) -> str:
@@ -805,14 +887,25 @@ def readme_table(results: dict[str, Any]) -> str:
     lines = [f"SmolLM2-135M-Instruct (fp32), {results['n_items']} BBQ items (seed {results['seed']}), "
              f"{results['threads']} thread per tool; {machine_['cpu']}, {machine_['cores']} cores; "
              f"{time.strftime('%Y-%m-%d')}. Regenerate: `make bench`.", "",
-             "| tool / mode | runtime | tokens run per item | items per CPU-s | items/s (wall) | ratio vs lm-eval | "
-             "% of fp32 core peak | peak RSS MiB |", "|---|---|---|---|---|---|---|---|"]
+             *reuse_note(results),
+             "| tool / mode | runtime | tokens run per item | CPU-ms per token | items per CPU-s | items/s (wall) | "
+             "ratio vs lm-eval | % of fp32 core peak | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|"]
     for label, key, runtime in SPEED_ROWS:
         if key in speed:
             r = speed[key]
-            lines.append(f"| {label} | {runtime} | {r['tokens_per_item']:.0f} | {r['items_per_cpu_s']:.2f} | "
-                         f"{r['items_per_s_wall']:.2f} | {r['ratio_vs_lm_eval']:.1f}x | "
-                         f"{r['fraction_of_core_peak']:.0%} | {r['peak_rss_mib']:.0f} |")
+            lines.append(f"| {label} | {runtime} | {r['tokens_per_item']:.0f} | {r['cpu_ms_per_token']:.2f} | "
+                         f"{r['items_per_cpu_s']:.2f} | {r['items_per_s_wall']:.2f} | {r['ratio_vs_lm_eval']:.1f}x | "
+                         f"{r['fraction_of_core_peak']:.0%} | {fmt(r['peak_rss_mib'], 0)} |")
+    c, peak = results.get("cached_vs_full"), results["flops"]["peak"]
+    if c:
+        lines += ["", f"KV-cached path (edgeval export --kv-cache: grouped attention, LM head at the last position): "
+                      f"**{c['cached_cpu_ms_per_token']:.2f}** CPU-ms per token against "
+                      f"{c['full_cpu_ms_per_token']:.2f} "
+                      f"for full prompts in the same run (ratio {c['ratio']:.2f}), "
+                      f"**{c['cached_fraction_of_core_peak']:.0%}** of one core's fp32 sgemm peak "
+                      f"({core_peak(peak):.0f} GFLOP/CPU-s, torch, one thread, measured in the run); same answers "
+                      f"as the full-prompt model on {c['same_answers']:.0%} of items. % of peak counts the model's "
+                      "matmul FLOPs (2 x parameters per token run, padding included; the LM head where it runs)."]
     early = results.get("early_stop")
     if early:
         lines += ["", f"Gate on a pruned candidate (magnitude 40 %) vs the dense model, both scored: verdict "
@@ -842,9 +935,10 @@ def main() -> None:
     ensure_models(args)
     work = Path(tempfile.mkdtemp(prefix="vs_lm_eval_"))
     items, ctx = prepare(args, work)
-    log("numpy sgemm peak")
+    log("sgemm peaks (numpy all cores; torch one thread)")
     peak = sgemm_peak()
-    stages = {"lm_eval": lambda: run_lm_eval(args, work), **edgeval_stages(args, items)}
+    peak["one_thread"] = sgemm_peak_one_thread()
+    stages = {"lm_eval": lambda: lm_eval_stage(args, work), **edgeval_stages(args, items)}
     runs = run_stages(stages, args.repeats)
     results = report(args, items, ctx, runs, peak)
     results["work_dir"] = str(work)

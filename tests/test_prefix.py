@@ -121,3 +121,36 @@ def test_next_token_logits_many_windows_and_falls_back_without_cache():
 def test_empty_sequence_is_refused():
     with pytest.raises(ValueError, match="no tokens"):
         TreeModel().next_token_logits_many([[1, 2], []])
+
+
+def test_waves_mix_levels_and_free_every_cache():
+    """A root that sorts after the first batch waits and runs beside deeper nodes (its row is all padding in the
+    gathered past); logits still equal full prompts, and no node keeps a cache once its children have run."""
+    import edgeval.runtimes.prefix as prefix
+
+    sequences = bbq_like(4) + [[40 + k] + [k + 1] * 8 for k in range(3)]  # 5 roots: 4 run, the 5th waits
+    model = TreeModel()
+    kept = []
+    levels_of = prefix.radix_tree
+
+    def spy(seqs):
+        levels = levels_of(seqs)
+        kept.extend(node for level in levels for node in level)
+        return levels
+
+    mixed = []
+    gather = prefix._gather_past
+
+    def gather_spy(nodes, seq_axes):
+        past, mask = gather(nodes, seq_axes)
+        mixed.extend(r for r, n in enumerate(nodes) if n.parent is None and not mask[r].any())
+        return past, mask
+
+    prefix.radix_tree, prefix._gather_past = spy, gather_spy
+    try:
+        tree, _ = tree_next_token_logits(sequences, model._cached_step, [2], pad_id=0, max_rows=4)
+    finally:
+        prefix.radix_tree, prefix._gather_past = levels_of, gather
+    np.testing.assert_allclose(tree, model.next_token_logits(sequences), rtol=0, atol=1e-6)
+    assert mixed, "the held root ran in a batch with a past"
+    assert all(node.present is None for node in kept if node.children)

@@ -107,6 +107,7 @@ class ExportShape:
     legacy: bool
     next_token_output: bool
     kv_cache: bool
+    fused_attention: bool
 
 
 @cli.command("export", epilog=EXIT_CODES_HELP)
@@ -124,7 +125,10 @@ class ExportShape:
                     "output (faster BBQ letter scoring; quantize_dynamic then leaves the LM head in float32)."),
        click.option("--kv-cache", is_flag=True, help="ONNX: take past_key_values and return present.* (optimum's "
                     "with-past layout): BBQ scoring then computes shared prompt prefixes once (about 4x fewer "
-                    "tokens)."))
+                    "tokens)."),
+       click.option("--fused-attention/--no-fused-attention", default=True, show_default=True,
+                    help="ONNX --kv-cache: grouped-query attention without repeating key/value heads (llama, "
+                    "mistral, qwen2/3, smollm3; exact, see docs/performance.md)."))
 @policy_option("Parity thresholds (parity: ...).")
 @threads_option("Intra-op threads for the parity check's runtimes.")
 def export_cmd(model: Path, target: str, out_path: Path, shape: ExportShape, policy_path: Path | None,
@@ -142,7 +146,7 @@ def export_cmd(model: Path, target: str, out_path: Path, shape: ExportShape, pol
         staged = stage / out_path.name
         if target == "onnx":
             export_onnx(model, staged, legacy=shape.legacy, next_token_output=shape.next_token_output,
-                        kv_cache=shape.kv_cache)
+                        kv_cache=shape.kv_cache, fused_attention=shape.fused_attention and shape.kv_cache)
         else:
             export_tflite(model, staged, batch=shape.batch, seq_len=shape.seq_len)
         click.echo(f"exported {model} -> {out_path} ({artifact_bytes(staged):,} B: graph + external data)")

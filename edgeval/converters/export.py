@@ -30,7 +30,8 @@ DYNAMIC_AXES = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: 
 
 def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset: int | None = None,  # noqa: PLR0913  (keyword-only options of a public API)
                 tokenizer: str | Path | None = None, next_token_output: bool = False,
-                kv_cache: bool = False, external_data: bool | None = None) -> Path:
+                kv_cache: bool = False, external_data: bool | None = None,
+                fused_attention: bool | None = None) -> Path:
     """Write ``model`` (HF dir, ``.gguf`` or loaded model) to ``out_path`` as ONNX; return the path.
 
     Output ``logits`` (batch, seq, vocab). With ``next_token_output`` also ``next_token_logits`` (batch, 1, vocab),
@@ -42,6 +43,11 @@ def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset
     ``present.N.key/value`` (optimum's with-past layout): ONNX Runtime then computes prompts' shared prefixes once
     (BBQ letter scoring on SmolLM2: 94 instead of 383 tokens per item). A plain forward pass feeds an empty past.
 
+    ``fused_attention`` (default: on with ``kv_cache``) exports grouped-query attention without repeating the
+    key/value heads, for the model types where that is exact (:mod:`edgeval.converters.kv_export`); with
+    ``kv_cache`` the graph also gets the ``logits_last_only`` switch, so that a cached step computes the LM head
+    at the last position only. Both leave the logits unchanged (the export's parity check measures it).
+
     ``opset`` defaults to 18 (dynamo) or 17 (legacy); ``tokenizer`` overrides where tokenizer files come from.
 
     External data (weights above the 2 GB protobuf limit, or ``external_data=True``): every tensor goes to ONE
@@ -51,6 +57,7 @@ def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset
     torch = require("torch", "torch", "exporting to ONNX")
     require("onnx", "torch", "exporting to ONNX")
     from . import _torch_model as tm
+    from . import kv_export
 
     loaded, source = tm.load_torch_model(model)
     out = _prepare(out_path)
@@ -65,13 +72,17 @@ def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset
     else:
         wrapper = tm.LogitsAndNextWrapper(loaded) if next_token_output else tm.LogitsWrapper(loaded)
         args, inputs, axes, shapes = tm.sample_batch(2, 8), INPUT_NAMES, DYNAMIC_AXES, _dynamic_shapes(torch)
-    if legacy:
-        torch.onnx.export(wrapper, args, str(out), dynamo=False, opset_version=opset or 17,
-                          input_names=inputs, output_names=outputs, dynamic_axes=axes)
-    else:
-        program = torch.onnx.export(wrapper, args, dynamo=True, opset_version=opset or 18, verbose=False,
-                                    input_names=inputs, output_names=outputs, dynamic_shapes=shapes)
-        program.save(str(out), external_data=None)  # None: external data only when the weights exceed 2 GB
+    fused = kv_cache if fused_attention is None else fused_attention
+    with kv_export.grouped(loaded, fused):
+        if legacy:
+            torch.onnx.export(wrapper, args, str(out), dynamo=False, opset_version=opset or 17,
+                              input_names=inputs, output_names=outputs, dynamic_axes=axes)
+        else:
+            program = torch.onnx.export(wrapper, args, dynamo=True, opset_version=opset or 18, verbose=False,
+                                        input_names=inputs, output_names=outputs, dynamic_shapes=shapes)
+            program.save(str(out), external_data=None)  # None: external data only when the weights exceed 2 GB
+    if kv_cache:
+        kv_export.add_last_logits_switch(out)
     name_external_data(out, force=bool(external_data))
     tm.write_tokenizer(source, out.parent, tokenizer)
     return out

@@ -35,6 +35,7 @@ from .options import RuntimeOptions, refuse_unsupported
 from .tokenizer import find_tokenizer
 
 NEXT_OUTPUT = "next_token_logits"
+LAST_SWITCH = "logits_last_only"  # edgeval.converters.kv_export.SWITCH_INPUT (runtimes do not import converters)
 
 _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32,
            "tensor(float16)": np.float16, "tensor(double)": np.float64, "tensor(bool)": np.bool_}
@@ -170,6 +171,7 @@ def session_options(ort: Any, options: RuntimeOptions) -> Any:
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3  # errors only: ORT warns at every load of an overridable input (kv_export's switch)
     if options.threads:
         so.intra_op_num_threads = options.threads
     for key, value in options.session.items():
@@ -205,6 +207,8 @@ class OnnxRuntime(BaseRuntime):
             self.next_name = self.logits_name  # (batch, vocab): next-token logits only, no per-position scoring
         #: (past input, its present output, sequence axis) per cache tensor, when the model can run with a cache
         self.cache = self._cache_layout(outputs)
+        #: whether the graph has edgeval's last-logits switch (an overridable initializer, see converters.kv_export)
+        self.last_switch = LAST_SWITCH in {i.name for i in self.session.get_overridable_initializers()}
         self.batch_invariant = not batch_dependent(artifact.path)
         super().__init__(artifact, find_tokenizer(artifact.path, tokenizer_path))
         for name in dict.fromkeys([self.logits_name, self.next_name]):
@@ -304,6 +308,8 @@ class OnnxRuntime(BaseRuntime):
         for k, (spec, _, _) in enumerate(self.cache):
             feeds[spec.name] = (np.zeros(_past_shape(spec, batch), dtype=spec.dtype) if past is None
                                 else past[k].astype(spec.dtype, copy=False))
+        if self.last_switch:  # edgeval's KV exports: the LM head at the last position only (converters.kv_export)
+            feeds[LAST_SWITCH] = np.ones(1, np.int64)
         names = [self.next_name or self.logits_name] + ([name for _, name, _ in self.cache] if keep else [])
         try:
             results = self.session.run(names, feeds)

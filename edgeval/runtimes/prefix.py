@@ -3,9 +3,9 @@
 BBQ prompts share a lot: every prompt starts with the same system turn and instruction, the four questions of a
 context group share its context (the ambiguous context is a prefix of the disambiguated one), and the three option
 orders of a question share everything up to the options. :func:`radix_tree` turns a window of token sequences into
-a radix tree (a node per maximal shared segment); :func:`tree_next_token_logits` runs the tree level by level: the
-nodes of a level are batched (sorted by segment length, left-padded), each fed the key/value cache of its parent
-row, and the next-token logits are read at the nodes where a prompt ends.
+a radix tree (a node per maximal shared segment); :func:`tree_next_token_logits` runs the tree in waves: the nodes
+whose parent has run are batched (sorted by segment length, left-padded, levels mixed), each fed the key/value
+cache of its parent row, and the next-token logits are read at the nodes where a prompt ends.
 
 A runtime supports this by implementing ``_cached_step`` (see :class:`edgeval.runtimes.base.BaseRuntime`): one
 forward pass of left-padded new tokens after a past given as per-layer arrays ``(batch, heads, past, head_dim)``,
@@ -37,6 +37,7 @@ class Node:
     present: list[np.ndarray] | None = None
     row: int = -1
     mask: np.ndarray | None = None
+    pending: int = 0  # children not run yet
 
 
 def radix_tree(sequences: Sequence[Sequence[int]]) -> list[list[Node]]:
@@ -103,31 +104,27 @@ def _batches(nodes: list[Node], max_rows: int, max_tokens: int, slack: float = 1
 
 def _gather_past(nodes: list[Node], seq_axes: Sequence[int]) -> tuple[list[np.ndarray], np.ndarray]:
     """The parents' cache rows of ``nodes`` stacked into one batch, compacted: each row's real (unmasked) tokens
-    only, right-aligned, rows left-padded (mask 0) to the longest. Dropping masked columns changes nothing (the
-    positions are fed explicitly) and keeps the past as short as the prompt, whatever padding came before."""
+    only, right-aligned, rows left-padded (mask 0, zeros) to the longest; a root's row (no parent) is all padding.
+    Dropping masked columns changes nothing (the positions are fed explicitly) and keeps the past as short as the
+    prompt, whatever padding came before. Each row is copied once, straight into the batch's arrays."""
     parents = [n.parent for n in nodes]
-    real = [np.flatnonzero(p.mask) for p in parents]
+    real = [np.empty(0, np.int64) if p is None else np.flatnonzero(p.mask) for p in parents]
     width = max(len(r) for r in real)
     mask = np.zeros((len(nodes), width), np.int64)
-    columns = np.zeros((len(nodes), width), np.int64)  # padding columns read column 0: masked, so harmless
     for r, cols in enumerate(real):
         mask[r, width - len(cols):] = 1
-        columns[r, width - len(cols):] = cols
-    sources: dict[int, list[int]] = defaultdict(list)  # parents' batches (present arrays) → rows of this batch
-    for r, p in enumerate(parents):
-        sources[id(p.present)].append(r)
+    donor = next(p for p in parents if p is not None)
     past = []
-    for j, seq_axis in enumerate(seq_axes):
-        parts, order = [], []
-        for rows in sources.values():
-            arr = np.moveaxis(parents[rows[0]].present[j], seq_axis, 1)  # (batch, seq, ...)
-            picked = arr[np.array([parents[r].row for r in rows])[:, None], columns[rows]]
-            parts.append(picked)
-            order.extend(rows)
-        block = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
-        if order != sorted(order):
-            block = block[np.argsort(order)]
-        past.append(np.ascontiguousarray(np.moveaxis(block, 1, seq_axis)))
+    for j, axis in enumerate(seq_axes):
+        like = donor.present[j]
+        shape = list(like.shape)
+        shape[0], shape[axis] = len(nodes), width
+        block = np.zeros(shape, like.dtype)
+        for r, (p, cols) in enumerate(zip(parents, real, strict=True)):
+            if p is not None:
+                target = block[r].swapaxes(0, axis - 1)  # a view: the row's sequence axis first
+                target[width - len(cols):] = np.take(p.present[j][p.row], cols, axis=axis - 1).swapaxes(0, axis - 1)
+        past.append(block)
     return past, mask
 
 
@@ -154,29 +151,55 @@ def tree_next_token_logits(sequences: Sequence[Sequence[int]], step: StepFn,
 
     ``step(input_ids, attention_mask, position_ids, past, keep)`` runs one batch (``past`` None for roots) and
     returns the last position's logits and, when ``keep``, the present arrays; ``seq_axes`` gives, per past
-    array, its sequence axis (batch is axis 0)."""
+    array, its sequence axis (batch is axis 0).
+
+    Nodes run in waves: every node whose parent has run is ready, whatever its level, and the ready nodes are cut
+    into batches (:func:`_batches`). A wave's last batch, when smaller than half of ``max_rows``, waits for the
+    next wave's nodes if there are any: every call streams all the weights, so few full calls beat many small
+    ones. A parent's cache is freed once all its children have run."""
     levels = radix_tree(sequences)
     out: np.ndarray | None = None
-    for level in levels:
-        for batch in _batches(level, max_rows, max_tokens):
-            ids, new_mask = _segments(batch, pad_id)
-            seg = ids.shape[1]
-            if batch[0].parent is None:
-                past, mask = None, new_mask
-            else:
-                past, old = _gather_past(batch, seq_axes)
-                mask = np.concatenate([old, new_mask], axis=1)
-            keep = any(node.children for node in batch)
-            logits, present = step(ids, mask, position_ids(mask)[:, -seg:], past, keep)
+    ready = list(levels[0]) if levels else []
+    while ready:
+        batches = _batches(ready, max_rows, max_tokens)
+        held = batches.pop() if len(batches) > 1 and len(batches[-1]) < max_rows // 2 else []
+        ready = list(held)
+        for batch in batches:
+            logits, present, mask = _run(batch, step, seq_axes, pad_id)
             if out is None:
                 out = np.empty((len(sequences), logits.shape[-1]), np.float32)
-            for r, node in enumerate(batch):
-                for i in node.ends:
-                    out[i] = logits[r]
-                if node.children:
-                    node.present, node.row, node.mask = present, r, mask[r]
-        for node in level:  # the level above is no longer needed: free its cache
-            if node.parent is not None:
-                node.parent.present = None
+            _settle(batch, logits, present, mask, out)
+            ready.extend(child for node in batch for child in node.children)
     assert out is not None
     return out, tree_token_count(levels)
+
+
+def _run(batch: list[Node], step: StepFn, seq_axes: Sequence[int],
+         pad_id: int) -> tuple[np.ndarray, list[np.ndarray] | None, np.ndarray]:
+    """One call of ``step`` on ``batch``: its logits, present arrays (when a node has children) and full mask."""
+    ids, new_mask = _segments(batch, pad_id)
+    seg = ids.shape[1]
+    if all(node.parent is None for node in batch):
+        past, mask = None, new_mask
+    else:
+        past, old = _gather_past(batch, seq_axes)
+        mask = np.concatenate([old, new_mask], axis=1)
+    keep = any(node.children for node in batch)
+    logits, present = step(ids, mask, position_ids(mask)[:, -seg:], past, keep)
+    return logits, present, mask
+
+
+def _settle(batch: list[Node], logits: np.ndarray, present: list[np.ndarray] | None, mask: np.ndarray,
+            out: np.ndarray) -> None:
+    """Record a batch's results: logits of the prompts that end there, the cache rows of nodes with children;
+    free each parent's cache once its last child has run."""
+    for r, node in enumerate(batch):
+        for i in node.ends:
+            out[i] = logits[r]
+        if node.children:
+            node.present, node.row, node.mask, node.pending = present, r, mask[r], len(node.children)
+        parent = node.parent
+        if parent is not None:
+            parent.pending -= 1
+            if parent.pending == 0:
+                parent.present = None
