@@ -85,7 +85,7 @@ def _seqs(n: int, length: int) -> list[list[int]]:
 def _old_logprobs(runtime, seqs):
     """What validators computed before: full logits of the batch, a float64 log-softmax of every position."""
     logits = runtime.sequence_logits(seqs)
-    return [log_softmax(rows[:-1])[np.arange(len(seq) - 1), seq[1:]] for seq, rows in zip(seqs, logits)]
+    return [log_softmax(rows[:-1])[np.arange(len(seq) - 1), seq[1:]] for seq, rows in zip(seqs, logits, strict=True)]
 
 
 def _traced_peak(fn) -> tuple[object, int]:

@@ -157,8 +157,8 @@ def save_wide_vocab_onnx(directory: Path, vocab: int = WIDE_VOCAB, hidden: int =
                          seed: int = 0, name: str = "model.onnx") -> Path:
     """A hand-built bigram LM as ``model.onnx`` (plus the widened tiny tokenizer): ``logits[b, t] =
     (E[ids[b, t]] * mask[b, t]) @ W`` over ``vocab`` tokens, optionally with a ``next_token_logits`` output (the
-    last position alone), saved as ``name``. Written in a second or two, unlike an export of :func:`save_wide_vocab_model`: for
-    fast tests of memory that must not grow with the vocabulary."""
+    last position alone), saved as ``name``. Written in a second or two, unlike an export of
+    :func:`save_wide_vocab_model`: for fast tests of memory that must not grow with the vocabulary."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper

@@ -39,8 +39,16 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import numpy as np
 
 from ..errors import BadInputError, DataError, MeasurementError
-from ..logprobs import (LETTERS, SCRATCH_BYTES, cyclic_orders, letter_logprobs, letter_token_ids, logits_budget,
-                        option_scores, rows_within_budget)
+from ..logprobs import (
+    LETTERS,
+    SCRATCH_BYTES,
+    cyclic_orders,
+    letter_logprobs,
+    letter_token_ids,
+    logits_budget,
+    option_scores,
+    rows_within_budget,
+)
 from ..report import Check, error_check, threshold_check
 from ..runtimes.base import tokenizer_size
 from ..settings import Settings, parse, setting

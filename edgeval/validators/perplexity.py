@@ -87,7 +87,8 @@ def perplexity(runtime, text: str, window: int, stride: int, max_tokens: int | N
         chunk = spans[start:start + BATCH]
         seqs = [(lead if b > 0 else []) + ids[b:e] for b, e, _ in chunk]
         # the first scored token of each window, as a position in its sequence (after the prefix, if any)
-        firsts = [first - begin + len(seq) - (end - begin) for (begin, end, first), seq in zip(chunk, seqs)]
+        firsts = [first - begin + len(seq) - (end - begin)
+                  for (begin, end, first), seq in zip(chunk, seqs, strict=True)]
         nll.extend(-lp for lp in sequence_logprobs(runtime, seqs, firsts))
     values = np.concatenate(nll)
     mean = float(values.mean())
