@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "edgeval-memory-vocab")
     p.add_argument("--bbq-limit", type=int, default=12)
     p.add_argument("--ppl-tokens", type=int, default=512)
-    p.add_argument("--no-tiny", action="store_true", help="skip the tiny 1k / 256k-vocabulary models")
+    p.add_argument("--tiny-layouts", default="onnx,onnx-next",
+                   help="tiny-model exports to run: onnx (logits only), onnx-next (with next_token_logits); '' none")
     return p.parse_args(argv)
 
 
@@ -52,9 +53,9 @@ def trees(specs: list[str]) -> dict[str, Path]:
     return out
 
 
-def tiny_models(work: Path) -> list[tuple[str, Path, Path]]:
-    """(label, candidate ONNX, baseline HF dir) of the tiny Llama at 1k and 256k vocabularies, with and without
-    the next_token_logits output; built once in ``work``."""
+def tiny_models(work: Path, layouts: list[str]) -> list[tuple[str, Path, Path]]:
+    """(label, candidate ONNX, baseline HF dir) of the tiny Llama at 1k and 256k vocabularies, in each of
+    ``layouts`` (with and without the next_token_logits output); built once in ``work``."""
     sys.path.insert(0, str(ROOT / "tests"))
     from tinymodels import VOCAB, WIDE_VOCAB, save_tiny_model, save_wide_vocab_model
 
@@ -65,11 +66,10 @@ def tiny_models(work: Path) -> list[tuple[str, Path, Path]]:
         hf = work / f"tiny-{vocab}" / "hf"
         if not (hf / "model.safetensors").exists():
             save_tiny_model("llama", hf) if vocab == VOCAB else save_wide_vocab_model(hf, vocab)
-        for next_token in (False, True):
-            name = "onnx-next" if next_token else "onnx"
+        for name in layouts:
             out = work / f"tiny-{vocab}" / name / "model.onnx"
             if not out.exists():
-                export_onnx(hf, out, legacy=True, next_token_output=next_token)
+                export_onnx(hf, out, legacy=True, next_token_output=name == "onnx-next")
             rows.append((f"tiny Llama, vocab {vocab // 1000}k, {name}", out, hf))
     return rows
 
@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
 
     args.work.mkdir(parents=True, exist_ok=True)
     labels = trees(args.tree)
-    models = [] if args.no_tiny else tiny_models(args.work)
+    layouts = [name for name in args.tiny_layouts.split(",") if name]
+    models = tiny_models(args.work, layouts) if layouts else []
     smol = fetch_smollm2() if args.smollm2_onnx else None
     models += [(f"SmolLM2-135M, {p.parent.name}", p, smol) for p in args.smollm2_onnx]
     bbq = bbq_fixture(args.work)
