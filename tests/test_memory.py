@@ -102,8 +102,10 @@ def test_sequence_logprobs_at_256k_equal_the_old_path_in_a_fraction_of_the_memor
     seqs = _seqs(4, 48)
     old, old_peak = _traced_peak(lambda: _old_logprobs(runtime, seqs))
     monkeypatch.setenv(BUDGET_ENV, "16")  # below one row (48 x 256k x 4 = 47 MiB): one sequence per pass
+    shapes = _record_forwards(runtime, monkeypatch)
     new, new_peak = _traced_peak(lambda: runtime.sequence_logprobs(seqs))
     assert all(np.array_equal(a, b) for a, b in zip(new, old, strict=True))
+    assert [s[0] for s in shapes] == [1, 1, 1, 1]
     row = 48 * 256_000 * 4
     assert old_peak > 4 * row  # the old path holds the batch's logits and (T, V) float64 copies
     assert new_peak < row + 6 * logprobs.SCRATCH_BYTES  # one sequence's logits and one log-softmax block
@@ -201,3 +203,31 @@ def test_nan_logits_are_still_refused(wide, monkeypatch):
                                                                                     np.float32))
     with pytest.raises(MeasurementError, match="NaN"):
         runtime.sequence_logprobs(_seqs(2, 5))
+
+
+# -- the real tiny Llama at 256k (an export takes ~10-40 s: slow) ------------------------------------------------
+@pytest.fixture(scope="session")
+def wide_llama(tmp_path_factory) -> dict[str, Path]:
+    """The tiny Llama with a 256k vocabulary: its HF directory and a legacy ONNX export beside the tokenizer."""
+    from tinymodels import save_wide_vocab_model
+
+    from edgeval.converters.export import export_onnx
+
+    hf = save_wide_vocab_model(tmp_path_factory.mktemp("wide-llama"))
+    return {"hf": hf, "onnx": export_onnx(hf, tmp_path_factory.mktemp("wide-llama-onnx") / "model.onnx",
+                                          legacy=True)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["onnx", "torch"])
+def test_perplexity_of_a_256k_llama_stays_within_the_budget(wide_llama, kind, monkeypatch):
+    artifact = load_artifact(wide_llama["onnx" if kind == "onnx" else "hf"])
+    runtime = OnnxRuntime(artifact) if kind == "onnx" else TorchRuntime(artifact)
+    text, _ = load_text(None)
+    old = perplexity(_LogitsOnly(runtime), text, 64, 32, 256)  # 4 windows of 64 x 256k logits per pass
+    monkeypatch.setenv(BUDGET_ENV, "32")  # one 64-token window of 256k logits is 62.5 MiB: one per pass
+    shapes = _record_forwards(runtime, monkeypatch)
+    new, new_peak = _traced_peak(lambda: perplexity(runtime, text, 64, 32, 256))
+    assert new["nll_mean"] == pytest.approx(old["nll_mean"], rel=1e-6)
+    assert len(shapes) == new["windows"] and all(s[0] == 1 for s in shapes)  # the logits: one window at a time
+    assert new_peak < 6 * logprobs.SCRATCH_BYTES  # numpy scratch (float64 blocks) stays a few blocks
