@@ -81,8 +81,8 @@ def peak_rss_mib(tree: Path, candidate: Path, baseline: Path, bbq: Path, args: a
            str(baseline), "--validators", VALIDATORS, "--bbq-data", str(bbq), "--bbq-limit", str(args.bbq_limit),
            "--set", f"perplexity.max_tokens={args.ppl_tokens}", "--set", "latency.runs=5", "--set",
            "latency.warmup=1", "--no-resume", "-q", "--report", str(report)]
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    env = {**os.environ, "PYTHONPATH": str(tree)}  # run outside any checkout: `-m` puts the cwd first on sys.path
+    done = subprocess.run(cmd, env=env, cwd=report.parent, capture_output=True, text=True, check=False)
     match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
     code = int(re.search(r"Exit status: (\d+)", done.stderr).group(1)) if "Exit status" in done.stderr else -1
     if code not in (0, 1, 5):
