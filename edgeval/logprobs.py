@@ -26,9 +26,65 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 def token_logprobs(logits: np.ndarray, targets: Sequence[int] | np.ndarray) -> np.ndarray:
-    """Log-probability of ``targets[i]`` under the distribution of logits row ``i`` (rows ``(N, V)``, N targets)."""
-    targets = np.asarray(targets)
-    return log_softmax(logits)[np.arange(len(targets)), targets]
+    """Log-probability of ``targets[i]`` under the distribution of logits row ``i`` (rows ``(N, V)``, N targets).
+    Computed a block of rows at a time (:data:`SCRATCH_BYTES` of float64 per block): the same values as one
+    log-softmax over all rows, without an ``(N, V)`` float64 copy."""
+    targets = np.asarray(targets, dtype=np.int64)
+    out = np.empty(len(targets), dtype=np.float64)
+    step = rows_within_budget(1, int(logits.shape[-1]), SCRATCH_BYTES, max(len(targets), 1), itemsize=8)
+    for start in range(0, len(targets), step):
+        block = slice(start, start + step)
+        out[block] = log_softmax(logits[block])[np.arange(len(out[block])), targets[block]]
+    return out
+
+
+# -- memory: how many rows of logits to ask for at once ------------------------------------------------------
+#: default bytes of float32 logits ``(rows, seq, vocab)`` one forward pass may return (EDGEVAL_LOGITS_BUDGET_MB)
+LOGITS_BUDGET = 256 * 2**20
+#: float64 scratch of one log-softmax block in :func:`token_logprobs` (its temporaries take about 4x this)
+SCRATCH_BYTES = 8 * 2**20
+BUDGET_ENV = "EDGEVAL_LOGITS_BUDGET_MB"
+
+
+def logits_budget() -> int:
+    """Bytes of logits one forward pass may materialise: ``EDGEVAL_LOGITS_BUDGET_MB`` (MiB) or
+    :data:`LOGITS_BUDGET`. A value that is not a positive number is a UsageError naming the variable."""
+    import os
+
+    from .errors import UsageError
+
+    raw = os.environ.get(BUDGET_ENV, "").strip()
+    if not raw:
+        return LOGITS_BUDGET
+    try:
+        mib = float(raw)
+    except ValueError:
+        mib = -1.0
+    if not mib > 0:
+        raise UsageError(f"{BUDGET_ENV}={raw!r}: expected a positive number of MiB")
+    return int(mib * 2**20)
+
+
+def rows_within_budget(seq_len: int, vocab: int | None, budget: int, most: int, itemsize: int = 4) -> int:
+    """How many rows of ``seq_len`` x ``vocab`` logits (``itemsize`` bytes each) fit ``budget`` bytes: at least
+    1 (one row is the least a forward pass can return), at most ``most``; ``most`` when ``vocab`` is unknown
+    (a tokenizer that cannot list its vocabulary, before the first logits are seen)."""
+    if vocab is None or vocab <= 0:
+        return max(1, most)
+    return int(max(1, min(most, budget // max(1, seq_len * vocab * itemsize))))
+
+
+def sequence_logprobs(runtime: Any, sequences: Sequence[Sequence[int]],
+                      starts: Sequence[int]) -> list[np.ndarray]:
+    """For each sequence, the float64 log-probabilities of its tokens from position ``starts[i]`` (>= 1) to its
+    end, each given the tokens before it. Uses the runtime's ``sequence_logprobs`` (which sizes batches by
+    :func:`logits_budget`) and, for a runtime without one (a plugin, a test double), its ``sequence_logits``."""
+    method = getattr(runtime, "sequence_logprobs", None)
+    if method is not None:
+        return method(sequences, starts)
+    logits = runtime.sequence_logits(sequences)
+    return [token_logprobs(rows[start - 1:-1], list(seq)[start:])
+            for seq, start, rows in zip(sequences, starts, logits, strict=True)]
 
 
 def cyclic_orders(n: int) -> tuple[tuple[int, int, int], ...]:

@@ -116,3 +116,76 @@ def save_always_a_model(directory: Path, seed: int = 0, strength: float = 30.0) 
         model.transformer.ln_f.bias.copy_(strength * row / row.dot(row))
     model.save_pretrained(directory, safe_serialization=True)
     return directory
+
+
+#: the vocabulary of :func:`save_wide_vocab_model`: Gemma-3-sized (262k), where logits dominate memory
+WIDE_VOCAB = 256_000
+
+
+def widen_tokenizer(directory: Path, vocab: int) -> int:
+    """Pad ``directory``'s tokenizer.json with never-produced ``<unused{i}>`` entries up to ``vocab`` ids (no
+    merges lead to them, so text encodes as before). Returns how many entries were added."""
+    import json
+
+    path = Path(directory) / "tokenizer.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    table = data["model"]["vocab"]
+    used = max([*table.values(), *(t["id"] for t in data["added_tokens"])]) + 1
+    table.update({f"<unused{i}>": i for i in range(used, vocab)})
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return max(vocab - used, 0)
+
+
+def save_wide_vocab_model(directory: Path, vocab: int = WIDE_VOCAB, seed: int = 0) -> Path:
+    """The tiny Llama with a ``vocab``-token embedding and LM head (tied) and a tokenizer covering every id:
+    the shape of a small model with a Gemma-sized vocabulary, where [batch, seq, vocab] logits outweigh the model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    build_tokenizer(directory)
+    widen_tokenizer(directory, vocab)
+    config = tiny_config("llama")
+    config.vocab_size = vocab
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(config).eval().save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def save_wide_vocab_onnx(directory: Path, vocab: int = WIDE_VOCAB, hidden: int = 16, next_token: bool = False,
+                         seed: int = 0, name: str = "model.onnx") -> Path:
+    """A hand-built bigram LM as ``model.onnx`` (plus the widened tiny tokenizer): ``logits[b, t] =
+    (E[ids[b, t]] * mask[b, t]) @ W`` over ``vocab`` tokens, optionally with a ``next_token_logits`` output (the
+    last position alone), saved as ``name``. Written in a second or two, unlike an export of
+    :func:`save_wide_vocab_model`: for fast tests of memory that must not grow with the vocabulary."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if not (directory / "tokenizer.json").is_file():
+        build_tokenizer(directory)
+        widen_tokenizer(directory, vocab)
+    rng = np.random.default_rng(seed)
+    weights = [numpy_helper.from_array(rng.normal(0, 1, shape).astype(np.float32), name)
+               for name, shape in (("E", (vocab, hidden)), ("W", (hidden, vocab)))]
+    consts = [numpy_helper.from_array(np.asarray(v, np.int64), n)
+              for n, v in (("last", [-1]), ("end", [2**62]), ("axis1", [1]), ("axis2", [2]))]
+    nodes = [helper.make_node("Gather", ["E", "input_ids"], ["emb"]),
+             helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
+             helper.make_node("Unsqueeze", ["maskf", "axis2"], ["mask3"]),
+             helper.make_node("Mul", ["emb", "mask3"], ["hidden"]),
+             helper.make_node("MatMul", ["hidden", "W"], ["logits"])]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "sequence", vocab])]
+    if next_token:
+        nodes += [helper.make_node("Slice", ["hidden", "last", "end", "axis1"], ["last_hidden"]),
+                  helper.make_node("MatMul", ["last_hidden", "W"], ["next_token_logits"])]
+        outputs.append(helper.make_tensor_value_info("next_token_logits", TensorProto.FLOAT, ["batch", 1, vocab]))
+    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
+              for n in ("input_ids", "attention_mask")]
+    graph = helper.make_graph(nodes, "wide_bigram", inputs, outputs, initializer=weights + consts)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, directory / name)
+    return directory / name

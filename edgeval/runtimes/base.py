@@ -10,7 +10,7 @@ positions whether or not it is padded. Backends that take ``position_ids`` are f
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -173,7 +173,8 @@ class BaseRuntime:
         NaN/inf is a MeasurementError; a last dimension narrower than the tokenizer's vocabulary is a ModelError
         (see :meth:`check_vocab_width`)."""
         self.check_vocab_width(int(logits.shape[-1]), "the model's logits")
-        if not np.isfinite(logits if rows is None else logits[rows]).all():
+        self._logits_width = int(logits.shape[-1])
+        if not all_finite(logits, rows):
             raise MeasurementError("model produced NaN or infinite logits", path=self.artifact.path)
         return logits.astype(np.float32, copy=False)
 
@@ -233,9 +234,7 @@ class BaseRuntime:
         key = (lambda i: tuple(sequences[i])) if seq_axes is not None else (lambda i: len(sequences[i]))
         order = sorted(range(len(sequences)), key=key)
         out: np.ndarray | None = None
-        chunk = window if seq_axes is not None else max_rows
-        for start in range(0, len(order), chunk):
-            idx = order[start:start + chunk]
+        for idx, rows in self._next_token_chunks(order, sequences, max_rows, window if seq_axes else None):
             batch = [list(sequences[i]) for i in idx]
             self.tokens_requested += sum(map(len, batch))
             if seq_axes is None:
@@ -243,7 +242,7 @@ class BaseRuntime:
                 self.tokens_computed += sum(map(len, batch))
             else:
                 logits, computed = tree_next_token_logits(batch, self._checked_step, seq_axes,
-                                                          self.tokenizer.pad_id, max_rows=max_rows)
+                                                          self.tokenizer.pad_id, max_rows=rows)
                 self.tokens_computed += computed
             if out is None:
                 out = np.empty((len(sequences), logits.shape[-1]), np.float32)
@@ -260,3 +259,72 @@ class BaseRuntime:
 
     def close(self) -> None:
         """Release the session / interpreter. The runtime is unusable afterwards."""
+
+    # -- memory: logits sized by a budget, never (batch, seq, vocab) at once when less is needed ----------------
+    #: the logits' last dimension, learned from the first logits seen (see :meth:`logits_width`)
+    _logits_width: int | None = None
+
+    def computes_last_only(self) -> bool:
+        """Whether :meth:`next_token_logits` (and the cached step) compute the last position's logits alone
+        (a ``next_token_logits`` output, ``logits_to_keep``); if not, they materialise ``(rows, seq, vocab)``
+        and batches are sized by :func:`~edgeval.logprobs.logits_budget`."""
+        return False
+
+    def logits_width(self) -> int | None:
+        """The vocabulary dimension of the logits: as seen, else the tokenizer's size; None when unknown."""
+        return self._logits_width or tokenizer_size(self.tokenizer)
+
+    def budget_rows(self, seq_len: int, most: int) -> int:
+        """Rows of ``seq_len`` positions whose full logits fit the logits budget (1 to ``most``)."""
+        from ..logprobs import logits_budget, rows_within_budget
+
+        return rows_within_budget(seq_len, self.logits_width(), logits_budget(), most)
+
+    def _next_token_chunks(self, order: list[int], sequences: Sequence[Sequence[int]], max_rows: int,
+                           window: int | None) -> Iterator[tuple[list[int], int]]:
+        """Slices of ``order`` for :meth:`next_token_logits_many` and the rows a forward pass may take: windows
+        of ``window`` sequences (a prefix tree each) or batches of up to ``max_rows``; fewer rows when full
+        logits of the longest sequence in the slice would exceed the budget."""
+        start = 0
+        while start < len(order):
+            size = window or max_rows
+            longest = max(len(sequences[i]) for i in order[start:start + size])
+            rows = max_rows if self.computes_last_only() else self.budget_rows(longest, max_rows)
+            size = window or rows
+            yield order[start:start + size], rows
+            start += size
+
+    def sequence_logprobs(self, sequences: Sequence[Sequence[int]],
+                          starts: Sequence[int] | None = None) -> list[np.ndarray]:
+        """For each sequence, float64 log-probabilities of its tokens from position ``starts[i]`` (default 1) to
+        its end, each given the tokens before it (perplexity, log-likelihood scoring). Sequences run in
+        consecutive batches whose logits fit the budget; the log-softmax is computed a block of rows at a time
+        (:func:`~edgeval.logprobs.token_logprobs`), so no ``(batch, seq, vocab)`` float64 array exists."""
+        from ..logprobs import token_logprobs
+
+        starts = [1] * len(sequences) if starts is None else list(starts)
+        if any(not 1 <= s <= len(seq) for s, seq in zip(starts, sequences, strict=True)):
+            raise ValueError("a start position is outside its sequence (scored tokens need one before them)")
+        out: list[np.ndarray] = []
+        rows = self.budget_rows(max((len(s) for s in sequences), default=1), max(len(sequences), 1))
+        for first in range(0, len(sequences), rows):
+            batch = [list(seq) for seq in sequences[first:first + rows]]
+            for seq, start, logits in zip(batch, starts[first:first + rows], self.sequence_logits(batch),
+                                          strict=True):
+                out.append(token_logprobs(logits[start - 1:-1], seq[start:]))
+        return out
+
+
+def all_finite(logits: np.ndarray, rows: np.ndarray | None = None) -> bool:
+    """Whether every value (of the positions ``rows`` marks, a ``(B, T)`` mask) is finite, checked a block of
+    positions at a time so that the check's scratch stays a few MiB whatever the vocabulary."""
+    if logits.ndim < 3:
+        return bool(np.isfinite(logits if rows is None else logits[rows]).all())
+    step = max(1, 2**22 // max(1, logits.shape[-1]))
+    for b in range(logits.shape[0]):
+        real = np.arange(logits.shape[1]) if rows is None else np.flatnonzero(rows[b])
+        for start in range(0, len(real), step):
+            block = real[start:start + step]
+            if not np.isfinite(logits[b][block]).all():
+                return False
+    return True

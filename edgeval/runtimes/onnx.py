@@ -357,6 +357,11 @@ class OnnxRuntime(BaseRuntime):
                                    f"{tuple(ids.shape)}", path=self.artifact.path)
         return self.check_finite(logits[:, -1, :] if logits.ndim == 3 else logits)
 
+    def computes_last_only(self) -> bool:
+        """True with a ``next_token_logits`` (or ``(batch, vocab)``) output: ORT then never returns full logits
+        for next-token scoring."""
+        return self.next_name is not None
+
     def describe(self) -> dict:
         return {"runtime": self.name, "version": self._ort.__version__, "threads": self.threads,
                 "providers": self.session.get_providers(), "inputs": [i.name for i in self.inputs],

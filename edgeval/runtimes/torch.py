@@ -194,6 +194,10 @@ class TorchRuntime(BaseRuntime):
         ids, mask = pad_left(sequences, self.tokenizer.pad_id)
         return self.check_finite(self._run(ids, mask, logits_to_keep=1)[:, -1, :])
 
+    def computes_last_only(self) -> bool:
+        """True when the model takes ``logits_to_keep`` (next-token and cached passes keep one position)."""
+        return self._keeps_last
+
     def kv_seq_axes(self) -> list[int]:
         """Keys and values of every layer, ``(batch, heads, seq, head_dim)``: transformers' cache layout."""
         return [2] * (2 * self._layers)

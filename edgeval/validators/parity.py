@@ -39,8 +39,18 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import numpy as np
 
 from ..errors import BadInputError, DataError, MeasurementError
-from ..logprobs import LETTERS, cyclic_orders, letter_logprobs, letter_token_ids, option_scores
+from ..logprobs import (
+    LETTERS,
+    SCRATCH_BYTES,
+    cyclic_orders,
+    letter_logprobs,
+    letter_token_ids,
+    logits_budget,
+    option_scores,
+    rows_within_budget,
+)
 from ..report import Check, error_check, threshold_check
+from ..runtimes.base import tokenizer_size
 from ..settings import Settings, parse, setting
 from .base import Outcome, RunContext
 from .bbq import BBQItem, encode_letter_prompt, prompt_format
@@ -170,12 +180,14 @@ class LogitDiff:
         if cand.shape != ref.shape:
             raise MeasurementError(f"candidate logits have shape {cand.shape}, the reference's {ref.shape}: "
                                    "not the same vocabulary, or the runtimes disagree on the positions")
-        diff = np.abs(cand.astype(np.float64) - ref.astype(np.float64))
-        self.max_all = max(self.max_all, float(diff.max()))
+        step = rows_within_budget(1, int(cand.shape[-1]), SCRATCH_BYTES, max(len(cand), 1), itemsize=8)
+        for start in range(0, len(cand), step):  # float64 differences a block of positions at a time
+            diff = np.abs(cand[start:start + step].astype(np.float64) - ref[start:start + step].astype(np.float64))
+            self.max_all = max(self.max_all, float(diff.max()))
+            self.total += float(diff.sum())
         self.max_next = max(self.max_next, float(diff[-1].max()))
-        self.total += float(diff.sum())
-        self.values += diff.size
-        self.positions += len(diff)
+        self.values += cand.size
+        self.positions += len(cand)
         self.top1_same += int((cand.argmax(-1) == ref.argmax(-1)).sum())
 
     def summary(self) -> dict[str, Any]:
@@ -190,19 +202,39 @@ def compare_logits(candidate: Any, reference: Any, seqs: list[list[int]],
     KL / NLL figures (:class:`~edgeval.validators.parity_lossy.Divergence`).
 
     Prompts are batched by length; each batch is run once per runtime (``sequence_logits``, whose last row is
-    the next-token logits), so memory stays at one batch of full-vocabulary logits per runtime."""
+    the next-token logits), so memory stays at one batch of full-vocabulary logits per runtime: at most
+    ``batch`` prompts, fewer when their logits would exceed the logits budget
+    (:func:`~edgeval.logprobs.logits_budget`)."""
     diff, div = LogitDiff(), Divergence()
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     cand_next: list[np.ndarray | None] = [None] * len(seqs)
     ref_next: list[np.ndarray | None] = [None] * len(seqs)
-    for start in range(0, len(order), batch):
-        idx = order[start:start + batch]
+    width = max(_width(candidate) or 0, _width(reference) or 0) or None
+    start = 0
+    while start < len(order):
+        idx = _next_batch(order, start, seqs, batch, width)
+        start += len(idx)
         chunk = [seqs[i] for i in idx]
         for i, c, r in zip(idx, candidate.sequence_logits(chunk), reference.sequence_logits(chunk), strict=True):
             diff.add(np.asarray(c), np.asarray(r))
             div.add(np.asarray(c), np.asarray(r), seqs[i])
             cand_next[i], ref_next[i] = np.array(c[-1], np.float32), np.array(r[-1], np.float32)
+            width = max(width or 0, c.shape[-1], r.shape[-1])
     return np.stack(cand_next), np.stack(ref_next), {**diff.summary(), **div.summary()}
+
+
+def _width(runtime: Any) -> int | None:
+    """The runtime's logits width as far as known before this run: what it has returned so far
+    (:meth:`~edgeval.runtimes.base.BaseRuntime.logits_width`; a plugin may lack it), else its tokenizer's size."""
+    known = getattr(runtime, "logits_width", None)
+    return known() if callable(known) else tokenizer_size(runtime.tokenizer)
+
+
+def _next_batch(order: list[int], start: int, seqs: list[list[int]], batch: int, width: int | None) -> list[int]:
+    """The prompts of the next batch (``order`` is sorted by length): up to ``batch``, as many as the logits
+    budget allows for the longest of them at ``width`` columns."""
+    longest = len(seqs[order[min(start + batch, len(order)) - 1]])
+    return order[start:start + rows_within_budget(longest, width, logits_budget(), batch)]
 
 
 # -- answer letters and options --------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import PolicyError
+from ..logprobs import token_logprobs
 from ..report import Check, error_check, threshold_check
 from .quantized import quantization_evidence
 
@@ -54,9 +55,8 @@ class Divergence:
         self.kl.append(float(kl_rows(ref[-1], cand[-1])))
         targets = np.asarray(seq[1:], np.int64)
         if targets.size:
-            rows = np.arange(targets.size)
-            self.cand_nll -= float(log_softmax(cand[:-1])[rows, targets].sum())
-            self.ref_nll -= float(log_softmax(ref[:-1])[rows, targets].sum())
+            self.cand_nll -= float(token_logprobs(cand[:-1], targets).sum())  # block-wise: no (T, V) float64
+            self.ref_nll -= float(token_logprobs(ref[:-1], targets).sum())
             self.tokens += targets.size
 
     def summary(self) -> dict[str, Any]:

@@ -13,6 +13,11 @@ puts special tokens before every text (a BOS), every window begins with them, as
 training did (a model that needs its BOS scores garbage on a window without it): the text windows are then
 ``len(prefix)`` tokens shorter, so that prefix + window fits ``window``; the prefix itself is never scored.
 Perplexity = exp(mean negative log-likelihood over scored tokens).
+
+Memory: the runtime returns the log-probabilities of the scored tokens alone
+(:func:`~edgeval.logprobs.sequence_logprobs`), running windows in batches whose full logits fit the logits budget
+(:func:`~edgeval.logprobs.logits_budget`, 256 MiB unless ``EDGEVAL_LOGITS_BUDGET_MB`` says otherwise), so memory
+does not grow with the vocabulary beyond one window's logits.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import DataError, MeasurementError
-from ..logprobs import token_logprobs
+from ..logprobs import sequence_logprobs
 from ..report import Check, threshold_check
 from ..settings import Settings, setting
 from .base import Outcome, RunContext
@@ -81,10 +86,10 @@ def perplexity(runtime, text: str, window: int, stride: int, max_tokens: int | N
     for start in range(0, len(spans), BATCH):
         chunk = spans[start:start + BATCH]
         seqs = [(lead if b > 0 else []) + ids[b:e] for b, e, _ in chunk]
-        for (begin, end, first), seq, logits in zip(chunk, seqs, runtime.sequence_logits(seqs), strict=True):
-            shift = len(seq) - (end - begin)  # the prefix in front of a later window
-            rows = np.arange(first - 1, end - 1) - begin + shift  # logits at position p predict token p + 1
-            nll.append(-token_logprobs(logits[rows], ids[first:end]))
+        # the first scored token of each window, as a position in its sequence (after the prefix, if any)
+        firsts = [first - begin + len(seq) - (end - begin)
+                  for (begin, end, first), seq in zip(chunk, seqs, strict=True)]
+        nll.extend(-lp for lp in sequence_logprobs(runtime, seqs, firsts))
     values = np.concatenate(nll)
     mean = float(values.mean())
     if not math.isfinite(mean):

@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ...logprobs import cyclic_orders, letter_logprobs, letter_token_ids, option_scores, token_logprobs
+from ...logprobs import cyclic_orders, letter_logprobs, letter_token_ids, option_scores, sequence_logprobs
 from .prompts import encode_letter_prompt, loglik_prompt
 from .types import BBQItem, Prediction
 
@@ -167,7 +167,5 @@ def score_loglik(runtime, items: Sequence[BBQItem], batch_size: int,
 
 def _continuation_logprobs(runtime, batch: list[list[int]], spans: list[int]) -> list[float]:
     """Sum of log-probs of the last ``span`` tokens of each sequence, given the tokens before them."""
-    out = []
-    for seq, n, logits in zip(batch, spans, runtime.sequence_logits(batch), strict=True):
-        out.append(float(token_logprobs(logits[-n - 1:-1], seq[-n:]).sum()))
-    return out
+    starts = [len(seq) - n for seq, n in zip(batch, spans, strict=True)]
+    return [float(lp.sum()) for lp in sequence_logprobs(runtime, batch, starts)]

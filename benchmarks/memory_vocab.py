@@ -1,0 +1,142 @@
+"""Peak RSS of `edgeval check` against the model file, before and after logits memory was bounded, side by side.
+
+Each row runs ``edgeval check CANDIDATE --baseline HF_DIR`` with BBQ (a small sample), perplexity, latency and
+parity in a fresh process under ``/usr/bin/time -v`` and reads its maximum resident set size. Every model runs
+with every source tree given (``--tree LABEL=PATH``, a folder holding ``edgeval/``; default: this checkout as
+"after"), interleaved, in the same run, so that the trees are compared on the same machine load:
+
+    python benchmarks/memory_vocab.py --tree before=/tmp/edgeval-22dc43c --tree after=. \\
+        --smollm2-onnx /tmp/smol/model.onnx --smollm2-onnx /tmp/smol-kv/model.onnx
+
+Models: the tiny Llama of the tests with a 1k and a 256k vocabulary (tests/tinymodels.py), exported with the
+legacy exporter with and without the ``next_token_logits`` output, and each ``--smollm2-onnx`` given (against
+SmolLM2-135M-Instruct from the zoo as the baseline). Columns: file MiB, then per tree peak RSS MiB and peak / file;
+"vocab growth" rows give the 256k minus the 1k peak (memory that grows with the vocabulary).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VALIDATORS = "bbq,perplexity,latency,parity"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tree", action="append", default=[], metavar="LABEL=PATH",
+                   help="a source tree to run (repeatable); default: after=this checkout")
+    p.add_argument("--smollm2-onnx", action="append", default=[], type=Path, help="an ONNX export of SmolLM2")
+    p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "edgeval-memory-vocab")
+    p.add_argument("--bbq-limit", type=int, default=12)
+    p.add_argument("--ppl-tokens", type=int, default=512)
+    p.add_argument("--tiny-layouts", default="onnx,onnx-next",
+                   help="tiny-model exports to run: onnx (logits only), onnx-next (with next_token_logits); '' none")
+    return p.parse_args(argv)
+
+
+def trees(specs: list[str]) -> dict[str, Path]:
+    """``LABEL=PATH`` specs as {label: path}; default {"after": this checkout}."""
+    out = {}
+    for spec in specs or [f"after={ROOT}"]:
+        label, _, path = spec.partition("=")
+        if not (Path(path) / "edgeval").is_dir():
+            raise SystemExit(f"--tree {spec}: no edgeval/ package in {path}")
+        out[label] = Path(path).resolve()
+    return out
+
+
+def tiny_models(work: Path, layouts: list[str]) -> list[tuple[str, Path, Path]]:
+    """(label, candidate ONNX, baseline HF dir) of the tiny Llama at 1k and 256k vocabularies, in each of
+    ``layouts`` (with and without the next_token_logits output); built once in ``work``."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tinymodels import VOCAB, WIDE_VOCAB, save_tiny_model, save_wide_vocab_model
+
+    from edgeval.converters.export import export_onnx
+
+    rows = []
+    for vocab in (VOCAB, WIDE_VOCAB):
+        hf = work / f"tiny-{vocab}" / "hf"
+        if not (hf / "model.safetensors").exists():
+            save_tiny_model("llama", hf) if vocab == VOCAB else save_wide_vocab_model(hf, vocab)
+        for name in layouts:
+            out = work / f"tiny-{vocab}" / name / "model.onnx"
+            if not out.exists():
+                export_onnx(hf, out, legacy=True, next_token_output=name == "onnx-next")
+            rows.append((f"tiny Llama, vocab {vocab // 1000}k, {name}", out, hf))
+    return rows
+
+
+def peak_rss_mib(tree: Path, candidate: Path, baseline: Path, bbq: Path, args: argparse.Namespace,
+                 report: Path) -> tuple[float | None, int]:
+    """Maximum RSS (MiB) of one `edgeval check` run with ``tree`` on the path, and its exit code."""
+    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "edgeval", "check", str(candidate), "--baseline",
+           str(baseline), "--validators", VALIDATORS, "--bbq-data", str(bbq), "--bbq-limit", str(args.bbq_limit),
+           "--set", f"perplexity.max_tokens={args.ppl_tokens}", "--set", "latency.runs=5", "--set",
+           "latency.warmup=1", "--no-resume", "-q", "--report", str(report)]
+    env = {**os.environ, "PYTHONPATH": str(tree)}  # run outside any checkout: `-m` puts the cwd first on sys.path
+    done = subprocess.run(cmd, env=env, cwd=report.parent, capture_output=True, text=True, check=False)
+    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
+    code = int(re.search(r"Exit status: (\d+)", done.stderr).group(1)) if "Exit status" in done.stderr else -1
+    if code not in (0, 1, 5):
+        print(f"  exit {code}: {done.stderr.strip().splitlines()[-25:]}", file=sys.stderr)
+    return (int(match.group(1)) / 1024 if match else None), code
+
+
+def bbq_fixture(work: Path) -> Path:
+    """The tests' invented BBQ items under the names the loader expects."""
+    target = work / "bbq"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in (ROOT / "tests" / "fixtures" / "bbq").glob("*.invented.jsonl"):
+        (target / path.name.replace(".invented.jsonl", ".jsonl")).write_bytes(path.read_bytes())
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    from edgeval.environment import cpu_name
+    from edgeval.zoo import fetch_smollm2
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    labels = trees(args.tree)
+    layouts = [name for name in args.tiny_layouts.split(",") if name]
+    models = tiny_models(args.work, layouts) if layouts else []
+    smol = fetch_smollm2() if args.smollm2_onnx else None
+    models += [(f"SmolLM2-135M, {p.parent.name}", p, smol) for p in args.smollm2_onnx]
+    bbq = bbq_fixture(args.work)
+    print(f"memory_vocab: {cpu_name()}, {os.cpu_count()} CPUs, {platform.system()}, Python "
+          f"{platform.python_version()}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; `edgeval check` with "
+          f"{VALIDATORS} (BBQ {args.bbq_limit} items, perplexity {args.ppl_tokens} tokens), baseline = HF dir\n")
+    head = "| model | file MiB | " + " | ".join(f"{t} peak MiB | {t} / file" for t in labels) + " |"
+    print(head + "\n|" + "---|" * (2 + 2 * len(labels)))
+    peaks: dict[tuple[str, str], float] = {}
+    for label, candidate, baseline in models:
+        size = candidate.stat().st_size / 2**20
+        cells = []
+        for tree_label, tree in labels.items():
+            peak, code = peak_rss_mib(tree, candidate, baseline, bbq, args, args.work / f"report-{tree_label}.json")
+            peaks[(label, tree_label)] = peak or float("nan")
+            cells.append(f"{peak:,.0f} | {peak / size:.1f}x" if peak else f"failed (exit {code}) | -")
+        print(f"| {label} | {size:,.0f} | " + " | ".join(cells) + " |", flush=True)
+    growth_rows(peaks, labels)
+
+
+def growth_rows(peaks: dict[tuple[str, str], float], labels: dict[str, Path]) -> None:
+    """Peak of the 256k-vocabulary tiny model minus that of the 1k one, per export layout and tree."""
+    for name in ("onnx", "onnx-next"):
+        small, large = f"tiny Llama, vocab 1k, {name}", f"tiny Llama, vocab 256k, {name}"
+        if (small, next(iter(labels))) not in peaks:
+            return
+        cells = " | ".join(f"{peaks[(large, t)] - peaks[(small, t)]:+,.0f} | -" for t in labels)
+        print(f"| vocab growth 1k -> 256k, {name} | - | {cells} |")
+
+
+if __name__ == "__main__":
+    main()
