@@ -77,14 +77,9 @@ def rows_within_budget(seq_len: int, vocab: int | None, budget: int, most: int, 
 def sequence_logprobs(runtime: Any, sequences: Sequence[Sequence[int]],
                       starts: Sequence[int]) -> list[np.ndarray]:
     """For each sequence, the float64 log-probabilities of its tokens from position ``starts[i]`` (>= 1) to its
-    end, each given the tokens before it. Uses the runtime's ``sequence_logprobs`` (which sizes batches by
-    :func:`logits_budget`) and, for a runtime without one (a plugin, a test double), its ``sequence_logits``."""
-    method = getattr(runtime, "sequence_logprobs", None)
-    if method is not None:
-        return method(sequences, starts)
-    logits = runtime.sequence_logits(sequences)
-    return [token_logprobs(rows[start - 1:-1], list(seq)[start:])
-            for seq, start, rows in zip(sequences, starts, logits, strict=True)]
+    end, each given the tokens before it: the runtime's ``sequence_logprobs`` (a protocol member; BaseRuntime's
+    sizes batches by :func:`logits_budget`)."""
+    return runtime.sequence_logprobs(sequences, starts)
 
 
 def cyclic_orders(n: int) -> tuple[tuple[int, int, int], ...]:

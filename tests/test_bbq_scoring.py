@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from runtime_doubles import FromSequenceLogits
 
 from edgeval.logprobs import cyclic_orders, letter_logprobs, letter_token_ids
 from edgeval.runtimes.base import BaseRuntime
@@ -149,7 +150,7 @@ def test_letter_that_is_not_one_token_is_an_error():
         letter_token_ids(Multi())
 
 
-class ContinuationRuntime:
+class ContinuationRuntime(FromSequenceLogits):
     """Per-position logits that make the token 'g' (of 'grandson') very likely."""
 
     name = "fake"

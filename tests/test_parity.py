@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from runtime_doubles import FromSequenceLogits
 
 from edgeval.artifacts import Artifact
 from edgeval.errors import DataError, MeasurementError
@@ -43,7 +44,7 @@ class CharTokenizer(Tokenizer):
         return [(ord(c) + self.shift) % V for c in text]
 
 
-class FakeRuntime:
+class FakeRuntime(FromSequenceLogits):
     """Logits at position t: a decaying sum of fixed random embeddings of tokens 0..t (so the option order counts).
 
     ``offset`` is added to every logit; ``swap`` exchanges the logits of two tokens (e.g. the letters A and B)."""

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from runtime_doubles import FromSequenceLogits
 
 from edgeval.errors import DataError, MeasurementError
 from edgeval.runtimes.tokenizer import Tokenizer
@@ -20,7 +21,7 @@ class Tok(Tokenizer):
         return [int(c) % V for c in text if c.isdigit()]
 
 
-class BigramRuntime:
+class BigramRuntime(FromSequenceLogits):
     """Logits at position p depend only on token p (a fixed random bigram table), so any context gives the same."""
 
     name, max_seq_len = "fake", None

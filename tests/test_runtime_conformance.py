@@ -112,6 +112,15 @@ def _assert_logits_agree(runtime: Runtime) -> None:
     assert 0 < runtime.tokens_computed - ran <= runtime.tokens_requested - asked
     alone = runtime.next_token_logits([SEQUENCES[2]])  # left padding in a batch changes nothing
     np.testing.assert_allclose(alone[0], nxt[2], atol=2e-4)
+    assert isinstance(runtime.computes_last_only(), bool)
+    width = runtime.logits_width()
+    assert width is None or width >= full.shape[-1] or width == full.shape[-1]
+    logprobs = runtime.sequence_logprobs(SEQUENCES, [1] * len(SEQUENCES))
+    for seq, lp, logits in zip(SEQUENCES, logprobs, per_position, strict=True):  # log-softmax at the next token
+        shifted = logits[:-1].astype(np.float64)
+        expected = shifted[np.arange(len(seq) - 1), seq[1:]] - np.log(np.exp(
+            shifted - shifted.max(-1, keepdims=True)).sum(-1)) - shifted.max(-1)
+        np.testing.assert_allclose(lp, expected, atol=5e-4)
 
 
 def assert_refuses_what_it_cannot_do(spec: RuntimeSpec, path: Path) -> None:

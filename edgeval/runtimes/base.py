@@ -47,6 +47,18 @@ class Runtime(Protocol):
     def kv_seq_axes(self) -> list[int] | None:
         """Per past key/value array its sequence axis; None when prompts cannot share prefixes through a cache."""
 
+    def computes_last_only(self) -> bool:
+        """Whether next-token logits are computed for the last position alone (else batches are sized by the
+        logits budget, :func:`edgeval.logprobs.logits_budget`)."""
+
+    def logits_width(self) -> int | None:
+        """The logits' vocabulary dimension as far as known (seen so far, else the tokenizer's size)."""
+
+    def sequence_logprobs(self, sequences: Sequence[Sequence[int]],
+                          starts: Sequence[int] | None = None) -> list[np.ndarray]:
+        """For each sequence, float64 log-probabilities of its tokens from ``starts[i]`` (default 1) on, each given
+        the tokens before it, without a ``(batch, seq, vocab)`` float64 array."""
+
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Logits ``(B, T, V)`` float32 for a left-padded int64 batch and its 0/1 mask."""
 

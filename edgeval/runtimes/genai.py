@@ -137,7 +137,7 @@ class GenAIRuntime(BaseRuntime):
         self.max_seq_len = self.config.context_length
         self.batch_invariant = not batch_dependent(self.config.model_file)
         super().__init__(artifact, find_tokenizer(artifact.path, tokenizer_path))
-        self.check_vocab_width(self._logits_width(), f"output '{self.config.logits}'")
+        self.check_vocab_width(self._declared_width(), f"output '{self.config.logits}'")
 
     def _open(self, path: Path) -> Any:
         """An inference session on the requested execution provider (CPU by default), as OnnxRuntime opens one."""
@@ -183,7 +183,7 @@ class GenAIRuntime(BaseRuntime):
             raise ModelError(f"output '{cfg.logits}' is {logits.type}{list(logits.shape)}, not (batch, seq, vocab) "
                              "float logits", path=path)
 
-    def _logits_width(self) -> int | None:
+    def _declared_width(self) -> int | None:
         width = next(o.shape[-1] for o in self.session.get_outputs() if o.name == self.config.logits)
         return width if isinstance(width, int) and width > 0 else self.config.vocab_size
 

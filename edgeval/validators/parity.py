@@ -225,9 +225,8 @@ def compare_logits(candidate: Any, reference: Any, seqs: list[list[int]],
 
 def _width(runtime: Any) -> int | None:
     """The runtime's logits width as far as known before this run: what it has returned so far
-    (:meth:`~edgeval.runtimes.base.BaseRuntime.logits_width`; a plugin may lack it), else its tokenizer's size."""
-    known = getattr(runtime, "logits_width", None)
-    return known() if callable(known) else tokenizer_size(runtime.tokenizer)
+    (:meth:`~edgeval.runtimes.base.BaseRuntime.logits_width`), else its tokenizer's size."""
+    return runtime.logits_width() or tokenizer_size(runtime.tokenizer)
 
 
 def _next_batch(order: list[int], start: int, seqs: list[list[int]], batch: int, width: int | None) -> list[int]:
