@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup lint test test-all test-onnx-only demo bench clean
+.PHONY: setup lint test test-all test-onnx-only test-ray demo bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,12 @@ test:
 
 test-all:
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# `edgeval search --executor ray` on a real local Ray instance (ray.init(num_cpus=2)) gives the same front as the
+# in-process search on the tiny model. Marked slow (a Ray start and a torch import per worker: 1-6 min on two
+# cores), so it runs here, as its own CI step, rather than in the default suite.
+test-ray:
+	$(BIN)/python -m pytest -m slow tests/test_search_executors.py -k ray $(PYTEST_ARGS)
 
 # Proves the gate-only install: a venv with edgeval[onnx] alone (no torch, transformers or TensorFlow)
 # runs `edgeval check` on an ONNX model. The model is built by the main venv first.
