@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from runtime_doubles import FromSequenceLogits
 
 import edgeval.logprobs as logprobs
 from edgeval.artifacts import load_artifact
@@ -156,8 +157,8 @@ def test_a_last_position_output_is_used_whatever_the_budget(wide, monkeypatch):
 
 
 # -- the same numbers on the tiny Llama ---------------------------------------------------------------------------
-class _LogitsOnly:
-    """A runtime reduced to the protocol's sequence_logits: validators take their old full-logits path."""
+class _LogitsOnly(FromSequenceLogits):
+    """A runtime reduced to sequence_logits: log-probs from the full logits in one piece, the old path."""
 
     def __init__(self, runtime):
         self.tokenizer, self.artifact, self.max_seq_len = runtime.tokenizer, runtime.artifact, runtime.max_seq_len
