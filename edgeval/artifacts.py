@@ -111,6 +111,8 @@ def onnx_external_files(path: Path) -> list[Path]:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             location = next(e.value for e in tensor.external_data if e.key == "location")
             file = (path.parent / location).resolve()
+            if Path(location).is_absolute() or path.parent.resolve() not in file.parents:
+                raise ModelError(f"external data file '{location}' is outside the model's folder: refused", path=path)
             if not file.is_file():
                 raise ModelError(f"external data file '{location}' is missing", path=path)
             if file not in found:

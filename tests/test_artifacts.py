@@ -76,3 +76,25 @@ def test_onnx_external_data_is_part_of_the_artifact(tmp_path):
     (tmp_path / "m.onnx.data").unlink()
     with pytest.raises(ModelError, match="external data file 'm.onnx.data' is missing"):
         load_artifact(path)
+
+
+def test_external_data_outside_the_folder_is_not_read(tmp_path):
+    """An ONNX whose external data names a file outside its folder is refused when the artifact is read, before
+    that file is hashed or sized (a huge or private file elsewhere must not be read)."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])], [weight])
+    (tmp_path / "m").mkdir()
+    path = tmp_path / "m" / "m.onnx"
+    onnx.save(helper.make_model(graph), str(path), save_as_external_data=True, location="w.data", size_threshold=0)
+    (tmp_path / "m" / "w.data").rename(tmp_path / "w.data")
+    model = onnx.load(str(path), load_external_data=False)
+    next(e for e in model.graph.initializer[0].external_data if e.key == "location").value = "../w.data"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(ModelError, match="'../w.data' is outside the model's folder"):
+        load_artifact(path)

@@ -150,6 +150,10 @@ def _bad(bundle: Path, tmp_path: Path, **changes) -> Path:
     ({"filename": "../model.onnx"}, "is not a file in the bundle"),
     ({"num_hidden_layers": "two"}, "has no valid 'model.decoder.num_hidden_layers'"),
     ({"inputs": {"input_ids": "input_ids"}}, "has no valid 'model.decoder.inputs.attention_mask'"),
+    ({"num_hidden_layers": 10**9}, "num_hidden_layers is 1000000000: expected 1..4096"),  # not 4e9 names in memory
+    ({"num_hidden_layers": 0}, "num_hidden_layers is 0"),
+    ({"num_key_value_heads": -2}, "both must be positive"),
+    ({"head_size": None, "hidden_size": 64, "num_attention_heads": 0}, "both must be positive"),
 ])
 def test_bad_config_is_one_line_model_error(genai_fp32, tmp_path, change, message):
     with pytest.raises(ModelError) as info:

@@ -269,3 +269,27 @@ def test_quantizers_are_points_and_chains_are_searched(tiny_llama_dir, tmp_path)
     assert result.recommended["metrics"]["zlib"] == min(zlib.values())
     assert result.recommended["axis"] == "magnitude+int8"
     assert result.document["methods"][0]["highest_passing_key"] == by_axis[("int8", None)]["key"]
+
+
+def test_a_tampered_journal_cannot_make_a_failed_candidate_the_recommendation(searched, tiny_llama_dir, tmp_path):
+    """A journal edited by hand (a failed point turned into a pass that names another candidate's passing report)
+    is not trusted: the point is gated again and the recommendation keeps its own passing report."""
+    import shutil
+
+    result, _, _ = searched
+    out = tmp_path / "out"
+    shutil.copytree(result.out_dir, out)
+    journal = out / "journal.json"
+    doc = json.loads(journal.read_text())
+    best = result.recommended
+    victim = next(r for r in doc["records"] if r["axis"] == best["axis"] and r["verdict"] != "pass"
+                  and r["sparsity"] > best["sparsity"])
+    victim.update(outcome="pass", verdict="pass", status="done", report=dict(best["report"]),
+                  metrics={**victim["metrics"], "zlib": 1})
+    journal.write_text(json.dumps(doc))
+    again = run_search(tiny_llama_dir, out, bless_dir=tmp_path / "bless")
+    chosen = again.recommended
+    assert chosen["key"] == best["key"]
+    assert Report.load(out / chosen["report"]["path"]).candidate["sha256"] == chosen["artifact"]["sha256"]
+    redone = next(p for p in again.points if p["key"] == victim["key"])
+    assert redone["verdict"] != "pass"

@@ -87,3 +87,16 @@ def test_oc_reduced_table_seeded():
 
 def test_bisect_on_counts_evaluations():
     assert bisect_on([PASS, FAIL, FAIL]) == (0, 2)
+
+
+def test_a_journal_with_odd_records_loads_without_them(tmp_path):
+    """Records edited by hand into something else (a list as key, no key, not a dict) are ignored, not a crash."""
+    import json
+
+    from edgeval.search.journal import FORMAT, VERSION, Journal
+
+    path = tmp_path / "journal.json"
+    good = {"key": "k1", "outcome": "fail"}
+    path.write_text(json.dumps({"format": FORMAT, "version": VERSION,
+                                "records": [{"key": ["x"]}, {"outcome": "pass"}, 7, good]}))
+    assert Journal.load(path).records == {"k1": good}

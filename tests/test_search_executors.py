@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from edgeval.errors import UsageError
 from edgeval.policy import Policy
 
 POLICY = {"validators": ["size", "parity"],
@@ -73,3 +74,15 @@ def test_local_workers_fit_cores_and_memory():
     assert local_workers(600_000_000, cores=2, memory=64 * gb) == 2
     assert local_workers(30 * gb, cores=8, memory=24 * gb) == 1  # never zero: one candidate at a time
     assert local_workers(100, requested=1, cores=8, memory=64 * gb) == 1
+
+
+def test_a_bad_ray_address_is_a_one_line_usage_error():
+    """``--ray-address bogus://x`` was an internal error (exit 4); it is the user's input: exit 2, one line."""
+    ray = pytest.importorskip("ray")
+    from edgeval.search.executors import RayExecutor
+
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already running in this process")
+    with pytest.raises(UsageError, match="cannot start or reach Ray at bogus://x") as info:
+        RayExecutor(1000, "bogus://x")
+    assert "\n" not in str(info.value)

@@ -81,6 +81,10 @@ def _cache_names(data: Any, section: str, prefix: str, layers: int, path: Path) 
     return tuple(name for pair in zip(*names, strict=True) for name in pair)
 
 
+#: more decoder layers than any released model has (405B Llama: 126); a count above it is refused, not allocated
+MAX_LAYERS = 4096
+
+
 def read_config(bundle: Path) -> GenAIConfig:
     """The bundle's ``genai_config.json``, checked: malformed JSON, a missing key or a model file that is not in
     the bundle is a ModelError naming the file."""
@@ -94,6 +98,8 @@ def read_config(bundle: Path) -> GenAIConfig:
     if bundle.resolve() not in model_file.parents or not model_file.is_file():
         raise ModelError(f"model.decoder.filename '{filename}' is not a file in the bundle", path=path)
     layers = _field(data, "model.decoder.num_hidden_layers", path, int)
+    if not 1 <= layers <= MAX_LAYERS:  # the names are built per layer: a hostile count must not exhaust memory
+        raise ModelError(f"model.decoder.num_hidden_layers is {layers}: expected 1..{MAX_LAYERS}", path=path)
     inputs, outputs = "model.decoder.inputs.", "model.decoder.outputs."
     return GenAIConfig(path, model_file, _field(data, inputs + "input_ids", path),
                        _field(data, inputs + "attention_mask", path),
@@ -109,8 +115,10 @@ def _kv_dims(data: Any, path: Path) -> tuple[int, int]:
     heads = _field(data, "model.decoder.num_key_value_heads", path, int)
     size = _field(data, "model.decoder.head_size", path, int, required=False)
     if size is None:
-        size = _field(data, "model.decoder.hidden_size", path, int) // _field(
-            data, "model.decoder.num_attention_heads", path, int)
+        heads_q = _field(data, "model.decoder.num_attention_heads", path, int)
+        size = _field(data, "model.decoder.hidden_size", path, int) // heads_q if heads_q > 0 else 0
+    if heads < 1 or size < 1:
+        raise ModelError(f"{GENAI_CONFIG}: {heads} key/value heads of size {size}: both must be positive", path=path)
     return heads, size
 
 

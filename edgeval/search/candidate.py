@@ -164,4 +164,31 @@ def record(job: Job, report: Any, model: Path, started: float) -> dict[str, Any]
     return doc
 
 
-__all__ = ["Job", "keys", "digest", "run_candidate", "build", "gate", "record", "failed_record"]
+def trusted(job: Job, rec: Any) -> bool:
+    """Whether a journal record of ``job`` (read back from disk: it may have been edited or come from elsewhere)
+    can be believed. A failed record is (it never counts as a pass). A gated one only when its report sits at
+    ``job``'s own report path and says what the record says: verdict, candidate sha256 and metrics."""
+    from ..report import Report
+    from .metrics import metrics, outcome
+
+    if not isinstance(rec, dict) or rec.get("key") != job.key:
+        return False
+    if rec.get("status") == "failed":
+        return rec.get("outcome") == "error" and rec.get("verdict") == "error"
+    where = rec.get("report")
+    if rec.get("status") != "done" or not isinstance(where, dict) or not isinstance(where.get("path"), str):
+        return False
+    path = Path(job.out_dir) / where["path"]
+    try:
+        if path.resolve() != job.report_path.resolve():
+            return False
+        report = Report.load(path)
+    except (EdgevalError, OSError, ValueError):
+        return False
+    artifact = rec.get("artifact") if isinstance(rec.get("artifact"), dict) else {}
+    return (report.verdict == rec.get("verdict") and outcome(report.verdict) == rec.get("outcome")
+            and report.candidate.get("sha256") == artifact.get("sha256")
+            and metrics(report.results, job.objective_keys) == rec.get("metrics"))
+
+
+__all__ = ["Job", "keys", "digest", "run_candidate", "build", "gate", "record", "failed_record", "trusted"]

@@ -114,7 +114,11 @@ class RayExecutor:
 
         self._ray, self._owned = ray, False
         if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:  # a bad or unreachable --ray-address
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise UsageError(f"cannot start or reach Ray at {address or 'a local instance'}: {first}") from None
             self._owned = True
         self._task = ray.remote(run_candidate).options(num_cpus=cpus, memory=peak_bytes(model_bytes),
                                                        max_retries=max_retries, retry_exceptions=True)

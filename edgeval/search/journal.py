@@ -37,7 +37,7 @@ class Journal:
                 or not isinstance(doc.get("records"), list):
             raise DataError(f"not an edgeval search journal of version {VERSION} (delete it to start over)",
                             path=path)
-        return cls(path, {r["key"]: r for r in doc["records"] if isinstance(r, dict) and "key" in r})
+        return cls(path, {r["key"]: r for r in doc["records"] if isinstance(r, dict) and isinstance(r.get("key"), str)})
 
     def outcome(self, key: str) -> str | None:
         record = self.records.get(key)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import BadInputError, UsageError
-from .candidate import Job, keys
+from .candidate import Job, keys, trusted
 from .design import STRATEGIES, answer, next_index, replay
 from .executors import check_executor
 from .journal import NAME, Journal
@@ -97,6 +97,7 @@ def execute(cfg: SearchConfig, progress: Log | None = None) -> dict[str, Any]:
         _objective_measured(base, space)
         jobs = _jobs(cfg, space, source, base, policy, threads)
         journal = Journal.load(cfg.out_dir / NAME)
+        _distrust(journal, jobs, say)
         say(f"searching {space.size} grid points over {len(space.axes)} method(s) ({cfg.strategy}, "
             f"{type(executor).__name__}, {executor.workers} worker(s))")
         loop(space, jobs, journal, executor, cfg.strategy, say)
@@ -135,6 +136,16 @@ def _jobs(cfg: SearchConfig, space: Space, source: Any, base: Any, policy: Any, 
                                       policy.to_json(), str(cfg.out_dir.resolve()), cfg.seed, threads,
                                       tuple(cfg.disabled), objective_keys))
     return out
+
+
+def _distrust(journal: Journal, jobs: Mapping[str, list[Job]], say: Log) -> None:
+    """Forget the journal's records of this search that their reports do not back (a journal edited by hand, or
+    a report replaced): those candidates are gated again, never taken on the journal's word."""
+    dropped = [job for axis in jobs.values() for job in axis
+               if job.key in journal.records and not trusted(job, journal.records[job.key])]
+    for job in dropped:
+        say(f"{job.axis} @ {_label(job.sparsity)}: the journal's record does not match its report; gating again")
+        del journal.records[job.key]
 
 
 def loop(space: Space, jobs: Mapping[str, list[Job]], journal: Journal, executor: Any, strategy: str,  # noqa: PLR0913
