@@ -93,16 +93,20 @@ def check(candidate: str | Path, baseline: str | Path | None = None, policy: Pol
                          inputs=inputs, resume=options.resume, runtime_options=runtime_options,
                          baseline_runtime=options.baseline_runtime,
                          disabled_plugins=tuple(options.disabled_plugins))
-        run_info["runtimes"] = choose_runtimes(ctx)
+        try:
+            run_info["runtimes"] = choose_runtimes(ctx)
+        except BadInputError as exc:  # a provider or device this machine lacks: nothing is measured
+            errors.append(InputError.from_exception("runtime", exc))
         if progress is not None:
             ctx.progress = progress
         try:
-            for validator in validators:
+            for validator in validators if not errors else []:
                 outcome = run_validator(validator, ctx)
                 checks.extend(outcome.checks)
                 results[validator.name] = outcome.results
         finally:
             ctx.close()
+    if not errors:
         if base_json is None:  # no --baseline model: name the one that made the saved BBQ predictions, if any
             from .validators.bbq.predictions import baseline_artifact
             base_json = baseline_artifact(results)
@@ -365,7 +369,9 @@ def _runtime_options(options: CheckOptions, policy: Policy) -> RuntimeOptions:
 def choose_runtimes(ctx: RunContext) -> dict[str, dict[str, Any]]:
     """Which runtime opens each model, decided before anything runs: a ``--runtime`` that runs neither model's
     format, a ``--baseline-runtime`` without a baseline, two plugins competing for a format, or an option the
-    candidate's runtime cannot honour is a UsageError (exit 2). Returns ``{role: {name, plugin, options}}`` for
+    candidate's runtime cannot honour is a UsageError (exit 2); a provider or device the candidate's runtime says
+    this machine lacks (its optional ``check_options(options)`` classmethod) is a DeviceError, even when no
+    validator of the run would open a runtime. Returns ``{role: {name, plugin, options}}`` for
     the report."""
     from .runtimes.options import refuse_unsupported
     from .runtimes.registry import resolve, runs
@@ -380,7 +386,11 @@ def choose_runtimes(ctx: RunContext) -> dict[str, dict[str, Any]]:
     for role in roles:
         spec = ctx.runtime_spec(role)
         if role == "candidate":
-            refuse_unsupported(ctx.runtime_options, spec.load())
+            cls = spec.load()
+            refuse_unsupported(ctx.runtime_options, cls)
+            check = getattr(cls, "check_options", None)  # optional: e.g. is the provider installed here?
+            if callable(check):
+                check(ctx.runtime_options)
         chosen[role] = {"runtime": spec.name, "plugin": spec.plugin, "options": ctx.options_for(role).to_json()}
     return chosen
 

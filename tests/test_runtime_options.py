@@ -54,9 +54,14 @@ def test_runtime_choices_that_cannot_be_made_are_usage_errors(flags: list[str], 
 def test_a_provider_this_onnxruntime_lacks_is_exit_3_naming_it(tiny_llama_onnx: Path, tmp_path: Path,
                                                                capsys) -> None:
     code, doc, err = run(tmp_path, "check", tiny_llama_onnx, *FAST, "--provider", "cuda", capsys=capsys)
-    assert code == 3 and doc["verdict"] == "error", err
-    message = next(c["message"] for c in doc["checks"] if c["status"] == "error")
+    assert code == 3 and doc["verdict"] == "error" and doc["checks"] == [], err  # refused before measuring
+    message = doc["errors"][0]["message"]
+    assert doc["errors"][0]["source"] == "runtime"
     assert "execution provider 'cuda' is not in this onnxruntime" in message and "CPUExecutionProvider" in message
+    # refused even when no validator of the run opens a runtime (size reads the file only)
+    code, doc, err = run(tmp_path, "check", tiny_llama_onnx, "--validators", "size", "--provider", "cuda",
+                         "--set", "size.max_bytes=1000000000", "-q", capsys=capsys)
+    assert code == 3 and doc["verdict"] == "error", err
 
 
 def test_a_provider_on_a_torch_candidate_is_refused_up_front(tiny_llama_dir: Path, tmp_path: Path,
@@ -73,7 +78,7 @@ def test_a_device_this_machine_lacks_is_exit_3(tiny_llama_dir: Path, tmp_path: P
         pytest.skip("this machine has CUDA")
     code, doc, err = run(tmp_path, "check", tiny_llama_dir, *FAST, "--device", "cuda", capsys=capsys)
     assert code == 3 and doc["verdict"] == "error", err
-    assert any("device 'cuda' is not available here" in c["message"] for c in doc["checks"])
+    assert "device 'cuda' is not available here" in doc["errors"][0]["message"]
 
 
 def test_torch_honours_device_and_dtype(tiny_llama_dir: Path) -> None:

@@ -215,6 +215,12 @@ class OnnxRuntime(BaseRuntime):
             if name is not None:
                 self._check_output(specs[name], listing=", ".join(str(o) for o in specs.values()))
 
+    @classmethod
+    def check_options(cls, options: RuntimeOptions) -> None:
+        """Before anything runs: the requested execution provider is installed (DeviceError naming it if not)."""
+        if options.provider is not None:
+            execution_provider(require("onnxruntime", "onnx", "running ONNX models"), options.provider)
+
     def _open(self, path: Path, options: RuntimeOptions) -> Any:
         """An inference session: all graph optimisations, sequential execution, the options' intra-op threads,
         execution provider (CPU by default) and session config entries."""

@@ -140,6 +140,12 @@ class TorchRuntime(BaseRuntime):
     has_devices = True
     dtypes = DTYPES
 
+    @classmethod
+    def check_options(cls, options: RuntimeOptions) -> None:
+        """Before anything runs: the requested device exists here (DeviceError naming it if not)."""
+        if options.device is not None:
+            torch_device(require("torch", "torch", "running Hugging Face or GGUF models"), options.device)
+
     def __init__(self, artifact: Artifact, tokenizer_path: str | Path | None = None,
                  options: RuntimeOptions | None = None, threads: int | None = None):
         self.options = (options or RuntimeOptions()).with_(threads=threads)
