@@ -108,6 +108,27 @@ def test_outputs_schema_and_files(searched):
         check_document(bad, result.path)
 
 
+class FailingHook:
+    @hookimpl
+    def edgeval_search_done(self, result, path):
+        raise RuntimeError("the tracking server is down")
+
+
+def test_a_failing_search_done_plugin_means_exit_4_and_no_blessing(searched, tiny_llama_dir, tmp_path):
+    """A consumer of the front that fails is a failed step: the search's files stay, nothing is blessed."""
+    from plugin_helpers import registered_plugin
+
+    result, _, _ = searched
+    assert result.exit_code == 0  # the same search, cached, passes when every plugin succeeds
+    lines: list[str] = []
+    with registered_plugin(FailingHook(), "failing-hook"):
+        again = run_search(tiny_llama_dir, result.out_dir, bless_dir=tmp_path / "bless", progress=lines.append)
+    assert again.exit_code == 4 and again.marker is None
+    assert not (tmp_path / "bless" / "BLESSED").exists()
+    assert any("failed on search_done" in line for line in lines)
+    assert json.loads(again.path.read_text())["exit_code"] == 4
+
+
 def test_a_rerun_evaluates_nothing_again(searched, tiny_llama_dir):
     result, _, _ = searched
     journal = (result.out_dir / "journal.json").read_bytes()

@@ -35,10 +35,13 @@ def finish(cfg: Any, doc: dict[str, Any], bless_dir: str | Path | None,
         from ..render import render
 
         atomic_write_text(out / "recommended-report.html", render(best[0], "html"))
+    files = write_all(doc, out)
+    if not _announce(SearchResult(out, files["json"], doc, files, None), cfg.disabled, say):
+        doc["exit_code"] = 4  # a consumer of the front failed: not a run to deploy from, so nothing is blessed
+        bless_dir = None
     marker = _bless(doc, out, Path(bless_dir), cfg.disabled) if bless_dir is not None else None
     files = write_all(doc, out)
     result = SearchResult(out, files["json"], doc, files, marker)
-    _announce(result, cfg.disabled, say)
     say(f"edgeval search: {doc['counts']['evaluated']} candidates, exit {doc['exit_code']}: open {files['html']}")
     return result
 
@@ -76,15 +79,19 @@ def _bless(doc: dict[str, Any], out: Path, directory: Path, disabled: Any) -> Pa
     return marker
 
 
-def _announce(result: Any, disabled: Any, say: Callable[[str], None]) -> None:
-    """``edgeval_search_done(result, path)`` for every plugin; a failing plugin is reported, not raised."""
+def _announce(result: Any, disabled: Any, say: Callable[[str], None]) -> bool:
+    """``edgeval_search_done(result, path)`` for every plugin, before any blessing; a failing plugin is reported,
+    not raised (the search's files stay), and makes the run exit 4 unblessed. True when every plugin succeeded."""
     from ..plugins import plugin_manager
 
+    ok = True
     for impl in plugin_manager(disabled).hook.edgeval_search_done.get_hookimpls():
         try:
             impl.function(result=result, path=str(result.path))
         except Exception as exc:  # noqa: BLE001  (a plugin's failure must not lose a finished search)
             say(f"edgeval: error: plugin '{impl.plugin_name}' failed on search_done: {type(exc).__name__}: {exc}")
+            ok = False
+    return ok
 
 
 __all__ = ["start", "finish"]
