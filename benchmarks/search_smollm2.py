@@ -5,7 +5,9 @@
 Both runs use the same model (edgeval.zoo, cached), methods {magnitude, wanda}, policy (validators size, bbq and
 perplexity; --limit BBQ items in --looks early-stop slices; objective zlib bytes) and one in-process worker:
 
-- **search**: bisection per method over 0.1..0.9 at 5-point resolution (0.05, 17 grid points per method);
+- **search**: bisection per method over 0.1..0.9 at 5-point resolution (0.05, 17 grid points per method), ordered
+  by the perplexity screen (the source pruned in memory, its perplexity gate forecast; ``--no-screen``: plain
+  bisection); its CPU time includes the screen's;
 - **grid**: every point of 0.1..0.9 at 10-point resolution (0.1, 9 points per method).
 
 Each run has its own folder (nothing shared, so each pays its own dense export and dense check). Printed: wall
@@ -41,10 +43,15 @@ def run(kind: str, model: Path, out: Path, args: argparse.Namespace) -> dict[str
     wall, cpu = time.perf_counter(), cpu_seconds()
     result = search(model, out, methods=("magnitude", "wanda"), sparsity=(args.lo, args.hi, resolution), policy=policy,
                     strategy=strategy, workers=1, settings={"wanda": {"n_samples": args.calib, "seq_len": 128}},
-                    progress=lambda m: print(f"  [{kind}] {m}", flush=True))
+                    screen=not args.no_screen, progress=lambda m: print(f"  [{kind}] {m}", flush=True))
     counts = result.document["counts"]
+    screens = result.document.get("screen") or []
+    compared = [c for s in screens for c in s["compared"]]
     return {"kind": kind, "wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu,
             "evaluated": counts["evaluated"], "bbq_items": counts["bbq_items_scored"],
+            "screen_probes": sum(len(s["points"]) for s in screens), "screen_s": sum(s["elapsed_s"] for s in screens),
+            "screen_max_rel_diff": max((abs(c["forecast_ratio"] / c["gated_ratio"] - 1) for c in compared),
+                                       default=None),
             "highest": result.highest_passing, "recommended": (result.recommended or {}).get("axis"),
             "recommended_sparsity": (result.recommended or {}).get("sparsity"), "exit_code": result.exit_code}
 
@@ -54,14 +61,20 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; BBQ limit {args.limit} in {args.looks} looks; "
              f"wanda calibration {args.calib} x 128 tokens; perplexity {args.ppl_tokens} tokens; sparsity "
              f"{args.lo:g}..{args.hi:g}",
-             "", "| run | grid | wall s | CPU s | candidates | BBQ items | highest passing (magnitude / wanda) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "", "| run | grid | wall s | CPU s | candidates | BBQ items | screen probes | highest passing "
+                 "(magnitude / wanda) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         best = " / ".join("—" if v is None else f"{100 * v:g} %" for v in r["highest"].values())
         points = round((args.hi - args.lo) / (0.05 if r["kind"] == "search" else 0.1)) + 1
-        grid = f"{points} points, bisection" if r["kind"] == "search" else f"{points} points, all"
+        design = "bisection" + (", screened" if r["screen_probes"] else "")
+        grid = f"{points} points, {design}" if r["kind"] == "search" else f"{points} points, all"
+        probes = f"{r['screen_probes']} ({r['screen_s']:.0f} s)" if r["screen_probes"] else "—"
         lines.append(f"| {r['kind']} | {grid} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {r['evaluated']} | "
-                     f"{r['bbq_items']} | {best} |")
+                     f"{r['bbq_items']} | {probes} | {best} |")
+    diffs = [r["screen_max_rel_diff"] for r in rows if r.get("screen_max_rel_diff") is not None]
+    if diffs:
+        lines.append(f"\nscreen forecast vs gated perplexity ratio: largest relative difference {max(diffs):.1e}")
     if len(rows) == 2:
         lines.append(f"\nCPU time search / grid: {rows[0]['cpu_s'] / rows[1]['cpu_s']:.2f} (target <= 0.40)")
     return "\n".join(lines)
@@ -78,6 +91,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["search", "grid"], help="run one side only")
     parser.add_argument("--lo", type=float, default=0.1, help="lowest sparsity searched")
     parser.add_argument("--hi", type=float, default=0.9, help="highest sparsity searched")
+    parser.add_argument("--no-screen", action="store_true", help="search by plain bisection (no perplexity screen)")
     args = parser.parse_args()
     from edgeval.zoo import fetch_smollm2
 

@@ -94,6 +94,32 @@ def save_tiny_model(kind: str, directory: Path, seed: int = 0, **tokenizer_optio
     return directory
 
 
+def save_trained_model(directory: Path, steps: int = 60, seed: int = 0) -> Path:
+    """The tiny Llama trained for ``steps`` Adam steps on the perplexity text edgeval ships, so that its perplexity
+    means something: low on that text, and rising as pruning removes what it learned (the perplexity screen's
+    tests need a model whose perplexity gate fails above some sparsity)."""
+    from importlib import resources
+
+    import torch
+
+    directory = save_tiny_model("llama", directory, seed)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    text = resources.files("edgeval").joinpath("data/perplexity.txt").read_text(encoding="utf-8")
+    ids = torch.tensor([AutoTokenizer.from_pretrained(directory)(text)["input_ids"][:1024]])
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(directory, attn_implementation="eager")
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    windows = ids.unfold(1, 128, 64)[0]  # overlapping 128-token windows of the text
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model(input_ids=windows, labels=windows).loss.backward()
+        optimizer.step()
+    model.eval().save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
 def save_always_a_model(directory: Path, seed: int = 0, strength: float = 30.0) -> Path:
     """A GPT-2 (no chat template) whose next token is "A" after any prompt: its final LayerNorm's output is
     shrunk to a whisper of the input plus a constant bias pointing at the embedding of "A" (tied to the LM head),

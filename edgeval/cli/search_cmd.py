@@ -51,6 +51,9 @@ def _fixed(sets: tuple[tuple[str, Any], ...]) -> dict[str, dict[str, Any]]:
               help="What 'most compressed' minimises: zlib bytes, bytes on disk, or latency p50.")
 @click.option("--strategy", type=click.Choice(["bisect", "grid"]), default="bisect", show_default=True,
               help="bisect: per method, the highest passing sparsity by bisection; grid: every point.")
+@click.option("--screen/--no-screen", default=True, show_default=True,
+              help="Forecast where each pruner's perplexity gate fails (the source pruned in memory) and gate "
+                   "that boundary first; answers rest on gated points only.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("edgeval-search"),
               show_default=True, help="Output folder: search.json, summary.md, search.html, candidates/, cache.")
 @click.option("--method-set", "method_sets", multiple=True, metavar="METHOD.KEY=VALUE", callback=_parse_method_set,

@@ -12,6 +12,11 @@ was inconclusive: not a pass) or ``error`` (the candidate could not be built or 
   untried index closest to the midpoint instead. When every index left in the bracket errored, the search stops
   and the answer is lo, flagged ``unresolved`` (an errored point above lo might have passed).
 - ``grid`` (the exhaustive design, for comparison): every index, in order.
+- A **hint** (bisection only; from the perplexity screen, :mod:`edgeval.search.screen`) is the lowest index
+  forecast to fail. While it lies inside the bracket, the design gates the index just below it first (the highest
+  forecast to pass), then, once that passed, the hint itself; with a right forecast the answer takes two
+  evaluations. A wrong forecast only changes the order: the bracket, and so the answer, is made of gated outcomes
+  alone, and plain bisection continues inside it.
 
 :func:`next_index` is a pure function of the outcomes so far, so a resumed search replays exactly the decisions
 of the interrupted one (see :func:`replay`).
@@ -32,14 +37,18 @@ def bracket(n: int, outcomes: Mapping[int, str]) -> tuple[int, int]:
     return lo, hi
 
 
-def next_index(n: int, outcomes: Mapping[int, str], strategy: str = "bisect") -> int | None:
-    """The next grid index to evaluate, or None when the design is done."""
+def next_index(n: int, outcomes: Mapping[int, str], strategy: str = "bisect", hint: int | None = None) -> int | None:
+    """The next grid index to evaluate, or None when the design is done (``hint``: see the module docstring)."""
     if strategy == "grid":
         return next((i for i in range(n) if i not in outcomes), None)
     lo, hi = bracket(n, outcomes)
     untried = [i for i in range(lo + 1, hi) if i not in outcomes]
     if not untried:
         return None
+    if hint is not None and lo < hint < hi:
+        first = hint - 1 if hint - 1 > lo else hint
+        if first not in outcomes:
+            return first
     middle = (lo + hi) / 2
     return min(untried, key=lambda i: (abs(i - middle), i))
 
@@ -60,12 +69,13 @@ def answer(n: int, outcomes: Mapping[int, str]) -> Answer:
     return Answer(lo, (lo, hi), errors_inside)
 
 
-def replay(n: int, lookup: Callable[[int], str | None], strategy: str = "bisect") -> list[tuple[int, str | None]]:
+def replay(n: int, lookup: Callable[[int], str | None], strategy: str = "bisect",
+           hint: int | None = None) -> list[tuple[int, str | None]]:
     """The decisions in order: ``[(index, outcome)]``; stops at the first index whose outcome ``lookup`` does not
     know yet (returned with outcome None: the point to evaluate next)."""
     outcomes: dict[int, str] = {}
     steps: list[tuple[int, str | None]] = []
-    while (index := next_index(n, outcomes, strategy)) is not None:
+    while (index := next_index(n, outcomes, strategy, hint)) is not None:
         outcome = lookup(index)
         steps.append((index, outcome))
         if outcome is None:

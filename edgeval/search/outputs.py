@@ -39,14 +39,34 @@ def settings(cfg: Any, space: Any, policy: dict[str, Any]) -> dict[str, Any]:
     """What was searched, how, and under which policy (the one that gated every candidate)."""
     return {"methods": [a.name for a in space.axes], "sparsity": list(cfg.sparsity or ()) or None,
             "grid": {a.name: list(a.grid) for a in space.axes}, "fixed": dict(space.fixed),
-            "objective": space.objective, "strategy": cfg.strategy, "executor": cfg.executor, "seed": cfg.seed,
+            "objective": space.objective, "strategy": cfg.strategy, "screen": bool(getattr(cfg, "screen", False)),
+            "executor": cfg.executor, "seed": cfg.seed,
             "export": cfg.export, "policy": policy}
 
 
-def document(cfg: Any, space: Any, source: Any, base: Any, jobs: Mapping[str, list[Any]], journal: Any,
-             elapsed: float) -> dict[str, Any]:
+def screen_section(screens: Mapping[str, Any], points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each axis's forecast, with its agreement with the gate: every gated point the screen also forecast, the
+    two perplexity ratios side by side (the forecast's own error, measured on every run)."""
+    out = []
+    for name, found in screens.items():
+        entry = found.to_json()
+        forecasts = {p["index"]: p for p in entry["points"]}
+        entry["compared"] = [
+            {"sparsity": p["sparsity"], "forecast_ratio": forecasts[p["index"]]["ratio"],
+             "gated_ratio": p["metrics"]["perplexity_ratio"]}
+            for p in points if p["axis"] == name and p["index"] in forecasts
+            and (p.get("metrics") or {}).get("perplexity_ratio") is not None]
+        out.append(entry)
+    return out
+
+
+def document(cfg: Any, space: Any, source: Any, base: Any, jobs: Mapping[str, list[Any]], journal: Any,  # noqa: PLR0913
+             elapsed: float, screens: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The search document from the journal (only this search's keys, in grid order)."""
     from .runner import axis_answer, decisions
+
+    screens = screens or {}
+    hints = {name: s.hint for name, s in screens.items()}
 
     points = [dict(journal.records[j.key]) for a in space.axes for j in jobs[a.name] if j.key in journal.records]
     on_front = front(points, space.objective)
@@ -63,7 +83,9 @@ def document(cfg: Any, space: Any, source: Any, base: Any, jobs: Mapping[str, li
                          "predictions": _file(base.predictions, root),
                          "metrics": metrics(base.report.results, keys)},
             "points": points,
-            "decisions": [d for a in space.axes for d in decisions(a, jobs, journal, cfg.strategy)],
+            "decisions": [d for a in space.axes
+                          for d in decisions(a, jobs, journal, cfg.strategy, hints.get(a.name))],
+            "screen": screen_section(screens, points),
             "methods": [axis_answer(a, jobs, journal) for a in space.axes],
             "front": on_front, "recommended": best,
             "counts": {"evaluated": len(points), "failed": sum(p["status"] == "failed" for p in points),

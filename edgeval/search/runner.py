@@ -43,6 +43,7 @@ class SearchConfig:
     threads: int | None = None
     dynamo: bool = False
     disabled: tuple[str, ...] = ()
+    screen: bool = True
 
     @property
     def export(self) -> dict[str, Any]:
@@ -98,14 +99,27 @@ def execute(cfg: SearchConfig, progress: Log | None = None) -> dict[str, Any]:
         jobs = _jobs(cfg, space, source, base, policy, threads)
         journal = Journal.load(cfg.out_dir / NAME)
         _distrust(journal, jobs, say)
+        screens = _screens(cfg, source, space, policy, threads, say)
+        hints = {name: s.hint for name, s in screens.items()}
         say(f"searching {space.size} grid points over {len(space.axes)} method(s) ({cfg.strategy}, "
             f"{type(executor).__name__}, {executor.workers} worker(s))")
-        loop(space, jobs, journal, executor, cfg.strategy, say)
+        loop(space, jobs, journal, executor, cfg.strategy, say, hints)
     finally:
         executor.close()
     from .outputs import document
 
-    return document(cfg, space, source, base, jobs, journal, time.perf_counter() - started)
+    return document(cfg, space, source, base, jobs, journal, time.perf_counter() - started, screens)
+
+
+def _screens(cfg: SearchConfig, source: Any, space: Space, policy: Any, threads: int | None,
+             say: Log) -> dict[str, Any]:
+    """The perplexity screen's forecast per axis (:mod:`edgeval.search.screen`); none for the grid or --no-screen."""
+    from .screen import AxisScreen, screen
+
+    if cfg.strategy != "bisect" or not cfg.screen:
+        why = "--no-screen" if cfg.strategy == "bisect" else "the grid gates every point"
+        return {a.name: AxisScreen(a.name, False, why) for a in space.axes}
+    return screen(source, space, policy, cfg.out_dir, threads, cfg.disabled, say)
 
 
 def _objective_measured(base: Any, space: Space) -> None:
@@ -149,14 +163,16 @@ def _distrust(journal: Journal, jobs: Mapping[str, list[Job]], say: Log) -> None
 
 
 def loop(space: Space, jobs: Mapping[str, list[Job]], journal: Journal, executor: Any, strategy: str,  # noqa: PLR0913
-         say: Log) -> None:
-    """Submit each axis's next point (one in flight per axis) until every design is done."""
+         say: Log, hints: Mapping[str, int | None] | None = None) -> None:
+    """Submit each axis's next point (one in flight per axis) until every design is done; ``hints``: the
+    screen's forecast per axis (see :func:`edgeval.search.design.next_index`)."""
+    hints = hints or {}
     flying: dict[Any, str] = {}
     while True:
         for axis in space.axes:
             if axis.name in flying.values():
                 continue
-            index = next_index(len(axis.grid), outcomes(axis, jobs, journal), strategy)
+            index = next_index(len(axis.grid), outcomes(axis, jobs, journal), strategy, hints.get(axis.name))
             if index is not None:
                 job = jobs[axis.name][index]
                 say(f"{axis.name} @ {_label(job.sparsity)}: building and gating")
@@ -175,9 +191,10 @@ def outcomes(axis: Axis, jobs: Mapping[str, list[Job]], journal: Journal) -> dic
     return {i: o for i, o in found.items() if o is not None}
 
 
-def decisions(axis: Axis, jobs: Mapping[str, list[Job]], journal: Journal, strategy: str) -> list[dict[str, Any]]:
+def decisions(axis: Axis, jobs: Mapping[str, list[Job]], journal: Journal, strategy: str,
+              hint: int | None = None) -> list[dict[str, Any]]:
     """The design's steps for ``axis``, replayed from the journal (the same after a resume)."""
-    steps = replay(len(axis.grid), lambda i: journal.outcome(jobs[axis.name][i].key), strategy)
+    steps = replay(len(axis.grid), lambda i: journal.outcome(jobs[axis.name][i].key), strategy, hint)
     return [{"axis": axis.name, "step": n, "index": i, "sparsity": axis.grid[i], "key": jobs[axis.name][i].key,
              "outcome": o} for n, (i, o) in enumerate(steps, 1) if o is not None]
 
