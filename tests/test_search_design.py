@@ -9,10 +9,10 @@ from edgeval.search.design import ERROR, FAIL, PASS, answer, bracket, next_index
 from edgeval.search.oc import bisect_on, bumpy, logistic, simulate
 
 
-def run(truth: list[str]) -> tuple[int, list[int]]:
+def run(truth: list[str], hint: int | None = None) -> tuple[int, list[int]]:
     seen: dict[int, str] = {}
     order = []
-    while (i := next_index(len(truth), seen)) is not None:
+    while (i := next_index(len(truth), seen, "bisect", hint)) is not None:
         order.append(i)
         seen[i] = truth[i]
     return answer(len(truth), seen).highest_pass, order
@@ -25,6 +25,30 @@ def test_bisection_finds_every_threshold_in_log_steps(n):
         best, order = run(truth)
         assert best == k
         assert len(order) <= math.ceil(math.log2(n + 1)) and len(set(order)) == len(order)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 9, 17])
+def test_a_hint_orders_the_design_but_never_changes_its_answer(n):
+    """Every threshold k and every hint (right, wrong either way, none): the answer is k; a right hint (the
+    lowest failing index k + 1) takes two evaluations, a wrong one at most one more than plain bisection."""
+    for k in range(-1, n):
+        truth = [PASS] * (k + 1) + [FAIL] * (n - k - 1)
+        for hint in (None, *range(n)):
+            best, order = run(truth, hint)
+            assert best == k, (k, hint, order)
+            assert len(set(order)) == len(order)
+            assert len(order) <= math.ceil(math.log2(n + 1)) + (hint is not None)
+        if 0 <= k < n - 1:
+            assert run(truth, k + 1)[1] == [k, k + 1]  # the point below the forecast boundary, then the boundary
+
+
+def test_a_hint_outside_the_bracket_is_ignored():
+    assert next_index(9, {2: FAIL}, "bisect", 6) == next_index(9, {2: FAIL})  # a gated fail below the forecast
+    assert next_index(9, {7: PASS}, "bisect", 6) == next_index(9, {7: PASS})  # a gated pass above it
+    assert next_index(9, {5: ERROR}, "bisect", 6) == next_index(9, {5: ERROR})  # the point below it errored
+    assert next_index(9, {}, "grid", 6) == 0  # the grid ignores hints
+    steps = replay(9, lambda i: ([PASS] * 4 + [FAIL] * 5)[i], "bisect", 4)
+    assert [i for i, _ in steps] == [3, 4]
 
 
 def test_an_error_is_unknown_not_pass_nor_fail():
