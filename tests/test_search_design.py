@@ -124,3 +124,20 @@ def test_a_journal_with_odd_records_loads_without_them(tmp_path):
     path.write_text(json.dumps({"format": FORMAT, "version": VERSION,
                                 "records": [{"key": ["x"]}, {"outcome": "pass"}, 7, good]}))
     assert Journal.load(path).records == {"k1": good}
+
+
+def test_oc_of_the_screened_design_seeded():
+    """The screen's hint (docs/search.md table, reduced): a right forecast brings a deterministic search down to
+    two evaluations with the grid's answer; a wrong one costs at most one evaluation more and never a wrong answer
+    there; on a noisy curve a right forecast does not raise the rate of answers the gate would more often block."""
+    from edgeval.search.oc import place_hint, scenarios
+
+    curves = scenarios()
+    exact = curves["monotone, deterministic"]
+    for offset, evals in ((0, 2.0), (3, 4.0), (-3, 6.0)):
+        oc = simulate(exact, trials=20, seed=1, hint=place_hint(exact, offset))
+        assert oc["agree"] == 1.0 and oc["rec_fails"] == 0.0 and oc["evals"] == evals
+    soft = curves["monotone, soft"]
+    plain = simulate(soft, trials=400, seed=2)
+    hinted = simulate(soft, trials=400, seed=2, hint=place_hint(soft, 0))
+    assert hinted["rec_fails"] <= plain["rec_fails"] and hinted["evals"] < plain["evals"]
