@@ -39,6 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ppl-tokens", type=int, default=512)
     p.add_argument("--tiny-layouts", default="onnx,onnx-next",
                    help="tiny-model exports to run: onnx (logits only), onnx-next (with next_token_logits); '' none")
+    p.add_argument("--gemma-shape", action="store_true",
+                   help="also a Llama with Gemma-3-270M's dimensions and a 256k vocabulary (random weights, ~1 GB "
+                        "ONNX, as the issue's example), exported as `edgeval search` does (KV cache, last position)")
+    p.add_argument("--alone", action="store_true",
+                   help="also run each ONNX model without a baseline (bbq, perplexity, latency, size)")
     return p.parse_args(argv)
 
 
@@ -74,11 +79,45 @@ def tiny_models(work: Path, layouts: list[str]) -> list[tuple[str, Path, Path]]:
     return rows
 
 
-def peak_rss_mib(tree: Path, candidate: Path, baseline: Path, bbq: Path, args: argparse.Namespace,
+def gemma_shaped(work: Path) -> tuple[str, Path, Path]:
+    """(label, ONNX, baseline ONNX): a Llama with Gemma-3-270M's width, depth and 256k vocabulary (random weights,
+    tied embeddings), exported with a KV cache and a last-position output; the baseline is a copy of the file."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tinymodels import WIDE_VOCAB, build_tokenizer, widen_tokenizer
+
+    from edgeval.converters.export import export_onnx
+
+    hf, out = work / "gemma-shape" / "hf", work / "gemma-shape" / "onnx" / "model.onnx"
+    if not (hf / "model.safetensors").exists():
+        import torch
+        from transformers import AutoModelForCausalLM, LlamaConfig
+
+        hf.mkdir(parents=True, exist_ok=True)
+        build_tokenizer(hf)
+        widen_tokenizer(hf, WIDE_VOCAB)
+        config = LlamaConfig(vocab_size=WIDE_VOCAB, hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
+                             num_attention_heads=4, num_key_value_heads=1, head_dim=256,
+                             max_position_embeddings=2048, tie_word_embeddings=True, attn_implementation="eager")
+        torch.manual_seed(0)
+        AutoModelForCausalLM.from_config(config).eval().save_pretrained(hf, safe_serialization=True)
+    if not out.exists():
+        export_onnx(hf, out, legacy=True, kv_cache=True, next_token_output=True)
+    copy = work / "gemma-shape" / "baseline" / "model.onnx"
+    if not copy.exists():
+        import shutil
+
+        shutil.copytree(out.parent, copy.parent)
+    return "Gemma-3-270M-shaped Llama, vocab 256k, KV cache + last position", out, copy
+
+
+def peak_rss_mib(tree: Path, candidate: Path, baseline: Path | None, bbq: Path, args: argparse.Namespace,
                  report: Path) -> tuple[float | None, int]:
-    """Maximum RSS (MiB) of one `edgeval check` run with ``tree`` on the path, and its exit code."""
-    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "edgeval", "check", str(candidate), "--baseline",
-           str(baseline), "--validators", VALIDATORS, "--bbq-data", str(bbq), "--bbq-limit", str(args.bbq_limit),
+    """Maximum RSS (MiB) of one `edgeval check` run with ``tree`` on the path, and its exit code (no baseline:
+    bbq, perplexity, latency and size on the candidate alone)."""
+    against = ["--baseline", str(baseline), "--validators", VALIDATORS] if baseline else [
+        "--validators", "bbq,perplexity,latency,size"]
+    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "edgeval", "check", str(candidate), *against,
+           "--bbq-data", str(bbq), "--bbq-limit", str(args.bbq_limit),
            "--set", f"perplexity.max_tokens={args.ppl_tokens}", "--set", "latency.runs=5", "--set",
            "latency.warmup=1", "--no-resume", "-q", "--report", str(report)]
     env = {**os.environ, "PYTHONPATH": str(tree)}  # run outside any checkout: `-m` puts the cwd first on sys.path
@@ -110,10 +149,15 @@ def main(argv: list[str] | None = None) -> None:
     models = tiny_models(args.work, layouts) if layouts else []
     smol = fetch_smollm2() if args.smollm2_onnx else None
     models += [(f"SmolLM2-135M, {p.parent.name}", p, smol) for p in args.smollm2_onnx]
+    if args.gemma_shape:
+        models.append(gemma_shaped(args.work))
+    if args.alone:
+        models += [(f"{label}, no baseline", c, None) for label, c, _ in models if c.suffix == ".onnx"]
     bbq = bbq_fixture(args.work)
     print(f"memory_vocab: {cpu_name()}, {os.cpu_count()} CPUs, {platform.system()}, Python "
           f"{platform.python_version()}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; `edgeval check` with "
-          f"{VALIDATORS} (BBQ {args.bbq_limit} items, perplexity {args.ppl_tokens} tokens), baseline = HF dir\n")
+          f"{VALIDATORS} (BBQ {args.bbq_limit} items, perplexity {args.ppl_tokens} tokens), baseline = HF dir "
+          "(the Gemma-shaped model: a copy of its ONNX); 'no baseline' rows: bbq, perplexity, latency, size\n")
     head = "| model | file MiB | " + " | ".join(f"{t} peak MiB | {t} / file" for t in labels) + " |"
     print(head + "\n|" + "---|" * (2 + 2 * len(labels)))
     peaks: dict[tuple[str, str], float] = {}

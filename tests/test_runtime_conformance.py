@@ -110,6 +110,10 @@ def _assert_logits_agree(runtime: Runtime) -> None:
     np.testing.assert_allclose(many, nxt, atol=2e-4)
     assert runtime.tokens_requested - asked == sum(map(len, SEQUENCES))
     assert 0 < runtime.tokens_computed - ran <= runtime.tokens_requested - asked
+    columns = [5, 1, 17]  # a few ids, out of order (BBQ's letters): exactly those columns of the full rows
+    picked = runtime.next_token_logits_many(SEQUENCES, columns=columns)
+    assert picked.shape == (len(SEQUENCES), 3) and picked.dtype == np.float32
+    np.testing.assert_allclose(picked, many[:, columns], atol=2e-4)
     alone = runtime.next_token_logits([SEQUENCES[2]])  # left padding in a batch changes nothing
     np.testing.assert_allclose(alone[0], nxt[2], atol=2e-4)
     assert isinstance(runtime.computes_last_only(), bool)

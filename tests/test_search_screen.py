@@ -87,3 +87,36 @@ def test_grid_strategy_is_never_screened(trained_dir, tmp_path):
     result = run(trained_dir, tmp_path / "out", sparsity=(0.3, 0.4, 0.1), strategy="grid")
     assert [s["applied"] for s in result.document["screen"]] == [False]
     assert len(result.points) == 2
+
+
+def _screen(trained_dir, out, **kwargs):
+    from edgeval.artifacts import load_artifact
+    from edgeval.search.screen import screen
+
+    space = build_space(["magnitude"], SPARSITY)
+    out.mkdir(parents=True, exist_ok=True)
+    return screen(load_artifact(trained_dir), space, Policy.from_dict(POLICY), out, **kwargs)["magnitude"]
+
+
+@pytest.mark.parametrize("cache", ['{"edgeval": "VERSION", "axes": []}', "not json", '{"edgeval": "VERSION", "axes": '
+                                   '{"KEY": {"points": [{"index": 0, "sparsity": 0.1, "perplexity": "x", "ratio": 1, '
+                                   '"forecast": "pass"}], "hint": null}}}'])
+def test_a_malformed_cache_is_recomputed_not_a_crash(trained_dir, tmp_path, cache):
+    from edgeval._version import __version__
+    from edgeval.artifacts import load_artifact
+    from edgeval.search.screen import _key
+
+    space = build_space(["magnitude"], SPARSITY)
+    key = _key(load_artifact(trained_dir), space.axes[0], space.fixed, Policy.from_dict(POLICY))
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / NAME).write_text(cache.replace("VERSION", __version__).replace("KEY", key))
+    messages: list[str] = []
+    result = _screen(trained_dir, tmp_path, say=messages.append)
+    assert result.applied and result.hint is not None and any(m.startswith("screening") for m in messages)
+    assert key in json.loads((tmp_path / NAME).read_text())["axes"]  # the good forecast replaced the bad one
+
+
+def test_without_the_memory_for_it_the_screen_steps_aside(trained_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("edgeval.search.executors.available_memory", lambda: 1)
+    result = _screen(trained_dir, tmp_path)
+    assert not result.applied and "not enough memory" in result.reason and not (tmp_path / NAME).exists()

@@ -72,9 +72,10 @@ class Runtime(Protocol):
         """Facts for the report: runtime name, version, threads, providers, shape buckets."""
 
     def next_token_logits_many(self, sequences: Sequence[Sequence[int]], *, max_rows: int = 32, window: int = 192,
-                               progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Logits ``(B, V)`` after each of many sequences; shared prefixes computed once where the runtime has a
-        KV cache."""
+                               progress: Callable[[int], None] | None = None,
+                               columns: Sequence[int] | None = None) -> np.ndarray:
+        """Logits ``(B, V)`` after each of many sequences (``(B, len(columns))``: those token ids only, each row
+        checked finite whole first); shared prefixes computed once where the runtime has a KV cache."""
 
     def close(self) -> None:
         """Release the model (sessions, interpreters, memory); the runtime is not used afterwards."""
@@ -229,8 +230,11 @@ class BaseRuntime:
         raise NotImplementedError
 
     def next_token_logits_many(self, sequences: Sequence[Sequence[int]], *, max_rows: int = 32, window: int = 192,
-                               progress: Callable[[int], None] | None = None) -> np.ndarray:
+                               progress: Callable[[int], None] | None = None,
+                               columns: Sequence[int] | None = None) -> np.ndarray:
         """Logits ``(len(sequences), V)`` of the token after each sequence, shared prefixes computed once.
+        ``columns``: keep those token ids only, ``(len(sequences), len(columns))`` (BBQ needs 3 letters, not a
+        262k-wide row per prompt); every row is checked finite whole before it is cut.
 
         With a KV cache (:meth:`kv_seq_axes`) the sequences are sorted, cut into windows of ``window`` and each
         window run as a radix tree (:mod:`edgeval.runtimes.prefix`); without one, every sequence runs in full,
@@ -245,6 +249,7 @@ class BaseRuntime:
         max_rows = max_rows if self.batch_invariant else 1
         key = (lambda i: tuple(sequences[i])) if seq_axes is not None else (lambda i: len(sequences[i]))
         order = sorted(range(len(sequences)), key=key)
+        cols = None if columns is None else np.asarray(list(columns), dtype=np.int64)
         out: np.ndarray | None = None
         for idx, rows in self._next_token_chunks(order, sequences, max_rows, window if seq_axes else None):
             batch = [list(sequences[i]) for i in idx]
@@ -256,6 +261,8 @@ class BaseRuntime:
                 logits, computed = tree_next_token_logits(batch, self._checked_step, seq_axes,
                                                           self.tokenizer.pad_id, max_rows=rows)
                 self.tokens_computed += computed
+            if cols is not None:
+                logits = self.check_finite(np.asarray(logits))[:, cols]
             if out is None:
                 out = np.empty((len(sequences), logits.shape[-1]), np.float32)
             out[idx] = logits

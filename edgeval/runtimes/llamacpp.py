@@ -262,17 +262,20 @@ class LlamaCppRuntime(BaseRuntime):
         return []
 
     def next_token_logits_many(self, sequences: Sequence[Sequence[int]], *, max_rows: int = 32, window: int = 192,
-                               progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Logits ``(len(sequences), V)``: prompts in sorted order, each running only what follows the prefix it
-        shares with the previous one (llama.cpp's KV cache). ``max_rows`` is unused (one prompt per decode);
-        ``progress`` is called every ``window`` prompts."""
+                               progress: Callable[[int], None] | None = None,
+                               columns: Sequence[int] | None = None) -> np.ndarray:
+        """Logits ``(len(sequences), V)`` (``columns``: those ids only, each row checked finite first): prompts in
+        sorted order, each running only what follows the prefix it shares with the previous one (llama.cpp's KV
+        cache). ``max_rows`` is unused (one prompt per decode); ``progress`` is called every ``window`` prompts."""
         order = sorted(range(len(sequences)), key=lambda i: tuple(sequences[i]))
         if not order:
             raise ValueError("empty batch")
-        out = np.empty((len(sequences), self.n_vocab), np.float32)
+        cols = None if columns is None else np.asarray(list(columns), dtype=np.int64)
+        out = np.empty((len(sequences), self.n_vocab if cols is None else len(cols)), np.float32)
         for n, i in enumerate(order, 1):
             seq = list(sequences[i])
-            out[i], computed = self._last_logits(seq)
+            row, computed = self._last_logits(seq)
+            out[i] = row if cols is None else self.check_finite(np.asarray(row))[cols]
             self.tokens_requested += len(seq)
             self.tokens_computed += computed
             if progress is not None and (n % window == 0 or n == len(order)):

@@ -66,6 +66,12 @@ def limits(policy: Any) -> tuple[float | None, float | None]:
     return ratio, section.get("max_perplexity", defaults.max_perplexity)
 
 
+def memory_needed(source: Any) -> int:
+    """Bytes the screen may hold: the source in float32 twice (the model and its prunable weights kept aside) and
+    1 GiB besides; a GGUF file is counted as 4-bit weights (8x to float32), a Hugging Face one as 16-bit (2x)."""
+    return int(source.bytes) * (8 if source.format == "gguf" else 2) * 2 + 2**30
+
+
 def why_not(axis: Any, source_format: str, policy: Any, disabled: tuple[str, ...] = ()) -> str | None:
     """Why ``axis`` cannot be screened (None: it can)."""
     from ..converters.pruning.compressors import _Pruner
@@ -110,13 +116,14 @@ class _Model:
             for layer, weight in zip(self.layers, self.saved, strict=True):
                 layer.module.weight.copy_(weight)
 
-    def prune(self, axis: Any, index: int, fixed: Mapping[str, Any]) -> None:
+    def prune(self, axis: Any, index: int, fixed: Mapping[str, Any], disabled: tuple[str, ...]) -> None:
         from ..converters.chain import plan
         from ..converters.pruning.api import prune_model
         from .space import _export_probe
 
         self.restore()
-        step = next(s for s in plan("hf", axis.methods(index, fixed), None, _export_probe()) if s.kind == "prune")
+        steps = plan("hf", axis.methods(index, fixed), None, _export_probe(), disabled)
+        step = next(s for s in steps if s.kind == "prune")
         prune_model(self.runtime.model, step.method, step.settings.sparsity, tokenizer=self.hf_tokenizer,
                     **step.compressor.options(step.settings))
 
@@ -131,11 +138,25 @@ def _key(source: Any, axis: Any, fixed: Mapping[str, Any], policy: Any) -> str:
 
 
 def _load(path: Path) -> dict[str, Any]:
+    """The cached forecasts by key (empty when the file is missing, unreadable or from another edgeval)."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return doc if isinstance(doc, dict) and doc.get("edgeval") == __version__ else {}
+    axes = doc.get("axes") if isinstance(doc, dict) and doc.get("edgeval") == __version__ else None
+    return dict(axes) if isinstance(axes, dict) else {}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _point_ok(p: Any, axis: Any) -> bool:
+    """A cached probe: this axis's index with its sparsity, finite positive figures, a known forecast."""
+    return (isinstance(p, dict) and set(p) == {"index", "sparsity", "perplexity", "ratio", "forecast"}
+            and isinstance(p["index"], int) and not isinstance(p["index"], bool) and 0 <= p["index"] < len(axis.grid)
+            and p["sparsity"] == axis.grid[p["index"]] and _number(p["perplexity"]) and _number(p["ratio"])
+            and p["perplexity"] > 0 and p["ratio"] > 0 and p["forecast"] in (PASS, FAIL))
 
 
 def _cached(entry: Any, axis: Any) -> AxisScreen | None:
@@ -143,8 +164,8 @@ def _cached(entry: Any, axis: Any) -> AxisScreen | None:
     try:
         points = tuple(dict(p) for p in entry["points"])
         hint = entry["hint"]
-        ok = all(isinstance(p["index"], int) and 0 <= p["index"] < len(axis.grid) and p["forecast"] in (PASS, FAIL)
-                 for p in points) and (hint is None or (isinstance(hint, int) and 0 <= hint < len(axis.grid)))
+        ok = points and all(_point_ok(p, axis) for p in points) and len({p["index"] for p in points}) == len(points) \
+            and (hint is None or (isinstance(hint, int) and 0 <= hint < len(axis.grid)))
         hi = bracket(len(axis.grid), {p["index"]: p["forecast"] for p in points})[1]
         if not ok or hint != (hi if hi < len(axis.grid) else None):
             return None
@@ -156,8 +177,6 @@ def _cached(entry: Any, axis: Any) -> AxisScreen | None:
 def screen(source: Any, space: Any, policy: Any, out_dir: Path, threads: int | None = None,  # noqa: PLR0913
            disabled: tuple[str, ...] = (), say: Log | None = None) -> dict[str, AxisScreen]:
     """Each axis's forecast (see the module docstring); cached in ``out_dir/screen.json``."""
-    import time
-
     from ..atomic import atomic_write_text
     from ..validators.perplexity import load_text, perplexity
 
@@ -165,8 +184,7 @@ def screen(source: Any, space: Any, policy: Any, out_dir: Path, threads: int | N
     out: dict[str, AxisScreen] = {}
     todo = []
     cache_path = out_dir / NAME
-    cache = _load(cache_path)
-    entries: dict[str, Any] = dict(cache.get("axes") or {})
+    entries = _load(cache_path)
     for axis in space.axes:
         reason = why_not(axis, source.format, policy, disabled)
         if reason is not None:
@@ -180,6 +198,13 @@ def screen(source: Any, space: Any, policy: Any, out_dir: Path, threads: int | N
             todo.append((axis, key))
     if not todo:
         return out
+    from .executors import available_memory
+
+    if memory_needed(source) > available_memory():
+        why = (f"not enough memory: the screen holds about {memory_needed(source) / 2**30:.1f} GiB, "
+               f"{available_memory() / 2**30:.1f} GiB is available")
+        say(f"screen skipped ({why}); plain bisection")
+        return {**out, **{a.name: AxisScreen(a.name, False, why) for a, _ in todo}}
     section = {**_perplexity_defaults(), **policy.section("perplexity")}
     text, _ = load_text(section.get("text"))
     args = (section["window"], section["stride"], section.get("max_tokens"))
@@ -191,36 +216,46 @@ def screen(source: Any, space: Any, policy: Any, out_dir: Path, threads: int | N
         return {**out, **{a.name: AxisScreen(a.name, False, f"the source cannot be loaded on torch: {exc}")
                           for a, _ in todo}}
     try:
-        dense = perplexity(model.runtime, text, *args)["perplexity"]
+        try:
+            dense = perplexity(model.runtime, text, *args)["perplexity"]
+        except EdgevalError as exc:
+            say(f"screen skipped ({exc}); plain bisection")
+            return {**out, **{a.name: AxisScreen(a.name, False, f"the dense perplexity could not be measured: {exc}")
+                              for a, _ in todo}}
         for axis, key in todo:
-            started = time.perf_counter()
-            points: dict[int, dict[str, Any]] = {}
-            outcomes: dict[int, str] = {}
-            while (index := next_index(len(axis.grid), outcomes)) is not None:
-                try:
-                    model.prune(axis, index, space.fixed)
-                    ppl = perplexity(model.runtime, text, *args)["perplexity"]
-                except EdgevalError as exc:  # a forecast that cannot be made: the axis is bisected unscreened
-                    say(f"{axis.name}: screen stopped ({exc}); plain bisection")
-                    points = {}
-                    break
-                outcomes[index] = forecast(ppl / dense, ppl, policy)
-                points[index] = {"index": index, "sparsity": axis.grid[index], "perplexity": ppl,
-                                 "ratio": ppl / dense, "forecast": outcomes[index]}
-                say(f"{axis.name} @ {100 * axis.grid[index]:g}%: perplexity ratio {ppl / dense:.3f} "
-                    f"(forecast {outcomes[index]})")
-            if not points:
-                out[axis.name] = AxisScreen(axis.name, False, "the forecast could not be made")
-                continue
-            hi = bracket(len(axis.grid), outcomes)[1]
-            result = AxisScreen(axis.name, True, None, tuple(points[i] for i in sorted(points)),
-                                hi if hi < len(axis.grid) else None, time.perf_counter() - started)
-            out[axis.name] = result
-            entries[key] = result.to_json()
-            atomic_write_text(cache_path, json.dumps({"edgeval": __version__, "axes": entries}, indent=1) + "\n")
+            out[axis.name] = _probe(model, axis, space.fixed, policy, lambda m: perplexity(m, text, *args),
+                                    dense, disabled, say)
+            if out[axis.name].applied:
+                entries[key] = out[axis.name].to_json()
+                atomic_write_text(cache_path, json.dumps({"edgeval": __version__, "axes": entries}, indent=1) + "\n")
     finally:
         model.close()
     return out
+
+
+def _probe(model: _Model, axis: Any, fixed: Mapping[str, Any], policy: Any,  # noqa: PLR0913
+           score: Callable[[Any], dict[str, Any]], dense: float, disabled: tuple[str, ...], say: Log) -> AxisScreen:
+    """Bisect ``axis`` on the forecast: prune in memory, score, forecast; the lowest index forecast to fail."""
+    import time
+
+    started = time.perf_counter()
+    points: dict[int, dict[str, Any]] = {}
+    outcomes: dict[int, str] = {}
+    while (index := next_index(len(axis.grid), outcomes)) is not None:
+        try:
+            model.prune(axis, index, fixed, disabled)
+            ppl = score(model.runtime)["perplexity"]
+        except EdgevalError as exc:  # a forecast that cannot be made (a non-finite perplexity …): unscreened
+            say(f"{axis.name}: screen stopped ({exc}); plain bisection")
+            return AxisScreen(axis.name, False, f"the forecast could not be made: {exc}")
+        outcomes[index] = forecast(ppl / dense, ppl, policy)
+        points[index] = {"index": index, "sparsity": axis.grid[index], "perplexity": ppl, "ratio": ppl / dense,
+                         "forecast": outcomes[index]}
+        say(f"{axis.name} @ {100 * axis.grid[index]:g}%: perplexity ratio {ppl / dense:.3f} "
+            f"(forecast {outcomes[index]})")
+    hi = bracket(len(axis.grid), outcomes)[1]
+    return AxisScreen(axis.name, True, None, tuple(points[i] for i in sorted(points)),
+                      hi if hi < len(axis.grid) else None, time.perf_counter() - started)
 
 
 def _perplexity_defaults() -> dict[str, Any]:

@@ -94,8 +94,11 @@ def score_letters(runtime, items: Sequence[BBQItem], n_orders: int, batch_size: 
     orders = cyclic_orders(n_orders)
     prompts = [encode_letter_prompt(tokenizer, item, order) for item in items for order in orders]
     progress = Progress(len(prompts), f"bbq[{runtime.name}]", emit)
-    logits = runtime.next_token_logits_many(prompts, max_rows=batch_size, progress=progress.advance)
-    logp = letter_logprobs(logits, letter_ids)
+    columns = sorted({t for ids in letter_ids for t in ids})  # the letters' ids: (prompts, ~6), not (prompts, V)
+    at = {t: k for k, t in enumerate(columns)}
+    logits = runtime.next_token_logits_many(prompts, max_rows=batch_size, progress=progress.advance,
+                                            columns=columns)
+    logp = letter_logprobs(logits, [[at[t] for t in ids] for ids in letter_ids])
     n = len(orders)
     return [_letter_prediction(item, orders, list(logp[n * i:n * i + n])) for i, item in enumerate(items)]
 
