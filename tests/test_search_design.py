@@ -141,3 +141,19 @@ def test_oc_of_the_screened_design_seeded():
     plain = simulate(soft, trials=400, seed=2)
     hinted = simulate(soft, trials=400, seed=2, hint=place_hint(soft, 0))
     assert hinted["rec_fails"] <= plain["rec_fails"] and hinted["evals"] < plain["evals"]
+
+
+def test_search_oc_through_the_real_gate_reduced_seeded():
+    """benchmarks/search_oc.py, reduced: outcomes from the BBQ validator's own early-stopping decision on simulated
+    predictions. Where perplexity binds, no design may answer above the perplexity boundary (false pass 0), and the
+    screen's hint takes the search to about two candidates; the same draws are shared by the designs."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from search_oc import simulate_all
+
+    rows = {r["design"]: r for r in simulate_all(reps=6, seed=3, scenarios=(0,))}
+    assert all(r["false_pass"] == 0.0 and r["reps"] == 6 for r in rows.values())
+    assert all(r["answer"] is None or r["answer"] <= 0.25 + 1e-9 for r in rows.values())
+    assert rows["screened"]["evals"] < rows["bisect"]["evals"] <= 5 and rows["grid 5"]["evals"] == 17
