@@ -222,6 +222,40 @@ def test_bad_search_spaces_are_one_line_errors(tiny_llama_dir, tmp_path):
     assert space.axes[1].methods(2, {}) == [("wanda", {"sparsity": 0.3}), ("int8", {})]
 
 
+def test_patterns_and_bit_widths_are_searched_as_methods_with_their_own_settings():
+    from edgeval.search.space import build_space, split_methods
+
+    names = split_methods("magnitude, magnitude[pattern=2:4],wanda[pattern=4:8,seed=1]+int8,int4[block_size=64]")
+    assert names == ["magnitude", "magnitude[pattern=2:4]", "wanda[pattern=4:8,seed=1]+int8", "int4[block_size=64]"]
+    axes = {a.name: a for a in build_space(names, (0.2, 0.3, 0.1)).axes}
+    assert axes["magnitude"].grid == (0.2, 0.3) and axes["magnitude"].prunes
+    assert axes["magnitude[pattern=2:4]"].grid == (None,) and not axes["magnitude[pattern=2:4]"].prunes  # implied
+    assert axes["magnitude[pattern=2:4]"].methods(0, {"magnitude": {"seed": 2}}) == [
+        ("magnitude", {"seed": 2, "pattern": "2:4"})]  # the step's own settings over the compressor's fixed ones
+    assert axes["wanda[pattern=4:8,seed=1]+int8"].methods(0, {}) == [("wanda", {"pattern": "4:8", "seed": 1}),
+                                                                     ("int8", {})]
+    assert axes["int4[block_size=64]"].methods(0, {}) == [("int4", {"block_size": 64})]
+    with pytest.raises(UsageError, match="cannot take a sparsity"):
+        build_space(["magnitude[pattern=2:4]"], (0.2, 0.3, 0.1))
+    for bad, message in (("magnitude[pattern]", "not KEY=VALUE"), ("magnitude[sparsity=0.5]", "searched axis"),
+                         ("magnitude[pattern=2:4", "NAME\\[KEY=VALUE"), ("[seed=1]", "NAME\\[KEY=VALUE")):
+        with pytest.raises(UsageError, match=message):
+            build_space([bad])
+    with pytest.raises(BadInputError, match="unknown key 'magnitude.nope'"):
+        build_space(["magnitude[nope=1]"])
+
+
+def test_an_n_m_pattern_is_one_gated_point(tiny_llama_dir, tmp_path):
+    result = run_search(tiny_llama_dir, tmp_path / "out", methods=("magnitude[pattern=2:4]",), settings={},
+                        sparsity=None, policy=Policy.from_dict({"validators": ["size"]}))
+    (point,) = result.points
+    assert point["axis"] == "magnitude[pattern=2:4]" and point["sparsity"] is None
+    assert point["methods"] == [["magnitude", {"pattern": "2:4"}]] and point["verdict"] == "pass"
+    assert point["metrics"]["weight_sparsity"] > 0.1  # half of every block linear (embeddings untouched)
+    assert result.document["screen"][0] == {**result.document["screen"][0], "applied": False,
+                                            "reason": "a single point: nothing to order"}
+
+
 def test_an_objective_the_dense_check_cannot_measure_is_bad_input(tiny_llama_dir, tmp_path):
     from edgeval.api import check
     from edgeval.search.baseline import Baseline

@@ -42,7 +42,9 @@ def _fixed(sets: tuple[tuple[str, Any], ...]) -> dict[str, dict[str, Any]]:
 @cli.command("search", epilog=SEARCH_EXIT_CODES)
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--methods", default="magnitude,wanda", show_default=True, metavar="M1,M2+Q",
-              help="Compressors to search (`edgeval compressors`), comma-separated; chain with '+' (wanda+int8).")
+              help="Compressors to search (`edgeval compressors`), comma-separated; chain with '+' (wanda+int8); "
+                   "a step's own settings in brackets, to search patterns and bit widths side by side "
+                   "(magnitude[pattern=2:4], int4[block_size=64]).")
 @click.option("--sparsity", metavar="LO:HI", help="Sparsity range searched for chains with a pruning step "
               "[default: 0.1:0.9].")
 @click.option("--resolution", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
@@ -81,7 +83,7 @@ def search_cmd(model: Path, methods: str, sparsity: str | None, resolution: floa
     candidate that passes the gate; write search.json, summary.md and search.html to --out."""
     from ..policy import Policy, find_project_policy
     from ..search import search
-    from ..search.space import parse_range
+    from ..search.space import parse_range, split_methods
 
     lo_hi = parse_range(sparsity) if sparsity else None
     # the default range is implied unless --sparsity or --resolution was given (then every method must prune)
@@ -89,7 +91,7 @@ def search_cmd(model: Path, methods: str, sparsity: str | None, resolution: floa
     source = policy_path or find_project_policy()
     policy = Policy.load(source, disabled) if source else Policy.default(disabled)
     progress = None if quiet else (lambda m: click.echo(m, err=True))
-    result = search(model, opts.pop("out_dir"), methods=methods.split(","),
+    result = search(model, opts.pop("out_dir"), methods=split_methods(methods),
                     sparsity=grid,
                     objective=objective, policy=apply_settings(policy, settings), bless_dir=opts.pop("bless_dir"),
                     progress=progress, settings=_fixed(method_sets), disabled=disabled, **opts)

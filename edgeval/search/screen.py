@@ -77,6 +77,8 @@ def why_not(axis: Any, source_format: str, policy: Any, disabled: tuple[str, ...
     from ..converters.pruning.compressors import _Pruner
     from ..plugins import registered_compressors
 
+    if len(axis.grid) < 2:
+        return "a single point: nothing to order"
     if source_format not in ("hf", "gguf"):
         return f"the source is a {source_format} file, not a model torch can prune in memory"
     if limits(policy) == (None, None):

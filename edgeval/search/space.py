@@ -1,8 +1,11 @@
 """The search space: which compression chains are tried, at which sparsities, and what is minimised.
 
 A *method* is one registered compressor (``magnitude``) or a chain of them joined with ``+`` (``wanda+int8``: prune,
-then quantize). A chain with a prune step has a monotone **sparsity axis** (the grid ``lo, lo + resolution, ...,
-hi``), searched by :mod:`edgeval.search.design`; a chain without one (``int8``) is a single point. Fixed settings
+then quantize). A step may carry its own settings in brackets, so that patterns and bit widths are searched as
+methods side by side: ``magnitude[pattern=2:4]``, ``int4[block_size=64]``, ``wanda[pattern=4:8]+int8``. A pruning
+step whose settings imply its sparsity (an N:M pattern) makes its chain a single point, like a quantizer. Any
+other chain with a prune step has a monotone **sparsity axis** (the grid ``lo, lo + resolution, ..., hi``),
+searched by :mod:`edgeval.search.design`; a chain without one (``int8``) is a single point. Fixed settings
 per compressor (``{"wanda": {"n_samples": 8}}``) go with every candidate of that compressor. Every chain is planned
 by :func:`edgeval.converters.chain.plan` before any work, so an impossible chain or a bad setting fails in a second.
 """
@@ -31,16 +34,20 @@ class Axis:
     name: str
     chain: tuple[tuple[str, str], ...]
     grid: tuple[float | None, ...]
+    #: each step's own settings (``magnitude[pattern=2:4]``), over the fixed ones of its compressor
+    own: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def prunes(self) -> bool:
-        return any(kind == "prune" for _, kind in self.chain)
+        return any(kind == "prune" for _, kind in self.chain) and self.grid != (None,)
 
     def methods(self, index: int, fixed: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
         """The ``compress`` methods (``[(name, settings)]``) of the candidate at grid ``index``."""
         sparsity = self.grid[index]
-        return [(name, {**dict(fixed.get(name, {})), **({"sparsity": sparsity} if kind == "prune" else {})})
-                for name, kind in self.chain]
+        own = self.own or ({},) * len(self.chain)
+        return [(name, {**dict(fixed.get(name, {})), **dict(mine),
+                        **({"sparsity": sparsity} if kind == "prune" and sparsity is not None else {})})
+                for (name, kind), mine in zip(self.chain, own, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -91,10 +98,53 @@ def build_space(methods: Sequence[str], sparsity: tuple[float, float, float] | N
     axes = tuple(_axis(name, grid, fixed, source_format, disabled) for name in dict.fromkeys(names))
     if sparsity is not None and not any(a.prunes for a in axes):
         raise UsageError(f"{', '.join(a.name for a in axes)} cannot take a sparsity: no pruning step in "
-                            "the chain (a quantizer is one point); drop --sparsity or chain it after a pruner, "
+                            "the chain, or one whose settings imply it (a quantizer, an N:M pattern: one point); drop "
+                            "--sparsity or chain it after a pruner, "
                             "e.g. wanda+int8")
     _check_fixed(fixed, axes)
     return Space(axes, fixed, objective)
+
+
+def split_methods(text: str) -> list[str]:
+    """``"magnitude,wanda[pattern=2:4,seed=1]"`` -> ``["magnitude", "wanda[pattern=2:4,seed=1]"]``: commas inside
+    brackets belong to a step's settings."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            out.append(text[start:i])
+            start = i + 1
+    return [m.strip() for m in [*out, text[start:]] if m.strip()]
+
+
+def _value(text: str) -> Any:
+    """A bracket setting's value: JSON when it parses (2, 0.5, true, null, "x"), else the text (``2:4``)."""
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_step(step: str, method: str) -> tuple[str, dict[str, Any]]:
+    """``"wanda[pattern=2:4,seed=1]"`` -> ``("wanda", {"pattern": "2:4", "seed": 1})``; UsageError when malformed."""
+    name, bracket, rest = step.partition("[")
+    if not bracket:
+        return step, {}
+    if not rest.endswith("]") or "[" in rest or "]" in rest[:-1] or not name.strip():
+        raise UsageError(f"method {method!r}: write a step's own settings as NAME[KEY=VALUE,...], "
+                         "e.g. magnitude[pattern=2:4]")
+    settings: dict[str, Any] = {}
+    for pair in filter(None, (p.strip() for p in rest[:-1].split(","))):
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"method {method!r}: setting {pair!r} is not KEY=VALUE")
+        if key.strip() == "sparsity":
+            raise UsageError(f"method {method!r}: the sparsity is the searched axis; use --sparsity LO:HI "
+                             "(an N:M pattern implies its own)")
+        settings[key.strip()] = _value(value.strip())
+    return name.strip(), settings
 
 
 def _axis(name: str, grid: tuple[float, ...], fixed: Mapping[str, Mapping[str, Any]], source_format: str,
@@ -103,17 +153,34 @@ def _axis(name: str, grid: tuple[float, ...], fixed: Mapping[str, Mapping[str, A
     from ..converters.chain import plan
     from ..plugins import registered_compressors
 
-    steps = [s.strip() for s in name.split("+")]
-    if not all(steps):
+    raw = [s.strip() for s in name.split("+")]
+    if not all(raw):
         raise UsageError(f"method {name!r}: a chain is compressor names joined by '+', e.g. wanda+int8")
+    steps = [parse_step(s, name) for s in raw]
     known = registered_compressors(disabled)
-    for step in steps:
+    for step, _ in steps:
         if step not in known:
             plan(source_format, [(step, {})], None, _export_probe(), disabled)  # raises "unknown … did you mean"
-    chain = tuple((s, str(known[s].kind)) for s in steps)
-    axis = Axis(name, chain, grid if any(k == "prune" for _, k in chain) else (None,))
-    plan(source_format, axis.methods(0, fixed), None, _export_probe(), disabled)
-    return axis
+    chain = tuple((s, str(known[s].kind)) for s, _ in steps)
+    own = tuple(settings for _, settings in steps)
+    point = Axis(name, chain, (None,), own)
+    if any(k == "prune" for _, k in chain) and not _implied(point, fixed, source_format, disabled):
+        point = Axis(name, chain, grid, own)
+    plan(source_format, point.methods(0, fixed), None, _export_probe(), disabled)
+    return point
+
+
+def _implied(point: Axis, fixed: Mapping[str, Mapping[str, Any]], source_format: str,
+             disabled: Sequence[str]) -> bool:
+    """Whether the chain's settings imply its sparsity (an N:M pattern): it plans without one."""
+    from ..converters.chain import plan
+    from ..errors import EdgevalError
+
+    try:
+        plan(source_format, point.methods(0, fixed), None, _export_probe(), disabled)
+    except EdgevalError:
+        return False
+    return True
 
 
 def _export_probe() -> Any:
@@ -132,4 +199,5 @@ def _check_fixed(fixed: Mapping[str, Any], axes: Sequence[Axis]) -> None:
             raise UsageError(f"--method-set {name}.sparsity: the sparsity is the searched axis; use --sparsity LO:HI")
 
 
-__all__ = ["Axis", "Space", "OBJECTIVES", "build_space", "sparsity_grid", "parse_range"]
+__all__ = ["Axis", "Space", "OBJECTIVES", "build_space", "sparsity_grid", "parse_range", "split_methods",
+           "parse_step"]
