@@ -180,3 +180,24 @@ def test_first_order_view_equals_a_one_order_run():
     view = first_order_view(score_letters(runtime, items, n_orders=3, batch_size=4))
     assert [p.pred for p in view] == [p.pred for p in one]
     np.testing.assert_allclose([p.scores for p in view], [p.scores for p in one], atol=1e-5)
+
+
+def test_letters_come_as_columns_and_a_runtime_without_columns_still_works():
+    """BBQ asks for its letters' columns only; a plugin runtime whose next_token_logits_many predates ``columns``
+    gets the old call and its full rows are cut by the scorer: the same predictions either way."""
+
+    class Recording(OptionLovingRuntime):
+        def next_token_logits_many(self, sequences, *, max_rows=32, window=192, progress=None, columns=None):
+            self.widths = getattr(self, "widths", []) + [None if columns is None else len(columns)]
+            return super().next_token_logits_many(sequences, max_rows=max_rows, window=window, progress=progress,
+                                                  columns=columns)
+
+    class OldProtocol(OptionLovingRuntime):
+        def next_token_logits_many(self, sequences, *, max_rows=32, window=192, progress=None):
+            return super().next_token_logits_many(sequences, max_rows=max_rows, window=window, progress=progress)
+
+    items = [item(("x" * n, "the grandson", "Unknown"), example_id=n) for n in (3, 8)]
+    new, old = Recording("the grandson"), OldProtocol("the grandson")
+    a, b = score_letters(new, items, 3, 4), score_letters(old, items, 3, 4)
+    assert new.widths == [len({t for ids in letter_token_ids(new.tokenizer) for t in ids})]  # a few ids, not V
+    assert [(p.pred, p.scores) for p in a] == [(p.pred, p.scores) for p in b]

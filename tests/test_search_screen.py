@@ -71,6 +71,18 @@ def test_the_forecast_is_cached_and_a_tampered_cache_is_recomputed(screened, tra
     assert redone.document["screen"][0]["hint"] == with_screen.document["screen"][0]["hint"]
 
 
+def test_a_resume_replays_the_order_the_search_began_with(screened, trained_dir):
+    """The hint is kept in the journal: resumed with --no-screen (or a screen that now says otherwise), the search
+    replays the same decisions and gates nothing again."""
+    with_screen, _ = screened
+    messages: list[str] = []
+    again = run(trained_dir, with_screen.out_dir, messages, screen=False)
+    assert not any("building and gating" in m for m in messages)
+    assert again.document["decisions"] == with_screen.document["decisions"]
+    assert any("resuming in the order the search began with" in m for m in messages)
+    assert again.highest_passing == with_screen.highest_passing
+
+
 def test_what_cannot_be_screened_says_why(tiny_llama_dir):
     space = build_space(["magnitude", "magnitude+int8", "int8"], (0.5, 0.5, 0.1))
     with_ppl, without = Policy.from_dict(POLICY), Policy.from_dict({"validators": ["size"]})
@@ -98,9 +110,18 @@ def _screen(trained_dir, out, **kwargs):
     return screen(load_artifact(trained_dir), space, Policy.from_dict(POLICY), out, **kwargs)["magnitude"]
 
 
-@pytest.mark.parametrize("cache", ['{"edgeval": "VERSION", "axes": []}', "not json", '{"edgeval": "VERSION", "axes": '
-                                   '{"KEY": {"points": [{"index": 0, "sparsity": 0.1, "perplexity": "x", "ratio": 1, '
-                                   '"forecast": "pass"}], "hint": null}}}'])
+POINT = '{"index": 0, "sparsity": 0.1, "perplexity": PPL, "ratio": RATIO, "forecast": "FORECAST"}'
+
+
+def _entry(ppl="30", ratio="1.0", forecast="pass", hint="null", elapsed="1.0"):
+    point = POINT.replace("PPL", ppl).replace("RATIO", ratio).replace("FORECAST", forecast)
+    return '{"edgeval": "VERSION", "axes": {"KEY": {"points": [' + point + '], "hint": ' + hint + \
+        ', "elapsed_s": ' + elapsed + '}}}'
+
+
+@pytest.mark.parametrize("cache", ['{"edgeval": "VERSION", "axes": []}', "not json", _entry(ppl='"x"'),
+                                   _entry(ratio="3.0"),  # a forecast that does not follow from its own ratio
+                                   _entry(elapsed="-5"), _entry(elapsed="1e999"), _entry(hint="true")])
 def test_a_malformed_cache_is_recomputed_not_a_crash(trained_dir, tmp_path, cache):
     from edgeval._version import __version__
     from edgeval.artifacts import load_artifact

@@ -13,9 +13,12 @@ Reported per curve:
 - ``evals``: mean candidates evaluated by bisection (the grid evaluates every point).
 
 The screened design (:mod:`edgeval.search.screen`) is simulated with a *hint* placed relative to the curve's
-boundary (the first index whose pass probability is below 1/2): ``exact`` there, ``+3`` three points above (another
-gate, e.g. bias, binds before perplexity: the forecast is too optimistic), ``-3`` three points below (too
-pessimistic). The hint only reorders the design, so the rows show what it costs and whether it moves the answer.
+boundary (the first index whose pass probability is below 1/2): ``exact`` there (an oracle: the real screen
+forecasts perplexity only), ``+3`` three points above (another gate, e.g. bias, binds before perplexity: the
+forecast is too optimistic), ``-3`` three points below (too pessimistic), ``worst``: of every placement on the grid,
+the one with the highest ``rec_fails`` (an adversary editing the cache, or the unluckiest forecast). The hint
+reorders the design; with monotone outcomes that never moves the answer, with noisy ones it can (bisection's
+answer depends on the order it meets the draws in), and the rows show by how much.
 """
 from __future__ import annotations
 
@@ -95,9 +98,15 @@ def table(trials: int = 2000, seed: int = 0, n: int = 17,
           hints: Sequence[str] = ("none",)) -> list[dict[str, Any]]:
     rows = []
     for name, p in scenarios(n).items():
+        errors = 0.1 if "errors" in name else 0.0
         for label in hints:
-            oc = simulate(p, trials, seed, 0.1 if "errors" in name else 0.0, place_hint(p, HINTS[label]))
-            rows.append({"curve": name, "hint": label, **oc})
+            if label == "worst":
+                worst = max((simulate(p, trials, seed, errors, h) | {"at": h} for h in range(n)),
+                            key=lambda r: r["rec_fails"])
+                rows.append({"curve": name, "hint": f"worst (at {worst.pop('at')})", **worst})
+                continue
+            rows.append({"curve": name, "hint": label,
+                         **simulate(p, trials, seed, errors, place_hint(p, HINTS[label]))})
     return rows
 
 
@@ -105,7 +114,7 @@ def main() -> None:
     print("| curve (17 points) | screen hint | same answer as grid | bisect rec. p<1/2 | grid rec. p<1/2 | "
           "bisect evals | grid evals |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for r in table(hints=tuple(HINTS)):
+    for r in table(hints=(*HINTS, "worst")):
         print(f"| {r['curve']} | {r['hint']} | {r['agree']:.3f} | {r['rec_fails']:.3f} | {r['grid_rec_fails']:.3f} | "
               f"{r['evals']:.2f} | {r['grid_evals']} |")
 

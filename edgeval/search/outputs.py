@@ -35,11 +35,12 @@ def exit_code(points: list[dict[str, Any]], recommended: str | None) -> int:
     return max((int(p.get("exit_code") or 4) for p in points), default=4)
 
 
-def settings(cfg: Any, space: Any, policy: dict[str, Any]) -> dict[str, Any]:
-    """What was searched, how, and under which policy (the one that gated every candidate)."""
+def settings(cfg: Any, space: Any, policy: dict[str, Any], screened: bool = False) -> dict[str, Any]:
+    """What was searched, how, and under which policy (the one that gated every candidate); ``screened``:
+    whether a screen's hint ordered some axis's design."""
     return {"methods": [a.name for a in space.axes], "sparsity": list(cfg.sparsity or ()) or None,
             "grid": {a.name: list(a.grid) for a in space.axes}, "fixed": dict(space.fixed),
-            "objective": space.objective, "strategy": cfg.strategy, "screen": bool(getattr(cfg, "screen", False)),
+            "objective": space.objective, "strategy": cfg.strategy, "screen": screened,
             "executor": cfg.executor, "seed": cfg.seed,
             "export": cfg.export, "policy": policy}
 
@@ -61,12 +62,14 @@ def screen_section(screens: Mapping[str, Any], points: list[dict[str, Any]]) -> 
 
 
 def document(cfg: Any, space: Any, source: Any, base: Any, jobs: Mapping[str, list[Any]], journal: Any,  # noqa: PLR0913
-             elapsed: float, screens: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The search document from the journal (only this search's keys, in grid order)."""
+             elapsed: float, screens: Mapping[str, Any] | None = None,
+             hints: Mapping[str, int | None] | None = None) -> dict[str, Any]:
+    """The search document from the journal (only this search's keys, in grid order); ``hints``: the order each
+    axis's design ran in (see :func:`edgeval.search.runner._hints`)."""
     from .runner import axis_answer, decisions
 
     screens = screens or {}
-    hints = {name: s.hint for name, s in screens.items()}
+    hints = dict(hints) if hints is not None else {name: s.hint for name, s in screens.items()}
 
     points = [dict(journal.records[j.key]) for a in space.axes for j in jobs[a.name] if j.key in journal.records]
     on_front = front(points, space.objective)
@@ -78,7 +81,8 @@ def document(cfg: Any, space: Any, source: Any, base: Any, jobs: Mapping[str, li
     return {"schema": SCHEMA_ID, "edgeval_version": __version__,
             "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "elapsed_s": round(elapsed, 3), "source": source.to_json(),
-            "settings": settings(cfg, space, next(iter(jobs.values()))[0].policy),
+            "settings": settings(cfg, space, next(iter(jobs.values()))[0].policy,
+                                 any(h is not None for h in hints.values())),
             "baseline": {"model": _file(base.model, root), "report": _file(base.report_path, root),
                          "predictions": _file(base.predictions, root),
                          "metrics": metrics(base.report.results, keys)},

@@ -100,7 +100,7 @@ def execute(cfg: SearchConfig, progress: Log | None = None) -> dict[str, Any]:
         journal = Journal.load(cfg.out_dir / NAME)
         _distrust(journal, jobs, say)
         screens = _screens(cfg, source, space, policy, threads, say)
-        hints = {name: s.hint for name, s in screens.items()}
+        hints = _hints(space, jobs, journal, screens, say)
         say(f"searching {space.size} grid points over {len(space.axes)} method(s) ({cfg.strategy}, "
             f"{type(executor).__name__}, {executor.workers} worker(s))")
         loop(space, jobs, journal, executor, cfg.strategy, say, hints)
@@ -108,7 +108,22 @@ def execute(cfg: SearchConfig, progress: Log | None = None) -> dict[str, Any]:
         executor.close()
     from .outputs import document
 
-    return document(cfg, space, source, base, jobs, journal, time.perf_counter() - started, screens)
+    return document(cfg, space, source, base, jobs, journal, time.perf_counter() - started, screens, hints)
+
+
+def _hints(space: Space, jobs: Mapping[str, list[Job]], journal: Journal, screens: Mapping[str, Any],
+           say: Log) -> dict[str, int | None]:
+    """Each axis's hint: the one its design first ran with (kept in the journal), else the screen's now."""
+    from .candidate import digest
+
+    out = {}
+    for axis in space.axes:
+        now = screens[axis.name].hint if axis.name in screens else None
+        kept = journal.order(digest([j.key for j in jobs[axis.name]]), now, len(axis.grid))
+        if kept != now:
+            say(f"{axis.name}: resuming in the order the search began with (hint {kept}, the screen now says {now})")
+        out[axis.name] = kept
+    return out
 
 
 def _screens(cfg: SearchConfig, source: Any, space: Space, policy: Any, threads: int | None,

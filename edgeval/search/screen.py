@@ -68,8 +68,9 @@ def limits(policy: Any) -> tuple[float | None, float | None]:
 
 def memory_needed(source: Any) -> int:
     """Bytes the screen may hold: the source in float32 twice (the model and its prunable weights kept aside) and
-    1 GiB besides; a GGUF file is counted as 4-bit weights (8x to float32), a Hugging Face one as 16-bit (2x)."""
-    return int(source.bytes) * (8 if source.format == "gguf" else 2) * 2 + 2**30
+    1 GiB besides; a GGUF file is counted as 2-bit weights (16x to float32), a Hugging Face one as 16-bit (2x):
+    on the safe side of what the file holds."""
+    return int(source.bytes) * (16 if source.format == "gguf" else 2) * 2 + 2**30
 
 
 def why_not(axis: Any, source_format: str, policy: Any, disabled: tuple[str, ...] = ()) -> str | None:
@@ -102,10 +103,13 @@ class _Model:
     """The source on the torch runtime with its prunable weights kept aside, pruned and restored per probe."""
 
     def __init__(self, source: Any, threads: int | None):
+        import torch
+
         from ..artifacts import load_artifact
         from ..converters.pruning.discovery import find_layers
         from ..runtimes.torch import TorchRuntime, auto_tokenizer
 
+        self.threads_before = torch.get_num_threads()  # the torch runtime sets the process's threads: restored
         self.runtime = TorchRuntime(load_artifact(source.path), threads=threads)
         self.hf_tokenizer = auto_tokenizer(source.path)
         self.layers = find_layers(self.runtime.model)
@@ -130,13 +134,33 @@ class _Model:
                     **step.compressor.options(step.settings))
 
     def close(self) -> None:
+        import torch
+
         self.runtime.close()
+        self.saved = []
+        torch.set_num_threads(self.threads_before)
 
 
 def _key(source: Any, axis: Any, fixed: Mapping[str, Any], policy: Any) -> str:
+    """The cache key of an axis's forecast: source, chain settings, perplexity settings and the text's own sha256,
+    edgeval, torch and transformers versions."""
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ..validators.perplexity import load_text
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
     chain = [axis.methods(i, fixed) for i in range(len(axis.grid))]
-    return digest({"source": source.sha256, "chain": chain, "perplexity": policy.section("perplexity"),
-                   "limits": list(limits(policy)), "edgeval": __version__})
+    section = {**_perplexity_defaults(), **policy.section("perplexity")}
+    text = hashlib.sha256(load_text(section.get("text"))[0].encode()).hexdigest()
+    return digest({"source": source.sha256, "chain": chain, "perplexity": section, "text": text,
+                   "limits": list(limits(policy)), "edgeval": __version__,
+                   "torch": installed("torch"), "transformers": installed("transformers")})
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -161,17 +185,20 @@ def _point_ok(p: Any, axis: Any) -> bool:
             and p["perplexity"] > 0 and p["ratio"] > 0 and p["forecast"] in (PASS, FAIL))
 
 
-def _cached(entry: Any, axis: Any) -> AxisScreen | None:
-    """A cached forecast, if it is well formed for this axis (anything else is recomputed, never trusted)."""
+def _cached(entry: Any, axis: Any, policy: Any) -> AxisScreen | None:
+    """A cached forecast, if it is well formed for this axis and consistent with itself under the policy's limits
+    (anything else is recomputed, never trusted)."""
     try:
         points = tuple(dict(p) for p in entry["points"])
-        hint = entry["hint"]
-        ok = points and all(_point_ok(p, axis) for p in points) and len({p["index"] for p in points}) == len(points) \
-            and (hint is None or (isinstance(hint, int) and 0 <= hint < len(axis.grid)))
+        hint, elapsed = entry["hint"], entry.get("elapsed_s", 0.0)
+        ok = points and all(_point_ok(p, axis) and forecast(p["ratio"], p["perplexity"], policy) == p["forecast"]
+                            for p in points) and len({p["index"] for p in points}) == len(points) \
+            and (hint is None or (isinstance(hint, int) and not isinstance(hint, bool)
+                                  and 0 <= hint < len(axis.grid))) and _number(elapsed) and elapsed >= 0
         hi = bracket(len(axis.grid), {p["index"]: p["forecast"] for p in points})[1]
         if not ok or hint != (hi if hi < len(axis.grid) else None):
             return None
-        return AxisScreen(axis.name, True, None, points, hint, float(entry.get("elapsed_s", 0.0)))
+        return AxisScreen(axis.name, True, None, points, hint, float(elapsed))
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -193,7 +220,7 @@ def screen(source: Any, space: Any, policy: Any, out_dir: Path, threads: int | N
             out[axis.name] = AxisScreen(axis.name, False, reason)
             continue
         key = _key(source, axis, space.fixed, policy)
-        hit = _cached(entries.get(key), axis)
+        hit = _cached(entries.get(key), axis, policy)
         if hit is not None:
             out[axis.name] = hit
         else:
@@ -213,14 +240,16 @@ def screen(source: Any, space: Any, policy: Any, out_dir: Path, threads: int | N
     say(f"screening {', '.join(a.name for a, _ in todo)}: perplexity of the source pruned in memory")
     try:
         model = _Model(source, threads)
-    except EdgevalError as exc:  # the source does not load on torch here: every axis is bisected unscreened
+    except Exception as error:  # noqa: BLE001 - a screen that cannot start (load error, no memory): unscreened
+        exc = _one_line(error)
         say(f"screen skipped ({exc}); plain bisection")
         return {**out, **{a.name: AxisScreen(a.name, False, f"the source cannot be loaded on torch: {exc}")
                           for a, _ in todo}}
     try:
         try:
             dense = perplexity(model.runtime, text, *args)["perplexity"]
-        except EdgevalError as exc:
+        except Exception as error:  # noqa: BLE001 - see _probe
+            exc = _one_line(error)
             say(f"screen skipped ({exc}); plain bisection")
             return {**out, **{a.name: AxisScreen(a.name, False, f"the dense perplexity could not be measured: {exc}")
                               for a, _ in todo}}
@@ -247,7 +276,8 @@ def _probe(model: _Model, axis: Any, fixed: Mapping[str, Any], policy: Any,  # n
         try:
             model.prune(axis, index, fixed, disabled)
             ppl = score(model.runtime)["perplexity"]
-        except EdgevalError as exc:  # a forecast that cannot be made (a non-finite perplexity …): unscreened
+        except Exception as error:  # noqa: BLE001 - a forecast that cannot be made (a non-finite perplexity, out
+            exc = _one_line(error)  # of memory, a setting torch refuses): the axis is bisected unscreened
             say(f"{axis.name}: screen stopped ({exc}); plain bisection")
             return AxisScreen(axis.name, False, f"the forecast could not be made: {exc}")
         outcomes[index] = forecast(ppl / dense, ppl, policy)
@@ -258,6 +288,12 @@ def _probe(model: _Model, axis: Any, fixed: Mapping[str, Any], policy: Any,  # n
     hi = bracket(len(axis.grid), outcomes)[1]
     return AxisScreen(axis.name, True, None, tuple(points[i] for i in sorted(points)),
                       hi if hi < len(axis.grid) else None, time.perf_counter() - started)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}" if not isinstance(exc, EdgevalError) else \
+        (text[0] if text else type(exc).__name__)
 
 
 def _perplexity_defaults() -> dict[str, Any]:

@@ -90,7 +90,7 @@ def build_space(methods: Sequence[str], sparsity: tuple[float, float, float] | N
     ``sparsity``: (lo, hi, resolution), None for the default; given explicitly, at least one chain must prune."""
     if objective not in OBJECTIVES:
         raise UsageError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
-    names = [m.strip() for m in methods if m.strip()]
+    names = [canonical(parse_method(m.strip())) for m in methods if m.strip()]
     if not names:
         raise UsageError("empty search space: name at least one method (--methods magnitude,wanda)")
     grid = sparsity_grid(*(sparsity or DEFAULT_SPARSITY))
@@ -105,16 +105,17 @@ def build_space(methods: Sequence[str], sparsity: tuple[float, float, float] | N
     return Space(axes, fixed, objective)
 
 
-def split_methods(text: str) -> list[str]:
-    """``"magnitude,wanda[pattern=2:4,seed=1]"`` -> ``["magnitude", "wanda[pattern=2:4,seed=1]"]``: commas inside
-    brackets belong to a step's settings."""
+def split_methods(text: str, sep: str = ",") -> list[str]:
+    """``"magnitude,wanda[pattern=2:4,seed=1]"`` -> ``["magnitude", "wanda[pattern=2:4,seed=1]"]``: a ``sep``
+    inside brackets belongs to a step's settings (``sep="+"`` splits a chain into its steps)."""
     out, depth, start = [], 0, 0
     for i, ch in enumerate(text):
         depth += {"[": 1, "]": -1}.get(ch, 0)
-        if ch == "," and depth == 0:
+        if ch == sep and depth == 0:
             out.append(text[start:i])
             start = i + 1
-    return [m.strip() for m in [*out, text[start:]] if m.strip()]
+    parts = [m.strip() for m in [*out, text[start:]]]
+    return parts if sep == "+" else [m for m in parts if m]
 
 
 def _value(text: str) -> Any:
@@ -140,6 +141,8 @@ def parse_step(step: str, method: str) -> tuple[str, dict[str, Any]]:
         key, eq, value = pair.partition("=")
         if not eq or not key.strip():
             raise UsageError(f"method {method!r}: setting {pair!r} is not KEY=VALUE")
+        if key.strip() in settings:
+            raise UsageError(f"method {method!r}: {key.strip()} is set twice")
         if key.strip() == "sparsity":
             raise UsageError(f"method {method!r}: the sparsity is the searched axis; use --sparsity LO:HI "
                              "(an N:M pattern implies its own)")
@@ -147,16 +150,34 @@ def parse_step(step: str, method: str) -> tuple[str, dict[str, Any]]:
     return name.strip(), settings
 
 
+def canonical(steps: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+    """The one spelling of a chain: ``magnitude[pattern=2:4,seed=1]+int8`` (settings sorted, no empty brackets),
+    so that two spellings of one chain are one method."""
+    import json
+
+    def shown(value: Any) -> str:
+        return value if isinstance(value, str) else json.dumps(value)
+
+    return "+".join(name + (f"[{','.join(f'{k}={shown(v)}' for k, v in sorted(s.items()))}]" if s else "")
+                    for name, s in steps)
+
+
+def parse_method(name: str) -> list[tuple[str, dict[str, Any]]]:
+    """``"wanda[pattern=2:4]+int8"`` -> its steps with their own settings; UsageError when malformed."""
+    raw = split_methods(name, "+")
+    if not all(raw):
+        raise UsageError(f"method {name!r}: a chain is compressor names joined by '+', e.g. wanda+int8")
+    return [parse_step(s, name) for s in raw]
+
+
 def _axis(name: str, grid: tuple[float, ...], fixed: Mapping[str, Mapping[str, Any]], source_format: str,
           disabled: Sequence[str]) -> Axis:
-    """Plan the chain ``name`` (at its lowest sparsity) to refuse an unknown method, a bad chain or setting now."""
+    """Plan the chain ``name`` (at its lowest sparsity) to refuse an unknown method, a bad chain or setting now.
+    ``name`` is canonical (:func:`canonical`)."""
     from ..converters.chain import plan
     from ..plugins import registered_compressors
 
-    raw = [s.strip() for s in name.split("+")]
-    if not all(raw):
-        raise UsageError(f"method {name!r}: a chain is compressor names joined by '+', e.g. wanda+int8")
-    steps = [parse_step(s, name) for s in raw]
+    steps = parse_method(name)
     known = registered_compressors(disabled)
     for step, _ in steps:
         if step not in known:
@@ -164,23 +185,32 @@ def _axis(name: str, grid: tuple[float, ...], fixed: Mapping[str, Mapping[str, A
     chain = tuple((s, str(known[s].kind)) for s, _ in steps)
     own = tuple(settings for _, settings in steps)
     point = Axis(name, chain, (None,), own)
-    if any(k == "prune" for _, k in chain) and not _implied(point, fixed, source_format, disabled):
-        point = Axis(name, chain, grid, own)
-    plan(source_format, point.methods(0, fixed), None, _export_probe(), disabled)
-    return point
+    if not any(k == "prune" for _, k in chain):
+        plan(source_format, point.methods(0, fixed), None, _export_probe(), disabled)
+        return point
+    return _point_or_axis(point, Axis(name, chain, grid, own), fixed, source_format, disabled)
 
 
-def _implied(point: Axis, fixed: Mapping[str, Mapping[str, Any]], source_format: str,
-             disabled: Sequence[str]) -> bool:
-    """Whether the chain's settings imply its sparsity (an N:M pattern): it plans without one."""
+def _point_or_axis(point: Axis, axis: Axis, fixed: Mapping[str, Mapping[str, Any]], source_format: str,
+                   disabled: Sequence[str]) -> Axis:
+    """``point`` when the chain's settings imply its sparsity (an N:M pattern: it plans without one), else
+    ``axis``. When neither plans, the error shown is the one of the reading the user meant: without a sparsity
+    when a step sets a ``pattern``, else with the grid's first sparsity."""
     from ..converters.chain import plan
     from ..errors import EdgevalError
 
     try:
         plan(source_format, point.methods(0, fixed), None, _export_probe(), disabled)
-    except EdgevalError:
-        return False
-    return True
+        return point
+    except EdgevalError as without:
+        try:
+            plan(source_format, axis.methods(0, fixed), None, _export_probe(), disabled)
+            return axis
+        except EdgevalError:
+            if any("pattern" in {**dict(fixed.get(n, {})), **dict(mine)}
+                   for (n, _), mine in zip(point.chain, point.own, strict=True)):
+                raise without from None
+            raise
 
 
 def _export_probe() -> Any:
@@ -200,4 +230,4 @@ def _check_fixed(fixed: Mapping[str, Any], axes: Sequence[Axis]) -> None:
 
 
 __all__ = ["Axis", "Space", "OBJECTIVES", "build_space", "sparsity_grid", "parse_range", "split_methods",
-           "parse_step"]
+           "parse_step", "parse_method", "canonical"]

@@ -96,11 +96,26 @@ def score_letters(runtime, items: Sequence[BBQItem], n_orders: int, batch_size: 
     progress = Progress(len(prompts), f"bbq[{runtime.name}]", emit)
     columns = sorted({t for ids in letter_ids for t in ids})  # the letters' ids: (prompts, ~6), not (prompts, V)
     at = {t: k for k, t in enumerate(columns)}
-    logits = runtime.next_token_logits_many(prompts, max_rows=batch_size, progress=progress.advance,
-                                            columns=columns)
+    if _takes_columns(runtime):
+        logits = runtime.next_token_logits_many(prompts, max_rows=batch_size, progress=progress.advance,
+                                                columns=columns)
+    else:  # a plugin runtime written before ``columns`` existed: full rows, cut here
+        logits = runtime.next_token_logits_many(prompts, max_rows=batch_size, progress=progress.advance)[:, columns]
     logp = letter_logprobs(logits, [[at[t] for t in ids] for ids in letter_ids])
     n = len(orders)
     return [_letter_prediction(item, orders, list(logp[n * i:n * i + n])) for i, item in enumerate(items)]
+
+
+def _takes_columns(runtime) -> bool:
+    """Whether the runtime's ``next_token_logits_many`` accepts ``columns`` (every built-in runtime does; a plugin
+    runtime written against the earlier protocol may not, and still works)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(runtime.next_token_logits_many).parameters
+    except (TypeError, ValueError):
+        return False
+    return "columns" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 def _letter_prediction(item: BBQItem, orders, rows: list[np.ndarray]) -> Prediction:
