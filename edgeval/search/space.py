@@ -3,7 +3,8 @@
 A *method* is one registered compressor (``magnitude``) or a chain of them joined with ``+`` (``wanda+int8``: prune,
 then quantize). A step may carry its own settings in brackets, so that patterns and bit widths are searched as
 methods side by side: ``magnitude[pattern=2:4]``, ``int4[block_size=64]``, ``wanda[pattern=4:8]+int8``. A pruning
-step whose settings imply its sparsity (an N:M pattern) makes its chain a single point, like a quantizer. Any
+step with an N:M ``pattern`` (its own or ``--method-set``'s) implies its sparsity: its chain is a single point,
+like a quantizer. Any
 other chain with a prune step has a monotone **sparsity axis** (the grid ``lo, lo + resolution, ..., hi``),
 searched by :mod:`edgeval.search.design`; a chain without one (``int8``) is a single point. Fixed settings
 per compressor (``{"wanda": {"n_samples": 8}}``) go with every candidate of that compressor. Every chain is planned
@@ -184,33 +185,11 @@ def _axis(name: str, grid: tuple[float, ...], fixed: Mapping[str, Mapping[str, A
             plan(source_format, [(step, {})], None, _export_probe(), disabled)  # raises "unknown … did you mean"
     chain = tuple((s, str(known[s].kind)) for s, _ in steps)
     own = tuple(settings for _, settings in steps)
-    point = Axis(name, chain, (None,), own)
-    if not any(k == "prune" for _, k in chain):
-        plan(source_format, point.methods(0, fixed), None, _export_probe(), disabled)
-        return point
-    return _point_or_axis(point, Axis(name, chain, grid, own), fixed, source_format, disabled)
-
-
-def _point_or_axis(point: Axis, axis: Axis, fixed: Mapping[str, Mapping[str, Any]], source_format: str,
-                   disabled: Sequence[str]) -> Axis:
-    """``point`` when the chain's settings imply its sparsity (an N:M pattern: it plans without one), else
-    ``axis``. When neither plans, the error shown is the one of the reading the user meant: without a sparsity
-    when a step sets a ``pattern``, else with the grid's first sparsity."""
-    from ..converters.chain import plan
-    from ..errors import EdgevalError
-
-    try:
-        plan(source_format, point.methods(0, fixed), None, _export_probe(), disabled)
-        return point
-    except EdgevalError as without:
-        try:
-            plan(source_format, axis.methods(0, fixed), None, _export_probe(), disabled)
-            return axis
-        except EdgevalError:
-            if any("pattern" in {**dict(fixed.get(n, {})), **dict(mine)}
-                   for (n, _), mine in zip(point.chain, point.own, strict=True)):
-                raise without from None
-            raise
+    implied = any(kind == "prune" and str({**dict(fixed.get(step, {})), **dict(mine)}.get("pattern", "unstructured"))
+                  != "unstructured" for (step, kind), mine in zip(chain, own, strict=True))
+    axis = Axis(name, chain, grid if any(k == "prune" for _, k in chain) and not implied else (None,), own)
+    plan(source_format, axis.methods(0, fixed), None, _export_probe(), disabled)
+    return axis
 
 
 def _export_probe() -> Any:
