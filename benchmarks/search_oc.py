@@ -24,7 +24,7 @@ Reported per scenario and design over ``--reps`` searches:
   below δ and that passes perplexity;
 * **evals**: candidates gated.
 
-    python benchmarks/search_oc.py --reps 200 --workers 2            # the docs/search.md table (~8 min)
+    python benchmarks/search_oc.py --reps 200      # the docs/search.md table (~5 min on one core)
 """
 from __future__ import annotations
 
