@@ -41,9 +41,10 @@ def run(kind: str, model: Path, out: Path, args: argparse.Namespace) -> dict[str
                                "perplexity": {"max_tokens": args.ppl_tokens}})
     resolution, strategy = (0.05, "bisect") if kind == "search" else (0.1, "grid")
     wall, cpu = time.perf_counter(), cpu_seconds()
-    result = search(model, out, methods=("magnitude", "wanda"), sparsity=(args.lo, args.hi, resolution), policy=policy,
-                    strategy=strategy, workers=1, settings={"wanda": {"n_samples": args.calib, "seq_len": 128}},
-                    screen=not args.no_screen, progress=lambda m: print(f"  [{kind}] {m}", flush=True))
+    result = search(model, out, methods=tuple(args.methods.split(",")), sparsity=(args.lo, args.hi, resolution),
+                    policy=policy, strategy=strategy, workers=1,
+                    settings={"wanda": {"n_samples": args.calib, "seq_len": 128}}, screen=not args.no_screen,
+                    progress=lambda m: print(f"  [{kind}] {m}", flush=True))
     counts = result.document["counts"]
     screens = result.document.get("screen") or []
     compared = [c for s in screens for c in s["compared"]]
@@ -53,19 +54,22 @@ def run(kind: str, model: Path, out: Path, args: argparse.Namespace) -> dict[str
             "screen_max_rel_diff": max((abs(c["forecast_ratio"] / c["gated_ratio"] - 1) for c in compared),
                                        default=None),
             "highest": result.highest_passing, "recommended": (result.recommended or {}).get("axis"),
+            "verdicts": {p["axis"]: p["verdict"] for p in result.points if p["sparsity"] is None},
             "recommended_sparsity": (result.recommended or {}).get("sparsity"), "exit_code": result.exit_code}
 
 
 def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    names = " / ".join(args.methods.split(","))
     lines = [f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; BBQ limit {args.limit} in {args.looks} looks; "
              f"wanda calibration {args.calib} x 128 tokens; perplexity {args.ppl_tokens} tokens; sparsity "
              f"{args.lo:g}..{args.hi:g}",
              "", "| run | grid | wall s | CPU s | candidates | BBQ items | screen probes | highest passing "
-                 "(magnitude / wanda) |",
+                 f"({names}; a quantizer: its verdict) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        best = " / ".join("—" if v is None else f"{100 * v:g} %" for v in r["highest"].values())
+        best = " / ".join(r["verdicts"].get(k, "—") if k in r["verdicts"] else "—" if v is None else f"{100 * v:g} %"
+                          for k, v in r["highest"].items())
         points = round((args.hi - args.lo) / (0.05 if r["kind"] == "search" else 0.1)) + 1
         design = "bisection" + (", screened" if r["screen_probes"] else "")
         grid = f"{points} points, {design}" if r["kind"] == "search" else f"{points} points, all"
@@ -92,6 +96,10 @@ def main() -> None:
     parser.add_argument("--lo", type=float, default=0.1, help="lowest sparsity searched")
     parser.add_argument("--hi", type=float, default=0.9, help="highest sparsity searched")
     parser.add_argument("--no-screen", action="store_true", help="search by plain bisection (no perplexity screen)")
+    parser.add_argument("--methods", default="magnitude,wanda",
+                        help="methods searched (comma-separated; quantizers and chains too: int8,int4,wanda+int8). "
+                             "Given the --work of an earlier run, cached candidates are reused: the times are then "
+                             "those of the methods added")
     args = parser.parse_args()
     from edgeval.zoo import fetch_smollm2
 
