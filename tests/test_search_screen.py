@@ -88,7 +88,7 @@ def test_what_cannot_be_screened_says_why(tiny_llama_dir):
     with_ppl, without = Policy.from_dict(POLICY), Policy.from_dict({"validators": ["size"]})
     reasons = {a.name: why_not(a, "hf", with_ppl) for a in space.axes}
     assert reasons["magnitude"] is None
-    assert "single pruning step" in reasons["magnitude+int8"] and "single point" in reasons["int8"]
+    assert reasons["magnitude+int8"] is None and "single point" in reasons["int8"]  # a chain: its pruning step
     assert "no perplexity limit" in why_not(space.axes[0], "hf", without)
     unlimited = Policy.from_dict({**POLICY, "perplexity": {"max_ratio_to_baseline": None}})
     assert "no perplexity limit" in why_not(space.axes[0], "hf", unlimited)
@@ -135,6 +135,19 @@ def test_a_malformed_cache_is_recomputed_not_a_crash(trained_dir, tmp_path, cach
     result = _screen(trained_dir, tmp_path, say=messages.append)
     assert result.applied and result.hint is not None and any(m.startswith("screening") for m in messages)
     assert key in json.loads((tmp_path / NAME).read_text())["axes"]  # the good forecast replaced the bad one
+
+
+def test_a_chain_shares_its_pruning_steps_forecast(trained_dir, tmp_path):
+    from edgeval.artifacts import load_artifact
+    from edgeval.search.screen import screen
+
+    space = build_space(["magnitude", "magnitude+int8"], SPARSITY)
+    messages: list[str] = []
+    out = screen(load_artifact(trained_dir), space, Policy.from_dict(POLICY), tmp_path, say=messages.append)
+    assert out["magnitude"].applied and out["magnitude+int8"].applied
+    assert out["magnitude+int8"].hint == out["magnitude"].hint is not None
+    assert out["magnitude+int8"].points == out["magnitude"].points
+    assert not any(m.startswith("magnitude+int8 @") for m in messages)  # probed once, for both
 
 
 def test_without_the_memory_for_it_the_screen_steps_aside(trained_dir, tmp_path, monkeypatch):

@@ -15,8 +15,11 @@ answer still rests only on gated outcomes (a pass below, a fail above), so a wro
 correctness. Each gated point's forecast is kept beside its gated ratio in ``search.json`` (the screen's agreement
 with the gate is measured on every run, not assumed).
 
-Screened: a method whose chain is one built-in pruning step (``random``, ``magnitude``, ``wanda``) on a Hugging Face
-or GGUF source, under a policy with a perplexity limit. Anything else is searched by plain bisection, and the
+Screened: a method whose chain is a built-in pruning step (``random``, ``magnitude``, ``wanda``), alone or followed
+by a quantizer, on a Hugging Face or GGUF source, under a policy with a perplexity limit. For a chain the forecast
+is that of its pruning step alone (shared with the pruner's own axis): a quantizer usually adds loss, so the chain's
+boundary usually lies at or below it, and the design's first candidate may fail on the quantizer's share (one
+candidate more, never a different answer with monotone outcomes). Anything else is searched by plain bisection, and the
 document says why. ``--no-screen`` turns it off. The forecasts are cached in ``screen.json`` (keyed by source
 sha256, chain settings, perplexity settings and edgeval version), so a resumed search does not repeat them.
 """
@@ -84,8 +87,8 @@ def why_not(axis: Any, source_format: str, policy: Any, disabled: tuple[str, ...
         return f"the source is a {source_format} file, not a model torch can prune in memory"
     if limits(policy) == (None, None):
         return "the policy has no perplexity limit to forecast"
-    if len(axis.chain) != 1 or axis.chain[0][1] != "prune":
-        return "only a single pruning step is screened (a chain is gated point by point)"
+    if axis.chain[0][1] != "prune" or any(kind != "quantize" for _, kind in axis.chain[1:]):
+        return "only a pruning step, alone or followed by a quantizer, is screened"
     if not isinstance(registered_compressors(disabled).get(axis.chain[0][0]), _Pruner):
         return f"{axis.chain[0][0]} is not one of edgeval's own pruners"
     return None
@@ -155,7 +158,7 @@ def _key(source: Any, axis: Any, fixed: Mapping[str, Any], policy: Any) -> str:
         except PackageNotFoundError:
             return None
 
-    chain = [axis.methods(i, fixed) for i in range(len(axis.grid))]
+    chain = [axis.methods(i, fixed)[0] for i in range(len(axis.grid))]  # the pruning step: what is forecast
     section = {**_perplexity_defaults(), **policy.section("perplexity")}
     text = hashlib.sha256(load_text(section.get("text"))[0].encode()).hexdigest()
     return digest({"source": source.sha256, "chain": chain, "perplexity": section, "text": text,
@@ -254,8 +257,9 @@ def screen(source: Any, space: Any, policy: Any, out_dir: Path, threads: int | N
             return {**out, **{a.name: AxisScreen(a.name, False, f"the dense perplexity could not be measured: {exc}")
                               for a, _ in todo}}
         for axis, key in todo:
-            out[axis.name] = _probe(model, axis, space.fixed, policy, lambda m: perplexity(m, text, *args),
-                                    dense, disabled, say)
+            hit = _cached(entries.get(key), axis, policy)  # an earlier axis of this run with the same pruning step
+            out[axis.name] = hit if hit is not None else _probe(
+                model, axis, space.fixed, policy, lambda m: perplexity(m, text, *args), dense, disabled, say)
             if out[axis.name].applied:
                 entries[key] = out[axis.name].to_json()
                 atomic_write_text(cache_path, json.dumps({"edgeval": __version__, "axes": entries}, indent=1) + "\n")
