@@ -100,10 +100,12 @@ def check(candidate: str | Path, baseline: str | Path | None = None, policy: Pol
         if progress is not None:
             ctx.progress = progress
         try:
-            for validator in validators if not errors else []:
-                outcome = run_validator(validator, ctx)
-                checks.extend(outcome.checks)
-                results[validator.name] = outcome.results
+            outcomes = {}
+            for validator in _static_first(validators) if not errors else []:
+                outcomes[validator.name] = run_validator(validator, ctx)
+            for validator in validators if not errors else []:  # the report keeps the policy's order
+                checks.extend(outcomes[validator.name].checks)
+                results[validator.name] = outcomes[validator.name].results
         finally:
             ctx.close()
     if not errors:
@@ -118,6 +120,12 @@ def check(candidate: str | Path, baseline: str | Path | None = None, policy: Pol
                          "policy_source": policy_obj.source, "tokenizer": options.tokenizer,
                          "disabled_plugins": list(options.disabled_plugins), **run_info})
     return report
+
+
+def _static_first(validators: Sequence[Any]) -> list[Any]:
+    """Validators that read files only (``static = True``: size) before those that load the model: a static one
+    may hold a parsed graph (the ONNX protobuf, as large as the file) and must not do so beside a loaded session."""
+    return sorted(validators, key=lambda v: not getattr(v, "static", False))
 
 
 def nothing_gated(checks: Sequence[Check]) -> list[Check]:

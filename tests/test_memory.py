@@ -232,3 +232,18 @@ def test_perplexity_of_a_256k_llama_stays_within_the_budget(wide_llama, kind, mo
     assert new["nll_mean"] == pytest.approx(old["nll_mean"], rel=1e-6)
     assert len(shapes) == new["windows"] and all(s[0] == 1 for s in shapes)  # the logits: one window at a time
     assert new_peak < 6 * logprobs.SCRATCH_BYTES  # numpy scratch (float64 blocks) stays a few blocks
+
+
+def test_static_validators_run_before_any_model_is_loaded_and_the_report_keeps_the_policy_order(tiny_llama_onnx):
+    """size reads files only (it may hold the parsed ONNX graph, as large as the file): it runs before the
+    validators that load the model, so that the two do not add up; the report lists checks in the policy's order."""
+    from edgeval.api import CheckOptions, check
+    from edgeval.policy import Policy
+
+    seen: list[str] = []
+    policy = Policy.from_dict({"validators": ["perplexity", "size"], "perplexity": {"max_tokens": 64}})
+    report = check(tiny_llama_onnx, tiny_llama_onnx, policy, options=CheckOptions(validators=["perplexity", "size"]),
+                   progress=seen.append)
+    first = {name: next(i for i, m in enumerate(seen) if m.startswith(name)) for name in ("size", "perplexity")}
+    assert first["size"] < first["perplexity"]
+    assert [c.validator for c in report.checks][0] == "perplexity" and list(report.results) == ["perplexity", "size"]

@@ -134,6 +134,9 @@ class Validator(Protocol):
     #   warnings(results) -> list[str]            sentences that must be seen (the CLI summary prints them)
     #   markdown(results) -> list[str]            a richer Markdown section (lines) instead of describe()
     #   html(results) -> str                      a richer HTML ``<section>`` instead of describe()
+    #   static: bool                              True when it reads the artifact's files only (no runtime): such
+    #                                             validators run first, before any model is loaded, so that their
+    #                                             memory and a loaded model's do not add up (report order is kept)
 
     def run(self, ctx: RunContext, settings: Any) -> Outcome:
         """Measure, compare with the thresholds in ``settings`` (its policy section, an instance of ``Settings``),

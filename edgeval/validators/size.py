@@ -92,6 +92,7 @@ class SizeValidator(ChartViews):
 
     name = "size"
     summary = "bytes on disk, zlib-compressed and sparse-encoded bytes, measured weight sparsity; vs a baseline"
+    static = True  # files only: runs before any model is loaded (edgeval.api._static_first)
     Settings = SizeSettings
 
     view_sentence, view_metrics, view_html = staticmethod(size_sentence), staticmethod(size_metrics), \
