@@ -15,8 +15,9 @@ was inconclusive: not a pass) or ``error`` (the candidate could not be built or 
 - A **hint** (bisection only; from the perplexity screen, :mod:`edgeval.search.screen`) is the lowest index
   forecast to fail. While it lies inside the bracket, the design gates the index just below it first (the highest
   forecast to pass), then, once that passed, the hint itself; with a right forecast the answer takes two
-  evaluations. A wrong forecast only changes the order: the bracket, and so the answer, is made of gated outcomes
-  alone, and plain bisection continues inside it.
+  evaluations. The bracket, and so the answer, is made of gated outcomes alone, and plain bisection continues
+  inside it: with monotone outcomes a wrong forecast changes only the order; with noisy ones the order can change
+  which lucky pass is met (see :mod:`edgeval.search.oc`).
 
 :func:`next_index` is a pure function of the outcomes so far, so a resumed search replays exactly the decisions
 of the interrupted one (see :func:`replay`).

@@ -119,7 +119,10 @@ def _hints(space: Space, jobs: Mapping[str, list[Job]], journal: Journal, screen
     out = {}
     for axis in space.axes:
         now = screens[axis.name].hint if axis.name in screens else None
-        kept = journal.order(digest([j.key for j in jobs[axis.name]]), now, len(axis.grid))
+        key = digest([j.key for j in jobs[axis.name]])
+        if key not in journal.orders and any(j.key in journal.records for j in jobs[axis.name]):
+            now = None  # points gated before hints were journaled: by plain bisection, the only design then
+        kept = journal.order(key, now, len(axis.grid))
         if kept != now:
             say(f"{axis.name}: resuming in the order the search began with (hint {kept}, the screen now says {now})")
         out[axis.name] = kept
