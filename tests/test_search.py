@@ -326,6 +326,24 @@ def test_quantizers_are_points_and_chains_are_searched(tiny_llama_dir, tmp_path)
     assert result.document["methods"][0]["highest_passing_key"] == by_axis[("int8", None)]["key"]
 
 
+def test_a_chain_whose_quantizer_alone_fails_is_settled_without_gating_it(tiny_llama_dir, tmp_path):
+    """int8 alone fails a strict exact parity gate, so magnitude+int8 can pass at no sparsity (monotone):
+    bisection gates none of its candidates and says why; the grid still gates them all (and they fail)."""
+    strict = Policy.from_dict({**POLICY, "parity": {**POLICY["parity"], "max_abs_logit_diff": 0.001}})
+    result = run_search(tiny_llama_dir, tmp_path / "out", methods=("int8", "magnitude+int8"), settings={},
+                        sparsity=(0.2, 0.6, 0.2), policy=strict)
+    int8 = next(p for p in result.points if p["axis"] == "int8")
+    assert int8["verdict"] != "pass"
+    assert not [p for p in result.points if p["axis"] == "magnitude+int8"]
+    chain = next(m for m in result.document["methods"] if m["axis"] == "magnitude+int8")
+    assert chain["settled_by"] == "int8" and chain["highest_passing_sparsity"] is None
+    assert "int8 alone failed" in (result.out_dir / "summary.md").read_text()
+    grid = run_search(tiny_llama_dir, tmp_path / "grid", methods=("int8", "magnitude+int8"), settings={},
+                      sparsity=(0.2, 0.6, 0.2), strategy="grid", policy=strict)
+    chain_points = [p for p in grid.points if p["axis"] == "magnitude+int8"]
+    assert len(chain_points) == 3 and all(p["verdict"] != "pass" for p in chain_points)  # the rule's premise held
+
+
 def test_a_tampered_journal_cannot_make_a_failed_candidate_the_recommendation(searched, tiny_llama_dir, tmp_path):
     """A journal edited by hand (a failed point turned into a pass that names another candidate's passing report)
     is not trusted: the point is gated again and the recommendation keeps its own passing report."""

@@ -90,11 +90,23 @@ def document(cfg: Any, space: Any, source: Any, base: Any, jobs: Mapping[str, li
             "decisions": [d for a in space.axes
                           for d in decisions(a, jobs, journal, cfg.strategy, hints.get(a.name))],
             "screen": screen_section(screens, points),
-            "methods": [axis_answer(a, jobs, journal) for a in space.axes],
+            "methods": [axis_answer(a, jobs, journal, _settled(a, space, jobs, journal, cfg.strategy))
+                        for a in space.axes],
             "front": on_front, "recommended": best,
             "counts": {"evaluated": len(points), "failed": sum(p["status"] == "failed" for p in points),
                        "bbq_items_scored": sum((p["metrics"] or {}).get("bbq_items_scored") or 0 for p in points)},
             "exit_code": exit_code(points, best)}
+
+
+def _settled(axis: Any, space: Any, jobs: Mapping[str, list[Any]], journal: Any, strategy: str) -> str | None:
+    """The quantizer-alone axis whose failure settled chain ``axis`` (None: not settled that way)."""
+    from .runner import floors, outcomes
+
+    floor = floors(space).get(axis.name) if strategy == "bisect" else None
+    by_name = {a.name: a for a in space.axes}
+    if floor is None or outcomes(by_name[floor], jobs, journal).get(0) != "fail" or outcomes(axis, jobs, journal):
+        return None
+    return floor
 
 
 def load_schema() -> dict[str, Any]:

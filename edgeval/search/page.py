@@ -42,8 +42,9 @@ def markdown(doc: Mapping[str, Any]) -> str:
              "| --- | --- | --- |"]
     for m in doc["methods"]:
         best = m["highest_passing_sparsity"]
-        lines.append(f"| {m['axis']} | {DASH if best is None else f'{100 * best:g} %'} | "
-                     f"{'errors inside the bracket: a lower bound' if m['unresolved'] else ''} |")
+        note = ("errors inside the bracket: a lower bound" if m["unresolved"] else
+                f"{m['settled_by']} alone failed: no sparsity can pass (none gated)" if m.get("settled_by") else "")
+        lines.append(f"| {m['axis']} | {DASH if best is None else f'{100 * best:g} %'} | {note} |")
     lines += ["", "| " + " | ".join(HEADER) + " |", "|" + " --- |" * len(HEADER)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells(p, doc)) + " |" for p in doc["points"]]
     counts = doc["counts"]

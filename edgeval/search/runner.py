@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from ..errors import BadInputError, UsageError
 from .candidate import Job, keys, trusted
-from .design import STRATEGIES, answer, next_index, replay
+from .design import FAIL, STRATEGIES, answer, next_index, replay
 from .executors import check_executor
 from .journal import NAME, Journal
 from .space import OBJECTIVES, Axis, Space, build_space
@@ -185,11 +185,17 @@ def loop(space: Space, jobs: Mapping[str, list[Job]], journal: Journal, executor
     """Submit each axis's next point (one in flight per axis) until every design is done; ``hints``: the
     screen's forecast per axis (see :func:`edgeval.search.design.next_index`)."""
     hints = hints or {}
+    floor_of = floors(space) if strategy == "bisect" else {}
+    by_name = {a.name: a for a in space.axes}
     flying: dict[Any, str] = {}
     while True:
         for axis in space.axes:
             if axis.name in flying.values():
                 continue
+            if axis.name in floor_of:
+                floor = outcomes(by_name[floor_of[axis.name]], jobs, journal).get(0)
+                if floor is None or floor == FAIL:  # wait for the quantizer alone; settled when it failed
+                    continue
             index = next_index(len(axis.grid), outcomes(axis, jobs, journal), strategy, hints.get(axis.name))
             if index is not None:
                 job = jobs[axis.name][index]
@@ -202,6 +208,23 @@ def loop(space: Space, jobs: Mapping[str, list[Job]], journal: Journal, executor
             journal.add(record)
             say(f"{record['axis']} @ {_label(record['sparsity'])}: {record['verdict']}"
                 + (f" ({record['error']})" if record.get("error") else "") + f" in {record['elapsed_s']:.1f} s")
+
+
+def floors(space: Space) -> dict[str, str]:
+    """``{chain axis: single-point axis}`` for each prune+quantize chain whose quantizer alone (with the same
+    settings) is also searched: the chain at sparsity 0. Passing being monotone in sparsity (the design's
+    assumption), the chain passes nowhere when that point fails: bisection then gates none of the chain's
+    candidates (and waits for that point's outcome first, so every executor makes the same decisions). A
+    quantizer-alone point that errored settles nothing."""
+    out = {}
+    for axis in space.axes:
+        if not axis.prunes or len(axis.chain) < 2:
+            continue
+        rest = axis.methods(0, space.fixed)[1:]
+        found = next((o.name for o in space.axes if o.grid == (None,) and o.methods(0, space.fixed) == rest), None)
+        if found is not None:
+            out[axis.name] = found
+    return out
 
 
 def outcomes(axis: Axis, jobs: Mapping[str, list[Job]], journal: Journal) -> dict[int, str]:
@@ -217,13 +240,16 @@ def decisions(axis: Axis, jobs: Mapping[str, list[Job]], journal: Journal, strat
              "outcome": o} for n, (i, o) in enumerate(steps, 1) if o is not None]
 
 
-def axis_answer(axis: Axis, jobs: Mapping[str, list[Job]], journal: Journal) -> dict[str, Any]:
+def axis_answer(axis: Axis, jobs: Mapping[str, list[Job]], journal: Journal,
+                settled_by: str | None = None) -> dict[str, Any]:
+    """The axis's answer; ``settled_by``: the quantizer-alone axis whose failure settled a chain (see
+    :func:`floors`): no passing sparsity, nothing of the chain gated."""
     result = answer(len(axis.grid), outcomes(axis, jobs, journal))
     lo, hi = result.bracket
     return {"axis": axis.name, "highest_passing_sparsity": axis.grid[lo] if lo >= 0 else None,
             "highest_passing_key": jobs[axis.name][lo].key if lo >= 0 else None,
             "lowest_failing_sparsity": axis.grid[hi] if hi < len(axis.grid) else None,
-            "unresolved": result.unresolved}
+            "unresolved": result.unresolved, "settled_by": settled_by}
 
 
 def _label(sparsity: float | None) -> str:
