@@ -295,9 +295,10 @@ def _probe(model: _Model, axis: Any, fixed: Mapping[str, Any], policy: Any,  # n
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}" if not isinstance(exc, EdgevalError) else \
-        (text[0] if text else type(exc).__name__)
+    """The project's one-line message, with the type for non-edgeval errors (OverflowError: …)."""
+    from ..runtimes._util import one_line
+
+    return one_line(exc) if isinstance(exc, EdgevalError) else f"{type(exc).__name__}: {one_line(exc)}"
 
 
 def _perplexity_defaults() -> dict[str, Any]:
