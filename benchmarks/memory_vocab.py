@@ -1,17 +1,21 @@
-"""Peak RSS of `edgeval check` against the model file, before and after logits memory was bounded, side by side.
+"""Peak RSS of `edgeval check` against the model file, for several source trees and settings, side by side.
 
-Each row runs ``edgeval check CANDIDATE --baseline HF_DIR`` with BBQ (a small sample), perplexity, latency and
-parity in a fresh process under ``/usr/bin/time -v`` and reads its maximum resident set size. Every model runs
-with every source tree given (``--tree LABEL=PATH``, a folder holding ``edgeval/``; default: this checkout as
-"after"), interleaved, in the same run, so that the trees are compared on the same machine load:
+Each row runs ``edgeval check CANDIDATE --baseline BASELINE`` in a fresh process under ``/usr/bin/time -v`` and
+reads its maximum resident set size and wall time. Every model runs with every source tree given (``--tree
+LABEL=PATH [FLAGS]``, a folder holding ``edgeval/`` and, optionally, extra `edgeval check` flags; default: this
+checkout as "after"), interleaved, in the same run, so that the trees are compared on the same machine load:
 
-    python benchmarks/memory_vocab.py --tree before=/tmp/edgeval-22dc43c --tree after=. \\
-        --smollm2-onnx /tmp/smol/model.onnx --smollm2-onnx /tmp/smol-kv/model.onnx
+    python benchmarks/memory_vocab.py --tree before=/tmp/edgeval-83ca85a --tree "one=. --resident one" \\
+        --tree "both=. --resident both" --tiny-layouts '' --smollm2-onnx /tmp/smol-kv/model.onnx --gemma-shape --alone
 
-Models: the tiny Llama of the tests with a 1k and a 256k vocabulary (tests/tinymodels.py), exported with the
-legacy exporter with and without the ``next_token_logits`` output, and each ``--smollm2-onnx`` given (against
-SmolLM2-135M-Instruct from the zoo as the baseline). Columns: file MiB, then per tree peak RSS MiB and peak / file;
-"vocab growth" rows give the 256k minus the 1k peak (memory that grows with the vocabulary).
+Validators (``--validators``): the default policy's (size, latency, bbq, perplexity) with a small BBQ sample and
+512 perplexity tokens; parity can be added. Models: the tiny Llama of the tests with a 1k and a 256k vocabulary
+(tests/tinymodels.py), exported with the legacy exporter with and without the ``next_token_logits`` output; each
+``--smollm2-onnx`` given (against SmolLM2-135M-Instruct from the zoo on torch as the baseline); with
+``--gemma-shape`` a Llama with Gemma-3-270M's dimensions and a 256k vocabulary (baseline: a copy of its ONNX);
+with ``--alone`` each ONNX model again without a baseline. Columns: file MiB, then per tree peak RSS MiB, peak /
+file and wall seconds (wall time moves with the machine's load; RSS does not); "vocab growth" rows give the 256k
+minus the 1k peak (memory that grows with the vocabulary).
 """
 from __future__ import annotations
 
@@ -19,20 +23,24 @@ import argparse
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VALIDATORS = "bbq,perplexity,latency,parity"
+VALIDATORS = "size,latency,bbq,perplexity"  # the default policy's
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tree", action="append", default=[], metavar="LABEL=PATH",
-                   help="a source tree to run (repeatable); default: after=this checkout")
+    p.add_argument("--tree", action="append", default=[], metavar="LABEL=PATH [FLAGS]",
+                   help="a source tree to run, optionally with extra `edgeval check` flags (repeatable); default: "
+                        "after=this checkout")
+    p.add_argument("--validators", default=VALIDATORS, help=f"validators of each check (default: {VALIDATORS})")
     p.add_argument("--smollm2-onnx", action="append", default=[], type=Path, help="an ONNX export of SmolLM2")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "edgeval-memory-vocab")
     p.add_argument("--bbq-limit", type=int, default=12)
@@ -47,14 +55,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def trees(specs: list[str]) -> dict[str, Path]:
-    """``LABEL=PATH`` specs as {label: path}; default {"after": this checkout}."""
+def trees(specs: list[str]) -> dict[str, tuple[Path, list[str]]]:
+    """``LABEL=PATH [FLAGS]`` specs as {label: (path, flags)}; default {"after": (this checkout, [])}."""
     out = {}
     for spec in specs or [f"after={ROOT}"]:
-        label, _, path = spec.partition("=")
+        label, _, rest = spec.partition("=")
+        path, *flags = shlex.split(rest)
         if not (Path(path) / "edgeval").is_dir():
             raise SystemExit(f"--tree {spec}: no edgeval/ package in {path}")
-        out[label] = Path(path).resolve()
+        out[label] = (Path(path).resolve(), flags)
     return out
 
 
@@ -110,23 +119,25 @@ def gemma_shaped(work: Path) -> tuple[str, Path, Path]:
     return "Gemma-3-270M-shaped Llama, vocab 256k, KV cache + last position", out, copy
 
 
-def peak_rss_mib(tree: Path, candidate: Path, baseline: Path | None, bbq: Path, args: argparse.Namespace,
-                 report: Path) -> tuple[float | None, int]:
-    """Maximum RSS (MiB) of one `edgeval check` run with ``tree`` on the path, and its exit code (no baseline:
-    bbq, perplexity, latency and size on the candidate alone)."""
-    against = ["--baseline", str(baseline), "--validators", VALIDATORS] if baseline else [
-        "--validators", "bbq,perplexity,latency,size"]
+def peak_rss_mib(tree: tuple[Path, list[str]], candidate: Path, baseline: Path | None, bbq: Path,
+                 args: argparse.Namespace, report: Path) -> tuple[float | None, int, float | None]:
+    """Maximum RSS (MiB) of one `edgeval check` run with ``tree`` on the path (and its flags), its exit code and
+    its wall seconds (no baseline: the same validators on the candidate alone)."""
+    path, flags = tree
+    against = (["--baseline", str(baseline)] if baseline else []) + ["--validators", args.validators, *flags]
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "edgeval", "check", str(candidate), *against,
            "--bbq-data", str(bbq), "--bbq-limit", str(args.bbq_limit),
            "--set", f"perplexity.max_tokens={args.ppl_tokens}", "--set", "latency.runs=5", "--set",
            "latency.warmup=1", "--no-resume", "-q", "--report", str(report)]
-    env = {**os.environ, "PYTHONPATH": str(tree)}  # run outside any checkout: `-m` puts the cwd first on sys.path
+    env = {**os.environ, "PYTHONPATH": str(path)}  # run outside any checkout: `-m` puts the cwd first on sys.path
+    started = time.perf_counter()
     done = subprocess.run(cmd, env=env, cwd=report.parent, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
     match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
     code = int(re.search(r"Exit status: (\d+)", done.stderr).group(1)) if "Exit status" in done.stderr else -1
     if code not in (0, 1, 5):
         print(f"  exit {code}: {done.stderr.strip().splitlines()[-25:]}", file=sys.stderr)
-    return (int(match.group(1)) / 1024 if match else None), code
+    return (int(match.group(1)) / 1024 if match else None), code, wall
 
 
 def bbq_fixture(work: Path) -> Path:
@@ -156,29 +167,31 @@ def main(argv: list[str] | None = None) -> None:
     bbq = bbq_fixture(args.work)
     print(f"memory_vocab: {cpu_name()}, {os.cpu_count()} CPUs, {platform.system()}, Python "
           f"{platform.python_version()}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; `edgeval check` with "
-          f"{VALIDATORS} (BBQ {args.bbq_limit} items, perplexity {args.ppl_tokens} tokens), baseline = HF dir "
-          "(the Gemma-shaped model: a copy of its ONNX); 'no baseline' rows: bbq, perplexity, latency, size\n")
-    head = "| model | file MiB | " + " | ".join(f"{t} peak MiB | {t} / file" for t in labels) + " |"
-    print(head + "\n|" + "---|" * (2 + 2 * len(labels)))
+          f"{args.validators} (BBQ {args.bbq_limit} items, perplexity {args.ppl_tokens} tokens), baseline = HF "
+          "dir on torch (the Gemma-shaped model: a copy of its ONNX); trees: "
+          + "; ".join(f"{t} = {p} {' '.join(f)}".strip() for t, (p, f) in labels.items()) + "\n")
+    head = "| model | file MiB | " + " | ".join(f"{t} peak MiB | {t} / file | {t} wall s" for t in labels) + " |"
+    print(head + "\n|" + "---|" * (2 + 3 * len(labels)))
     peaks: dict[tuple[str, str], float] = {}
     for label, candidate, baseline in models:
         size = candidate.stat().st_size / 2**20
         cells = []
         for tree_label, tree in labels.items():
-            peak, code = peak_rss_mib(tree, candidate, baseline, bbq, args, args.work / f"report-{tree_label}.json")
+            peak, code, wall = peak_rss_mib(tree, candidate, baseline, bbq, args,
+                                            args.work / f"report-{tree_label}.json")
             peaks[(label, tree_label)] = peak or float("nan")
-            cells.append(f"{peak:,.0f} | {peak / size:.1f}x" if peak else f"failed (exit {code}) | -")
+            cells.append(f"{peak:,.0f} | {peak / size:.1f}x | {wall:.0f}" if peak else f"failed (exit {code}) | - | -")
         print(f"| {label} | {size:,.0f} | " + " | ".join(cells) + " |", flush=True)
     growth_rows(peaks, labels)
 
 
-def growth_rows(peaks: dict[tuple[str, str], float], labels: dict[str, Path]) -> None:
+def growth_rows(peaks: dict[tuple[str, str], float], labels: dict[str, tuple[Path, list[str]]]) -> None:
     """Peak of the 256k-vocabulary tiny model minus that of the 1k one, per export layout and tree."""
     for name in ("onnx", "onnx-next"):
         small, large = f"tiny Llama, vocab 1k, {name}", f"tiny Llama, vocab 256k, {name}"
         if (small, next(iter(labels))) not in peaks:
             return
-        cells = " | ".join(f"{peaks[(large, t)] - peaks[(small, t)]:+,.0f} | -" for t in labels)
+        cells = " | ".join(f"{peaks[(large, t)] - peaks[(small, t)]:+,.0f} | - | -" for t in labels)
         print(f"| vocab growth 1k -> 256k, {name} | - | {cells} |")
 
 

@@ -21,7 +21,7 @@ from .policy import Policy, validate_policy
 from .report import Check, InputError, Report
 from .runtimes.options import RuntimeOptions
 from .suggest import suggestion
-from .validators.base import RunContext, run_validator
+from .validators.base import RESIDENT, RunContext, release_memory, run_validator
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,13 @@ class CheckOptions:
     dtype: str | None = None
     #: runtime session settings (``--session-option KEY=VALUE``)
     session: Mapping[str, str] = field(default_factory=dict)
+    #: models kept loaded while BBQ, perplexity and the lenses score (``--resident``): ``one`` or ``both``; None:
+    #: the policy's ``runtime.resident``, else ``one``
+    resident: str | None = None
 
     def __post_init__(self) -> None:
+        if self.resident not in (None, *RESIDENT):
+            raise UsageError(f"resident must be one of {', '.join(RESIDENT)}, not {self.resident!r}")
         # one name or "a,b" given as a string would otherwise be read letter by letter ("unknown validator 's'")
         for name in ("validators", "disabled_plugins"):
             value = getattr(self, name)
@@ -92,7 +97,9 @@ def check(candidate: str | Path, baseline: str | Path | None = None, policy: Pol
                          outputs=None if options.outputs is None else Path(options.outputs),
                          inputs=inputs, resume=options.resume, runtime_options=runtime_options,
                          baseline_runtime=options.baseline_runtime,
+                         resident=_resident(options, policy_obj, runtime_options),
                          disabled_plugins=tuple(options.disabled_plugins))
+        run_info["resident"] = ctx.resident
         try:
             run_info["runtimes"] = choose_runtimes(ctx)
         except BadInputError as exc:  # a provider or device this machine lacks: nothing is measured
@@ -103,6 +110,7 @@ def check(candidate: str | Path, baseline: str | Path | None = None, policy: Pol
             outcomes = {}
             for validator in _static_first(validators) if not errors else []:
                 outcomes[validator.name] = run_validator(validator, ctx)
+                release_memory()  # what the validator freed goes back to the system before the next one runs
             for validator in validators if not errors else []:  # the report keeps the policy's order
                 checks.extend(outcomes[validator.name].checks)
                 results[validator.name] = outcomes[validator.name].results
@@ -372,6 +380,17 @@ def _runtime_options(options: CheckOptions, policy: Policy) -> RuntimeOptions:
     return RuntimeOptions.from_policy(policy.data.get("runtime"), runtime=options.runtime, threads=options.threads,
                                       provider=options.provider, device=options.device, dtype=options.dtype,
                                       session=dict(options.session) or None)
+
+
+def _resident(options: CheckOptions, policy: Policy, runtime: RuntimeOptions) -> str:
+    """``--resident``, else the policy's ``runtime.resident``, else ``one`` on the CPU and ``both`` on an
+    accelerator (a reload there rebuilds the provider's engine, TensorRT's in minutes, and host-memory trimming
+    does not free device memory)."""
+    chosen = options.resident or (policy.data.get("runtime") or {}).get("resident")
+    if chosen:
+        return chosen
+    on_cpu = (runtime.provider or "cpu").lower() in ("cpu", "cpuexecutionprovider") and runtime.device in (None, "cpu")
+    return "one" if on_cpu else "both"
 
 
 def choose_runtimes(ctx: RunContext) -> dict[str, dict[str, Any]]:

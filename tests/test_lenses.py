@@ -223,8 +223,8 @@ def _fake_score(lens, runtime, items, settings):
 
 def _ctx(cand_rise: float) -> RunContext:
     ctx = RunContext(candidate=SimpleNamespace(path="c"), baseline=SimpleNamespace(path="b"),
-                     policy=Policy.default(), seed=3, progress=lambda m: None)
-    ctx._runtimes.update(candidate=FakeRuntime(cand_rise), baseline=FakeRuntime(0.0))
+                     policy=Policy.default(), seed=3, progress=lambda m: None, resident="both")
+    ctx._runtimes.update(candidate=FakeRuntime(cand_rise), baseline=FakeRuntime(0.0))  # doubles: never reopened
     return ctx
 
 

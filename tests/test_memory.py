@@ -5,6 +5,7 @@ The 256k-vocabulary model here is a hand-built bigram ONNX (tinymodels.save_wide
 or two); benchmarks/memory_vocab.py measures `edgeval check` on the real tiny Llama at 256k and on SmolLM2."""
 from __future__ import annotations
 
+import json
 import tracemalloc
 from pathlib import Path
 
@@ -247,3 +248,111 @@ def test_static_validators_run_before_any_model_is_loaded_and_the_report_keeps_t
     first = {name: next(i for i, m in enumerate(seen) if m.startswith(name)) for name in ("size", "perplexity")}
     assert first["size"] < first["perplexity"]
     assert [c.validator for c in report.checks][0] == "perplexity" and list(report.results) == ["perplexity", "size"]
+
+
+# -- one model at a time (--resident) ----------------------------------------------------------------------------
+def _check_recording_opens(candidate, baseline, resident, looks):
+    """A bbq + perplexity check (candidate ONNX vs baseline on torch); returns the report and, for every model
+    opened, (role, the roles still open at that moment)."""
+    from bbq_fixture import FIXTURE_DIR
+
+    from edgeval.api import CheckOptions, check
+    from edgeval.policy import Policy
+    from edgeval.validators.base import RunContext
+
+    opens: list[tuple[str, tuple[str, ...]]] = []
+    real = RunContext.open_runtime
+
+    def recording(self, role, threads=None):
+        opens.append((role, tuple(sorted(self._runtimes))))
+        return real(self, role, threads)
+
+    policy = Policy.from_dict({"validators": ["bbq", "perplexity"], "perplexity": {"max_tokens": 64},
+                               "bbq": {"limit": 56, "bootstrap": 100, "data_dir": str(FIXTURE_DIR),
+                                       "early_stop_looks": looks}})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RunContext, "open_runtime", recording)
+        report = check(candidate, baseline, policy, options=CheckOptions(resident=resident, threads=1, resume=False),
+                       progress=lambda m: None)
+    return report, opens
+
+
+@pytest.mark.parametrize("looks,candidate", [(None, "onnx"), (3, "onnx"), (3, "gguf")],
+                         ids=["fixed sample", "early-stop looks", "llama.cpp, early-stop looks"])
+def test_one_model_at_a_time_gives_the_same_report_and_never_holds_both_while_scoring(
+        request, tiny_llama_dir, looks, candidate):
+    """--resident one: BBQ and perplexity never open a model while the other is loaded, the loaded one scores
+    first (reloads are few), the token counts add up over reloads, and every check and figure equals the run that
+    keeps both models loaded. llama.cpp keeps a KV cache between calls: a reload must not change what it gives."""
+    if candidate == "gguf":
+        pytest.importorskip("llama_cpp")
+    model = request.getfixturevalue(f"tiny_llama_{candidate}")
+    one, opens_one = _check_recording_opens(model, tiny_llama_dir, "one", looks)
+    both, opens_both = _check_recording_opens(model, tiny_llama_dir, "both", looks)
+    assert all(still_open == () for _, still_open in opens_one), opens_one
+    assert sorted(role for role, _ in opens_both) == ["baseline", "candidate"]  # both: each opened once, kept
+    assert len(opens_one) <= 3 + (looks or 1)  # prompt formats (2), one reload a look, one for perplexity
+    assert one.run["resident"] == "one" and both.run["resident"] == "both"
+
+    def figures(report):
+        doc = report.to_json()
+        compute = doc["results"]["bbq"].pop("compute")
+        return json.dumps([doc["checks"], doc["results"]], sort_keys=True), compute
+
+    (one_figures, one_compute), (both_figures, both_compute) = figures(one), figures(both)
+    assert one.verdict == both.verdict and one_figures == both_figures
+    for role in ("candidate", "baseline"):
+        loads = one_compute[role].pop("loads")
+        assert 1 <= loads <= sum(r == role for r, _ in opens_one) and both_compute[role].pop("loads") == 1
+        assert one_compute[role] == both_compute[role]  # tokens asked and run: summed over the reloads
+
+
+def test_resident_comes_from_the_command_line_then_the_policy_then_the_device(tiny_llama_onnx, tmp_path):
+    from edgeval.api import CheckOptions, _resident
+    from edgeval.cli import main
+    from edgeval.policy import Policy
+    from edgeval.runtimes.options import RuntimeOptions
+
+    in_policy = Policy.from_dict({"runtime": {"resident": "both"}})
+    cpu, cuda = RuntimeOptions(), RuntimeOptions(provider="cuda")
+    assert _resident(CheckOptions(), Policy.default(), cpu) == "one"
+    assert _resident(CheckOptions(), Policy.default(), RuntimeOptions(provider="CPUExecutionProvider")) == "one"
+    assert _resident(CheckOptions(), Policy.default(), cuda) == "both"  # a reload rebuilds the device's engine
+    assert _resident(CheckOptions(), Policy.default(), RuntimeOptions(device="cuda:1")) == "both"
+    assert _resident(CheckOptions(), in_policy, cpu) == "both"
+    assert _resident(CheckOptions(resident="one"), in_policy, cuda) == "one"  # the command line wins
+    with pytest.raises(SystemExit):
+        main(["check", str(tiny_llama_onnx), "--validators", "size", "--resident", "both", "--report",
+              str(tmp_path / "r.json"), "-q"])
+    assert json.loads((tmp_path / "r.json").read_text())["run"]["resident"] == "both"
+
+
+def test_memory_is_given_back_without_glibc(monkeypatch):
+    import ctypes
+
+    from edgeval.validators.base import release_memory
+
+    def no_libc(name, *args, **kwargs):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    release_memory()  # macOS, musl: a collection only, never an error
+
+
+def test_one_model_at_a_time_is_a_run_setting_of_the_cli_and_the_policy(tmp_path):
+    from click.testing import CliRunner
+
+    from edgeval.api import CheckOptions
+    from edgeval.cli.app import cli
+    from edgeval.errors import PolicyError
+    from edgeval.policy import validate_policy
+    from edgeval.validators.base import RunContext
+
+    with pytest.raises(UsageError, match="resident"):
+        CheckOptions(resident="three")
+    with pytest.raises(UsageError, match="resident"):
+        RunContext(candidate=None, baseline=None, policy=None, resident="some")
+    with pytest.raises(PolicyError, match="resident"):
+        validate_policy({"runtime": {"resident": "some"}}, "p.yaml")
+    got = CliRunner().invoke(cli, ["check", str(tmp_path / "m.onnx"), "--resident", "many"])
+    assert got.exit_code == 2 and "--resident" in got.output

@@ -23,8 +23,8 @@ class _Runtime:
 
 def _ctx(cand, base) -> RunContext:
     ctx = RunContext(candidate=SimpleNamespace(path="c"), baseline=SimpleNamespace(path="b"),
-                     policy=Policy.default(), seed=3, progress=lambda m: None)
-    ctx._runtimes.update(candidate=_Runtime(cand), baseline=_Runtime(base))
+                     policy=Policy.default(), seed=3, progress=lambda m: None, resident="both")
+    ctx._runtimes.update(candidate=_Runtime(cand), baseline=_Runtime(base))  # doubles: never reopened
     return ctx
 
 

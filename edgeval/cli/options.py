@@ -26,6 +26,7 @@ from ..errors import PolicyError
 from ..policy import Policy, validate_policy
 from ..runtimes.options import DTYPES
 from ..suggest import suggestion
+from ..validators.base import RESIDENT
 
 #: where --set errors are said to come from
 SET_SOURCE = "--set"
@@ -192,7 +193,7 @@ def _parse_inputs(_ctx, _param, values: Sequence[str]) -> tuple[tuple[str, Path]
 
 
 #: the run_options flags that go into CheckOptions as they are
-RUNTIME_FLAGS = ("runtime", "baseline_runtime", "provider", "device", "dtype", "session")
+RUNTIME_FLAGS = ("runtime", "baseline_runtime", "provider", "device", "dtype", "session", "resident")
 
 
 def _session_items(_ctx, _param, values: Sequence[str]) -> dict[str, str]:
@@ -206,7 +207,8 @@ def _session_items(_ctx, _param, values: Sequence[str]) -> dict[str, str]:
 
 
 def runtime_options() -> list[Callable]:
-    """``--runtime``, ``--baseline-runtime``, ``--provider``, ``--device``, ``--dtype``, ``--session-option``."""
+    """``--runtime``, ``--baseline-runtime``, ``--provider``, ``--device``, ``--dtype``, ``--session-option``,
+    ``--resident``."""
     return [
         click.option("--runtime", metavar="NAME", help="Run models with this runtime wherever it runs their format "
                      "(default: the policy's runtime.name, else a plugin's, else the built-in; see `edgeval "
@@ -220,6 +222,9 @@ def runtime_options() -> list[Callable]:
         click.option("--dtype", type=click.Choice(DTYPES), help="Compute dtype (torch). Default: float32."),
         click.option("--session-option", "session", multiple=True, metavar="KEY=VALUE", callback=_session_items,
                      help="A runtime session setting (ONNX Runtime session config entry); repeatable."),
+        click.option("--resident", type=click.Choice(RESIDENT), help="Models kept loaded while BBQ, perplexity "
+                     "and the lenses score: one (memory of one model; the other is reloaded when needed) or both "
+                     "(no reloads). Default: the policy's runtime.resident, else one."),
     ]
 
 

@@ -334,11 +334,15 @@ class _Scorer:
                                                     "start_tokens": {}}, "seconds": {}}
 
     def __call__(self, chunk: list[Any]) -> None:
-        for role in self.roles:
-            started = time.perf_counter()
-            runtime = self.ctx.runtime(role)
+        for role in self.ctx.resident_first(self.roles):  # the loaded model first (one model at a time)
+            runtime = self.ctx.runtime(role, alone=True)
+            started = time.perf_counter()  # scoring time, without a reload
             self.results["scoring"]["start_tokens"][role] = start_ids(runtime.tokenizer)
             got = self.lens.score(runtime, chunk, self.settings)
             self.scores[role].update(zip((item.id for item in chunk), got, strict=True))
             seconds = self.results["seconds"]
             seconds[role] = seconds.get(role, 0.0) + time.perf_counter() - started
+            del runtime  # no reference left behind when the next role closes this model
+        for key in ("start_tokens", "seconds"):  # in role order, whichever model scored first
+            table = self.results["scoring"] if key == "start_tokens" else self.results
+            table[key] = {role: table[key][role] for role in self.roles if role in table[key]}

@@ -293,6 +293,12 @@ class BaseRuntime:
         """The vocabulary dimension of the logits: as seen, else the tokenizer's size; None when unknown."""
         return self._logits_width or tokenizer_size(self.tokenizer)
 
+    def learn_logits_width(self, width: int | None) -> None:
+        """Take the logits' width an earlier opening of the same model saw (a runtime closed and reopened,
+        ``--resident one``), so that batches are sized as they were before the reload."""
+        if width and not self._logits_width:
+            self._logits_width = int(width)
+
     def budget_rows(self, seq_len: int, most: int) -> int:
         """Rows of ``seq_len`` positions whose full logits fit the logits budget (1 to ``most``)."""
         from ..logprobs import logits_budget, rows_within_budget

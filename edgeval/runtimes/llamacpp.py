@@ -255,6 +255,7 @@ class LlamaCppRuntime(BaseRuntime):
     def next_token_logits(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         if not sequences:
             raise ValueError("empty batch")
+        self._keep(0)  # every call starts from an empty cache: its logits do not depend on the calls before it
         return self.check_finite(np.stack([self._last_logits(list(seq))[0] for seq in sequences]))
 
     def kv_seq_axes(self) -> list[int]:
@@ -272,6 +273,9 @@ class LlamaCppRuntime(BaseRuntime):
             raise ValueError("empty batch")
         cols = None if columns is None else np.asarray(list(columns), dtype=np.int64)
         out = np.empty((len(sequences), self.n_vocab if cols is None else len(cols)), np.float32)
+        # every call starts from an empty cache, so that a prompt's logits depend on this call's prompts only, not
+        # on what an earlier call (or a runtime closed and reopened in between, `--resident one`) left behind
+        self._keep(0)
         for n, i in enumerate(order, 1):
             seq = list(sequences[i])
             row, computed = self._last_logits(seq)

@@ -235,3 +235,10 @@ class TorchRuntime(BaseRuntime):
 
     def close(self) -> None:
         self.model = None
+        if str(getattr(self, "device", "cpu")).startswith("cuda"):  # cached blocks back, for the next model
+            import gc
+
+            import torch
+
+            gc.collect()
+            torch.cuda.empty_cache()

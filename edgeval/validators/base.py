@@ -6,13 +6,14 @@ turns any exception into an ``error`` check so that the other validators still r
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from ..artifacts import Artifact
-from ..errors import BadInputError, EdgevalError, MeasurementError
+from ..errors import BadInputError, EdgevalError, MeasurementError, UsageError
 from ..policy import Policy
 from ..report import Check, check_problem, error_check, results_problem
 from ..runtimes.options import RuntimeOptions
@@ -26,9 +27,14 @@ class Outcome:
     results: dict[str, Any] = field(default_factory=dict)
 
 
+#: values of ``RunContext.resident`` (``--resident``, policy ``runtime.resident``)
+RESIDENT = ("one", "both")
+
+
 @dataclass
 class RunContext:
-    """Everything one ``edgeval check`` run shares between validators. Runtimes are opened lazily, once.
+    """Everything one ``edgeval check`` run shares between validators. Runtimes are opened lazily and shared;
+    with ``resident="one"`` a scoring validator's ``runtime(role, alone=True)`` closes the other model first.
 
     ``outputs``: folder and stem of the report this run will be written to (``out/edgeval-report``), given up front
     so that validators can write side files beside it (:meth:`side_file`); None: no side files. ``inputs``: the
@@ -49,9 +55,17 @@ class RunContext:
     #: the baseline's runtime, when it differs from ``runtime_options.runtime`` (``--baseline-runtime``)
     baseline_runtime: str | None = None
     disabled_plugins: tuple[str, ...] = ()
+    #: how many models the scoring validators keep loaded: ``one`` (a model is closed before the other is opened,
+    #: so that memory is one model's, not two) or ``both`` (no reloads); see :meth:`runtime`
+    resident: str = "one"
     progress: Callable[[str], None] = lambda message: print(message, file=sys.stderr)
     _runtimes: dict[str, Any] = field(default_factory=dict, repr=False)
+    _retired: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _state: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.resident not in RESIDENT:
+            raise UsageError(f"resident must be one of {', '.join(RESIDENT)}, not {self.resident!r}")
 
     def side_file(self, suffix: str) -> Path | None:
         """Where a side file ending in ``suffix`` goes: ``<outputs>{suffix}`` beside the report, or None when this
@@ -75,11 +89,51 @@ class RunContext:
             raise BadInputError("this validator needs a baseline model (--baseline)")
         return self.candidate if role == "candidate" else self.baseline
 
-    def runtime(self, role: str = "candidate"):
-        """The runtime of the candidate or the baseline, opened on first use and shared by the validators."""
+    def runtime(self, role: str = "candidate", *, alone: bool = False):
+        """The runtime of the candidate or the baseline, opened on first use and shared by the validators.
+
+        ``alone=True`` (validators that score one model at a time: BBQ, perplexity, the lenses): with
+        :attr:`resident` ``one``, the other model's shared runtime is closed first and its memory given back, so
+        that the two models are never loaded together (a later call reopens it). Without ``alone`` nothing is
+        closed: a validator that holds both runtimes at once (latency's interleaved pairs, parity) asks for each
+        plainly and both stay open."""
+        self.artifact(role)  # a baseline asked for without one: BadInputError before anything is closed
+        if alone and self.resident == "one":
+            for other in [r for r in self._runtimes if r != role]:
+                self._retire(other)
         if role not in self._runtimes:
-            self._runtimes[role] = self.open_runtime(role)
+            runtime = self._runtimes[role] = self.open_runtime(role)
+            width = self._retired.get(role, {}).get("logits_width")
+            if width and hasattr(runtime, "learn_logits_width"):  # batches sized as before the reload
+                runtime.learn_logits_width(width)
         return self._runtimes[role]
+
+    def loaded(self, role: str) -> bool:
+        """Whether ``role``'s shared runtime is open now."""
+        return role in self._runtimes
+
+    def resident_first(self, roles: Sequence[str]) -> list[str]:
+        """``roles`` with the ones whose runtime is open now first (stable otherwise): scoring in this order
+        reloads a model only when it must."""
+        return sorted(roles, key=lambda role: role not in self._runtimes)
+
+    def usage(self, role: str) -> dict[str, Any]:
+        """What ``role``'s runtime did in this run, summed over every time it was opened, without opening it:
+        ``runtime`` (name), ``kv_cache``, ``batch_invariant``, ``tokens_requested``, ``tokens_computed``,
+        ``opened`` (times). Empty when it was never opened."""
+        out = dict(self._retired.get(role, {}))
+        if role in self._runtimes:
+            out = _add_usage(out, runtime_usage(self._runtimes[role]))
+        return out
+
+    def _retire(self, role: str) -> None:
+        runtime = self._runtimes.pop(role)
+        try:
+            self._retired[role] = _add_usage(self._retired.get(role, {}), runtime_usage(runtime))
+        finally:
+            runtime.close()
+            del runtime
+            release_memory()
 
     def runtime_spec(self, role: str) -> Any:
         """The registry entry that runs ``role``'s artifact: ``--baseline-runtime`` for the baseline, else
@@ -110,10 +164,49 @@ class RunContext:
         cls = self.runtime_spec(role).load()
         return construct(cls, self.artifact(role), self.tokenizer, self.options_for(role, threads))
 
+    def unload(self) -> None:
+        """Close every shared runtime now (their figures kept for :meth:`usage`); later calls reopen them."""
+        for role in list(self._runtimes):
+            self._retire(role)
+
     def close(self) -> None:
-        for runtime in self._runtimes.values():
-            runtime.close()
-        self._runtimes.clear()
+        """Close every open runtime (each on its own: one that fails to close does not keep the others open)."""
+        runtimes, self._runtimes = list(self._runtimes.values()), {}
+        for runtime in runtimes:
+            with contextlib.suppress(Exception):  # the run is over: nothing it measured depends on this
+                runtime.close()
+        del runtimes
+        release_memory()
+
+
+def runtime_usage(runtime: Any) -> dict[str, Any]:
+    """One opening's figures (a runtime missing a protocol member, such as a plugin's, reads as the defaults)."""
+    seq_axes = getattr(runtime, "kv_seq_axes", lambda: None)
+    width = getattr(runtime, "logits_width", lambda: None)
+    return {"runtime": getattr(runtime, "name", type(runtime).__name__), "kv_cache": seq_axes() is not None,
+            "batch_invariant": bool(getattr(runtime, "batch_invariant", True)),
+            "tokens_requested": int(getattr(runtime, "tokens_requested", 0)),
+            "tokens_computed": int(getattr(runtime, "tokens_computed", 0)), "opened": 1,
+            "logits_width": width() if callable(width) else None}
+
+
+def _add_usage(total: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    counts = ("tokens_requested", "tokens_computed", "opened")
+    return {**more, **{k: total.get(k, 0) + more[k] for k in counts},
+            "logits_width": more.get("logits_width") or total.get("logits_width")}
+
+
+def release_memory() -> None:
+    """Give freed memory back to the system: a collection, then glibc's ``malloc_trim`` (a closed model's and a
+    finished validator's buffers otherwise stay in the process's heap and count in its RSS); a no-op elsewhere."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
 
 
 @runtime_checkable

@@ -105,6 +105,8 @@ def open_runtimes(ctx: RunContext, threads: int | None) -> Iterator[dict[str, An
     if threads is None or threads == ctx.threads:
         yield {role: ctx.runtime(role) for role in roles}
         return
+    if ctx.resident == "one":  # its own sessions (other threads): the shared ones are not kept beside them
+        ctx.unload()
     opened: dict[str, Any] = {}
     try:
         for role in roles:

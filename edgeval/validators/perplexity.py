@@ -122,13 +122,13 @@ class PerplexityValidator(SummaryViews):
     def run(self, ctx: RunContext, settings: PerplexitySettings) -> Outcome:
         text, source = load_text(settings.get("text"))
         args = (settings["window"], settings["stride"], settings.get("max_tokens"))
-        ctx.progress("perplexity: scoring the candidate")
-        cand = perplexity(ctx.runtime("candidate"), text, *args)
+        scored = {}
+        for role in ctx.resident_first(["candidate"] + (["baseline"] if ctx.baseline is not None else [])):
+            ctx.progress(f"perplexity: scoring the {role}")  # the loaded model first (one model at a time)
+            scored[role] = perplexity(ctx.runtime(role, alone=True), text, *args)
+        cand, base = scored["candidate"], scored.get("baseline")
         results: dict[str, Any] = {"text": source, "candidate": cand}
-        base = None
-        if ctx.baseline is not None:
-            ctx.progress("perplexity: scoring the baseline")
-            base = perplexity(ctx.runtime("baseline"), text, *args)
+        if base is not None:
             results["baseline"] = base
             results["ratio_to_baseline"] = cand["perplexity"] / base["perplexity"]
         return Outcome(tuple(self._checks(cand, base, settings)), results)

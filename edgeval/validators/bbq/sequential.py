@@ -57,20 +57,22 @@ def replay(candidate: Sequence[Prediction], baseline: Sequence[Prediction], sett
             "early_decision": record["early_decision"], "decision": decision.outcome}
 
 
-def run_looks(groups: Sequence[Sequence[Any]], candidate_of: Callable, baseline_of: Callable,
-              settings: Mapping[str, Any], looks: int, seed: int | None, progress: Callable[[str], None]):
+def run_looks(groups: Sequence[Sequence[Any]], candidate_of: Callable, baseline_of: Callable,  # noqa: PLR0913
+              settings: Mapping[str, Any], looks: int, seed: int | None, progress: Callable[[str], None],
+              order: Callable[[], Sequence[str]] = lambda: ("candidate", "baseline")):
     """Score context groups look by look (in a seeded random order; ``seed=None``: as given) until the rule
     decides or all are scored (:func:`edgeval.looks.run_looks`). ``candidate_of(items)`` / ``baseline_of(items)``
-    return predictions in item order. Returns (items scored, candidate predictions, baseline predictions,
-    record, decision)."""
+    return predictions in item order; ``order()`` says which of the two scores first at each look (the model
+    already loaded, so that one model at a time reloads as little as it can). Returns (items scored, candidate
+    predictions, baseline predictions, record, decision)."""
     n_categories = len({item.category for group in groups for item in group})
-    cand: list[Prediction] = []
-    base: list[Prediction] = []
+    preds: dict[str, list[Prediction]] = {"candidate": [], "baseline": []}
+    score = {"candidate": candidate_of, "baseline": baseline_of}
 
     def step(chunk: list[Any], fracs: tuple[float, ...], k: int) -> Decision:
-        cand.extend(candidate_of(chunk))
-        base.extend(baseline_of(chunk))
-        return decide(cand, base, Plan.from_policy(settings, fracs, k, n_categories))
+        for role in order():
+            preds[role].extend(score[role](chunk))
+        return decide(preds["candidate"], preds["baseline"], Plan.from_policy(settings, fracs, k, n_categories))
 
     items, record, decision = shared_looks(groups, step, looks, seed, progress, "bbq", _record)
-    return items, cand, base, record, decision
+    return items, preds["candidate"], preds["baseline"], record, decision

@@ -12,7 +12,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 from ...errors import DataError, PolicyError
 from ...settings import Settings, setting
-from ..base import Outcome, RunContext
+from ..base import Outcome, RunContext, runtime_usage
 from . import checkpoint, data, gate, metrics, sampling, sequential, signal
 from . import compare as compare_mod
 from .decision import Plan, decide
@@ -141,21 +141,30 @@ class BBQValidator:
         if looks and extras:
             raise PolicyError(f"bbq.early_stop_looks cannot be combined with {', '.join(extras)}: those checks are "
                               "fixed-sample tests, so an early stop would not be what they decided; unset one")
+        order = lambda: ctx.resident_first(["candidate", "baseline"])  # noqa: E731  (score the loaded one first)
         if looks and baseline_of is not None:
             groups = [g for gs in sampling.group_items(items).values() for g in gs]
             scored, cand, base, results["early_stop"], decision = sequential.run_looks(
-                groups, candidate_of, baseline_of, settings, looks, ctx.seed, ctx.progress)
+                groups, candidate_of, baseline_of, settings, looks, ctx.seed, ctx.progress, order)
             return scored, cand, base, decision
-        cand = candidate_of(items)
-        return items, cand, None if baseline_of is None else baseline_of(items), None
+        if baseline_of is None:
+            return items, candidate_of(items), None, None
+        got = {role: (candidate_of if role == "candidate" else baseline_of)(items) for role in order()}
+        return items, got["candidate"], got["baseline"], None
 
     # -- steps ------------------------------------------------------------------------------------------------
     @staticmethod
     def _prompt_info(ctx: RunContext) -> dict[str, Any]:
         """Prompt format and fingerprints per scored model; models read different prompt formats: refused."""
-        out = {"candidate": prompt_info(ctx.runtime("candidate").tokenizer)}
+        roles = ["candidate"]
         if ctx.baseline is not None and ctx.input("bbq", "baseline_predictions") is None:
-            out["baseline"] = prompt_info(ctx.runtime("baseline").tokenizer)
+            roles.append("baseline")
+        # loaded models first (read as they are); one that is not loaded is opened alone, the candidate last, so
+        # that it is the one loaded when scoring starts; never more loads than scoring then needs
+        got = {role: prompt_info(ctx.runtime(role, alone=not ctx.loaded(role)).tokenizer)
+               for role in ctx.resident_first(roles[::-1])}
+        out = {role: got[role] for role in roles}  # the report's order, whatever the loading order
+        if "baseline" in out:
             if out["baseline"]["version"] != out["candidate"]["version"]:
                 raise DataError(f"the candidate reads BBQ prompts as {out['candidate']['version']} and the "
                                 f"baseline as {out['baseline']['version']} (one tokenizer has a chat template, the "
@@ -180,7 +189,7 @@ class BBQValidator:
     def _predict(self, ctx: RunContext, role: str, items: Sequence[BBQItem], settings: Mapping[str, Any]):
         """Predictions of ``role`` for ``items`` (in order), scored in fixed chunks and checkpointed as they are
         scored, so that a rerun after a crash resumes (see :mod:`.checkpoint`). Every scoring path comes here."""
-        runtime = ctx.runtime(role)
+        runtime = ctx.runtime(role, alone=True)
         books = ctx.state(self.name).setdefault("checkpoints", {})
         if role not in books:
             key = checkpoint.run_key(ctx.artifact(role), runtime, role, settings, ctx.threads)
@@ -189,7 +198,7 @@ class BBQValidator:
                                           books[role], role, ctx.progress)
 
     def _score_items(self, ctx: RunContext, role: str, items: Sequence[BBQItem], settings: Mapping[str, Any]):
-        runtime = ctx.runtime(role)
+        runtime = ctx.runtime(role, alone=True)
         emit = ctx.progress
         hinted = self.__dict__.setdefault("_hinted", set())
         if role not in hinted and not runtime.batch_invariant:
@@ -219,12 +228,10 @@ class BBQValidator:
         """Per scored role: whether its runtime shared prompt prefixes (KV cache) and the tokens asked / run."""
         out, books = {}, ctx.state(BBQValidator.name).get("checkpoints", {})
         for role in ("candidate", "baseline") if with_baseline else ("candidate",):
-            runtime = ctx.runtime(role)
-            seq_axes = runtime.kv_seq_axes()
-            out[role] = {"runtime": runtime.name, "kv_cache": seq_axes is not None,
-                         "batch_invariant": bool(runtime.batch_invariant),
-                         "prompt_tokens": int(runtime.tokens_requested),
-                         "tokens_run": int(runtime.tokens_computed),
+            used = ctx.usage(role) or runtime_usage(ctx.runtime(role, alone=True))  # over reloads; never opened: open
+            out[role] = {"runtime": used["runtime"], "kv_cache": used["kv_cache"],
+                         "batch_invariant": used["batch_invariant"], "prompt_tokens": used["tokens_requested"],
+                         "tokens_run": used["tokens_computed"], "loads": used["opened"],
                          "items_from_checkpoint": getattr(books.get(role), "items_resumed", 0)}
         return out
 
@@ -255,7 +262,7 @@ class BBQValidator:
         path = ctx.side_file(f".bbq-{role}.jsonl.gz")  # one of side_files
         if path is None:
             return {"path": None, "sha256": None}
-        artifact, runtime = ctx.artifact(role), ctx.runtime(role).name
+        artifact, runtime = ctx.artifact(role), ctx.usage(role).get("runtime") or ctx.runtime_spec(role).name
         sha = write_predictions(path, preds, {**header, "role": role, "model_sha256": artifact.sha256,
                                               "model_path": str(artifact.path), "model_format": artifact.format,
                                               "model_bytes": artifact.bytes, "runtime": runtime})
