@@ -84,14 +84,11 @@ def check_external_data(path: Path) -> None:
     """Refuse (ModelError) a model whose external data points outside its folder: an absolute location, ``..``,
     or a link that resolves elsewhere. Nothing outside the model's folder is read. Cheap when there is no
     external data: the file is parsed only when its bytes hold a ``location`` entry."""
-    import mmap
-
     try:
-        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            if data.find(b"location") < 0:
-                return
-    except (OSError, ValueError):
-        return  # unreadable or empty: ONNX Runtime says why
+        if not file_contains(path, (b"location",)):
+            return
+    except OSError:
+        return  # unreadable: ONNX Runtime says why
     onnx = require("onnx", "onnx", "checking ONNX external data")
     try:
         model = onnx.load(str(path), load_external_data=False)
@@ -134,16 +131,28 @@ BATCH_DEPENDENT_OPS = (b"DynamicQuantize",)
 
 
 def batch_dependent(path: Path) -> bool:
-    """Whether the graph file names a batch-dependent op. The file is searched as bytes (memory-mapped, no
-    protobuf parse, no weights loaded): a false hit only makes scoring slower (one prompt per call, no prefix
-    sharing), never wrong."""
-    import mmap
-
+    """Whether the graph file names a batch-dependent op. The file is searched as bytes (no protobuf parse, no
+    weights loaded): a false hit only makes scoring slower (one prompt per call, no prefix sharing), never
+    wrong."""
     try:
-        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return any(data.find(op) >= 0 for op in BATCH_DEPENDENT_OPS)
-    except (OSError, ValueError):  # the session read it, so this hardly happens: assume the slow, safe case
+        return file_contains(path, BATCH_DEPENDENT_OPS)
+    except OSError:  # the session read it, so this hardly happens: assume the slow, safe case
         return True
+
+
+def file_contains(path: Path, needles: tuple[bytes, ...], block: int = 8 << 20) -> bool:
+    """Whether the file's bytes hold any of ``needles``, read a block at a time (blocks overlap by the longest
+    needle). Not memory-mapped: a mapped file's pages count in the process's resident memory while it is
+    scanned, a whole model's worth beside the session just loaded."""
+    overlap = max(map(len, needles)) - 1
+    tail = b""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            window = tail + chunk
+            if any(needle in window for needle in needles):
+                return True
+            tail = window[-overlap:] if overlap else b""
+    return False
 
 
 CPU_PROVIDER = "CPUExecutionProvider"
