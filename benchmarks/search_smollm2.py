@@ -47,8 +47,8 @@ def run(kind: str, model: Path, out: Path, args: argparse.Namespace) -> dict[str
                     progress=lambda m: print(f"  [{kind}] {m}", flush=True))
     counts = result.document["counts"]
     screens = result.document.get("screen") or []
-    own = [s for s in screens if not any(o is not s and "+" not in o["axis"] and o["points"] == s["points"]
-                                         and o["elapsed_s"] == s["elapsed_s"] for o in screens)]  # a chain: shared
+    own = [s for s in screens if "+" not in s["axis"] or not any(  # a chain sharing its pruning step's forecast
+        "+" not in o["axis"] and o["points"] == s["points"] and o["elapsed_s"] == s["elapsed_s"] for o in screens)]
     compared = [c for s in screens if "+" not in s["axis"] for c in s["compared"]]  # a chain's forecast: its prune
     return {"kind": kind, "wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu,
             "evaluated": counts["evaluated"], "bbq_items": counts["bbq_items_scored"],

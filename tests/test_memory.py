@@ -370,3 +370,13 @@ def test_graph_files_are_searched_a_block_at_a_time_across_block_edges(tmp_path)
         assert file_contains(path, (b"location", b"DynamicQuantize"), block=block)
         assert not file_contains(path, (b"location", b"MatMulNBits"), block=block)
     assert not file_contains(tmp_path / "g.onnx", (b"yx",), block=4)
+
+
+def test_sessions_take_initializers_outside_the_arena_unless_told_otherwise():
+    ort = pytest.importorskip("onnxruntime")
+    from edgeval.runtimes.onnx import INITIALIZERS_ENTRY, session_options
+    from edgeval.runtimes.options import RuntimeOptions
+
+    assert session_options(ort, RuntimeOptions()).get_session_config_entry(INITIALIZERS_ENTRY) == "1"
+    told = RuntimeOptions(session={INITIALIZERS_ENTRY: "0"})
+    assert session_options(ort, told).get_session_config_entry(INITIALIZERS_ENTRY) == "0"

@@ -144,6 +144,8 @@ def file_contains(path: Path, needles: tuple[bytes, ...], block: int = 8 << 20) 
     """Whether the file's bytes hold any of ``needles``, read a block at a time (blocks overlap by the longest
     needle). Not memory-mapped: a mapped file's pages count in the process's resident memory while it is
     scanned, a whole model's worth beside the session just loaded."""
+    if block < 1 or not needles or not all(needles):
+        raise ValueError("file_contains needs a positive block size and non-empty needles")
     overlap = max(map(len, needles)) - 1
     tail = b""
     with open(path, "rb") as fh:
@@ -174,6 +176,10 @@ def execution_provider(ort: Any, requested: str | None) -> str:
     return match
 
 
+#: the session config entry that takes initializers from the allocator itself (edgeval sets it to "1")
+INITIALIZERS_ENTRY = "session.use_device_allocator_for_initializers"
+
+
 def session_options(ort: Any, options: RuntimeOptions) -> Any:
     """ONNX Runtime session options: all graph optimisations, sequential execution, initializers outside the
     CPU arena, the options' threads and session config entries (a bad entry is a UsageError naming it)."""
@@ -186,7 +192,8 @@ def session_options(ort: Any, options: RuntimeOptions) -> Any:
     # weights from the allocator itself, not carved out of the growing CPU arena (whose doubling chunks strand
     # memory): a SmolLM2 export's session rests at 718 MiB instead of 989, same kernels and numbers; a
     # --session-option may set it back to "0"
-    so.add_session_config_entry("session.use_device_allocator_for_initializers", "1")
+    if INITIALIZERS_ENTRY not in options.session:
+        so.add_session_config_entry(INITIALIZERS_ENTRY, "1")
     for key, value in options.session.items():
         try:
             so.add_session_config_entry(str(key), str(value))
