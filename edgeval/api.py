@@ -110,7 +110,7 @@ def check(candidate: str | Path, baseline: str | Path | None = None, policy: Pol
             outcomes = {}
             for validator in _static_first(validators) if not errors else []:
                 outcomes[validator.name] = run_validator(validator, ctx)
-                release_memory()  # what the validator freed goes back to the system before the next one runs
+                release_memory(collect=False)  # what the validator freed goes back before the next one runs
             for validator in validators if not errors else []:  # the report keeps the policy's order
                 checks.extend(outcomes[validator.name].checks)
                 results[validator.name] = outcomes[validator.name].results
