@@ -370,6 +370,8 @@ def test_graph_files_are_searched_a_block_at_a_time_across_block_edges(tmp_path)
         assert file_contains(path, (b"location", b"DynamicQuantize"), block=block)
         assert not file_contains(path, (b"location", b"MatMulNBits"), block=block)
     assert not file_contains(tmp_path / "g.onnx", (b"yx",), block=4)
+    path.write_bytes(b"yx" * 9)  # rewritten: read again, not taken from what the first file held
+    assert file_contains(path, (b"yx",), block=4)
 
 
 def test_sessions_take_initializers_outside_the_arena_unless_told_otherwise():

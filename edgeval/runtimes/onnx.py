@@ -21,6 +21,7 @@ The output named ``logits`` is used, else the first output; it must be float log
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,14 @@ def batch_dependent(path: Path) -> bool:
 def file_contains(path: Path, needles: tuple[bytes, ...], block: int = 8 << 20) -> bool:
     """Whether the file's bytes hold any of ``needles``, read a block at a time (blocks overlap by the longest
     needle). Not memory-mapped: a mapped file's pages count in the process's resident memory while it is
-    scanned, a whole model's worth beside the session just loaded."""
+    scanned, a whole model's worth beside the session just loaded. Remembered per file state (size, mtime), so
+    that a model reopened (``--resident one``) is not read again."""
+    stat = Path(path).stat()
+    return _file_contains(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, tuple(needles), block)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_contains(path: str, _size: int, _mtime_ns: int, needles: tuple[bytes, ...], block: int) -> bool:
     if block < 1 or not needles or not all(needles):
         raise ValueError("file_contains needs a positive block size and non-empty needles")
     overlap = max(map(len, needles)) - 1
