@@ -848,8 +848,8 @@ def ensure_models(args: argparse.Namespace) -> None:
     root = user_cache_dir() / "bench" / args.hf_model.name
     # folder names say what the export is: a cache written by an older exporter (no grouped attention, no
     # last-logits switch; a plain model without next_token_logits) is not reused
-    for attr, folder, kv in (("onnx", "onnx-kv-grouped", True), ("onnx_plain", "onnx-plain-next", False),
-                             ("candidate", "magnitude-40/onnx-kv-grouped", True)):
+    for attr, folder, kv in (("onnx", "onnx-kv-onehead", True), ("onnx_plain", "onnx-plain-onehead", False),
+                             ("candidate", "magnitude-40/onnx-kv-onehead", True)):
         value = getattr(args, attr)
         if value is not None and str(value) == "none":
             setattr(args, attr, None)

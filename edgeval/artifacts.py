@@ -97,26 +97,26 @@ def _head(path: Path, n: int) -> bytes:
 
 
 def onnx_external_files(path: Path) -> list[Path]:
-    """Files holding an ONNX model's external tensor data (empty when onnx is absent or there are none)."""
+    """Files holding an ONNX model's external tensor data (empty when there are none), read from the file's
+    protobuf framing (:mod:`edgeval.onnxfile`: no weights loaded). A file that is not an ONNX model, a location
+    outside the model's folder or a missing data file is a ModelError."""
+    from .onnxfile import OnnxFileError, onnx_layout
+
     try:
-        import onnx
-    except ImportError:
-        return []
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises DecodeError and friends
-        raise ModelError(f"not a readable ONNX model ({type(exc).__name__}): truncated or garbage", path=path) from None
+        locations = onnx_layout(path).external_locations
+    except OnnxFileError as exc:
+        raise ModelError(f"not a readable ONNX model ({exc}): truncated or garbage", path=path) from None
+    except OSError as exc:
+        raise ModelError(f"cannot read: {exc.strerror}", path=path) from None
     found: list[Path] = []
-    for tensor in onnx_tensors(model.graph):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            location = next(e.value for e in tensor.external_data if e.key == "location")
-            file = (path.parent / location).resolve()
-            if Path(location).is_absolute() or path.parent.resolve() not in file.parents:
-                raise ModelError(f"external data file '{location}' is outside the model's folder: refused", path=path)
-            if not file.is_file():
-                raise ModelError(f"external data file '{location}' is missing", path=path)
-            if file not in found:
-                found.append(file)
+    for location in locations:
+        file = (path.parent / location).resolve()
+        if Path(location).is_absolute() or path.parent.resolve() not in file.parents:
+            raise ModelError(f"external data file '{location}' is outside the model's folder: refused", path=path)
+        if not file.is_file():
+            raise ModelError(f"external data file '{location}' is missing", path=path)
+        if file not in found:
+            found.append(file)
     return found
 
 

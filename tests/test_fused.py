@@ -143,3 +143,56 @@ def test_graph_without_the_switch_falls_back(optimum_layout_onnx_int32, tmp_path
     onnx.save_model(helper.make_model(graph), str(path))
     before = path.read_bytes()
     assert add_last_logits_switch(path) is False and path.read_bytes() == before
+
+
+def _head_matmuls(path: Path) -> int:
+    """The LM heads behind the graph's outputs: MatMul/Gemm nodes that compute an output (through elementwise
+    ops), counted once each."""
+    import onnx
+
+    from edgeval.converters.kv_export import _lm_head
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    heads = [_lm_head(graph, o.name) for o in graph.output if o.name in ("logits", "next_token_logits")]
+    return len({h.name for h in heads if h is not None})
+
+
+@pytest.fixture(scope="module")
+def plain_next(tiny_llama_dir, tmp_path_factory) -> Path:
+    from edgeval.converters.export import export_onnx
+
+    return export_onnx(tiny_llama_dir, tmp_path_factory.mktemp("plain") / "model.onnx", legacy=True,
+                       next_token_output=True)
+
+
+def test_one_lm_head_and_next_logits_are_the_last_row(exports, plain_next):
+    """next_token_logits is a slice of logits: one head in the graph (ORT runs every node, so a second head ran
+    at every call for nothing), and the same numbers as the last row of the full logits."""
+    for path in (exports["fused"], exports["unfused"], plain_next):
+        assert _head_matmuls(path) == 1
+    runtime = load_runtime(plain_next)
+    assert runtime.last_switch and runtime.kv_seq_axes() is None
+    sequences = [[5, 6, 7, 8, 9], [11, 12], [40, 41, 42]]
+    nxt = runtime.next_token_logits(sequences)
+    for row, seq in zip(nxt, sequences, strict=True):
+        np.testing.assert_allclose(row, runtime.sequence_logits([seq])[0][-1], atol=1e-5, rtol=0)
+
+
+def test_plain_next_token_pass_feeds_the_switch(plain_next):
+    """Reading next_token_logits alone feeds the switch, so the head runs at the last position only: the
+    logits output then has one position."""
+    runtime = load_runtime(plain_next)
+    seen = []
+    run = runtime.session.run
+
+    def spy(names, feeds):
+        seen.append(int(feeds.get("logits_last_only", [0])[0]))
+        return run(names, feeds)
+
+    runtime.session.run = spy
+    runtime.next_token_logits([[5, 6, 7]])
+    runtime.sequence_logits([[5, 6, 7]])
+    assert seen == [1, 0]
+    ids, mask = np.array([[5, 6, 7]]), np.ones((1, 3), np.int64)
+    feeds = runtime._feeds(ids, mask) | {"logits_last_only": np.ones(1, np.int64)}
+    assert run(["logits"], feeds)[0].shape[1] == 1

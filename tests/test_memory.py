@@ -358,22 +358,6 @@ def test_one_model_at_a_time_is_a_run_setting_of_the_cli_and_the_policy(tmp_path
     assert got.exit_code == 2 and "--resident" in got.output
 
 
-def test_graph_files_are_searched_a_block_at_a_time_across_block_edges(tmp_path):
-    """The byte searches of a model file (external-data locations, batch-dependent ops) read blocks instead of
-    mapping the file, whose pages would count as resident beside the session; a needle cut by a block edge is
-    still found."""
-    from edgeval.runtimes.onnx import file_contains
-
-    path = tmp_path / "g.onnx"
-    path.write_bytes(b"x" * 13 + b"DynamicQuantizeLinear" + b"y" * 40)
-    for block in (1, 5, 16, 17, 1 << 20):  # the needle starts at 13: cut at 15, 16, 17, or whole
-        assert file_contains(path, (b"location", b"DynamicQuantize"), block=block)
-        assert not file_contains(path, (b"location", b"MatMulNBits"), block=block)
-    assert not file_contains(tmp_path / "g.onnx", (b"yx",), block=4)
-    path.write_bytes(b"yx" * 9)  # rewritten: read again, not taken from what the first file held
-    assert file_contains(path, (b"yx",), block=4)
-
-
 def test_sessions_take_initializers_outside_the_arena_unless_told_otherwise():
     ort = pytest.importorskip("onnxruntime")
     from edgeval.runtimes.onnx import INITIALIZERS_ENTRY, session_options

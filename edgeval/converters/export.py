@@ -35,9 +35,10 @@ def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset
     """Write ``model`` (HF dir, ``.gguf`` or loaded model) to ``out_path`` as ONNX; return the path.
 
     Output ``logits`` (batch, seq, vocab). With ``next_token_output`` also ``next_token_logits`` (batch, 1, vocab),
-    computed from the last position alone, so that next-token scoring on ONNX Runtime skips the LM head at every
-    other position (about 15 % less CPU per BBQ prompt on SmolLM2). Off by default: the LM-head weight then feeds
-    two MatMuls, and ``onnxruntime.quantization.quantize_dynamic`` leaves such a shared weight in float32.
+    the last position's row of ``logits``, and the ``logits_last_only`` switch (:mod:`edgeval.converters.kv_export`):
+    ONNX Runtime runs every node whatever outputs are asked for, so the runtime feeds the switch 1 when it reads
+    ``next_token_logits`` alone and the LM head then runs at the last position only (without the switch, SmolLM2's
+    full-prompt BBQ scoring spent 19 % of its kernel time in an LM head over every position that nothing read).
 
     With ``kv_cache`` the graph takes ``position_ids`` and ``past_key_values.N.key/value`` and also returns
     ``present.N.key/value`` (optimum's with-past layout): ONNX Runtime then computes prompts' shared prefixes once
@@ -45,8 +46,9 @@ def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset
 
     ``fused_attention`` (default: on with ``kv_cache``) exports grouped-query attention without repeating the
     key/value heads, for the model types where that is exact (:mod:`edgeval.converters.kv_export`); with
-    ``kv_cache`` the graph also gets the ``logits_last_only`` switch, so that a cached step computes the LM head
-    at the last position only. Both leave the logits unchanged (the export's parity check measures it).
+    ``kv_cache`` the graph also gets the ``logits_last_only`` switch (whether or not ``next_token_output``), so
+    that a cached step computes the LM head at the last position only. Both leave the logits unchanged (the
+    export's parity check measures it).
 
     ``opset`` defaults to 18 (dynamo) or 17 (legacy); ``tokenizer`` overrides where tokenizer files come from.
 
@@ -81,7 +83,7 @@ def export_onnx(model: Any, out_path: str | Path, *, legacy: bool = False, opset
             program = torch.onnx.export(wrapper, args, dynamo=True, opset_version=opset or 18, verbose=False,
                                         input_names=inputs, output_names=outputs, dynamic_shapes=shapes)
             program.save(str(out), external_data=None)  # None: external data only when the weights exceed 2 GB
-    if kv_cache:
+    if kv_cache or next_token_output:
         kv_export.add_last_logits_switch(out)
     name_external_data(out, force=bool(external_data))
     tm.write_tokenizer(source, out.parent, tokenizer)

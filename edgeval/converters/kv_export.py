@@ -16,7 +16,8 @@ the past, not by the attention FLOPs. Two changes, both exact (same arithmetic, 
   token even when only the last one is read. The switch is an overridable initializer ``logits_last_only``
   (int64 ``[1]``, default 0: all positions, as before); fed 1, ``logits`` is computed for the last position only
   (shape ``(batch, 1, vocab)``). A runtime that does not know the input never sees it (ORT lists it among the
-  overridable initializers, not the inputs).
+  overridable initializers, not the inputs). A ``next_token_logits`` output becomes a slice of ``logits``, and the
+  second LM head that computed it is dropped (it ran at every call, whatever was asked for).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from typing import Any, Iterator
 GROUPED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "smollm3"})
 GROUPED_NAME = "edgeval_grouped"
 SWITCH_INPUT = "logits_last_only"
+NEXT_OUTPUT = "next_token_logits"
 
 
 def grouped_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, scaling: float,
@@ -125,5 +127,54 @@ def add_last_logits_switch(path: Path) -> bool:
     for offset, node in enumerate(nodes):
         graph.node.insert(at + offset, node)
     head.input[0] = p + "hidden"
+    _next_from_logits(graph, p, helper)
     onnx.save_model(model, str(path))
     return True
+
+
+def _next_from_logits(graph: Any, p: str, helper: Any) -> None:
+    """Make the ``next_token_logits`` output (when the graph has one) a slice of ``logits``' last position, and
+    drop the second LM head that computed it: ONNX Runtime runs every node whatever outputs are asked for, so
+    that head cost a full head pass per call (and per position-free forward pass) for nothing. With the switch at
+    1 ``logits`` is already the last position alone; at 0 the slice is the last row of the full logits, the
+    number the second head computed."""
+    if NEXT_OUTPUT not in {o.name for o in graph.output}:
+        return
+    for node in graph.node:
+        for k, name in enumerate(node.output):
+            if name == NEXT_OUTPUT:
+                node.output[k] = p + "replaced_next"
+    # the start computed in the graph (as the switch's): with constant starts ONNX Runtime's shape inference reads
+    # them, and cannot where a model keeps even small tensors as external data
+    graph.node.extend([
+        helper.make_node("Shape", ["logits"], [p + "logits_seq"], start=1, end=2, name=p + "NextShape"),
+        helper.make_node("Sub", [p + "logits_seq", p + "one"], [p + "logits_last"], name=p + "NextSub"),
+        helper.make_node("Slice", ["logits", p + "logits_last", p + "end", p + "axis"], [NEXT_OUTPUT],
+                         name=p + "NextSlice"),
+    ])
+    _drop_dead_nodes(graph)
+
+
+def _drop_dead_nodes(graph: Any) -> None:
+    """Remove nodes none of whose outputs is read (by a node, a subgraph or a graph output), repeatedly, and the
+    initializers only they read."""
+    def used_in(g: Any) -> set[str]:
+        names = {i for node in g.node for i in node.input}
+        for node in g.node:
+            for attr in node.attribute:
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    names |= used_in(sub) | {o.name for o in sub.output}
+        return names
+
+    dropped: set[str] = set()
+    while True:
+        read = used_in(graph) | {o.name for o in graph.output}
+        dead = [node for node in graph.node if not any(name in read for name in node.output if name)]
+        if not dead:
+            break
+        for node in dead:
+            dropped.update(node.input)
+            graph.node.remove(node)
+    read = used_in(graph) | {o.name for o in graph.output} | {i.name for i in graph.input}
+    for tensor in [t for t in graph.initializer if t.name in dropped and t.name not in read]:
+        graph.initializer.remove(tensor)

@@ -21,7 +21,6 @@ The output named ``logits`` is used, else the first output; it must be float log
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,28 +82,25 @@ def _ids_input(inputs: list[_Input]) -> _Input | None:
 
 def check_external_data(path: Path) -> None:
     """Refuse (ModelError) a model whose external data points outside its folder: an absolute location, ``..``,
-    or a link that resolves elsewhere. Nothing outside the model's folder is read. Cheap when there is no
-    external data: the file is parsed only when its bytes hold a ``location`` entry."""
+    or a link that resolves elsewhere; and a file that is not an ONNX model. Nothing outside the model's folder
+    is read. The file's framing is walked (:mod:`edgeval.onnxfile`), its weights are not loaded."""
+    from ..onnxfile import OnnxFileError, onnx_layout
+
     try:
-        if not file_contains(path, (b"location",)):
-            return
+        tensors = onnx_layout(path).tensors
+    except OnnxFileError as exc:
+        raise ModelError(f"not a readable ONNX model ({exc}): truncated or garbage", path=path) from None
     except OSError:
         return  # unreadable: ONNX Runtime says why
-    onnx = require("onnx", "onnx", "checking ONNX external data")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001  (protobuf's DecodeError and friends: not a model)
-        raise ModelError(f"not a readable ONNX model: {one_line(exc)}", path=path) from None
     folder = path.resolve().parent
-    tensors = [*model.graph.initializer, *(a.t for n in model.graph.node for a in n.attribute if a.HasField("t"))]
     for tensor in tensors:
-        location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+        location = tensor.location
         if location is None:
             continue
         target = (folder / location).resolve()
         if Path(location).is_absolute() or ".." in Path(location).parts or folder not in target.parents:
-            raise ModelError(f"initializer '{tensor.name}' keeps its data at {location!r}, outside the model's "
-                             "folder: refused (external data must sit beside the model)", path=path)
+            raise ModelError(f"a tensor keeps its data at {location!r}, outside the model's folder: refused "
+                             "(external data must sit beside the model)", path=path)
 
 
 def _past_shape(spec: _Input, batch: int, path: Path | None = None) -> tuple[int, ...]:
@@ -128,41 +124,20 @@ def _past_shape(spec: _Input, batch: int, path: Path | None = None) -> tuple[int
 #: op types whose result for one row depends on the whole batch: ONNX Runtime's dynamic quantization computes one
 #: activation scale and zero point per tensor per call (DynamicQuantizeLinear, and the fused DynamicQuantizeMatMul
 #: and DynamicQuantizeLSTM)
-BATCH_DEPENDENT_OPS = (b"DynamicQuantize",)
+BATCH_DEPENDENT_OPS = ("DynamicQuantize",)
 
 
 def batch_dependent(path: Path) -> bool:
-    """Whether the graph file names a batch-dependent op. The file is searched as bytes (no protobuf parse, no
-    weights loaded): a false hit only makes scoring slower (one prompt per call, no prefix sharing), never
-    wrong."""
+    """Whether the graph runs a batch-dependent op (its op types, subgraphs and local functions included, read
+    from the file's framing). A file that cannot be walked counts as batch-dependent: scoring is then slower (one
+    prompt per call, no prefix sharing), never wrong."""
+    from ..onnxfile import OnnxFileError, onnx_layout
+
     try:
-        return file_contains(path, BATCH_DEPENDENT_OPS)
-    except OSError:  # the session read it, so this hardly happens: assume the slow, safe case
+        ops = onnx_layout(path).op_types
+    except (OSError, OnnxFileError):
         return True
-
-
-def file_contains(path: Path, needles: tuple[bytes, ...], block: int = 8 << 20) -> bool:
-    """Whether the file's bytes hold any of ``needles``, read a block at a time (blocks overlap by the longest
-    needle). Not memory-mapped: a mapped file's pages count in the process's resident memory while it is
-    scanned, a whole model's worth beside the session just loaded. Remembered per file state (size, mtime), so
-    that a model reopened (``--resident one``) is not read again."""
-    stat = Path(path).stat()
-    return _file_contains(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, tuple(needles), block)
-
-
-@functools.lru_cache(maxsize=64)
-def _file_contains(path: str, _size: int, _mtime_ns: int, needles: tuple[bytes, ...], block: int) -> bool:
-    if block < 1 or not needles or not all(needles):
-        raise ValueError("file_contains needs a positive block size and non-empty needles")
-    overlap = max(map(len, needles)) - 1
-    tail = b""
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            window = tail + chunk
-            if any(needle in window for needle in needles):
-                return True
-            tail = window[-overlap:] if overlap else b""
-    return False
+    return any(op.startswith(BATCH_DEPENDENT_OPS) for op in ops)
 
 
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -373,6 +348,8 @@ class OnnxRuntime(BaseRuntime):
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray, output: str | None = None) -> np.ndarray:
         feeds = self._feeds(input_ids, attention_mask)
+        if output is not None and output == self.next_name and self.last_switch:
+            feeds[LAST_SWITCH] = np.ones(1, np.int64)  # next-token logits alone: the LM head at the last position
         try:
             (logits,) = self.session.run([output or self.logits_name], feeds)
         except _ort_errors(self._ort) as exc:
