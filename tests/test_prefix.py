@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgeval.runtimes.base import BaseRuntime
-from edgeval.runtimes.prefix import radix_tree, tree_next_token_logits, tree_token_count
+from edgeval.runtimes.prefix import SPLICE_TOKENS, radix_tree, splice_short, tree_next_token_logits, tree_token_count
 
 V = 7
 
@@ -92,15 +92,76 @@ def test_radix_tree_paths_spell_every_sequence_once():
     assert tree_token_count(levels) == len(distinct) < sum(map(len, sequences))
 
 
+@pytest.mark.parametrize("splice", [0, SPLICE_TOKENS, 1000])
 @pytest.mark.parametrize("max_rows,max_tokens", [(32, 8192), (1, 8192), (3, 40)])
-def test_tree_logits_equal_full_prompts_whatever_the_batching(max_rows, max_tokens):
+def test_tree_logits_equal_full_prompts_whatever_the_batching(max_rows, max_tokens, splice):
     sequences = bbq_like(1)
     model = TreeModel()
     tree, computed = tree_next_token_logits(sequences, model._cached_step, [2], pad_id=0, max_rows=max_rows,
-                                            max_tokens=max_tokens)
+                                            max_tokens=max_tokens, splice=splice)
     np.testing.assert_allclose(tree, model.next_token_logits(sequences), rtol=0, atol=1e-6)
-    assert computed == tree_token_count(radix_tree(sequences))
+    assert computed == tree_token_count(splice_short(radix_tree(sequences), splice))
     assert all(rows <= max_rows for rows, _, _ in model.steps)
+    if splice == 0:
+        assert computed == tree_token_count(radix_tree(sequences))
+
+
+def test_splice_folds_short_inner_nodes_only():
+    """A one-token node shared by two prompts is run twice instead of alone; a node a prompt ends at, and one
+    whose segment would be repeated beyond the limit, stay."""
+    sequences = [[1, 2, 3, 4], [1, 2, 3, 5],  # (1 2 3) -> 4 | 5
+                 [1, 9, 7, 7], [1, 9, 8, 8],  # -> 9 -> (7 7) | (8 8): "9" folds at limit 1
+                 [1, 6], [1, 6, 6]]           # "6" is where a prompt ends: stays
+    levels = radix_tree(sequences)
+    before = tree_token_count(levels)
+    spliced = splice_short(radix_tree(sequences), limit=1)
+    segments = {node.tokens for level in spliced for node in level}
+    assert (9, 7, 7) in segments and (9, 8, 8) in segments and (9,) not in segments
+    assert (6,) in segments
+    assert tree_token_count(spliced) == before + 1  # "9" runs twice
+    for level, nodes in enumerate(spliced):
+        assert all(node.level == level and (node.parent is None) == (level == 0) for node in nodes)
+    assert splice_short(radix_tree(sequences), limit=0) and tree_token_count(
+        splice_short(radix_tree(sequences), limit=0)) == before
+    # the shared root "1" feeds 4 children: repeating it costs 3 tokens, over the limit of 1
+    assert [node.tokens for node in spliced[0]] == [(1,)]
+
+
+def _cost(batch, widths):
+    from edgeval.runtimes.prefix import CALL_COST, KEY_COST
+
+    seg, past = max(len(n.tokens) for n in batch), max(widths[id(n)] for n in batch)
+    return CALL_COST + len(batch) * (seg + KEY_COST * (past + seg))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_batches_are_the_cheapest_contiguous_cut(seed):
+    """The dynamic programme against every cut of the sorted nodes into contiguous batches (brute force on up to
+    9 nodes): the least modelled cost, within the row and cell bounds, each node in one batch."""
+    import itertools
+
+    from edgeval.runtimes.prefix import Node, _batches
+
+    rng = np.random.default_rng(seed)
+    parent = Node((1,), None, 0)
+    parent.mask = np.ones(int(rng.integers(0, 40)), np.int64)
+    nodes = [Node(tuple(range(int(rng.integers(1, 30)))), parent if rng.random() < 0.7 else None, 1)
+             for _ in range(int(rng.integers(1, 10)))]
+    widths = {id(n): 0 if n.parent is None else int(n.parent.mask.sum()) for n in nodes}
+    max_rows, max_tokens = int(rng.integers(1, 6)), int(rng.integers(40, 200))
+    got = _batches(nodes, max_rows, max_tokens)
+    assert sorted(id(n) for b in got for n in b) == sorted(map(id, nodes))
+
+    def fits(batch):
+        return len(batch) == 1 or (len(batch) <= max_rows and len(batch) * (
+            max(len(n.tokens) for n in batch) + max(widths[id(n)] for n in batch)) <= max_tokens)
+
+    assert all(fits(b) for b in got)
+    order = sorted(nodes, key=lambda n: (len(n.tokens), widths[id(n)]))
+    best = min(sum(_cost(order[a:b], widths) for a, b in itertools.pairwise((0, *cuts, len(order))))
+               for k in range(len(order)) for cuts in itertools.combinations(range(1, len(order)), k)
+               if all(fits(order[a:b]) for a, b in itertools.pairwise((0, *cuts, len(order)))))
+    assert sum(_cost(b, widths) for b in got) == pytest.approx(best)
 
 
 def test_next_token_logits_many_windows_and_falls_back_without_cache():
@@ -146,11 +207,16 @@ def test_waves_mix_levels_and_free_every_cache():
         mixed.extend(r for r, n in enumerate(nodes) if n.parent is None and not mask[r].any())
         return past, mask
 
-    prefix.radix_tree, prefix._gather_past = spy, gather_spy
+    def chunks(nodes, max_rows, max_tokens):  # rows in sorted order, max_rows at a time: the cut is not at issue
+        order = sorted(nodes, key=lambda n: len(n.tokens))
+        return [order[k:k + max_rows] for k in range(0, len(order), max_rows)]
+
+    cut = prefix._batches
+    prefix.radix_tree, prefix._gather_past, prefix._batches = spy, gather_spy, chunks
     try:
-        tree, _ = tree_next_token_logits(sequences, model._cached_step, [2], pad_id=0, max_rows=4)
+        tree, _ = tree_next_token_logits(sequences, model._cached_step, [2], pad_id=0, max_rows=4, splice=0)
     finally:
-        prefix.radix_tree, prefix._gather_past = levels_of, gather
+        prefix.radix_tree, prefix._gather_past, prefix._batches = levels_of, gather, cut
     np.testing.assert_allclose(tree, model.next_token_logits(sequences), rtol=0, atol=1e-6)
     assert mixed, "the held root ran in a batch with a past"
     assert all(node.present is None for node in kept if node.children)
