@@ -122,7 +122,8 @@ class ExportShape:
                     help="TFLite static sequence length."),
        click.option("--legacy", is_flag=True, help="ONNX: the TorchScript exporter (dynamo=False, opset 17)."),
        click.option("--next-token-output", is_flag=True, help="ONNX: add a last-position-only 'next_token_logits' "
-                    "output (faster BBQ letter scoring; quantize_dynamic then leaves the LM head in float32)."),
+                    "output, the last row of 'logits' (faster BBQ letter scoring: the one LM head then runs at "
+                    "the last position only)."),
        click.option("--kv-cache", is_flag=True, help="ONNX: take past_key_values and return present.* (optimum's "
                     "with-past layout): BBQ scoring then computes shared prompt prefixes once (about 4x fewer "
                     "tokens)."),
