@@ -193,6 +193,9 @@ def test_plain_next_token_pass_feeds_the_switch(plain_next):
     runtime.next_token_logits([[5, 6, 7]])
     runtime.sequence_logits([[5, 6, 7]])
     assert seen == [1, 0]
+    runtime.batch_invariant = False  # a dynamically quantized head: its scale comes from the rows it runs on,
+    runtime.next_token_logits([[5, 6, 7]])  # so the next token's row is cut from the whole head's output
+    assert seen == [1, 0, 0]
     ids, mask = np.array([[5, 6, 7]]), np.ones((1, 3), np.int64)
     feeds = runtime._feeds(ids, mask) | {"logits_last_only": np.ones(1, np.int64)}
     assert run(["logits"], feeds)[0].shape[1] == 1

@@ -84,7 +84,7 @@ def check_external_data(path: Path) -> None:
     """Refuse (ModelError) a model whose external data points outside its folder: an absolute location, ``..``,
     or a link that resolves elsewhere; and a file that is not an ONNX model. Nothing outside the model's folder
     is read. The file's framing is walked (:mod:`edgeval.onnxfile`), its weights are not loaded."""
-    from ..onnxfile import OnnxFileError, onnx_layout
+    from ..onnxfile import OnnxFileError, odd_location, onnx_layout
 
     try:
         tensors = onnx_layout(path).tensors
@@ -97,6 +97,8 @@ def check_external_data(path: Path) -> None:
         location = tensor.location
         if location is None:
             continue
+        if (why := odd_location(location)) is not None:
+            raise ModelError(f"a tensor's external data location {location!r} {why}: refused", path=path)
         target = (folder / location).resolve()
         if Path(location).is_absolute() or ".." in Path(location).parts or folder not in target.parents:
             raise ModelError(f"a tensor keeps its data at {location!r}, outside the model's folder: refused "
@@ -348,8 +350,10 @@ class OnnxRuntime(BaseRuntime):
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray, output: str | None = None) -> np.ndarray:
         feeds = self._feeds(input_ids, attention_mask)
-        if output is not None and output == self.next_name and self.last_switch:
-            feeds[LAST_SWITCH] = np.ones(1, np.int64)  # next-token logits alone: the LM head at the last position
+        if output is not None and output == self.next_name and self.last_switch and self.batch_invariant:
+            # next-token logits alone: the LM head at the last position. Not where a dynamically quantized head
+            # takes its activation scale from whatever rows it runs on: there the last row would change
+            feeds[LAST_SWITCH] = np.ones(1, np.int64)
         try:
             (logits,) = self.session.run([output or self.logits_name], feeds)
         except _ort_errors(self._ort) as exc:
