@@ -93,6 +93,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--no-prompt-check", action="store_true", help="skip edgeval loglik with lm-eval's prompt")
     p.add_argument("--lm-eval-from", type=Path, default=None, help="reuse lm-eval's run saved by an earlier run "
                    "on the same items (<out>.lm_eval.json) instead of running it again (the report says so)")
+    p.add_argument("--render-from", type=Path, default=None, help="rewrite the README table from the results JSON "
+                   "of an earlier run (its --out) and stop: nothing is measured")
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "vs_lm_eval" / "results.json")
     return p.parse_args()
 
@@ -908,8 +910,9 @@ def readme_table(results: dict[str, Any]) -> str:
     c, peak = results.get("cached_vs_full"), results["flops"]["peak"]
     if c:
         lines += ["", f"KV-cached path (edgeval export --kv-cache: grouped attention, one LM head at the last "
-                      f"position) against full prompts (the same model exported without a cache, its LM head also "
-                      f"at the last position), both on ONNX Runtime in this run: **{c['per_item_ratio']:.2f}×** the "
+                      f"position) against full prompts (`--onnx-plain`: by default the same model exported "
+                      f"without a cache, its LM head also at the last position), both on ONNX Runtime in this run: "
+                      f"**{c['per_item_ratio']:.2f}×** the "
                       f"items per CPU-s; per token **{c['cached_cpu_ms_per_token']:.2f}** vs "
                       f"{c['full_cpu_ms_per_token']:.2f} CPU-ms with the model load (ratio {c['ratio']:.2f}; the load, "
                       f"{c['cached_load_cpu_s']:.1f} vs {c['full_load_cpu_s']:.1f} CPU-s, spread over "
@@ -920,7 +923,8 @@ def readme_table(results: dict[str, Any]) -> str:
                       f"**{c['cached_score_fraction_of_core_peak']:.0%}** scoring only "
                       f"({core_peak(peak):.0f} GFLOP/CPU-s, torch, one thread, measured in the run); same answers "
                       f"as the full-prompt model on {c['same_answers']:.0%} of items. % of peak counts the model's "
-                      "matmul FLOPs (2 x parameters per token run, padding included; the LM head where it runs); "
+                      "matmul FLOPs: 2 x non-embedding parameters per token run (padding included), the LM head "
+                      "where it runs, attention's QK^T and AV over every key the mask spans; "
                       "tokens run count a token each time it runs (the tree runs a short shared segment once per "
                       "prompt group below it when that is cheaper than a call of its own)."]
     early = results.get("early_stop")
@@ -948,6 +952,13 @@ def update_readme(table: str, path: Path = REPO / "README.md") -> None:
 
 def main() -> None:
     args = parse_args()
+    if args.render_from is not None:
+        results = json.loads(args.render_from.read_text())
+        table = readme_table(results)
+        print(f"\n### README table (from {args.render_from})\n\n{table}")
+        if args.update_readme:
+            update_readme(table)
+        return
     args.out.parent.mkdir(parents=True, exist_ok=True)
     ensure_models(args)
     work = Path(tempfile.mkdtemp(prefix="vs_lm_eval_"))
