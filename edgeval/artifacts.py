@@ -100,7 +100,7 @@ def onnx_external_files(path: Path) -> list[Path]:
     """Files holding an ONNX model's external tensor data (empty when there are none), read from the file's
     protobuf framing (:mod:`edgeval.onnxfile`: no weights loaded). A file that is not an ONNX model, a location
     outside the model's folder or a missing data file is a ModelError."""
-    from .onnxfile import OnnxFileError, odd_location, onnx_layout
+    from .onnxfile import OnnxFileError, onnx_layout, refused_location
 
     try:
         locations = onnx_layout(path).external_locations
@@ -110,11 +110,9 @@ def onnx_external_files(path: Path) -> list[Path]:
         raise ModelError(f"cannot read: {exc.strerror}", path=path) from None
     found: list[Path] = []
     for location in locations:
-        if (why := odd_location(location)) is not None:
-            raise ModelError(f"external data location {location!r} {why}: refused", path=path)
+        if (why := refused_location(path.parent, location)) is not None:
+            raise ModelError(f"external data file {location!r} {why}: refused", path=path)
         file = (path.parent / location).resolve()
-        if Path(location).is_absolute() or path.parent.resolve() not in file.parents:
-            raise ModelError(f"external data file '{location}' is outside the model's folder: refused", path=path)
         if not file.is_file():
             raise ModelError(f"external data file '{location}' is missing", path=path)
         if file not in found:

@@ -64,13 +64,17 @@ class OnnxLayout:
         return list(dict.fromkeys(t.location for t in self.tensors if t.location is not None))
 
 
-def odd_location(location: str) -> str | None:
-    """Why an external-data location cannot be a plain file name beside the model (a NUL byte; ONNX Runtime's
-    in-memory address marker), or None. Callers also check that it resolves inside the model's folder."""
+def refused_location(folder: Path, location: str) -> str | None:
+    """Why an external-data ``location`` of a model in ``folder`` is refused, or None: a NUL byte, ONNX Runtime's
+    in-memory address marker, an absolute path, a ``..`` part, or a link that resolves outside the folder.
+    External data must be a plain file beside the model: nothing outside its folder is read or hashed."""
     if "\x00" in location:
         return "holds a NUL byte"
     if "_ORT_MEM_ADDR_" in location:
         return "is ONNX Runtime's in-memory address marker, not a file"
+    folder, named = folder.resolve(), Path(location)
+    if named.is_absolute() or ".." in named.parts or folder not in (folder / named).resolve().parents:
+        return "is outside the model's folder"
     return None
 
 

@@ -84,7 +84,7 @@ def check_external_data(path: Path) -> None:
     """Refuse (ModelError) a model whose external data points outside its folder: an absolute location, ``..``,
     or a link that resolves elsewhere; and a file that is not an ONNX model. Nothing outside the model's folder
     is read. The file's framing is walked (:mod:`edgeval.onnxfile`), its weights are not loaded."""
-    from ..onnxfile import OnnxFileError, odd_location, onnx_layout
+    from ..onnxfile import OnnxFileError, onnx_layout, refused_location
 
     try:
         tensors = onnx_layout(path).tensors
@@ -92,17 +92,10 @@ def check_external_data(path: Path) -> None:
         raise ModelError(f"not a readable ONNX model ({exc}): truncated or garbage", path=path) from None
     except OSError:
         return  # unreadable: ONNX Runtime says why
-    folder = path.resolve().parent
     for tensor in tensors:
-        location = tensor.location
-        if location is None:
-            continue
-        if (why := odd_location(location)) is not None:
-            raise ModelError(f"a tensor's external data location {location!r} {why}: refused", path=path)
-        target = (folder / location).resolve()
-        if Path(location).is_absolute() or ".." in Path(location).parts or folder not in target.parents:
-            raise ModelError(f"a tensor keeps its data at {location!r}, outside the model's folder: refused "
-                             "(external data must sit beside the model)", path=path)
+        if tensor.location is not None and (why := refused_location(path.parent, tensor.location)) is not None:
+            raise ModelError(f"a tensor's external data location {tensor.location!r} {why}: refused (external "
+                             "data must be a file beside the model)", path=path)
 
 
 def _past_shape(spec: _Input, batch: int, path: Path | None = None) -> tuple[int, ...]:
