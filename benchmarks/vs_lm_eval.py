@@ -953,8 +953,13 @@ def update_readme(table: str, path: Path = REPO / "README.md") -> None:
 def main() -> None:
     args = parse_args()
     if args.render_from is not None:
-        results = json.loads(args.render_from.read_text())
-        table = readme_table(results)
+        try:
+            results = json.loads(args.render_from.read_text())
+            table = readme_table(results)
+        except OSError as exc:
+            sys.exit(f"{args.render_from}: cannot read: {exc.strerror}")
+        except (ValueError, KeyError, TypeError) as exc:
+            sys.exit(f"{args.render_from}: not a results file of this benchmark ({type(exc).__name__}: {exc})")
         print(f"\n### README table (from {args.render_from})\n\n{table}")
         if args.update_readme:
             update_readme(table)

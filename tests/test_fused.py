@@ -182,6 +182,7 @@ def test_plain_next_token_pass_feeds_the_switch(plain_next):
     """Reading next_token_logits alone feeds the switch, so the head runs at the last position only: the
     logits output then has one position."""
     runtime = load_runtime(plain_next)
+    assert runtime._use_switch()  # checked once per file (a probe of its own), before the spy counts the passes
     seen = []
     run = runtime.session.run
 
@@ -199,3 +200,29 @@ def test_plain_next_token_pass_feeds_the_switch(plain_next):
     ids, mask = np.array([[5, 6, 7]]), np.ones((1, 3), np.int64)
     feeds = runtime._feeds(ids, mask) | {"logits_last_only": np.ones(1, np.int64)}
     assert run(["logits"], feeds)[0].shape[1] == 1
+
+
+def test_a_switch_that_changes_the_logits_is_not_used(plain_next, tmp_path):
+    """The switch is the file's claim: a graph where feeding it changes the next-token logits (here it adds 1)
+    is run without it, and its next-token logits are still the last row of the full logits."""
+    import shutil
+
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(plain_next))
+    graph = model.graph
+    for node in graph.node:
+        node.output[:] = ["/lie/next" if o == "next_token_logits" else o for o in node.output]
+    graph.node.extend([helper.make_node("Cast", ["logits_last_only"], ["/lie/f"], to=onnx.TensorProto.FLOAT),
+                       helper.make_node("Add", ["/lie/next", "/lie/f"], ["next_token_logits"])])
+    folder = tmp_path / "lie"
+    folder.mkdir()
+    for f in plain_next.parent.glob("tokenizer*"):
+        shutil.copy(f, folder)
+    onnx.save(model, str(folder / "model.onnx"))
+    runtime = load_runtime(folder / "model.onnx")
+    assert runtime.last_switch and not runtime._use_switch()
+    assert runtime.describe()["last_logits_switch"] is False
+    nxt = runtime.next_token_logits([[5, 6, 7, 8]])[0]
+    np.testing.assert_allclose(nxt, runtime.sequence_logits([[5, 6, 7, 8]])[0][-1], atol=1e-5, rtol=0)

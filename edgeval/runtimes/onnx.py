@@ -135,6 +135,9 @@ def batch_dependent(path: Path) -> bool:
     return any(op.startswith(BATCH_DEPENDENT_OPS) for op in ops)
 
 
+#: (path, size, mtime) -> whether the file's last-logits switch kept the next-token logits on the probe
+_SWITCH_CHECKED: dict[tuple[str, int, int], bool] = {}
+
 CPU_PROVIDER = "CPUExecutionProvider"
 
 
@@ -207,6 +210,7 @@ class OnnxRuntime(BaseRuntime):
         self.cache = self._cache_layout(outputs)
         #: whether the graph has edgeval's last-logits switch (an overridable initializer, see converters.kv_export)
         self.last_switch = LAST_SWITCH in {i.name for i in self.session.get_overridable_initializers()}
+        self._switch_ok: bool | None = None  # the switch seen to keep the next-token logits (see _use_switch)
         self.batch_invariant = not batch_dependent(artifact.path)
         super().__init__(artifact, find_tokenizer(artifact.path, tokenizer_path))
         for name in dict.fromkeys([self.logits_name, self.next_name]):
@@ -312,7 +316,7 @@ class OnnxRuntime(BaseRuntime):
         for k, (spec, _, _) in enumerate(self.cache):
             feeds[spec.name] = (np.zeros(_past_shape(spec, batch), dtype=spec.dtype) if past is None
                                 else past[k].astype(spec.dtype, copy=False))
-        if self.last_switch:  # edgeval's KV exports: the LM head at the last position only (converters.kv_export)
+        if self._use_switch():  # edgeval's exports: the LM head at the last position only (converters.kv_export)
             feeds[LAST_SWITCH] = np.ones(1, np.int64)
         names = [self.next_name or self.logits_name] + ([name for _, name, _ in self.cache] if keep else [])
         try:
@@ -343,10 +347,8 @@ class OnnxRuntime(BaseRuntime):
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray, output: str | None = None) -> np.ndarray:
         feeds = self._feeds(input_ids, attention_mask)
-        if output is not None and output == self.next_name and self.last_switch and self.batch_invariant:
-            # next-token logits alone: the LM head at the last position. Not where a dynamically quantized head
-            # takes its activation scale from whatever rows it runs on: there the last row would change
-            feeds[LAST_SWITCH] = np.ones(1, np.int64)
+        if output is not None and output == self.next_name and self._use_switch():
+            feeds[LAST_SWITCH] = np.ones(1, np.int64)  # next-token logits alone: the LM head at the last position
         try:
             (logits,) = self.session.run([output or self.logits_name], feeds)
         except _ort_errors(self._ort) as exc:
@@ -370,11 +372,41 @@ class OnnxRuntime(BaseRuntime):
         for next-token scoring."""
         return self.next_name is not None
 
+    def _use_switch(self) -> bool:
+        """Whether to feed the last-logits switch: the graph has one, its results do not depend on the batch (a
+        dynamically quantized head takes its activation scale from the rows it runs on, so the last row alone would
+        change), and it was seen to leave the next-token logits as they are without it. A switch is the file's
+        claim, so it is checked once per file state, on a 3-token probe; a graph where it changes the logits is
+        run without it (slower, right)."""
+        if not (self.last_switch and self.batch_invariant):
+            return False
+        if self._switch_ok is None:
+            stat = Path(self.artifact.path).stat()
+            key = (str(self.artifact.path), stat.st_size, stat.st_mtime_ns)
+            if key not in _SWITCH_CHECKED:
+                _SWITCH_CHECKED[key] = self._switch_keeps_logits()
+            self._switch_ok = _SWITCH_CHECKED[key]
+        return self._switch_ok
+
+    def _switch_keeps_logits(self) -> bool:
+        ids, mask = np.array([[1, 2, 3]], np.int64), np.ones((1, 3), np.int64)
+        name = self.next_name or self.logits_name
+        feeds = self._feeds(ids, mask)
+        try:
+            plain, switched = (np.asarray(self.session.run([name], f)[0])
+                               for f in (feeds, {**feeds, LAST_SWITCH: np.ones(1, np.int64)}))
+        except _ort_errors(self._ort):
+            return False
+        plain, switched = (x.reshape(x.shape[0], -1, x.shape[-1])[:, -1] for x in (plain, switched))
+        return plain.shape == switched.shape and bool(np.isfinite(plain).all()) and bool(
+            np.allclose(plain, switched, rtol=1e-4, atol=1e-4))
+
     def describe(self) -> dict:
         return {"runtime": self.name, "version": self._ort.__version__, "threads": self.threads,
                 "providers": self.session.get_providers(), "inputs": [i.name for i in self.inputs],
                 "output": self.logits_name, "next_token_output": self.next_name, "kv_cache": self.cache is not None,
-                "batch_invariant": self.batch_invariant}
+                "batch_invariant": self.batch_invariant,
+                "last_logits_switch": self._switch_ok if self.last_switch else None}
 
     def close(self) -> None:
         self.session = None
