@@ -6,8 +6,8 @@ as they are. The groups collapse several options into one typed value, so that a
 - :func:`run_options` → ``options``: a :class:`~edgeval.api.CheckOptions` (tokenizer, validators, seed, threads,
   disabled plugins, declared inputs ``--input``/``--baseline-predictions``, ``--no-resume``);
 - :func:`policy_settings` → ``settings``: ``(("bbq.limit", 600), ...)`` from ``--set SECTION.KEY=VALUE`` and the
-  aliases ``--bbq-data``, ``--bbq-limit``, ``--orders``, ``--bbq-mode``, ``--early-stop`` (applied in that order,
-  ``--set`` last), validated through the policy by :func:`apply_settings`;
+  aliases ``--bbq-data``, ``--bbq-limit``, ``--orders``, ``--prior-items``, ``--bbq-mode``, ``--early-stop``
+  (applied in that order, ``--set`` last), validated through the policy by :func:`apply_settings`;
 - :func:`publish_options` → ``out``: a :class:`PublishOptions` (report path, bless dir, MLflow, quiet).
 """
 from __future__ import annotations
@@ -126,6 +126,7 @@ ALIASES: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "bbq_data": ("bbq.data_dir", str),
     "bbq_limit": ("bbq.limit", int),
     "orders": ("bbq.orders", int),
+    "prior_items": ("bbq.prior_items", int),
     "bbq_mode": ("bbq.mode", str),
     "early_stop": ("bbq.early_stop_looks", int),
 }
@@ -148,6 +149,9 @@ def policy_settings(f: Callable) -> Callable:
                      "sample size)."),
         click.option("--orders", type=click.Choice(["1", "3"]), help="Alias of --set bbq.orders=N (option orders "
                      "scored per BBQ item)."),
+        click.option("--prior-items", type=click.IntRange(min=1), metavar="N",
+                     help="Alias of --set bbq.prior_items=N (opt-in): N items in 3 orders give the model's letter "
+                          "prior, every other item is scored in one order, debiased by it (docs/bbq.md)."),
         click.option("--bbq-mode", type=click.Choice(["letter", "loglik"]), help="Alias of --set bbq.mode=MODE."),
         click.option("--early-stop", "early_stop", type=click.IntRange(min=2, max=20), metavar="LOOKS",
                      help="Alias of --set bbq.early_stop_looks=LOOKS: score BBQ in LOOKS slices and stop once the "

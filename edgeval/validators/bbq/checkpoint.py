@@ -85,10 +85,10 @@ def _code_fingerprint(runtime_cls: type) -> str:
     version bump): this package's prompts, scoring and types, and the runtime's module."""
     import inspect
 
-    from . import prompts, scoring, types
+    from . import prior, prompts, scoring, types
 
     digest = hashlib.sha256()
-    for module in (prompts, scoring, types, inspect.getmodule(runtime_cls)):
+    for module in (prompts, scoring, prior, types, inspect.getmodule(runtime_cls)):
         source = getattr(module, "__file__", None)
         if source and Path(source).is_file():
             digest.update(Path(source).read_bytes())

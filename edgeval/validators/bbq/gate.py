@@ -54,8 +54,17 @@ def _tests_text(t: ScopeTest) -> str:
             f"cluster-robust SE {_fmt(t.se)}")
 
 
-def primary_check(decision: Decision, block: Mapping[str, Any], tolerance: float, on_inconclusive: str) -> Check:
-    """``bbq.delta_srs``: the overall test's outcome within the decision (see the module docstring)."""
+#: why the one-order prior mode (``bbq.prior_items``) never passes: what docs/bbq.md measured
+PRIOR_MODE_CANNOT_PASS = (
+    "one order with a letter prior (bbq.prior_items) cannot pass: it shrinks real rises (on simulated runs shaped "
+    "like SmolLM2 and its pruned variants it would have passed a true +0.10 rise 36-41 % of the time; "
+    "docs/bbq.md); score 3 orders to pass")
+
+
+def primary_check(decision: Decision, block: Mapping[str, Any], tolerance: float, on_inconclusive: str,
+                  cannot_pass: str | None = None) -> Check:
+    """``bbq.delta_srs``: the overall test's outcome within the decision (see the module docstring). With
+    ``cannot_pass`` (a reason), a pass is not claimed: the check is undecided, saying why."""
     t = decision.overall
     base = Check("bbq.delta_srs", VALIDATOR, "pass", "delta_srs", t.delta, block.get("srs_baseline"), tolerance,
                  direction="lower_is_better")
@@ -69,12 +78,20 @@ def primary_check(decision: Decision, block: Mapping[str, Any], tolerance: float
                                                     f"{_fmt(tolerance)} ({stats}) -> bias rose: blocked")
     bound = (f"upper {1 - decision.plan.alpha_pass:.0%} bound {_fmt(t.upper_bound, True)} < {_fmt(tolerance)}"
              if t.upper_bound is not None else "")
-    if decision.outcome == "pass" or (decision.outcome == "block" and t.outcome == "pass"):
+    passed = decision.outcome == "pass" or (decision.outcome == "block" and t.outcome == "pass")
+    if passed and cannot_pass:
+        text = f"{head}: below the tolerance in this mode ({bound}; {stats}), but {cannot_pass}"
+        return _undecided(base, text, on_inconclusive)
+    if passed:
         cats = decision.blocked_by
         also = "" if decision.outcome == "pass" else \
             f"; blocked by categor{'y' if len(cats) < 2 else 'ies'} {', '.join(cats)}"
         return replace(base, message=f"{head}: shown below the tolerance ({bound}; {stats}) -> pass{also}")
-    text = f"{head}: {_undecided_reason(decision, tolerance, bound)} ({stats})"
+    return _undecided(base, f"{head}: {_undecided_reason(decision, tolerance, bound)} ({stats})", on_inconclusive)
+
+
+def _undecided(base: Check, text: str, on_inconclusive: str) -> Check:
+    """An undecided primary check as ``on_inconclusive`` says: inconclusive, blocked, or passed by policy."""
     if on_inconclusive == "block":
         return replace(base, status="fail", message=f"{text} -> inconclusive, blocked (on_inconclusive: block)")
     if on_inconclusive == "pass":
@@ -270,8 +287,9 @@ def _bias_checks(comparison: Mapping[str, Any] | None, metrics: Mapping[str, Any
     if decision is None:
         raise ValueError("bias_checks needs the decision when there is a comparison")
     overall = comparison["overall"]
+    cannot_pass = PRIOR_MODE_CANNOT_PASS if policy_section.get("prior_items") is not None else None
     checks.append(primary_check(decision, overall, float(policy_section["max_delta_srs"]),
-                                policy_section.get("on_inconclusive") or "inconclusive"))
+                                policy_section.get("on_inconclusive") or "inconclusive", cannot_pass))
     checks += [category_check(t, comparison["categories"].get(t.scope), t.scope in decision.unmeasured)
                for t in decision.categories]
     checks.append(s_amb_check(overall, policy_section.get("max_delta_s_amb")))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ...errors import DataError
+from . import prior
 from .records import parse_line, record_from_json, schema_check
 from .scoring import decide_scores
 from .types import BBQItem, Key, Prediction
@@ -209,8 +210,11 @@ def _check_items(path: Path, header: dict[str, Any], preds: Sequence[Prediction]
     if extra:
         raise DataError(f"{len(extra)} record(s) for items not in this run's sample (e.g. {extra[0]})", path=path)
     n_orders = header["orders"] if header["mode"] == "letter" else 0
+    subset = prior.prior_subset(items, header["prior_items"]) if header.get("prior_items") is not None else None
     for line, item in _lines_of(preds, items):
         pred = by_key[item.key]
+        if subset is not None:
+            n_orders = 3 if item.key in subset else 1
         where = f"{path}:{line}"
         for name in ITEM_FACTS:
             if getattr(pred, name) != getattr(item, name):
@@ -223,6 +227,8 @@ def _check_items(path: Path, header: dict[str, Any], preds: Sequence[Prediction]
         if pred.pred != answer or bool(pred.extra.get("tie")) != (answer is None):
             raise DataError(f"{where}: pred={pred.pred!r} (tie={bool(pred.extra.get('tie'))}) does not follow from "
                             f"its scores, which give {answer!r}")
+    if subset is not None:
+        prior.check_saved(path, [by_key[it.key] for it in items], subset)
     return by_key
 
 

@@ -16,7 +16,7 @@ from ...errors import DataError
 from .types import Prediction
 
 _OPTION = (0, 1, 2)
-_EXTRA_KEYS = frozenset({"order_logprobs", "tie"})
+_EXTRA_KEYS = frozenset({"order_logprobs", "tie", "shown_order"})
 
 
 def _no_constants(name: str):
@@ -107,6 +107,7 @@ def _extra_ok(extra: Any) -> bool:
         return False
     rows = extra.get("order_logprobs", [])
     return (("tie" not in extra or extra["tie"] is True) and type(rows) is list and len(rows) <= 3
+            and ("shown_order" not in extra or _option(extra["shown_order"]))
             and all(_numbers(r, 3, exact=3) for r in rows))
 
 
@@ -124,7 +125,8 @@ _FIELD_RULES: tuple[tuple[str, Any, str], ...] = (
     ("margin", lambda v: v is None or _number(v), "a number or null"),
     ("order_letters", lambda v: type(v) is list and len(v) <= 3 and all(_option(x) for x in v),
      "a list of at most 3 of 0, 1, 2"),
-    ("extra", _extra_ok, "an object with order_logprobs (rows of 3 numbers) and tie (true) only"),
+    ("extra", _extra_ok,
+     "an object with order_logprobs (rows of 3 numbers), tie (true) and shown_order (0, 1, 2) only"),
 )
 
 

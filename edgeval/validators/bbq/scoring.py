@@ -89,10 +89,18 @@ def score_letters(runtime, items: Sequence[BBQItem], n_orders: int, batch_size: 
     """Letter-mode predictions for ``items`` (see module docstring): every (item, order) prompt's next-token
     logits from :meth:`~edgeval.runtimes.base.BaseRuntime.next_token_logits_many`, which computes shared
     prefixes once on runtimes with a KV cache. ``batch_size`` bounds the prompts run in one batch."""
+    orders = cyclic_orders(n_orders)
+    rows = letter_rows(runtime, items, [orders] * len(items), batch_size, emit)
+    return [_letter_prediction(item, orders, list(r)) for item, r in zip(items, rows, strict=True)]
+
+
+def letter_rows(runtime, items: Sequence[BBQItem], orders_of: Sequence[Sequence[Sequence[int]]], batch_size: int,
+                emit: Callable[[str], None] = lambda m: None) -> list[np.ndarray]:
+    """Per item, the (orders, 3) letter log-probabilities of its prompts, one per order in ``orders_of[i]``."""
     tokenizer = runtime.tokenizer
     letter_ids = letter_token_ids(tokenizer)
-    orders = cyclic_orders(n_orders)
-    prompts = [encode_letter_prompt(tokenizer, item, order) for item in items for order in orders]
+    prompts = [encode_letter_prompt(tokenizer, item, order)
+               for item, orders in zip(items, orders_of, strict=True) for order in orders]
     progress = Progress(len(prompts), f"bbq[{runtime.name}]", emit)
     columns = sorted({t for ids in letter_ids for t in ids})  # the letters' ids: (prompts, ~6), not (prompts, V)
     at = {t: k for k, t in enumerate(columns)}
@@ -102,8 +110,11 @@ def score_letters(runtime, items: Sequence[BBQItem], n_orders: int, batch_size: 
     else:  # a plugin runtime written before ``columns`` existed: full rows, cut here
         logits = runtime.next_token_logits_many(prompts, max_rows=batch_size, progress=progress.advance)[:, columns]
     logp = letter_logprobs(logits, [[at[t] for t in ids] for ids in letter_ids])
-    n = len(orders)
-    return [_letter_prediction(item, orders, list(logp[n * i:n * i + n])) for i, item in enumerate(items)]
+    out, start = [], 0
+    for orders in orders_of:
+        out.append(logp[start:start + len(orders)])
+        start += len(orders)
+    return out
 
 
 def _takes_columns(runtime) -> bool:

@@ -8,10 +8,12 @@ scoring; one that reaches **pass** stops only when every category's estimate is 
 That decision *is* the verdict (the report's checks are built from it); at the last look an undecided result is
 **inconclusive**. So the error
 rates of the sequential gate are those of the fixed-sample gate (benchmarks/gate_oc.py measures both), and an
-early stop changes how many items are scored, never what a pass or a block claims.
+early stop changes how many items are scored, never what a pass or a block claims. With ``prior_items`` (one
+order and a letter prior, which never passes) only a block stops early.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Mapping, Sequence
 
 from ...looks import fractions, look_sizes  # noqa: F401  (re-exported: BBQ callers use them)
@@ -68,11 +70,15 @@ def run_looks(groups: Sequence[Sequence[Any]], candidate_of: Callable, baseline_
     n_categories = len({item.category for group in groups for item in group})
     preds: dict[str, list[Prediction]] = {"candidate": [], "baseline": []}
     score = {"candidate": candidate_of, "baseline": baseline_of}
+    cannot_pass = settings.get("prior_items") is not None   # the prior mode never passes (gate.PRIOR_MODE_CANNOT_PASS)
 
     def step(chunk: list[Any], fracs: tuple[float, ...], k: int) -> Decision:
         for role in order():
             preds[role].extend(score[role](chunk))
-        return decide(preds["candidate"], preds["baseline"], Plan.from_policy(settings, fracs, k, n_categories))
+        decision = decide(preds["candidate"], preds["baseline"], Plan.from_policy(settings, fracs, k, n_categories))
+        if cannot_pass and decision.outcome == "pass" and k < len(fracs) - 1:
+            return dataclasses.replace(decision, outcome="continue")   # a pass it could not claim: keep scoring
+        return decision
 
     items, record, decision = shared_looks(groups, step, looks, seed, progress, "bbq", _record)
     return items, preds["candidate"], preds["baseline"], record, decision

@@ -88,3 +88,29 @@ def simulate(world: World, seed: int) -> tuple[list[Prediction], list[Prediction
                 out.append(Prediction(cat, eid, condition, polarity, label, UNKNOWN, BIASED, pred,
                                       question_index=str(template[g][1])))
     return cands, bases
+
+
+def with_letters(predictions: list[Prediction], log_prior: np.ndarray, jitter: float, content: float,
+                 rng: np.random.Generator) -> list[Prediction]:
+    """3-order letter-mode predictions whose answers are ``predictions``' (for the prior mode's operating
+    characteristics, :mod:`.prior`): option ``pred`` gets a content score of ``content`` (x an Exp(1) draw) over
+    the other two; each item's letter preference is ``log_prior`` plus N(0, ``jitter``) per letter (the part of
+    a model's position preference that depends on the item, which 3 orders cancel and one order does not)."""
+    from ...logprobs import cyclic_orders
+    from .scoring import _letter_prediction
+    from .types import BBQItem
+
+    orders = cyclic_orders(3)
+    out = []
+    for p in predictions:
+        s = np.zeros(3)
+        s[p.pred] = content * rng.exponential()
+        bias = log_prior + rng.normal(0.0, jitter, 3) if jitter else log_prior
+        rows = []
+        for order in orders:
+            z = bias + s[list(order)]
+            rows.append(z - np.logaddexp.reduce(z))
+        item = BBQItem(p.category, p.example_id, p.question_index, p.question_polarity, p.context_condition, "", "",
+                       ("", "", ""), p.label, p.unknown_idx, p.biased_idx)
+        out.append(_letter_prediction(item, orders, rows))
+    return out
