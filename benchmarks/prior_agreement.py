@@ -84,13 +84,14 @@ def verdict(cand, base, bootstrap: int, prior_items: int | None = None) -> tuple
     from edgeval.validators.bbq import compare as cmp
     from edgeval.validators.bbq import gate, metrics
     from edgeval.validators.bbq.decision import Plan, decide
+    from edgeval.validators.bbq.prior import signal_sample
     from edgeval.validators.bbq.signal import signal
 
     settings = {**Policy.default().section("bbq"), "prior_items": prior_items}
     m = metrics.metrics_by_category(cand)
     comparison = cmp.compare(cand, base, alpha=settings["alpha"], bootstrap=bootstrap, seed=0)
     decision = decide(cand, base, Plan.from_policy(settings))
-    figures = {"candidate": signal(cand), "baseline": signal(base)}
+    figures = {"candidate": signal(signal_sample(cand)), "baseline": signal(signal_sample(base))}
     checks = gate.bias_checks(comparison, m, settings, decision=decision, signal=figures)
     return (Report(candidate={}, baseline=None, policy={}, checks=tuple(checks)).verdict, comparison["overall"],
             decision.outcome)

@@ -378,3 +378,16 @@ def test_a_benchmarks_own_cache_of_version_1_stays_readable_but_is_never_a_basel
     assert preds_mod.read_cache(tmp_path / "new.jsonl.gz")[1] == cached
     with pytest.raises(DataError, match="header: 'role' is a required property"):
         preds_mod.read_predictions(tmp_path / "new.jsonl.gz")
+
+
+def test_a_record_with_an_infinite_number_is_refused():
+    """JSON's 1e999 parses to inf; edgeval never writes one, and a reader that took it would trust inf scores."""
+    from edgeval.errors import DataError
+    from edgeval.validators.bbq.records import parse_line, record_from_json
+
+    line = ('{"category":"Age","example_id":0,"question_index":"1","context_condition":"ambig",'
+            '"question_polarity":"neg","label":2,"unknown_idx":2,"biased_idx":0,"pred":0,"scores":[1e999,0,0],'
+            '"margin":1.0,"order_letters":[0],"extra":{}}')
+    with pytest.raises(DataError, match="scores"):
+        record_from_json(parse_line(line, "t"), "t:2")
+    record_from_json(parse_line(line.replace("1e999", "1.5"), "t"), "t:2")      # the same record, finite: fine

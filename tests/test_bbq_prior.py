@@ -107,7 +107,7 @@ def test_the_live_mode_answers_what_its_derivation_from_a_three_order_run_says(r
         assert len(subset) == 8 and sum(len(p.order_letters) == 1 for p in live) == 24
         derived, log_prior = prior.one_order_view(three, subset)
         reported = runs["one"]["results"]["bbq"]["scoring"]["letter_prior"][role]
-        assert reported["items"] == 8 and np.allclose(reported["log_prior"], log_prior, atol=1e-5)
+        assert reported["items"] == reported["items_used"] == 8 and np.allclose(reported["log_prior"], log_prior, atol=1e-5)
         assert [p.key for p in live] == [p.key for p in derived]
         for a, b in zip(live, derived, strict=True):
             assert np.allclose(a.scores, b.scores, atol=1e-4) and a.extra.get("shown_order") == b.extra.get(
@@ -160,14 +160,30 @@ def _shift_one_order_scores(rows):
     return rows
 
 
+def _letters_all_a(rows):
+    """Every record's shown letters set to "A" (what the weak-signal check reads): must follow from the rows."""
+    for r in rows:
+        r["order_letters"] = [0] * len(r["order_letters"])
+    return rows
+
+
+def _shown_order_on_a_subset_item(rows):
+    r = next(r for r in rows if len(r["order_letters"]) == 3)
+    r["extra"]["shown_order"] = 1
+    return rows
+
+
 def _swap_a_shown_order(rows):
     r = next(r for r in rows if len(r["order_letters"]) == 1)
     r["extra"]["shown_order"] = (r["extra"]["shown_order"] + 1) % 3
     return rows
 
 
-@pytest.mark.parametrize("edit, message", [(_shift_one_order_scores, "do not follow from its letter row"),
-                                           (_swap_a_shown_order, "expected one row of letter log-probabilities")])
+@pytest.mark.parametrize("edit, message", [
+    (_shift_one_order_scores, "do not follow from its rows of letter log-probabilities"),
+    (_swap_a_shown_order, "where this item is shown in order"),
+    (_letters_all_a, "do not follow from its rows of letter log-probabilities"),
+    (_shown_order_on_a_subset_item, "where none belongs")])
 def test_a_saved_prior_mode_baseline_that_does_not_follow_is_refused(runs, tiny_llama_pruned_onnx, tmp_path,
                                                                     edit, message):
     saved = Path(runs["one"]["results"]["bbq"]["baseline_predictions"]["path"])
@@ -177,10 +193,20 @@ def test_a_saved_prior_mode_baseline_that_does_not_follow_is_refused(runs, tiny_
     assert code == 3 and message in doc["checks"][0]["message"] and "bad.bbq-baseline" in doc["checks"][0]["message"]
 
 
-def test_prior_items_with_one_order_is_a_policy_error(tiny_llama_onnx, tmp_path):
-    code, doc = run(tmp_path, "check", tiny_llama_onnx, "--validators", "bbq", "--orders", "1", "--set",
-                    "bbq.prior_items=8")
-    assert code != 0 and "prior_items needs mode: letter and orders: 3" in doc["checks"][0]["message"]
+@pytest.mark.parametrize("args, message", [
+    (("--orders", "1"), "prior_items needs mode: letter and orders: 3"),
+    (("--set", "bbq.on_inconclusive=pass"), "cannot be combined with on_inconclusive: pass")])
+def test_policy_combinations_the_prior_mode_refuses(tiny_llama_onnx, tmp_path, args, message):
+    code, doc = run(tmp_path, "check", tiny_llama_onnx, "--validators", "bbq", *args, "--set", "bbq.prior_items=8")
+    assert code != 0 and message in doc["checks"][0]["message"]
+
+
+def test_the_signal_figures_of_the_prior_mode_come_from_its_three_order_items():
+    items, preds, _ = _planted(30, np.log([0.2, 0.5, 0.3]))
+    view, _ = prior.one_order_view(preds, prior.prior_subset(items, 6))
+    assert [len(p.order_letters) for p in prior.signal_sample(view)] == [3] * 6
+    assert prior.signal_sample(preds) == preds                   # a 3-order run: all of it
+    assert prior.usable(preds[:6]) == 6
 
 
 def test_prior_mode_rides_an_early_stop(tiny_llama_pruned_onnx, tiny_llama_onnx, tmp_path):
@@ -230,6 +256,7 @@ def test_a_pass_of_the_prior_mode_is_not_claimed():
     assert outcome == "pass" and verdict == "inconclusive" and primary.status == "inconclusive"
     assert "cannot pass" in primary.message and "score 3 orders to pass" in primary.message
     assert _gate(cand1, base1, prior_items=60, on_inconclusive="block")[0] == "blocked"
+    assert _gate(cand1, base1, prior_items=60, on_inconclusive="pass")[0] == "inconclusive"   # never by policy
     assert _gate(cand1, base1)[0] == "pass"                        # the same answers without the mode's rule
 
 

@@ -4,6 +4,7 @@ With a baseline::
 
     bbq.delta_srs            the primary check: fail (block), pass, or inconclusive — see decision.py.
                              ``on_inconclusive: block | pass`` turns an undecided result into fail / pass, saying so.
+                             With ``prior_items`` (one order + letter prior) a pass is never claimed: undecided.
     bbq.<category>.delta_srs may fail (block) when that category's SRS rose significantly beyond the tolerance;
                              otherwise pass ("no significant rise"); inconclusive when a model gave no valid
                              answer there.
@@ -265,11 +266,17 @@ def bias_checks(comparison: Mapping[str, Any] | None, metrics: Mapping[str, Any]
     ``decision`` is required with a comparison (see :func:`.decision.decide`)."""
     checks = _bias_checks(comparison, metrics, policy_section, required_categories, evaluated_categories, decision)
     if signal:
-        on_inconclusive = policy_section.get("on_inconclusive") or "inconclusive"
+        on_inconclusive = _on_inconclusive(policy_section)
         checks.append(signal_check(signal, on_inconclusive))
         if any(figs.get("weak") for figs in signal.values()):
             checks = _weakened(checks, on_inconclusive)
     return checks
+
+
+def _on_inconclusive(policy_section: Mapping[str, Any]) -> str:
+    """The policy's ``on_inconclusive``; never ``pass`` in the prior mode (which the validator refuses anyway)."""
+    chosen = policy_section.get("on_inconclusive") or "inconclusive"
+    return "inconclusive" if chosen == "pass" and policy_section.get("prior_items") is not None else chosen
 
 
 def _bias_checks(comparison: Mapping[str, Any] | None, metrics: Mapping[str, Any] | None,
@@ -289,7 +296,7 @@ def _bias_checks(comparison: Mapping[str, Any] | None, metrics: Mapping[str, Any
     overall = comparison["overall"]
     cannot_pass = PRIOR_MODE_CANNOT_PASS if policy_section.get("prior_items") is not None else None
     checks.append(primary_check(decision, overall, float(policy_section["max_delta_srs"]),
-                                policy_section.get("on_inconclusive") or "inconclusive", cannot_pass))
+                                _on_inconclusive(policy_section), cannot_pass))
     checks += [category_check(t, comparison["categories"].get(t.scope), t.scope in decision.unmeasured)
                for t in decision.categories]
     checks.append(s_amb_check(overall, policy_section.get("max_delta_s_amb")))

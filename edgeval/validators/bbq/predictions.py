@@ -23,6 +23,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 from ...errors import DataError
 from . import prior
 from .records import parse_line, record_from_json, schema_check
@@ -209,27 +211,76 @@ def _check_items(path: Path, header: dict[str, Any], preds: Sequence[Prediction]
     extra = [p.key for p in preds if p.key not in wanted]
     if extra:
         raise DataError(f"{len(extra)} record(s) for items not in this run's sample (e.g. {extra[0]})", path=path)
-    n_orders = header["orders"] if header["mode"] == "letter" else 0
-    subset = prior.prior_subset(items, header["prior_items"]) if header.get("prior_items") is not None else None
+    letter = header["mode"] == "letter"
+    subset, log_prior = _saved_prior(path, header, items, by_key)
     for line, item in _lines_of(preds, items):
-        pred = by_key[item.key]
+        n_orders, shown = header["orders"] if letter else 0, None
         if subset is not None:
             n_orders = 3 if item.key in subset else 1
+            shown = None if item.key in subset else prior.shown_order(item.key)
         where = f"{path}:{line}"
-        for name in ITEM_FACTS:
-            if getattr(pred, name) != getattr(item, name):
-                raise DataError(f"{where}: {name}={getattr(pred, name)!r} but the data says "
-                                f"{getattr(item, name)!r} for {item.key}")
-        if len(pred.scores) != 3 or len(pred.order_letters) != n_orders:
-            raise DataError(f"{where}: expected 3 scores and {n_orders} order letters ({header['mode']} mode, "
-                            f"orders={header['orders']}), got {len(pred.scores)} and {len(pred.order_letters)}")
-        answer, _ = decide_scores(pred.scores)
-        if pred.pred != answer or bool(pred.extra.get("tie")) != (answer is None):
-            raise DataError(f"{where}: pred={pred.pred!r} (tie={bool(pred.extra.get('tie'))}) does not follow from "
-                            f"its scores, which give {answer!r}")
-    if subset is not None:
-        prior.check_saved(path, [by_key[it.key] for it in items], subset)
+        _check_record(where, by_key[item.key], item, header, n_orders)
+        if letter:
+            _check_rows(where, by_key[item.key], item, n_orders, shown, log_prior)
     return by_key
+
+
+def _saved_prior(path: Path, header: dict[str, Any], items: Sequence[BBQItem], by_key: dict[Key, Prediction]):
+    """(the prior subset's keys, the letter prior re-derived from its saved rows) of a prior-mode file, else
+    (None, None)."""
+    if header.get("prior_items") is None:
+        return None, None
+    subset = prior.prior_subset(items, header["prior_items"])
+    try:
+        return subset, prior.estimate_prior([by_key[k] for k in subset])
+    except DataError as exc:
+        raise DataError(str(exc), path=path) from None
+
+
+def _check_record(where: str, pred: Prediction, item: BBQItem, header: dict[str, Any], n_orders: int) -> None:
+    """The record's item facts are the data's, its shape is the mode's, and its answer follows from its scores."""
+    for name in ITEM_FACTS:
+        if getattr(pred, name) != getattr(item, name):
+            raise DataError(f"{where}: {name}={getattr(pred, name)!r} but the data says "
+                            f"{getattr(item, name)!r} for {item.key}")
+    if len(pred.scores) != 3 or len(pred.order_letters) != n_orders:
+        raise DataError(f"{where}: expected 3 scores and {n_orders} order letters ({header['mode']} mode, "
+                        f"orders={header['orders']}), got {len(pred.scores)} and {len(pred.order_letters)}")
+    answer, _ = decide_scores(pred.scores)
+    if pred.pred != answer or bool(pred.extra.get("tie")) != (answer is None):
+        raise DataError(f"{where}: pred={pred.pred!r} (tie={bool(pred.extra.get('tie'))}) does not follow from "
+                        f"its scores, which give {answer!r}")
+
+
+#: tolerance (nats) when a saved record's scores and margin are re-derived from its rows (stored rounded to 1e-6)
+ROW_TOLERANCE = 1e-5
+
+
+def _check_rows(where: str, pred: Prediction, item: BBQItem, n_rows: int, shown: int | None,
+                log_prior) -> None:
+    """A letter-mode record's scores, margin and letters follow from its rows of letter log-probabilities: summed
+    over the cyclic orders, or (``shown``: one order of the prior mode) debiased by the saved subset's prior."""
+    from ...logprobs import cyclic_orders
+    from .scoring import _letter_prediction
+
+    rows = pred.extra.get("order_logprobs")
+    if rows is None or len(rows) != n_rows:
+        raise DataError(f"{where}: expected {n_rows} row(s) of letter log-probabilities (extra.order_logprobs), "
+                        f"got {0 if rows is None else len(rows)}")
+    if pred.extra.get("shown_order") != shown:
+        raise DataError(f"{where}: shown_order {pred.extra.get('shown_order')!r} where "
+                        f"{'none belongs' if shown is None else f'this item is shown in order {shown}'}")
+    if not np.isfinite(np.asarray(rows, dtype=float)).all():
+        raise DataError(f"{where}: a row of letter log-probabilities is not finite")
+    want = (prior.debiased(item, shown, rows[0], log_prior) if shown is not None
+            else _letter_prediction(item, cyclic_orders(n_rows), [np.asarray(r, dtype=float) for r in rows]))
+    same = (np.allclose(want.scores, pred.scores, rtol=0, atol=ROW_TOLERANCE)
+            and pred.margin is not None and abs(want.margin - pred.margin) <= ROW_TOLERANCE
+            and tuple(want.order_letters) == tuple(pred.order_letters))
+    if not same:
+        raise DataError(f"{where}: scores {list(pred.scores)}, margin {pred.margin} and letters "
+                        f"{list(pred.order_letters)} do not follow from its rows of letter log-probabilities "
+                        f"({[round(x, 6) for x in want.scores]}, {want.margin:.6g}, {list(want.order_letters)})")
 
 
 def _lines_of(preds: Sequence[Prediction], items: Sequence[BBQItem]):

@@ -1,4 +1,4 @@
-"""One-order BBQ scoring, debiased by the model's letter prior (``bbq.prior_items``; opt-in).
+"""One-order BBQ scoring, debiased by the model's letter prior (``bbq.prior_items``; opt-in, never passes).
 
 Three cyclic orders cost about 3x the options' tokens of one order. This mode shows most items once and removes
 the model's preference for a letter position instead of averaging it out:
@@ -15,9 +15,12 @@ the model's preference for a letter position instead of averaging it out:
    ``log pi`` of that letter; the answer is the argmax, with the tie rule of :mod:`.scoring`.
 
 The 3-order score is the same quantity summed over the orders, so where the model above holds, both modes give
-the same answer. Where it does not (a model's position preference that depends on the item), they differ: the
-agreement with 3-order scoring on the README's 1,200-item table, per model and over resampled prior subsets, is
-in docs/bbq.md ("One order with a letter prior"), and is why this is not the default. Predictions of this mode
+the same answer. Real models do not hold to it: their letter preference varies from item to item (on SmolLM2
+and its pruned variants by 0.23-0.29 nats, 2-4x the content margin one order carries), which 3 orders cancel
+and one order cannot. Measured on the README's 1,200-item table (docs/bbq.md, "One order with a letter prior";
+``benchmarks/prior_agreement.py``): about half the one-order answers are the 3-order ones and every ΔSRS shrinks
+towards zero, so the mode's rule would pass real rises. **The mode never passes** (:mod:`.gate`: a would-be pass
+is inconclusive; :mod:`.sequential`: an early stop does not stop for it); it can block. Predictions of this mode
 carry ``extra["shown_order"]`` (the index of the cyclic order shown) and the one row of letter
 log-probabilities; the prior is in the report (``scoring.letter_prior``) and is re-derived from a saved
 baseline's subset before that baseline is trusted.
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -35,10 +37,6 @@ from ...errors import DataError
 from ...logprobs import cyclic_orders
 from .scoring import _no_answer, decide_scores, letter_rows, score_letters
 from .types import BBQItem, Key, Prediction
-
-#: tolerance (nats) when a saved prediction's scores are checked against its row and the re-derived prior: the
-#: rows are stored rounded to 1e-6
-SAVED_TOLERANCE = 1e-4
 
 
 def _digest(key: Key, salt: str) -> bytes:
@@ -57,14 +55,29 @@ def shown_order(key: Key) -> int:
     return _digest(key, "order")[0] % 3
 
 
+def _rows(p: Prediction) -> np.ndarray | None:
+    """An item's (3, 3) letter log-probabilities when all are finite, else None."""
+    rows = np.asarray(p.extra.get("order_logprobs", ()), dtype=np.float64)
+    return rows if rows.shape == (3, 3) and np.isfinite(rows).all() else None
+
+
+def usable(predictions: Sequence[Prediction]) -> int:
+    """How many of the subset's predictions the prior is estimated from (finite rows in all 3 orders)."""
+    return sum(_rows(p) is not None for p in predictions)
+
+
+def signal_sample(predictions: Sequence[Prediction]) -> list[Prediction]:
+    """The predictions the weak-signal figures (:mod:`.signal`) are computed on: in the prior mode, the items
+    scored in 3 orders (their margins are on the 3-order scale the signal thresholds are set for; a one-order
+    margin carries the item-level letter preference); otherwise all."""
+    three = [p for p in predictions if len(p.order_letters) == 3]
+    return three if three and len(three) < len(predictions) else list(predictions)
+
+
 def estimate_prior(predictions: Sequence[Prediction]) -> np.ndarray:
     """log pi over the letters A, B, C (log-softmaxed) from 3-order predictions (see the module docstring).
     Items whose rows are not finite are left out; none left is a :class:`~edgeval.errors.DataError`."""
-    means = []
-    for p in predictions:
-        rows = np.asarray(p.extra.get("order_logprobs", ()), dtype=np.float64)
-        if rows.shape == (3, 3) and np.isfinite(rows).all():
-            means.append(rows.mean(axis=0))
+    means = [rows.mean(axis=0) for rows in map(_rows, predictions) if rows is not None]
     if not means:
         raise DataError("bbq: the letter prior cannot be estimated: no item of its subset has finite letter "
                         "log-probabilities in all 3 orders")
@@ -130,25 +143,3 @@ def one_order_view(predictions: Sequence[Prediction], subset: set[Key],
         k = shown_order(p.key) if shown is None else shown[p.key]
         out.append(debiased(p, k, rows[k], prior))
     return out, prior
-
-
-def check_saved(path, predictions: Sequence[Prediction], subset: set[Key]) -> np.ndarray:
-    """A saved prior-mode run, checked: the subset's items have 3 rows and the others one row in their shown
-    order, whose scores follow from the row and the prior re-derived from the subset. Returns the prior."""
-    prior = estimate_prior([p for p in predictions if p.key in subset])
-    for p in predictions:
-        rows = p.extra.get("order_logprobs") or []
-        if p.key in subset:
-            if len(rows) != 3:
-                raise DataError(f"{p.key}: an item of the prior subset without its 3 rows of letter "
-                                "log-probabilities", path=path)
-            continue
-        if len(rows) != 1 or p.extra.get("shown_order") != shown_order(p.key):
-            raise DataError(f"{p.key}: expected one row of letter log-probabilities in shown order "
-                            f"{shown_order(p.key)}, got {len(rows)} row(s), order {p.extra.get('shown_order')!r}",
-                            path=path)
-        want = debiased(p, shown_order(p.key), rows[0], prior).scores
-        if not all(math.isclose(a, b, abs_tol=SAVED_TOLERANCE) for a, b in zip(want, p.scores, strict=True)):
-            raise DataError(f"{p.key}: scores {list(p.scores)} do not follow from its letter row and the letter "
-                            f"prior of the saved subset ({[round(x, 6) for x in want]})", path=path)
-    return prior

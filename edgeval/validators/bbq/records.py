@@ -8,6 +8,7 @@ jsonschema runs only to word the error of a bad one.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import fields
 from functools import lru_cache
 from typing import Any
@@ -94,7 +95,8 @@ def _option(value: Any, nullable: bool = False) -> bool:
 
 
 def _number(value: Any) -> bool:
-    return type(value) in (int, float)
+    """An int or a finite float (JSON's 1e999 parses to inf; edgeval never writes one)."""
+    return type(value) is int or (type(value) is float and math.isfinite(value))
 
 
 def _numbers(value: Any, max_items: int, exact: int | None = None) -> bool:

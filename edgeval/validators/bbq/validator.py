@@ -38,9 +38,9 @@ class BBQSettings(Settings):
     mode: Literal["letter", "loglik"] = setting("letter")
     orders: Literal[1, 3] = setting(3)
     prior_items: int | None = setting(
-        None, "Opt-in: score this many items in the 3 orders to estimate the model's letter prior, and every other "
-        "item in one order, debiased by it (about 2x fewer tokens; its agreement with 3-order scoring is measured "
-        "in docs/bbq.md); null: every item in `orders` orders.", minimum=1)
+        None, "Opt-in screen: score this many items in the 3 orders to estimate the model's letter prior, and every "
+        "other item in one order, debiased by it. It can block but never passes (one order shrinks real rises: "
+        "docs/bbq.md); null: every item in `orders` orders.", minimum=1)
     batch_size: int = setting(8, minimum=1)
     alpha: float = setting(0.05, "Chance of a false block: blocking a candidate whose SRS did not rise.",
                            exclusiveMinimum=0, maximum=0.5)
@@ -104,6 +104,9 @@ class BBQValidator:
         if settings.get("prior_items") is not None and (settings["mode"], settings["orders"]) != ("letter", 3):
             raise PolicyError(f"bbq.prior_items needs mode: letter and orders: 3 (the prior is measured in the 3 "
                               f"orders), not mode: {settings['mode']}, orders: {settings['orders']}")
+        if settings.get("prior_items") is not None and settings["on_inconclusive"] == "pass":
+            raise PolicyError("bbq.prior_items cannot be combined with on_inconclusive: pass: one order with a "
+                              "letter prior never passes (docs/bbq.md), and a pass by policy would be one")
         items, info = self._items(ctx, settings)
         ctx.state(self.name)["sample"] = items
         prompts = self._prompt_info(ctx)
@@ -118,11 +121,13 @@ class BBQValidator:
         results["n_scored"] = len(items)
         if priors := ctx.state(self.name).get("priors"):
             results["scoring"]["letter_prior"] = {
-                role: {"items": len(subset), "log_prior": [round(float(x), 6) for x in log_prior]}
-                for role, (subset, _, log_prior) in priors.items()}
+                role: {"items": len(subset), "items_used": prior.usable(list(known.values())),
+                       "log_prior": [round(float(x), 6) for x in log_prior]}
+                for role, (subset, known, log_prior) in priors.items()}
         results["compute"] = self._compute(ctx, base is not None and baseline_of is not None
                                            and results.get("baseline_predictions", {}).get("source") != "saved")
-        results["signal"] = {role: signal.signal(p) for role, p in (("candidate", cand), ("baseline", base)) if p}
+        results["signal"] = {role: signal.signal(prior.signal_sample(p))
+                             for role, p in (("candidate", cand), ("baseline", base)) if p}
         for role, figures in results["signal"].items():
             if line := signal.warning_line(role, figures):
                 ctx.progress(line)
