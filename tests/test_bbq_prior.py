@@ -107,7 +107,8 @@ def test_the_live_mode_answers_what_its_derivation_from_a_three_order_run_says(r
         assert len(subset) == 8 and sum(len(p.order_letters) == 1 for p in live) == 24
         derived, log_prior = prior.one_order_view(three, subset)
         reported = runs["one"]["results"]["bbq"]["scoring"]["letter_prior"][role]
-        assert reported["items"] == reported["items_used"] == 8 and np.allclose(reported["log_prior"], log_prior, atol=1e-5)
+        assert reported["items"] == reported["items_used"] == 8
+        assert np.allclose(reported["log_prior"], log_prior, atol=1e-5)
         assert [p.key for p in live] == [p.key for p in derived]
         for a, b in zip(live, derived, strict=True):
             assert np.allclose(a.scores, b.scores, atol=1e-4) and a.extra.get("shown_order") == b.extra.get(
