@@ -228,6 +228,10 @@ class BBQValidator:
             subset = prior.prior_subset(state["sample"], settings["prior_items"])
             chosen = [it for it in state["sample"] if it.key in subset]
             ctx.progress(f"bbq: {role}: letter prior from {len(chosen)} items in 3 orders")
+            if len(chosen) == len(state["sample"]):
+                ctx.progress(f"bbq: warning: bbq.prior_items ({settings['prior_items']}) covers the whole sample of "
+                             f"{len(chosen)} items: every item is scored in 3 orders, and the mode still never "
+                             "passes; unset bbq.prior_items for a 3-order run that can")
             preds = checkpoint.score_in_chunks(
                 chosen, lambda chunk: self._score_items(ctx, role, chunk, settings), book, f"{role} (prior)",
                 ctx.progress)
