@@ -952,8 +952,9 @@ def readme_table(results: dict[str, Any]) -> str:
                       f"one order, debiased (the share of `prior_items: 120` in the default 1,200-item sample): "
                       f"**{speed['edgeval_prior_ort']['ratio_vs_lm_eval']:.1f}×** lm-eval's items per CPU-s, "
                       f"same answers as the default mode on {prior_mode['same_answers_as_default']:.0%} of these "
-                      "items. It is not the default: its agreement with 3-order scoring on the 1,200-item tables "
-                      "is in [docs/bbq.md](docs/bbq.md#one-order-with-a-letter-prior)."]
+                      "items. It is not the default and it never passes (a would-be pass is inconclusive): on the "
+                      "1,200-item tables one order gives the 3-order answer on about half the items and shrinks "
+                      "ΔSRS ([docs/bbq.md](docs/bbq.md#one-order-with-a-letter-prior)); it can block, as a screen."]
     early = results.get("early_stop")
     if early:
         lines += ["", f"Gate on a pruned candidate (magnitude 40 %) vs the dense model, both scored: verdict "
