@@ -16,7 +16,7 @@ the model's preference for a letter position instead of averaging it out:
 
 The 3-order score is the same quantity summed over the orders, so where the model above holds, both modes give
 the same answer. Real models do not hold to it: their letter preference varies from item to item (on SmolLM2
-and its pruned variants by 0.23-0.29 nats, 2-4x the content margin one order carries), which 3 orders cancel
+and its pruned variants by 0.23-0.29 nats, 1.9-3.7x the content margin one order carries), which 3 orders cancel
 and one order cannot. Measured on the README's 1,200-item table (docs/bbq.md, "One order with a letter prior";
 ``benchmarks/prior_agreement.py``): about half the one-order answers are the 3-order ones and every ΔSRS shrinks
 towards zero, so the mode's rule would pass real rises. **The mode never passes** (:mod:`.gate`: a would-be pass

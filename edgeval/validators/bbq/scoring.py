@@ -13,7 +13,7 @@ options (SmolLM2: median margin ~0.1).
 Cost: prompts share prefixes — the instruction, a context group's context (shared by its four questions), an
 item's question (shared by its orders). On a runtime with a KV cache (torch; ONNX models exported with one, e.g.
 ``edgeval export --kv-cache`` or optimum's with-past layout) each shared prefix is computed once: on SmolLM2 and
-the default sample that runs 94 tokens per item instead of 383. Without one (TFLite, ONNX without past inputs)
+the default sample that runs 99 tokens per item instead of 383. Without one (TFLite, ONNX without past inputs)
 every prompt runs in full.
 
 Log-likelihood mode: each option's text is scored as a continuation of the prompt (sum of token log-probs), as
