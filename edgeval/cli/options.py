@@ -150,8 +150,9 @@ def policy_settings(f: Callable) -> Callable:
         click.option("--orders", type=click.Choice(["1", "3"]), help="Alias of --set bbq.orders=N (option orders "
                      "scored per BBQ item)."),
         click.option("--prior-items", type=click.IntRange(min=1), metavar="N",
-                     help="Alias of --set bbq.prior_items=N (opt-in): N items in 3 orders give the model's letter "
-                          "prior, every other item is scored in one order, debiased by it (docs/bbq.md)."),
+                     help="Alias of --set bbq.prior_items=N (opt-in screen): N items in 3 orders give the model's "
+                          "letter prior, every other item is scored in one order, debiased by it; it can block but "
+                          "never passes (docs/bbq.md)."),
         click.option("--bbq-mode", type=click.Choice(["letter", "loglik"]), help="Alias of --set bbq.mode=MODE."),
         click.option("--early-stop", "early_stop", type=click.IntRange(min=2, max=20), metavar="LOOKS",
                      help="Alias of --set bbq.early_stop_looks=LOOKS: score BBQ in LOOKS slices and stop once the "
