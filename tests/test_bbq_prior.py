@@ -114,6 +114,8 @@ def test_the_live_mode_answers_what_its_derivation_from_a_three_order_run_says(r
             assert np.allclose(a.scores, b.scores, atol=1e-4) and a.extra.get("shown_order") == b.extra.get(
                 "shown_order")
             assert a.pred == b.pred or abs(a.margin) < 1e-3       # a tie-boundary flip only at ~1e-6 of noise
+    signal = runs["one"]["results"]["bbq"]["signal"]       # weak-signal figures on the 3-order items only
+    assert signal["candidate"]["n"] == signal["baseline"]["n"] == 8
     primary = next(c for c in runs["one"]["checks"] if c["id"] == "bbq.delta_srs")
     assert primary["status"] != "pass" and runs["one_code"] != 0          # the mode never passes
     one = runs["one"]["results"]["bbq"]
@@ -125,7 +127,7 @@ def test_a_saved_prior_mode_baseline_is_reused_and_checked(runs, tiny_llama_prun
     saved = Path(runs["one"]["results"]["bbq"]["baseline_predictions"]["path"])
     code, again = run(_dir(tmp_path, "ok"), "check", tiny_llama_pruned_onnx, "--baseline-predictions", saved,
                       "--validators", "bbq", "--set", "bbq.prior_items=8")
-    assert code == runs["one_code"]
+    assert code == runs["one_code"] and again["results"]["bbq"]["signal"]["baseline"]["n"] == 8
     assert again["results"]["bbq"]["comparison"]["overall"]["delta_srs"] == runs["one"]["results"]["bbq"][
         "comparison"]["overall"]["delta_srs"]
     # a 3-order run refuses it, and it refuses a 3-order baseline
@@ -216,6 +218,7 @@ def test_prior_mode_rides_an_early_stop(tiny_llama_pruned_onnx, tiny_llama_onnx,
     bbq = doc["results"]["bbq"]
     assert code in (0, 1, 5) and bbq["scoring"]["letter_prior"]["candidate"]["items"] == 8
     assert bbq["n_scored"] == bbq["early_stop"]["items_scored"]
+    assert bbq["signal"]["candidate"]["n"] == 8          # the whole prior subset, whatever the looks scored
 
 
 
@@ -295,3 +298,21 @@ def test_an_early_stop_of_the_prior_mode_never_stops_for_a_pass():
     assert plain["early_decision"] == "pass" and plain["stopped_at"] < plain["of"]
     guarded = replay(cand3, base3, {**settings, "prior_items": 60}, looks=4, seed=0)
     assert guarded["stopped_at"] == guarded["of"] and guarded["early_decision"] is None
+
+
+def test_a_saved_letter_within_the_rounding_of_the_best_one_is_accepted(tmp_path):
+    """Shown letters are the argmax of the unrounded rows; rows are stored to 1e-6, where two letters can tie:
+    a saved record is not refused for that (and a letter far from the best one still is)."""
+    from edgeval.errors import DataError
+    from edgeval.validators.bbq.predictions import _check_rows
+
+    item = _item(1)
+    near = [np.array([-0.6931469, -0.6931474, -5.0])] * 3           # A and B 5e-7 apart: both round the same
+    pred = _letter_prediction(item, ORDERS, near)
+    saved = record_from_json(json.loads(_json(pred)), "t")            # what a sidecar gives back (rows rounded)
+    assert list(saved.order_letters) == [0, 0, 0]
+    forged = record_from_json({**json.loads(_json(pred)), "order_letters": [1, 1, 1]}, "t")
+    _check_rows("t:2", forged, item, 3, None, None)                   # B is within the rounding of A: accepted
+    far = record_from_json({**json.loads(_json(pred)), "order_letters": [2, 2, 2]}, "t")
+    with pytest.raises(DataError, match="do not follow"):
+        _check_rows("t:2", far, item, 3, None, None)

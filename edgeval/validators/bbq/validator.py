@@ -126,7 +126,8 @@ class BBQValidator:
                 for role, (subset, known, log_prior) in priors.items()}
         results["compute"] = self._compute(ctx, base is not None and baseline_of is not None
                                            and results.get("baseline_predictions", {}).get("source") != "saved")
-        results["signal"] = {role: signal.signal(prior.signal_sample(p))
+        three_order = ctx.state(self.name).get("signal_items", {})      # the prior mode: its 3-order items
+        results["signal"] = {role: signal.signal(three_order.get(role) or prior.signal_sample(p))
                              for role, p in (("candidate", cand), ("baseline", base)) if p}
         for role, figures in results["signal"].items():
             if line := signal.warning_line(role, figures):
@@ -143,6 +144,8 @@ class BBQValidator:
             results["comparison"] = comparison
             decision = decision or decide(cand, base, Plan.from_policy(settings))
             results["decision"] = decision.to_json()
+            if settings.get("prior_items") is not None and decision.outcome == "pass":
+                results["decision"]["claimed"] = "inconclusive"   # the prior mode never passes (gate.py)
         checks = gate.bias_checks(comparison, results["candidate"], settings,
                                   required_categories=settings.get("required_categories") or [],
                                   evaluated_categories=info["categories"], decision=decision,
@@ -238,6 +241,7 @@ class BBQValidator:
             log_prior = prior.estimate_prior(preds)
             ctx.progress(f"bbq: {role}: letter prior A/B/C " + "/".join(f"{x:.3f}" for x in np.exp(log_prior)))
             priors[role] = (subset, {p.key: p for p in preds}, log_prior)
+            state.setdefault("signal_items", {})[role] = list(preds)
         subset, known, log_prior = priors[role]
 
         def score(chunk: list[BBQItem]) -> list[Prediction]:
@@ -306,6 +310,9 @@ class BBQValidator:
                                 baseline_sha256=ctx.baseline.sha256 if ctx.baseline is not None else None,
                                 candidate_sha256=ctx.candidate.sha256)
         results["baseline_predictions"] = baseline_identity(saved_header, path, sha)
+        if header.get("prior_items") is not None:   # its weak-signal figures: the prior subset's 3-order items
+            ctx.state(self.name).setdefault("signal_items", {})["baseline"] = [
+                p for p in by_key.values() if len(p.order_letters) == 3]
         ctx.progress(f"bbq: baseline predictions from {path} (model sha256 {saved_header['model_sha256'][:12]}…, "
                      f"{saved_header['runtime']})")
         return by_key
