@@ -201,3 +201,18 @@ def test_letters_come_as_columns_and_a_runtime_without_columns_still_works():
     a, b = score_letters(new, items, 3, 4), score_letters(old, items, 3, 4)
     assert new.widths == [len({t for ids in letter_token_ids(new.tokenizer) for t in ids})]  # a few ids, not V
     assert [(p.pred, p.scores) for p in a] == [(p.pred, p.scores) for p in b]
+
+
+def test_non_finite_scores_are_a_measurement_error_not_an_unsavable_prediction():
+    """A model with NaN logits used to end in the sidecar writer's ValueError; now one line names the items."""
+    import math
+
+    from edgeval.errors import MeasurementError
+    from edgeval.validators.bbq.scoring import refuse_non_finite
+    from edgeval.validators.bbq.types import Prediction
+
+    good = Prediction("Age", 0, "ambig", "neg", 2, 2, 0, 1, scores=(0.0, 1.0, 0.0), margin=1.0)
+    bad = Prediction("Age", 1, "ambig", "neg", 2, 2, 0, None, scores=(math.nan, 0.0, 0.0), margin=math.nan)
+    assert refuse_non_finite([good], "candidate") == [good]
+    with pytest.raises(MeasurementError, match=r"candidate model gave non-finite scores .* 1 of 2 items .*'Age', 1"):
+        refuse_non_finite([good, bad], "candidate")

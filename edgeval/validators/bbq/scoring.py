@@ -139,6 +139,20 @@ def _letter_prediction(item: BBQItem, orders, rows: list[np.ndarray]) -> Predict
                                order_letters=tuple(int(np.argmax(r)) for r in rows), extra=extra)
 
 
+def refuse_non_finite(predictions: list[Prediction], role: str) -> list[Prediction]:
+    """``predictions``, or a :class:`~edgeval.errors.MeasurementError` when a model gave non-finite scores (NaN or
+    infinite logits) on any item: such a model cannot be measured, and its answers cannot be saved or compared."""
+    bad = [p for p in predictions if not all(math.isfinite(x) for x in p.scores)
+           or not all(math.isfinite(x) for row in p.extra.get("order_logprobs", ()) for x in row)]
+    if bad:
+        from ...errors import MeasurementError
+
+        raise MeasurementError(f"bbq: the {role} model gave non-finite scores (NaN or infinite logits) on "
+                               f"{len(bad)} of {len(predictions)} items in this chunk (e.g. {bad[0].key}): it "
+                               "cannot be measured")
+    return predictions
+
+
 def apply_tie_rule(predictions: Sequence[Prediction]) -> list[Prediction]:
     """Predictions with ``pred`` re-derived from their stored scores by :func:`decide_scores` (for predictions
     saved before the tie rule existed; a no-op on predictions made with it)."""

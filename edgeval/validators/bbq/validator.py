@@ -20,7 +20,7 @@ from . import compare as compare_mod
 from .decision import Plan, decide
 from .predictions import baseline_identity, check_baseline, data_fingerprint, read_sidecar, write_predictions
 from .prompts import prompt_info
-from .scoring import TIE_EPSILON, score_letters, score_loglik
+from .scoring import TIE_EPSILON, refuse_non_finite, score_letters, score_loglik
 from .types import BBQItem, Prediction
 
 #: gated extras whose tests are fixed-sample (they cannot ride along an early stop)
@@ -267,10 +267,12 @@ class BBQValidator:
                  "`edgeval export --kv-cache` (or optimum's with-past layout) scores about 3x faster")
         quiet = lambda _m: None  # noqa: E731  (progress comes per chunk from checkpoint.score_in_chunks)
         if settings["mode"] == "loglik":
-            return score_loglik(runtime, items, settings["batch_size"], quiet)
-        if log_prior is not None:
-            return prior.score_debiased(runtime, items, log_prior, settings["batch_size"])
-        return score_letters(runtime, items, settings["orders"], settings["batch_size"], quiet)
+            preds = score_loglik(runtime, items, settings["batch_size"], quiet)
+        elif log_prior is not None:
+            preds = prior.score_debiased(runtime, items, log_prior, settings["batch_size"])
+        else:
+            preds = score_letters(runtime, items, settings["orders"], settings["batch_size"], quiet)
+        return refuse_non_finite(preds, role)
 
     @staticmethod
     def _checkpoints_done(ctx: RunContext) -> None:
