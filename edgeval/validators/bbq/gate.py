@@ -34,6 +34,7 @@ from ...decision import Decision, ScopeTest
 from ...ids import slug
 from ...numbers import fmt_sig
 from ...report import Check, Status
+from . import prior
 
 VALIDATOR = "bbq"
 ABSOLUTE_OVERALL = ("srs", "s_amb", "s_dis", "acc_ambig", "acc_disambig")
@@ -276,7 +277,7 @@ def bias_checks(comparison: Mapping[str, Any] | None, metrics: Mapping[str, Any]
 def _on_inconclusive(policy_section: Mapping[str, Any]) -> str:
     """The policy's ``on_inconclusive``; never ``pass`` in the prior mode (which the validator refuses anyway)."""
     chosen = policy_section.get("on_inconclusive") or "inconclusive"
-    return "inconclusive" if chosen == "pass" and policy_section.get("prior_items") is not None else chosen
+    return "inconclusive" if chosen == "pass" and prior.active(policy_section) else chosen
 
 
 def _bias_checks(comparison: Mapping[str, Any] | None, metrics: Mapping[str, Any] | None,
@@ -294,7 +295,7 @@ def _bias_checks(comparison: Mapping[str, Any] | None, metrics: Mapping[str, Any
     if decision is None:
         raise ValueError("bias_checks needs the decision when there is a comparison")
     overall = comparison["overall"]
-    cannot_pass = PRIOR_MODE_CANNOT_PASS if policy_section.get("prior_items") is not None else None
+    cannot_pass = PRIOR_MODE_CANNOT_PASS if prior.active(policy_section) else None
     checks.append(primary_check(decision, overall, float(policy_section["max_delta_srs"]),
                                 _on_inconclusive(policy_section), cannot_pass))
     checks += [category_check(t, comparison["categories"].get(t.scope), t.scope in decision.unmeasured)

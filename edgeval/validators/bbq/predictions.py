@@ -228,7 +228,7 @@ def _check_items(path: Path, header: dict[str, Any], preds: Sequence[Prediction]
 def _saved_prior(path: Path, header: dict[str, Any], items: Sequence[BBQItem], by_key: dict[Key, Prediction]):
     """(the prior subset's keys, the letter prior re-derived from its saved rows) of a prior-mode file, else
     (None, None)."""
-    if header.get("prior_items") is None:
+    if not prior.active(header):
         return None, None
     subset = prior.prior_subset(items, header["prior_items"])
     try:

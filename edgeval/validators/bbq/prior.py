@@ -39,6 +39,12 @@ from .scoring import _no_answer, decide_scores, letter_rows, score_letters
 from .types import BBQItem, Key, Prediction
 
 
+def active(settings: Mapping[str, Any]) -> bool:
+    """Whether a BBQ policy section (or a predictions header) asks for this mode: the one test every part that
+    behaves differently in it uses (the validator, the gate's never-pass rule, early stop, saved baselines)."""
+    return settings.get("prior_items") is not None
+
+
 def _digest(key: Key, salt: str) -> bytes:
     return hashlib.sha256(f"{salt}\t{key[0]}\t{key[1]}".encode()).digest()
 

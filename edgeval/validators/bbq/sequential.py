@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ...looks import fractions, look_sizes  # noqa: F401  (re-exported: BBQ callers use them)
 from ...looks import run_looks as shared_looks
+from . import prior
 from .decision import Decision, Plan, decide
 from .types import Prediction
 
@@ -70,7 +71,7 @@ def run_looks(groups: Sequence[Sequence[Any]], candidate_of: Callable, baseline_
     n_categories = len({item.category for group in groups for item in group})
     preds: dict[str, list[Prediction]] = {"candidate": [], "baseline": []}
     score = {"candidate": candidate_of, "baseline": baseline_of}
-    cannot_pass = settings.get("prior_items") is not None   # the prior mode never passes (gate.PRIOR_MODE_CANNOT_PASS)
+    cannot_pass = prior.active(settings)   # the prior mode never passes (gate.PRIOR_MODE_CANNOT_PASS)
 
     def step(chunk: list[Any], fracs: tuple[float, ...], k: int) -> Decision:
         for role in order():

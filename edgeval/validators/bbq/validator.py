@@ -101,10 +101,10 @@ class BBQValidator:
         return html(results)
 
     def run(self, ctx: RunContext, settings: BBQSettings) -> Outcome:
-        if settings.get("prior_items") is not None and (settings["mode"], settings["orders"]) != ("letter", 3):
+        if prior.active(settings) and (settings["mode"], settings["orders"]) != ("letter", 3):
             raise PolicyError(f"bbq.prior_items needs mode: letter and orders: 3 (the prior is measured in the 3 "
                               f"orders), not mode: {settings['mode']}, orders: {settings['orders']}")
-        if settings.get("prior_items") is not None and settings["on_inconclusive"] == "pass":
+        if prior.active(settings) and settings["on_inconclusive"] == "pass":
             raise PolicyError("bbq.prior_items cannot be combined with on_inconclusive: pass: one order with a "
                               "letter prior never passes (docs/bbq.md), and a pass by policy would be one")
         items, info = self._items(ctx, settings)
@@ -113,7 +113,7 @@ class BBQValidator:
         header = {"mode": settings["mode"], "orders": settings["orders"],
                   "prompt_version": prompts["candidate"]["version"], "tie_epsilon": TIE_EPSILON,
                   "sample_fingerprint": info["sample_fingerprint"], "data_fingerprint": info["data_fingerprint"]}
-        if settings.get("prior_items") is not None:   # only then, so that saved baselines of before stay valid
+        if prior.active(settings):   # only then, so that saved baselines of before stay valid
             header["prior_items"] = settings["prior_items"]
         results: dict[str, Any] = {**info, "scoring": {**header, "prompt": prompts}}
         baseline_of = self._baseline_source(ctx, items, settings, header, results)
@@ -127,7 +127,7 @@ class BBQValidator:
         results["compute"] = self._compute(ctx, base is not None and baseline_of is not None
                                            and results.get("baseline_predictions", {}).get("source") != "saved")
         three_order = ctx.state(self.name).get("signal_items", {})      # the prior mode: its 3-order items
-        results["signal"] = {role: signal.signal(three_order.get(role) or prior.signal_sample(p))
+        results["signal"] = {role: signal.signal(three_order.get(role) or p)
                              for role, p in (("candidate", cand), ("baseline", base)) if p}
         for role, figures in results["signal"].items():
             if line := signal.warning_line(role, figures):
@@ -144,7 +144,7 @@ class BBQValidator:
             results["comparison"] = comparison
             decision = decision or decide(cand, base, Plan.from_policy(settings))
             results["decision"] = decision.to_json()
-            if settings.get("prior_items") is not None and decision.outcome == "pass":
+            if prior.active(settings) and decision.outcome == "pass":
                 results["decision"]["claimed"] = "inconclusive"   # the prior mode never passes (gate.py)
         checks = gate.bias_checks(comparison, results["candidate"], settings,
                                   required_categories=settings.get("required_categories") or [],
@@ -218,7 +218,7 @@ class BBQValidator:
         if role not in books:
             key = checkpoint.run_key(ctx.artifact(role), runtime, role, settings, ctx.threads)
             books[role] = checkpoint.Checkpoint.open(key, ctx.progress, resume=ctx.resume)
-        score = (self._prior_scorer(ctx, role, settings, books[role]) if settings.get("prior_items") is not None
+        score = (self._prior_scorer(ctx, role, settings, books[role]) if prior.active(settings)
                  else lambda chunk: self._score_items(ctx, role, chunk, settings))
         return checkpoint.score_in_chunks(items, score, books[role], role, ctx.progress)
 
@@ -312,7 +312,7 @@ class BBQValidator:
                                 baseline_sha256=ctx.baseline.sha256 if ctx.baseline is not None else None,
                                 candidate_sha256=ctx.candidate.sha256)
         results["baseline_predictions"] = baseline_identity(saved_header, path, sha)
-        if header.get("prior_items") is not None:   # its weak-signal figures: the prior subset's 3-order items
+        if prior.active(header):   # its weak-signal figures: the prior subset's 3-order items
             ctx.state(self.name).setdefault("signal_items", {})["baseline"] = [
                 p for p in by_key.values() if len(p.order_letters) == 3]
         ctx.progress(f"bbq: baseline predictions from {path} (model sha256 {saved_header['model_sha256'][:12]}…, "
