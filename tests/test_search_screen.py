@@ -157,3 +157,14 @@ def test_without_the_memory_for_it_the_screen_steps_aside(trained_dir, tmp_path,
     monkeypatch.setattr(executors, "available_memory", lambda: 1)
     result = _screen(trained_dir, tmp_path)
     assert not result.applied and "not enough memory" in result.reason and not (tmp_path / NAME).exists()
+
+
+def test_the_forecasts_key_changes_with_edgevals_code(trained_dir, monkeypatch):
+    from edgeval import environment
+    from edgeval.artifacts import load_artifact
+    from edgeval.search.screen import _key
+
+    space, policy = build_space(["magnitude"], SPARSITY), Policy.from_dict(POLICY)
+    before = _key(load_artifact(trained_dir), space.axes[0], space.fixed, policy)
+    monkeypatch.setattr(environment, "build_fingerprint", lambda: {"source": "another build"})
+    assert _key(load_artifact(trained_dir), space.axes[0], space.fixed, policy) != before

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import environment
 from .._version import __version__
 from ..errors import BadInputError, EdgevalError, ExitCode
 from .candidate import digest
@@ -43,7 +44,8 @@ def dense_model(source: Any, out_dir: Path, export: dict[str, Any], say: Callabl
 
     if source.format in ("onnx", "tflite"):
         return Path(source.path)
-    folder = out_dir / "baseline" / digest({"source": source.sha256, "export": export, "edgeval": __version__})[:16]
+    folder = out_dir / "baseline" / digest({"source": source.sha256, "export": export, "edgeval": __version__,
+                                            "code": environment.build_fingerprint()})[:16]
     if not (folder / "model.onnx").is_file():
         say(f"exporting the dense model to {folder / 'model.onnx'}")
         with atomic_dir(folder) as staging:
@@ -62,7 +64,8 @@ def score_baseline(model: Path, policy: Any, out_dir: Path, saved: Path | None, 
 
     sha = load_artifact(model).sha256
     validators = [v for v in policy.validators if v == measure or (v == "bbq" and not saved)]
-    key = digest({"model": sha, "policy": policy.to_json(), "validators": validators, **options})
+    key = digest({"model": sha, "policy": policy.to_json(), "validators": validators, **options,
+                  "code": environment.build_fingerprint()})
     path = out_dir / "baseline" / f"dense-report-{key[:12]}.json"
     report = _cached(path, sha)
     if report is None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import environment
 from .._version import __version__
 from ..errors import EdgevalError
 
@@ -61,10 +62,12 @@ def digest(doc: Any) -> str:
 def keys(source_sha256: str, methods: list[tuple[str, dict[str, Any]]], export: dict[str, Any],
          gate: dict[str, Any]) -> tuple[str, str]:
     """(evaluation key, artifact key). The artifact key covers the source, the chain with its settings, the
-    exporter options and the edgeval version; the evaluation key adds ``gate`` (policy, baseline, saved
-    predictions, seed): a changed policy re-gates cached artifacts, it does not rebuild them."""
+    exporter options, the edgeval version and the code that builds and gates (:func:`~edgeval.environment.
+    build_fingerprint`: edgeval's source, package and plugin versions; a changed compressor or validator is
+    never answered from the cache); the evaluation key adds ``gate`` (policy, baseline, saved predictions,
+    seed): a changed policy re-gates cached artifacts, it does not rebuild them."""
     artifact = digest({"source": source_sha256, "chain": [[m, s] for m, s in methods], "export": export,
-                       "edgeval": __version__})
+                       "edgeval": __version__, "code": environment.build_fingerprint()})
     return digest({"artifact": artifact, "gate": gate}), artifact
 
 

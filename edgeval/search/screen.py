@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .. import environment
 from .._version import __version__
 from ..errors import EdgevalError
 from .candidate import digest
@@ -146,7 +147,7 @@ class _Model:
 
 def _key(source: Any, axis: Any, fixed: Mapping[str, Any], policy: Any) -> str:
     """The cache key of an axis's forecast: source, chain settings, perplexity settings and the text's own sha256,
-    edgeval, torch and transformers versions."""
+    edgeval, torch and transformers versions and edgeval's code (:func:`~edgeval.environment.build_fingerprint`)."""
     import hashlib
     from importlib.metadata import PackageNotFoundError, version
 
@@ -163,7 +164,8 @@ def _key(source: Any, axis: Any, fixed: Mapping[str, Any], policy: Any) -> str:
     text = hashlib.sha256(load_text(section.get("text"))[0].encode()).hexdigest()
     return digest({"source": source.sha256, "chain": chain, "perplexity": section, "text": text,
                    "limits": list(limits(policy)), "edgeval": __version__,
-                   "torch": installed("torch"), "transformers": installed("transformers")})
+                   "torch": installed("torch"), "transformers": installed("transformers"),
+                   "code": environment.build_fingerprint()})
 
 
 def _load(path: Path) -> dict[str, Any]:

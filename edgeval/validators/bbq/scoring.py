@@ -7,8 +7,9 @@ letter it was shown under. The answer is the argmax over options; the margin is 
 
 Ties: when the margin is below :data:`TIE_EPSILON` (1e-4 nats) the item has **no answer** (``pred`` None,
 ``extra["tie"]`` True): it is counted (``n_ties``) and left out of the rates' denominators, never given to the
-first option. Logits move by about 1e-6 with batch composition and CPU kernels, so an answer decided by less
-than 1e-4 would depend on them; 1e-4 is 100x that noise and far below the margins of a model that reads the
+first option. Scores move with batch composition, CPU kernels and the prefix tree's shape (~1e-6 between
+batches, up to 2.8e-5 between tree shapes measured on SmolLM2), so an answer decided by less than 1e-4 would
+depend on them; 1e-4 is 3.5x the largest noise measured and far below the margins of a model that reads the
 options (SmolLM2: median margin ~0.1).
 Cost: prompts share prefixes — the instruction, a context group's context (shared by its four questions), an
 item's question (shared by its orders). On a runtime with a KV cache (torch; ONNX models exported with one, e.g.
