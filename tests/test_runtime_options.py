@@ -151,3 +151,38 @@ def test_options_are_checked_when_built() -> None:
     with pytest.raises(UsageError, match="threads"):
         RuntimeOptions(threads=0)
     assert RuntimeOptions.from_policy({"name": "torch", "threads": 2}, threads=4).threads == 4
+
+
+def fake_ort(tmp_path: Path, library: bytes | None) -> SimpleNamespace:
+    """An onnxruntime stand-in whose capi folder holds one native library with ``library``'s bytes."""
+    (tmp_path / "capi").mkdir(parents=True, exist_ok=True)
+    if library is not None:
+        (tmp_path / "capi" / "onnxruntime_pybind11_state.so").write_bytes(library)
+    return SimpleNamespace(__file__=str(tmp_path / "__init__.py"), __version__="test")
+
+
+def test_session_keys_are_known_only_as_whole_strings_of_the_installed_onnxruntime(tmp_path: Path) -> None:
+    from edgeval.runtimes.ort_config import check_config_keys, unknown_keys
+
+    ort = fake_ort(tmp_path, b"\x7fELF\x00session.real_key\x00ep.vendor.\x00Failed to create session.\x00")
+    asked = ["session.real_key", "ep.vendor.any_option", "session.real_ke", "real_key", "session.other", "ep.x"]
+    assert unknown_keys(ort, asked) == ["session.real_ke", "real_key", "session.other", "ep.x"]
+    with pytest.raises(UsageError, match=r"session.real_kye: onnxruntime test has no such session setting and "
+                                         r"would ignore it \(did you mean session.real_key\?\)"):
+        check_config_keys(ort, ["session.real_key", "session.real_kye"])
+    check_config_keys(ort, ["ep.vendor.any_option"])  # known through ORT's own prefix
+    with pytest.raises(UsageError, match="cannot check it against this onnxruntime"):
+        check_config_keys(fake_ort(tmp_path / "empty", None), ["session.real_key"])
+
+
+def test_a_misspelt_session_option_is_refused_before_anything_runs(tiny_llama_onnx: Path, tmp_path: Path,
+                                                                   capsys) -> None:
+    code, doc, err = run(tmp_path, "check", tiny_llama_onnx, *FAST, "--session-option",
+                         "session.intra_op.allow_spining=0", capsys=capsys)
+    assert code == 2 and doc is None, err
+    assert "session.intra_op.allow_spining" in err and "did you mean session.intra_op.allow_spinning" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    code, doc, err = run(tmp_path, "check", tiny_llama_onnx, *FAST, "--session-option",
+                         "session.intra_op.allow_spinning=0", capsys=capsys)
+    assert doc is not None and doc["verdict"] != "error", err
+    assert doc["run"]["runtimes"]["candidate"]["options"]["session"] == {"session.intra_op.allow_spinning": "0"}

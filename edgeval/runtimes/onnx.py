@@ -32,6 +32,7 @@ from ..errors import DeviceError, MeasurementError, ModelError, UsageError, requ
 from ._util import one_line
 from .base import BaseRuntime, pad_left, position_ids
 from .options import RuntimeOptions, refuse_unsupported
+from .ort_config import check_config_keys
 from .tokenizer import find_tokenizer
 
 NEXT_OUTPUT = "next_token_logits"
@@ -163,7 +164,9 @@ INITIALIZERS_ENTRY = "session.use_device_allocator_for_initializers"
 
 def session_options(ort: Any, options: RuntimeOptions) -> Any:
     """ONNX Runtime session options: all graph optimisations, sequential execution, initializers outside the
-    CPU arena, the options' threads and session config entries (a bad entry is a UsageError naming it)."""
+    CPU arena, the options' threads and session config entries (a key this onnxruntime does not know, or a
+    value it refuses, is a UsageError naming it: see :mod:`edgeval.runtimes.ort_config`)."""
+    check_config_keys(ort, [str(key) for key in options.session])
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -219,9 +222,12 @@ class OnnxRuntime(BaseRuntime):
 
     @classmethod
     def check_options(cls, options: RuntimeOptions) -> None:
-        """Before anything runs: the requested execution provider is installed (DeviceError naming it if not)."""
-        if options.provider is not None:
-            execution_provider(require("onnxruntime", "onnx", "running ONNX models"), options.provider)
+        """Before anything runs: the requested execution provider is installed (DeviceError naming it if not) and
+        every session config key is one this onnxruntime knows (UsageError naming it if not)."""
+        if options.provider is not None or options.session:
+            ort = require("onnxruntime", "onnx", "running ONNX models")
+            execution_provider(ort, options.provider)
+            check_config_keys(ort, [str(key) for key in options.session])
 
     def _open(self, path: Path, options: RuntimeOptions) -> Any:
         """An inference session: all graph optimisations, sequential execution, the options' intra-op threads,
