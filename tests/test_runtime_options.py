@@ -36,6 +36,8 @@ def test_the_default_runtime_and_options_are_recorded(tiny_llama_onnx: Path, tmp
     assert chosen["runtime"] == "onnxruntime" and chosen["plugin"] == "builtin"
     assert chosen["options"]["provider"] == "cpu" and chosen["options"]["threads"] == 1
     assert doc["results"]["latency"]["runtime"]["providers"][0] == "CPUExecutionProvider"
+    placement = doc["results"]["latency"]["runtime"]["nodes_by_provider"]  # what ran where, as ORT assigned it
+    assert list(placement) == ["CPUExecutionProvider"] and placement["CPUExecutionProvider"] > 10, placement
 
 
 @pytest.mark.parametrize(("flags", "needle"), [
@@ -186,3 +188,37 @@ def test_a_misspelt_session_option_is_refused_before_anything_runs(tiny_llama_on
                          "session.intra_op.allow_spinning=0", capsys=capsys)
     assert doc is not None and doc["verdict"] != "error", err
     assert doc["run"]["runtimes"]["candidate"]["options"]["session"] == {"session.intra_op.allow_spinning": "0"}
+
+
+def test_node_placement_counts_each_providers_nodes() -> None:
+    from edgeval.runtimes.onnx import node_placement
+
+    def subgraph(ep: str, nodes: int) -> SimpleNamespace:
+        return SimpleNamespace(ep_name=ep, get_nodes=lambda: [object()] * nodes)
+
+    parts = [subgraph("CUDAExecutionProvider", 40), subgraph("CPUExecutionProvider", 3),
+             subgraph("CUDAExecutionProvider", 2)]
+    session = SimpleNamespace(get_provider_graph_assignment_info=lambda: parts)
+    assert node_placement(session) == {"CUDAExecutionProvider": 42, "CPUExecutionProvider": 3}
+    assert node_placement(SimpleNamespace()) is None  # an onnxruntime without the API
+    assert node_placement(SimpleNamespace(get_provider_graph_assignment_info=list)) is None  # recording turned off
+
+
+def test_a_provider_that_takes_no_node_is_refused_and_strict_placement_is_onnxruntimes_own(
+        tiny_llama_onnx: Path, tmp_path: Path, capfd) -> None:
+    """The CPU wheel's AzureExecutionProvider starts but runs no node of a language model: every node would run on
+    the CPU under its name. With ORT's session.disable_cpu_ep_fallback=1 such a graph does not load at all."""
+    import onnxruntime as ort
+
+    if "AzureExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime has no AzureExecutionProvider")
+    code, doc, err = run(tmp_path, "check", tiny_llama_onnx, *FAST, "--provider", "azure", capsys=capfd)
+    assert code == 3 and doc["verdict"] == "error", err
+    assert "AzureExecutionProvider took none of the graph's" in err and "CPUExecutionProvider" in err
+    code, doc, err = run(tmp_path, "check", tiny_llama_onnx, *FAST, "--provider", "azure", "--session-option",
+                         "session.disable_cpu_ep_fallback=1", capsys=capfd)
+    assert code == 3 and "fallback to CPU EP has been explicitly disabled" in err, err
+    assert len(err.strip().splitlines()) == 1  # ORT's own log line is not printed beside edgeval's
+    code, doc, err = run(tmp_path, "check", tiny_llama_onnx, *FAST, "--session-option",
+                         "session.disable_cpu_ep_fallback=1", capsys=capfd)
+    assert code == 2 and doc is None and "needs a --provider other than the CPU" in err, err

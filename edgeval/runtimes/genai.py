@@ -23,17 +23,10 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import GENAI_CONFIG, Artifact
-from ..errors import DeviceError, MeasurementError, ModelError, require
+from ..errors import MeasurementError, ModelError, require
 from ._util import one_line
 from .base import BaseRuntime
-from .onnx import (
-    CPU_PROVIDER,
-    _ort_errors,
-    batch_dependent,
-    check_external_data,
-    execution_provider,
-    session_options,
-)
+from .onnx import _ort_errors, batch_dependent, open_session
 from .options import RuntimeOptions, refuse_unsupported
 from .tokenizer import find_tokenizer
 
@@ -139,27 +132,13 @@ class GenAIRuntime(BaseRuntime):
         self._ort = require("onnxruntime", "onnx", "running ONNX Runtime GenAI bundles")
         self.config = read_config(artifact.path)
         self.threads = self.options.threads
-        self.session = self._open(self.config.model_file)
+        self.session, self.placement = open_session(self._ort, self.config.model_file, self.options)
         self.types = {i.name: i.type for i in self.session.get_inputs()}
         self._check_graph()
         self.max_seq_len = self.config.context_length
         self.batch_invariant = not batch_dependent(self.config.model_file)
         super().__init__(artifact, find_tokenizer(artifact.path, tokenizer_path))
         self.check_vocab_width(self._declared_width(), f"output '{self.config.logits}'")
-
-    def _open(self, path: Path) -> Any:
-        """An inference session on the requested execution provider (CPU by default), as OnnxRuntime opens one."""
-        ort = self._ort
-        check_external_data(path)
-        provider = execution_provider(ort, self.options.provider)
-        try:
-            session = ort.InferenceSession(str(path), sess_options=session_options(ort, self.options),
-                                           providers=list(dict.fromkeys([provider, CPU_PROVIDER])))
-        except _ort_errors(ort) as exc:
-            raise ModelError(f"ONNX Runtime cannot load it: {one_line(exc)}", path=path) from None
-        if session.get_providers()[0] != provider:
-            raise DeviceError(f"{provider} did not start (the session runs on {session.get_providers()})", path=path)
-        return session
 
     def _check_graph(self) -> None:
         """ModelError unless the graph's inputs are exactly what the config names (ids, mask, optional positions,
@@ -291,7 +270,8 @@ class GenAIRuntime(BaseRuntime):
 
     def describe(self) -> dict:
         return {"runtime": self.name, "version": self._ort.__version__, "threads": self.threads,
-                "providers": self.session.get_providers(), "bundle_config": GENAI_CONFIG,
+                "providers": self.session.get_providers(), "nodes_by_provider": self.placement,
+                "bundle_config": GENAI_CONFIG,
                 "graph": self.config.model_file.name, "kv_cache": self.batch_invariant,
                 "batch_invariant": self.batch_invariant,
                 "feeding": "right-padded batches; cached steps one row per call (GroupQueryAttention)"}

@@ -160,6 +160,8 @@ def execution_provider(ort: Any, requested: str | None) -> str:
 
 #: the session config entry that takes initializers from the allocator itself (edgeval sets it to "1")
 INITIALIZERS_ENTRY = "session.use_device_allocator_for_initializers"
+#: the entry that makes ORT record which execution provider runs each node (edgeval sets it to "1")
+ASSIGNMENT_ENTRY = "session.record_ep_graph_assignment_info"
 
 
 def session_options(ort: Any, options: RuntimeOptions) -> Any:
@@ -170,20 +172,76 @@ def session_options(ort: Any, options: RuntimeOptions) -> Any:
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3  # errors only: ORT warns at every load of an overridable input (kv_export's switch)
+    # fatal only: ORT warns at every load of an overridable input (kv_export's switch), and the errors that matter
+    # come back as exceptions, which edgeval reports in one line (ORT's log line would be a second one on stderr);
+    # the nodes a provider could not take, which ORT only warned about, are in describe()'s nodes_by_provider
+    so.log_severity_level = 4
     if options.threads:
         so.intra_op_num_threads = options.threads
     # weights from the allocator itself, not carved out of the growing CPU arena (whose doubling chunks strand
     # memory): a SmolLM2 export's session rests at 718 MiB instead of 989, same kernels and numbers; a
     # --session-option may set it back to "0"
-    if INITIALIZERS_ENTRY not in options.session:
-        so.add_session_config_entry(INITIALIZERS_ENTRY, "1")
+    for entry in (INITIALIZERS_ENTRY, ASSIGNMENT_ENTRY):
+        if entry not in options.session:
+            so.add_session_config_entry(entry, "1")
     for key, value in options.session.items():
         try:
             so.add_session_config_entry(str(key), str(value))
         except _ort_errors(ort) as exc:
             raise UsageError(f"session option {key}={value}: {one_line(exc)}") from None
     return so
+
+
+#: ORT's own setting that makes a graph with nodes the requested provider cannot take a load error
+NO_FALLBACK_ENTRY = "session.disable_cpu_ep_fallback"
+
+
+def no_fallback(options: RuntimeOptions, provider: str) -> bool:
+    """Whether ``session.disable_cpu_ep_fallback=1`` asks for every node on ``provider`` (then the CPU is not
+    added as the fallback); UsageError when ``provider`` is the CPU itself."""
+    strict = str(options.session.get(NO_FALLBACK_ENTRY, "0")) == "1"
+    if strict and provider == CPU_PROVIDER:
+        raise UsageError(f"--session-option {NO_FALLBACK_ENTRY}=1 keeps nodes off the CPU: it needs a --provider "
+                         "other than the CPU")
+    return strict
+
+
+def open_session(ort: Any, path: Path, options: RuntimeOptions) -> tuple[Any, dict[str, int] | None]:
+    """An inference session of ``path`` and its :func:`node_placement`: all graph optimisations, sequential
+    execution, the options' intra-op threads, execution provider (CPU by default, which also takes the nodes
+    another provider cannot, unless ``session.disable_cpu_ep_fallback=1``) and session config entries.
+    ModelError when ORT cannot load it; DeviceError when the provider did not start or took none of the nodes
+    (the CPU would be measured in its name)."""
+    check_external_data(path)
+    provider = execution_provider(ort, options.provider)
+    strict = no_fallback(options, provider)
+    providers = [provider] if strict else list(dict.fromkeys([provider, CPU_PROVIDER]))
+    try:
+        session = ort.InferenceSession(str(path), sess_options=session_options(ort, options), providers=providers)
+    except _ort_errors(ort) as exc:
+        raise ModelError(f"ONNX Runtime cannot load it: {one_line(exc)}", path=path) from None
+    if session.get_providers()[0] != provider:  # ORT falls back to the CPU when a provider fails to start
+        raise DeviceError(f"{provider} did not start (the session runs on {session.get_providers()}): "
+                          "check the GPU driver and libraries for it", path=path)
+    placement = node_placement(session)
+    if provider != CPU_PROVIDER and placement is not None and not placement.get(provider):
+        raise DeviceError(f"{provider} took none of the graph's {sum(placement.values())} nodes (all run on "
+                          f"{', '.join(sorted(placement))}): the gate would measure the CPU in its name", path=path)
+    return session, placement
+
+
+def node_placement(session: Any) -> dict[str, int] | None:
+    """How many of the optimised graph's nodes each execution provider runs (``{"CUDAExecutionProvider": 812,
+    "CPUExecutionProvider": 14}``): nodes a provider cannot take run on the CPU, which ORT does not report
+    otherwise. None when this onnxruntime cannot say (before 1.23, or the recording was turned off)."""
+    try:
+        subgraphs = session.get_provider_graph_assignment_info()
+    except (AttributeError, RuntimeError):
+        return None
+    counts: dict[str, int] = {}
+    for subgraph in subgraphs or ():
+        counts[subgraph.ep_name] = counts.get(subgraph.ep_name, 0) + len(subgraph.get_nodes())
+    return counts or None
 
 
 class OnnxRuntime(BaseRuntime):
@@ -199,7 +257,8 @@ class OnnxRuntime(BaseRuntime):
         refuse_unsupported(self.options, self)
         self._ort = require("onnxruntime", "onnx", "running ONNX models")
         self.threads = self.options.threads
-        self.session = self._open(artifact.path, self.options)
+        #: the session, and its nodes per execution provider (:func:`node_placement`, in describe())
+        self.session, self.placement = open_session(self._ort, artifact.path, self.options)
         self.inputs = [_Input(i.name, i.type, tuple(i.shape)) for i in self.session.get_inputs()]
         self.ids = self._check_inputs(artifact.path)
         specs = {o.name: _Input(o.name, o.type, tuple(o.shape)) for o in self.session.get_outputs()}
@@ -222,28 +281,13 @@ class OnnxRuntime(BaseRuntime):
 
     @classmethod
     def check_options(cls, options: RuntimeOptions) -> None:
-        """Before anything runs: the requested execution provider is installed (DeviceError naming it if not) and
-        every session config key is one this onnxruntime knows (UsageError naming it if not)."""
+        """Before anything runs: the requested execution provider is installed (DeviceError naming it if not),
+        every session config key is one this onnxruntime knows and ``session.disable_cpu_ep_fallback=1`` comes
+        with a provider other than the CPU (UsageError naming the option if not)."""
         if options.provider is not None or options.session:
             ort = require("onnxruntime", "onnx", "running ONNX models")
-            execution_provider(ort, options.provider)
             check_config_keys(ort, [str(key) for key in options.session])
-
-    def _open(self, path: Path, options: RuntimeOptions) -> Any:
-        """An inference session: all graph optimisations, sequential execution, the options' intra-op threads,
-        execution provider (CPU by default) and session config entries."""
-        ort = self._ort
-        check_external_data(path)
-        provider = execution_provider(ort, options.provider)
-        try:
-            session = ort.InferenceSession(str(path), sess_options=session_options(ort, options),
-                                           providers=list(dict.fromkeys([provider, CPU_PROVIDER])))
-        except _ort_errors(ort) as exc:
-            raise ModelError(f"ONNX Runtime cannot load it: {one_line(exc)}", path=path) from None
-        if session.get_providers()[0] != provider:  # ORT falls back to the CPU when a provider fails to start
-            raise DeviceError(f"{provider} did not start (the session runs on {session.get_providers()}): "
-                                    "check the GPU driver and libraries for it", path=path)
-        return session
+            no_fallback(options, execution_provider(ort, options.provider))
 
     def _check_inputs(self, path: Path) -> _Input:
         """The token-id input; ModelError when the model does not take token ids or has inputs we cannot feed."""
@@ -409,7 +453,8 @@ class OnnxRuntime(BaseRuntime):
 
     def describe(self) -> dict:
         return {"runtime": self.name, "version": self._ort.__version__, "threads": self.threads,
-                "providers": self.session.get_providers(), "inputs": [i.name for i in self.inputs],
+                "providers": self.session.get_providers(), "nodes_by_provider": self.placement,
+                "inputs": [i.name for i in self.inputs],
                 "output": self.logits_name, "next_token_output": self.next_name, "kv_cache": self.cache is not None,
                 "batch_invariant": self.batch_invariant,
                 "last_logits_switch": self._switch_ok if self.last_switch else None}
