@@ -90,7 +90,7 @@ def check(candidate: str | Path, baseline: str | Path | None = None, policy: Pol
     checks: list[Check] = []
     results: dict[str, Any] = {}
     run_info: dict[str, Any] = {}
-    if not errors:
+    if not errors and cand is not None:
         runtime_options = _runtime_options(options, policy_obj)
         ctx = RunContext(cand, base, policy_obj, seed=options.seed, tokenizer=options.tokenizer,
                          threads=runtime_options.threads,

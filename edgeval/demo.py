@@ -322,7 +322,7 @@ def _prune(source: Path, out: Path, method: str, sparsity: float, cfg: DemoConfi
 
     doc = read_manifest(out) if out.is_dir() else None
     manifest = prune_record(doc) if doc else None
-    if manifest is not None:
+    if doc and manifest is not None:
         manifest["source"] = doc["source"]
         if _same_pruning(manifest, source, method, sparsity, cfg):
             log.sub(f"reusing {out} (measured sparsity {manifest['measured_sparsity']:.4f})")

@@ -36,7 +36,7 @@ class EdgevalSpec:
     """Hook specifications."""
 
     @hookspec
-    def edgeval_validators(self) -> list[Any]:
+    def edgeval_validators(self) -> list[Any]:  # type: ignore[empty-body]
         """Return validator objects (see :class:`edgeval.validators.base.Validator`): each has ``name``,
         ``summary``, ``Settings`` (a :class:`edgeval.plugin.Settings` dataclass) and ``run(ctx, settings) ->
         Outcome``. Names must be unique across all plugins. Every validator's settings are the policy's top-level
@@ -58,7 +58,7 @@ class EdgevalSpec:
         (``edgeval_runtimes``)."""
 
     @hookspec
-    def edgeval_compressors(self) -> list[Any]:
+    def edgeval_compressors(self) -> list[Any]:  # type: ignore[empty-body]
         """Return compressor objects (see :class:`edgeval.converters.compressor.Compressor`): each has ``name``,
         ``kind`` (``prune`` or ``quantize``), ``summary``, ``Settings``, ``accepts``, ``produces`` and
         ``apply(source, out_dir, settings, ctx) -> StepResult``. Names must be unique across all plugins; they

@@ -67,7 +67,7 @@ def _policy(path: Path | None, settings: tuple[tuple[str, Any], ...],
     try:
         policy = Policy.load(source, disabled) if source else Policy.default(disabled)
     except PolicyError:
-        if settings:
+        if settings or source is None:
             raise
         return source  # check() records the policy error in the report (exit 3)
     return apply_settings(policy, settings)

@@ -91,9 +91,9 @@ def prune_cmd(model: Path, spec: PruneSpec, calib: CalibrationSpec, out_dir: Pat
     click.echo(f"pruned ({spec.method}, {spec.pattern}) -> {result.out_dir}: measured sparsity "
                f"{manifest['measured_sparsity']:.4f} over {manifest['pruned_params']:,} weights in the pruned layers "
                f"(requested {manifest['requested_sparsity']:.4f}); manifest: {result.out_dir}/pruning.json")
-    if (calib := manifest.get("calibration")) and calib.get("distinct_tokens") is not None:
-        click.echo(f"calibration: {calib['distinct_tokens']:,} distinct tokens used of {calib['requested_tokens']:,} "
-                   f"requested ({calib['n_samples']} x {calib['seq_len']}) from {calib['source']}")
+    if (used := manifest.get("calibration")) and used.get("distinct_tokens") is not None:
+        click.echo(f"calibration: {used['distinct_tokens']:,} distinct tokens used of {used['requested_tokens']:,} "
+                   f"requested ({used['n_samples']} x {used['seq_len']}) from {used['source']}")
     for warning in result.manifest.get("warnings", []):
         click.echo(f"edgeval: WARNING: {warning}", err=True)
 

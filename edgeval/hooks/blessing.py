@@ -27,10 +27,10 @@ def bless(directory: str | Path, report: Report, report_path: str | Path | None)
     """Write ``BLESSED`` (verdict pass and the report on disk) or ``NOT_BLESSED``; return the marker's path."""
     directory = Path(directory)
     revoke(directory)
-    written = report_path is not None and Path(report_path).is_file()
-    name = BLESSED if report.passed and written else NOT_BLESSED
+    written = Path(report_path) if report_path is not None and Path(report_path).is_file() else None
+    name = BLESSED if report.passed and written is not None else NOT_BLESSED
     body = {"verdict": report.verdict, "exit_code": report.exit_code,
-            "report": str(report_path) if written else None,
-            "report_sha256": hashlib.sha256(Path(report_path).read_bytes()).hexdigest() if written else None,
+            "report": None if written is None else str(written),
+            "report_sha256": None if written is None else hashlib.sha256(written.read_bytes()).hexdigest(),
             "candidate_sha256": report.candidate.get("sha256"), "created_at": report.created_at}
     return atomic_write_text(directory / name, json.dumps(body, indent=2) + "\n")

@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
+from ..errors import ModelError
 from ..report import Report
 from . import _gate
 from ._gate import PolicyLike
@@ -74,11 +75,14 @@ class GatedConverter:
     def convert(self) -> bytes:
         """Convert, gate, write the report; return the flatbuffer (written to ``out_path``) only on pass."""
         _gate.prepare(self.report_path)  # no stale pass report survives a crash in the conversion or the gate
-        self.flatbuffer = self._converter.convert()
+        flatbuffer = self._converter.convert()
+        if not isinstance(flatbuffer, (bytes, bytearray)):
+            raise ModelError(f"the TFLite converter returned {type(flatbuffer).__name__}, not a flatbuffer")
+        self.flatbuffer = bytes(flatbuffer)
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix=".edgeval-", dir=self.out_path.parent))
         try:
-            self.report = _gate.finish(self._gate(workdir), self.report_path)
+            self.report = _gate.finish(self._gate(workdir, self.flatbuffer), self.report_path)
             if self.report.passed:  # the final report: a failed publishing step is an error, not a pass
                 os.replace(workdir / self.out_path.name, self.out_path)
         finally:
@@ -86,10 +90,10 @@ class GatedConverter:
         self.report.raise_for_verdict()
         return self.flatbuffer
 
-    def _gate(self, workdir: Path) -> Report:
+    def _gate(self, workdir: Path, flatbuffer: bytes) -> Report:
         """Write the candidate (and a bytes baseline) into ``workdir`` and check it."""
         candidate = workdir / self.out_path.name
-        candidate.write_bytes(self.flatbuffer)
+        candidate.write_bytes(flatbuffer)
         baseline = self.baseline
         if isinstance(baseline, (bytes, bytearray)):
             written = workdir / "baseline.tflite"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from html import escape
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, TypeGuard
 
 Number = Optional[float]
 Whisker = Optional[tuple[float, float]]
@@ -62,7 +62,7 @@ def _domain(series: Sequence[Series], refs: Sequence[RefLine], domain: tuple[flo
     return (lo, hi) if hi > lo else (0.0, 1.0)  # nothing to show: an empty 0..1 axis
 
 
-def _finite(v: Number) -> bool:
+def _finite(v: Number) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 

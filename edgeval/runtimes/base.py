@@ -114,7 +114,7 @@ def tokenizer_size(tokenizer: Tokenizer) -> int | None:
         return cached
     inner = getattr(tokenizer, "_tk", None)
     size = None
-    if hasattr(inner, "get_vocab"):
+    if inner is not None and hasattr(inner, "get_vocab"):
         try:
             fast = hasattr(inner, "get_vocab_size")  # tokenizers.Tokenizer; else a transformers tokenizer
             vocab = inner.get_vocab(with_added_tokens=True) if fast else inner.get_vocab()
@@ -179,6 +179,8 @@ class BaseRuntime:
             if out is None:
                 out = np.zeros((*input_ids.shape, logits.shape[-1]), np.float32)
             out[row, start:] = logits[0]
+        if out is None:
+            raise ValueError("empty batch")
         return out
 
     def check_finite(self, logits: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:

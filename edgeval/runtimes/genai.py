@@ -146,7 +146,7 @@ class GenAIRuntime(BaseRuntime):
         cfg, path = self.config, self.config.model_file
         listing = ", ".join(f"{n}: {t}" for n, t in self.types.items())
         wanted = [cfg.input_ids, cfg.attention_mask, *cfg.past_names]
-        wanted += [cfg.position_ids] if cfg.position_ids in self.types else []
+        wanted += [cfg.position_ids] if cfg.position_ids is not None and cfg.position_ids in self.types else []
         missing = [n for n in wanted if n not in self.types]
         extra = [n for n in self.types if n not in wanted]
         if missing or extra:
@@ -193,7 +193,7 @@ class GenAIRuntime(BaseRuntime):
             new_ids[r, :len(n)] = ids[r, n]
             new_mask[r, :len(o) + len(n)] = 1
         feeds: dict[str, np.ndarray] = {cfg.input_ids: new_ids, cfg.attention_mask: new_mask}
-        if cfg.position_ids in self.types:
+        if cfg.position_ids is not None and cfg.position_ids in self.types:
             feeds[cfg.position_ids] = np.array([len(o) for o in old])[:, None] + np.arange(n_new)[None, :]
         for k, name in enumerate(cfg.past_names):
             feeds[name] = (np.zeros((len(ids), cfg.kv_heads, 0, cfg.head_size)) if past is None

@@ -162,7 +162,7 @@ class LlamaCppRuntime(BaseRuntime):
         self.n_vocab = int(self._llm.n_vocab())
         self.check_vocab_width(self.n_vocab, "the model's logits")
         # llama.cpp rounds the context up (to 256); the training context bounds what the positions mean
-        self.max_seq_len = min(int(self._llm.n_ctx()), n_ctx, int(self._llm._model.n_ctx_train()) or n_ctx)
+        self.max_seq_len: int = min(int(self._llm.n_ctx()), n_ctx, int(self._llm._model.n_ctx_train()) or n_ctx)
         self._rows = max(1, min(int(self._llm.n_batch), LOGIT_BYTES // (4 * self.n_vocab)))
         self._cached: list[int] = []  # the tokens whose keys/values sit in llama.cpp's sequence 0
 

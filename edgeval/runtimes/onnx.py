@@ -78,7 +78,8 @@ def _ids_input(inputs: list[_Input]) -> _Input | None:
     named = [i for i in integer if i.name.lower() in _IDS_NAMES]
     loose = [i for i in integer if "mask" not in i.name.lower() and "position" not in i.name.lower()
              and "type" not in i.name.lower()]
-    return (named or loose or [None])[0]
+    found = named or loose
+    return found[0] if found else None
 
 
 def check_external_data(path: Path) -> None:

@@ -39,6 +39,18 @@ class Node:
     mask: np.ndarray | None = None
     pending: int = 0  # children not run yet
 
+    def ran_mask(self) -> np.ndarray:
+        """The mask of a node that has run (its children run after it)."""
+        if self.mask is None:
+            raise RuntimeError(f"a level-{self.level} node's mask was read before it ran")
+        return self.mask
+
+    def kept(self) -> list[np.ndarray]:
+        """The present arrays of a node that has run and kept its cache."""
+        if self.present is None:
+            raise RuntimeError(f"a level-{self.level} node's cache was read before it ran")
+        return self.present
+
 
 def radix_tree(sequences: Sequence[Sequence[int]]) -> list[list[Node]]:
     """The radix tree of ``sequences`` (each non-empty), as its levels: ``levels[0]`` the roots (several when the
@@ -127,7 +139,7 @@ def _batches(nodes: list[Node], max_rows: int, max_tokens: int) -> list[list[Nod
     rows × (longest segment + :data:`KEY_COST` × (longest past + longest segment)). A dynamic programme over the
     sorted nodes (contiguous batches): few calls where segments are alike, a cut where padding would cost more
     than a call."""
-    widths = {id(n): 0 if n.parent is None else int(n.parent.mask.sum()) for n in nodes}  # the compacted past
+    widths = {id(n): 0 if n.parent is None else int(n.parent.ran_mask().sum()) for n in nodes}  # the compacted past
     order = sorted(nodes, key=lambda n: (len(n.tokens), widths[id(n)]))
     n = len(order)
     best = [0.0] + [float("inf")] * n
@@ -157,7 +169,7 @@ def _gather_past(nodes: list[Node], seq_axes: Sequence[int]) -> tuple[list[np.nd
     Dropping masked columns changes nothing (the positions are fed explicitly) and keeps the past as short as the
     prompt, whatever padding came before. Each row is copied once, straight into the batch's arrays."""
     parents = [n.parent for n in nodes]
-    real = [np.empty(0, np.int64) if p is None else np.flatnonzero(p.mask) for p in parents]
+    real = [np.empty(0, np.int64) if p is None else np.flatnonzero(p.ran_mask()) for p in parents]
     width = max(len(r) for r in real)
     mask = np.zeros((len(nodes), width), np.int64)
     for r, cols in enumerate(real):
@@ -165,14 +177,15 @@ def _gather_past(nodes: list[Node], seq_axes: Sequence[int]) -> tuple[list[np.nd
     donor = next(p for p in parents if p is not None)
     past = []
     for j, axis in enumerate(seq_axes):
-        like = donor.present[j]
+        like = donor.kept()[j]
         shape = list(like.shape)
         shape[0], shape[axis] = len(nodes), width
         block = np.zeros(shape, like.dtype)
         for r, (p, cols) in enumerate(zip(parents, real, strict=True)):
             if p is not None:
                 target = block[r].swapaxes(0, axis - 1)  # a view: the row's sequence axis first
-                target[width - len(cols):] = np.take(p.present[j][p.row], cols, axis=axis - 1).swapaxes(0, axis - 1)
+                row = p.kept()[j][p.row]
+                target[width - len(cols):] = np.take(row, cols, axis=axis - 1).swapaxes(0, axis - 1)
         past.append(block)
     return past, mask
 

@@ -104,9 +104,9 @@ def reusable(out: Path) -> Path | None:
     if not (out / "compression.json").is_file():
         return None
     try:
-        doc = read_manifest(out)
-        path = out / Path(doc["output"].get("path", "")).name
-        return path if path.exists() and load_artifact(path).sha256 == doc["output"].get("sha256") else None
+        output = (read_manifest(out) or {})["output"]
+        path = out / Path(output.get("path", "")).name
+        return path if path.exists() and load_artifact(path).sha256 == output.get("sha256") else None
     except (EdgevalError, KeyError, TypeError, OSError):
         return None
 
@@ -188,7 +188,8 @@ def trusted(job: Job, rec: Any) -> bool:
         report = Report.load(path)
     except (EdgevalError, OSError, ValueError):
         return False
-    artifact = rec.get("artifact") if isinstance(rec.get("artifact"), dict) else {}
+    artifact = rec.get("artifact")
+    artifact = artifact if isinstance(artifact, dict) else {}
     return (report.verdict == rec.get("verdict") and outcome(report.verdict) == rec.get("outcome")
             and report.candidate.get("sha256") == artifact.get("sha256")
             and metrics(report.results, job.objective_keys) == rec.get("metrics"))

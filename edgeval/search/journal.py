@@ -42,7 +42,8 @@ class Journal:
                 or not isinstance(doc.get("records"), list):
             raise DataError(f"not an edgeval search journal of version {VERSION} (delete it to start over)",
                             path=path)
-        orders = doc.get("orders") if isinstance(doc.get("orders"), dict) else {}
+        orders = doc.get("orders")
+        orders = orders if isinstance(orders, dict) else {}
         return cls(path, {r["key"]: r for r in doc["records"] if isinstance(r, dict) and isinstance(r.get("key"), str)},
                    {k: v for k, v in orders.items()
                     if v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)})
@@ -50,8 +51,9 @@ class Journal:
     def order(self, axis_key: str, hint: int | None, size: int) -> int | None:
         """The hint of the axis whose candidates' keys digest to ``axis_key``: the one first recorded (when it
         lies on the grid of ``size`` points), else ``hint``, recorded now."""
-        if axis_key in self.orders and (self.orders[axis_key] is None or self.orders[axis_key] < size):
-            return self.orders[axis_key]
+        recorded = self.orders.get(axis_key, -1)
+        if axis_key in self.orders and (recorded is None or recorded < size):
+            return recorded
         self.orders[axis_key] = hint
         self.save()
         return hint

@@ -47,8 +47,9 @@ def vector(point: Mapping[str, Any], objective: str) -> tuple[float | None, ...]
 def _beats(a: Sequence[float | None], b: Sequence[float | None]) -> bool:
     """``a`` dominates ``b``: no worse on every axis both measured, better on one; and ``a`` measured every
     axis ``b`` did."""
-    pairs = [(x, y) for x, y in zip(a, b, strict=True) if y is not None]
-    if any(x is None for x, _ in pairs):
+    measured = [(x, y) for x, y in zip(a, b, strict=True) if y is not None]
+    pairs = [(x, y) for x, y in measured if x is not None]
+    if len(pairs) != len(measured):
         return False
     return all(x <= y for x, y in pairs) and any(x < y for x, y in pairs)
 

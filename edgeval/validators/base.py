@@ -85,9 +85,10 @@ class RunContext:
         return self._state.setdefault(validator, {})
 
     def artifact(self, role: str) -> Artifact:
-        if role == "baseline" and self.baseline is None:
+        artifact = self.candidate if role == "candidate" else self.baseline
+        if artifact is None:
             raise BadInputError("this validator needs a baseline model (--baseline)")
-        return self.candidate if role == "candidate" else self.baseline
+        return artifact
 
     def runtime(self, role: str = "candidate", *, alone: bool = False):
         """The runtime of the candidate or the baseline, opened on first use and shared by the validators.

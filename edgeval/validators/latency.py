@@ -143,7 +143,7 @@ def timed_runs(calls: dict[str, Callable[[], Any]], runs: int) -> dict[str, list
 
 
 # -- statistics --------------------------------------------------------------------------------------------
-def latency_stats(ns: Sequence[int], batch: int, seq_len: int) -> dict[str, float]:
+def latency_stats(ns: Sequence[int], batch: int, seq_len: int) -> dict[str, float | None]:
     """Percentiles (linear), mean, std, min, max in ms, and throughput at the median."""
     ms = np.asarray(ns, dtype=np.float64) / 1e6
     p50, p90, p99 = (float(v) for v in np.percentile(ms, [50, 90, 99], method="linear"))
@@ -176,7 +176,8 @@ def build_results(times: dict[str, list[int]], described: dict[str, dict], cfg: 
         base = latency_stats(times["baseline"], cfg.batch, cfg.seq_len)
         out.update({f"baseline_{k}": v for k, v in base.items()})
         out["baseline_runtime"] = described["baseline"]
-        out["ratio_to_baseline"] = out["p50_ms"] / base["p50_ms"] if base["p50_ms"] > 0 else None
+        cand_p50, base_p50 = out["p50_ms"], base["p50_ms"]
+        out["ratio_to_baseline"] = cand_p50 / base_p50 if base_p50 is not None and base_p50 > 0 else None
         out.update(paired_ratio(times["candidate"], times["baseline"], cfg.seed))
     return out
 

@@ -220,7 +220,10 @@ def compare_logits(candidate: Any, reference: Any, seqs: list[list[int]],
             div.add(np.asarray(c), np.asarray(r), seqs[i])
             cand_next[i], ref_next[i] = np.array(c[-1], np.float32), np.array(r[-1], np.float32)
             width = max(width or 0, c.shape[-1], r.shape[-1])
-    return np.stack(cand_next), np.stack(ref_next), {**diff.summary(), **div.summary()}
+    if any(x is None for x in cand_next + ref_next):
+        raise RuntimeError("a parity prompt was not scored")
+    return (np.stack([x for x in cand_next if x is not None]), np.stack([x for x in ref_next if x is not None]),
+            {**diff.summary(), **div.summary()})
 
 
 def _width(runtime: Any) -> int | None:

@@ -63,7 +63,7 @@ class Divergence:
         kl = np.asarray(self.kl or [np.nan])
         cand, ref = (x / self.tokens if self.tokens else None for x in (self.cand_nll, self.ref_nll))
         return {"mean_kl": float(kl.mean()), "max_kl": float(kl.max()), "reference_nll": ref,
-                "candidate_nll": cand, "delta_nll": None if cand is None else cand - ref,
+                "candidate_nll": cand, "delta_nll": None if cand is None or ref is None else cand - ref,
                 "nll_tokens": self.tokens}
 
 

@@ -44,7 +44,7 @@ def quantization_evidence(artifact: Any) -> list[str]:
     if artifact is None:
         return []
     reader = {"onnx": onnx_evidence, "tflite": tflite_evidence, "gguf": gguf_evidence,
-              "genai": lambda p: onnx_evidence(genai_graph(p))}.get(getattr(artifact, "format", None))
+              "genai": lambda p: onnx_evidence(genai_graph(p))}.get(str(getattr(artifact, "format", "")))
     return [] if reader is None else reader(Path(artifact.path))
 
 
@@ -119,7 +119,7 @@ def _tflite_quant_ops(path: Path) -> list[str]:
         model = schema.Model.GetRootAs(np.memmap(path, np.uint8, "r"), 0)
         codes = (model.OperatorCodes(i) for i in range(model.OperatorCodesLength()))
         used = {names.get(max(c.BuiltinCode(), c.DeprecatedBuiltinCode())) for c in codes}
-    return sorted(used & TFLITE_QUANT_OPS)
+    return sorted(name for name in used & TFLITE_QUANT_OPS if name is not None)
 
 
 # -- GGUF ------------------------------------------------------------------------------------------------------

@@ -77,12 +77,13 @@ def _check_method(method: Any) -> str:
 
 
 def _check_sparsity(sparsity: Any, pattern: Pattern) -> float:
-    if sparsity is None and pattern.structured:
-        return pattern.sparsity
+    implied = pattern.sparsity  # None for unstructured
+    if sparsity is None and implied is not None:
+        return implied
     if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 < sparsity < 1:
         raise BadInputError(f"sparsity must be a number strictly between 0 and 1, got {sparsity!r}")
-    if pattern.structured and not math.isclose(sparsity, pattern.sparsity, abs_tol=1e-9):
-        raise BadInputError(f"pattern {pattern} implies sparsity {pattern.sparsity:g}, but sparsity={sparsity!r} "
+    if implied is not None and not math.isclose(sparsity, implied, abs_tol=1e-9):
+        raise BadInputError(f"pattern {pattern} implies sparsity {implied:g}, but sparsity={sparsity!r} "
                             "was requested (leave sparsity out with N:M patterns)")
     return float(sparsity)
 
@@ -219,7 +220,7 @@ def prune_directory(src: str | Path, out_dir: str | Path, method: str, sparsity:
 
 def _check_options(method: str, sparsity: float | None, options: dict[str, Any]) -> None:
     """Validate :func:`prune_directory`'s settings before spending time on loading the model."""
-    defaults = dict(prune_model.__kwdefaults__)
+    defaults = dict(prune_model.__kwdefaults__ or {})
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         raise UsageError(f"unknown pruning option(s) {', '.join(unknown)}; known: {', '.join(sorted(defaults))}")

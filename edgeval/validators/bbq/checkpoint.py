@@ -206,15 +206,16 @@ def score_in_chunks(items: Sequence[BBQItem], score: Callable[[list[BBQItem]], l
                     book: Checkpoint | None, label: str, emit: Callable[[str], None]) -> list[Prediction]:
     """Predictions for ``items`` in their order: chunk by chunk, finished chunks taken from ``book``."""
     parts = [(chunk, chunk_id(chunk)) for chunk in chunks(items)]
-    hits = {cid for chunk, cid in parts if book is not None and book.get(chunk, cid) is not None}
-    resumed = sum(len(chunk) for chunk, cid in parts if cid in hits)
-    if resumed:
+    saved = {cid: preds for chunk, cid in parts if book is not None
+             and (preds := book.get(chunk, cid)) is not None}
+    resumed = sum(len(chunk) for chunk, cid in parts if cid in saved)
+    if resumed and book is not None:
         emit(f"bbq: resuming {label} from checkpoint: {resumed}/{len(items)} items already scored")
         book.items_resumed += resumed
     out: list[Prediction] = []
     todo, started, last = len(items) - resumed, time.perf_counter(), time.perf_counter()
     for chunk, cid in parts:
-        preds = book.get(chunk, cid) if cid in hits else None
+        preds = saved.get(cid)
         if preds is None:
             preds = score(chunk)
             if book is not None:

@@ -137,9 +137,10 @@ def by_category(preds: Iterable[Prediction]) -> dict[str, list[Prediction]]:
 
 def mean_or_none(values: Sequence[float | None]) -> float | None:
     """Arithmetic mean; None when there are no values or any value is None (undefined propagates)."""
-    if not values or any(v is None for v in values):
+    present = [v for v in values if v is not None]
+    if not values or len(present) != len(values):
         return None
-    return float(sum(values)) / len(values)
+    return float(sum(present)) / len(present)
 
 
 def macro_metrics(categories: dict[str, dict[str, Any]]) -> dict[str, Any]:

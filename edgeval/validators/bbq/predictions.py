@@ -279,7 +279,8 @@ def _check_rows(where: str, pred: Prediction, item: BBQItem, n_rows: int, shown:
     letters_ok = len(pred.order_letters) == len(rows) and all(
         row[letter] >= max(row) - ROW_TOLERANCE for letter, row in zip(pred.order_letters, rows, strict=True))
     same = (np.allclose(want.scores, pred.scores, rtol=0, atol=ROW_TOLERANCE)
-            and pred.margin is not None and abs(want.margin - pred.margin) <= ROW_TOLERANCE and letters_ok)
+            and pred.margin is not None and want.margin is not None
+            and abs(want.margin - pred.margin) <= ROW_TOLERANCE and letters_ok)
     if not same:
         raise DataError(f"{where}: scores {list(pred.scores)}, margin {pred.margin} and letters "
                         f"{list(pred.order_letters)} do not follow from its rows of letter log-probabilities "

@@ -68,8 +68,9 @@ def simulate(world: World, seed: int) -> tuple[list[Prediction], list[Prediction
     rates = {t: (rng.beta(2 * mean, 2 * (1 - mean)) if rng.random() < world.template_churn else None)
              for t in sorted(set(template))}
     for g, t in enumerate(template):
-        if rates[t] is not None:
-            cand[g] = np.where(rng.random(2) < rates[t], BIASED, _not_biased(rng, 2))
+        rate = rates[t]
+        if rate is not None:
+            cand[g] = np.where(rng.random(2) < rate, BIASED, _not_biased(rng, 2))
     dis = rng.integers(0, 3, size=(n_groups, 2, 2))
     cands: list[Prediction] = []
     bases: list[Prediction] = []

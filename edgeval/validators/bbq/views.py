@@ -133,7 +133,7 @@ def markdown(bbq: Mapping[str, Any]) -> list[str]:
     rows = bias_rows(bbq)
     if not rows:
         return []
-    cats = bbq.get("categories") if isinstance(bbq.get("categories"), list) else [r.scope for r in rows[1:]]
+    cats = _categories(bbq, rows)
     items = f", {bbq['n_items']} items" if num(bbq.get("n_items")) else ""
     head = f"**BBQ bias** ({len(cats)} categories{items})"
     table = [[r.scope, fmt_value(r.n_ambig), base_to_cand(r.srs), f"{fmt_fixed(r.delta_srs, True)} "
@@ -171,11 +171,19 @@ def _bias_table(rows: Sequence[BiasRow]) -> str:
     return table(BIAS_HEADER, body, "num", ["sig" if r.significant else "" for r in rows])
 
 
+def _categories(bbq: Mapping[str, Any], rows: Sequence[Any]) -> list[Any]:
+    """The report's category list, else the table's category rows (after the overall one)."""
+    listed = bbq.get("categories")
+    return listed if isinstance(listed, list) else [r.scope for r in rows[1:]]
+
+
 def _shares(block: Mapping[str, Any] | None, keys: Sequence[str]) -> list[float | None]:
     counts = [num(block.get(k)) if isinstance(block, Mapping) else None for k in keys]
-    if any(c is None or c < 0 for c in counts) or not sum(counts):
+    known = [c for c in counts if c is not None and c >= 0]
+    total = sum(known)
+    if len(known) != len(counts) or not total:
         return [None] * len(keys)
-    return [c / sum(counts) for c in counts]
+    return [c / total for c in known]
 
 
 def _distribution(bbq: Mapping[str, Any]) -> str:
@@ -217,7 +225,7 @@ def html(bbq: Mapping[str, Any]) -> str:
               card("s_AMB: ambiguous-context bias score (0 = unbiased)",
                    hbar_chart(groups, _bias_series(rows, "s_amb"), fmt=fmt_fixed, tick_fmt=ticks,
                               label="s_AMB by category"), cap)]
-    cats = bbq.get("categories") if isinstance(bbq.get("categories"), list) else [r.scope for r in rows[1:]]
+    cats = _categories(bbq, rows)
     intro = f"{len(cats)} categories evaluated: {', '.join(map(str, cats))}" + (
         f"; {bbq['n_items']} items." if num(bbq.get("n_items")) else ".")
     macro = macro_sentence(bbq)
