@@ -203,6 +203,31 @@ def test_letters_come_as_columns_and_a_runtime_without_columns_still_works():
     assert [(p.pred, p.scores) for p in a] == [(p.pred, p.scores) for p in b]
 
 
+def test_a_runtime_that_ignores_columns_or_answers_the_wrong_shape_is_a_measurement_error():
+    """A plugin runtime that takes ``**kwargs`` but hands back whole rows would have its first columns (special
+    tokens, not the letters) read as letters and scored; any answer of the wrong shape is refused, naming it."""
+    from edgeval.errors import MeasurementError
+
+    class IgnoresColumns(OptionLovingRuntime):
+        name = "sloppy"
+
+        def next_token_logits_many(self, sequences, **kwargs):
+            kwargs.pop("columns", None)
+            return super().next_token_logits_many(sequences, **kwargs)
+
+    class OneRowShort(OptionLovingRuntime):
+        name = "short"
+
+        def next_token_logits_many(self, sequences, **kwargs):
+            return super().next_token_logits_many(sequences, **kwargs)[:-1]
+
+    items = [item(example_id=1), item(example_id=2)]
+    with pytest.raises(MeasurementError, match=r"runtime 'sloppy' answered 6 prompts with logits of shape \(6, "):
+        score_letters(IgnoresColumns("the grandson"), items, 3, 4)
+    with pytest.raises(MeasurementError, match=r"runtime 'short' answered 6 prompts .* shape \(5, "):
+        score_letters(OneRowShort("the grandson"), items, 3, 4)
+
+
 def test_non_finite_scores_are_a_measurement_error_not_an_unsavable_prediction():
     """A model with NaN logits used to end in the sidecar writer's ValueError; now one line names the items."""
     import math

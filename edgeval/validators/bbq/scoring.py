@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ...errors import MeasurementError
 from ...logprobs import cyclic_orders, letter_logprobs, letter_token_ids, option_scores, sequence_logprobs
 from .prompts import encode_letter_prompt, loglik_prompt
 from .types import BBQItem, Prediction
@@ -106,16 +107,34 @@ def letter_rows(runtime, items: Sequence[BBQItem], orders_of: Sequence[Sequence[
     columns = sorted({t for ids in letter_ids for t in ids})  # the letters' ids: (prompts, ~6), not (prompts, V)
     at = {t: k for k, t in enumerate(columns)}
     if _takes_columns(runtime):
-        logits = runtime.next_token_logits_many(prompts, max_rows=batch_size, progress=progress.advance,
-                                                columns=columns)
+        logits = _shaped(runtime, runtime.next_token_logits_many(prompts, max_rows=batch_size,
+                                                                 progress=progress.advance, columns=columns),
+                         len(prompts), len(columns), "the letters' columns")
     else:  # a plugin runtime written before ``columns`` existed: full rows, cut here
-        logits = runtime.next_token_logits_many(prompts, max_rows=batch_size, progress=progress.advance)[:, columns]
+        logits = _shaped(runtime, runtime.next_token_logits_many(prompts, max_rows=batch_size,
+                                                                 progress=progress.advance),
+                         len(prompts), max(columns) + 1, "a vocabulary-wide row")[:, columns]
     logp = letter_logprobs(logits, [[at[t] for t in ids] for ids in letter_ids])
     out, start = [], 0
     for orders in orders_of:
         out.append(logp[start:start + len(orders)])
         start += len(orders)
     return out
+
+
+def _shaped(runtime, logits, rows: int, width: int, what: str) -> np.ndarray:
+    """``logits`` as a 2-D float array of ``rows`` rows, exactly ``width`` wide when ``what`` is the letters'
+    columns (at least ``width`` for a vocabulary-wide row); a runtime that answers with anything else (a plugin
+    that ignores ``columns`` would hand back whole rows, whose first columns are not the letters) is a
+    MeasurementError naming it."""
+    array = np.asarray(logits)
+    exact = what == "the letters' columns"
+    if (array.ndim != 2 or array.shape[0] != rows or not np.issubdtype(array.dtype, np.floating)
+            or (array.shape[1] != width if exact else array.shape[1] < width)):
+        wanted = f"({rows}, {width})" if exact else f"({rows}, >= {width})"
+        raise MeasurementError(f"runtime '{runtime.name}' answered {rows} prompts with logits of shape "
+                               f"{array.shape} ({array.dtype}); expected {wanted}: {what}")
+    return array
 
 
 def _takes_columns(runtime) -> bool:
@@ -146,8 +165,6 @@ def refuse_non_finite(predictions: list[Prediction], role: str) -> list[Predicti
     bad = [p for p in predictions if not all(math.isfinite(x) for x in p.scores)
            or not all(math.isfinite(x) for row in p.extra.get("order_logprobs", ()) for x in row)]
     if bad:
-        from ...errors import MeasurementError
-
         raise MeasurementError(f"bbq: the {role} model gave non-finite scores (NaN or infinite logits) on "
                                f"{len(bad)} of {len(predictions)} items in this chunk (e.g. {bad[0].key}): it "
                                "cannot be measured")
