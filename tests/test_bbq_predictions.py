@@ -167,6 +167,8 @@ CASES = {
     "header is a list": (_raw(lambda ls: ["[1, 2]", *ls[1:]]), ":1: expected a JSON object"),
     "record is a number": (_raw(lambda ls: [ls[0], "7", *ls[2:]]), ":2: expected a JSON object"),
     "no lines": (_raw(lambda ls: []), "empty predictions file"),
+    "rows not log-probabilities": (_records(lambda rs: rs[0]["extra"].__setitem__("order_logprobs", [[0.0] * 3] * 3)),
+                                   ":2: rows [[0.0, 0.0, 0.0]"),
 }
 
 
@@ -266,13 +268,31 @@ def test_a_good_saved_baseline_is_used_and_recorded(sidecars, tiny_llama_pruned_
     # no --baseline model: the report names the sidecar's model, and says where that came from
     assert doc["baseline"]["sha256"] == first["baseline"]["sha256"]
     assert doc["baseline"]["path"] == first["baseline"]["path"] and str(saved) in doc["baseline"]["source"]
+    assert record["spot_check"]["items"] == 0 and "trusted as given" in record["spot_check"]["reason"]
 
 
 def test_saved_baseline_with_the_same_baseline_model_given(sidecars, tiny_llama_pruned_onnx, tiny_llama_onnx, tmp_path):
     code, doc, _ = run(tmp_path, "check", tiny_llama_pruned_onnx, "--baseline", tiny_llama_onnx,
                        "--baseline-predictions", sidecars["baseline"])
     assert code == sidecars["doc"]["exit_code"] and "source" not in doc["baseline"]
-    assert doc["results"]["bbq"]["baseline_predictions"]["source"] == "saved"
+    record = doc["results"]["bbq"]["baseline_predictions"]
+    assert record["source"] == "saved"
+    # with the model there, a random few items are re-scored on it: the file's own rows, within float noise
+    spot = record["spot_check"]
+    assert spot["items"] == 16 and len({tuple(k) for k in spot["keys"]}) == 16 and spot["max_abs_diff"] < 1e-4
+    assert spot["runtime"] == spot["saved_runtime"] == "onnxruntime"
+
+
+def test_a_consistent_file_of_another_models_rows_fails_the_spot_check(sidecars, tiny_llama_pruned_onnx,
+                                                                       tiny_llama_onnx, tmp_path, capsys):
+    """A forgery that every consistency check accepts: the candidate's own predictions (scores that follow from
+    their rows, the same items and settings) under the dense model's identity. Re-scoring a few items on the
+    dense model shows they are not its measurements (on these tiny models the rows differ by ~0.05)."""
+    header, _, lines = _read(sidecars["candidate"])
+    header.update(role="baseline", model_sha256=sidecars["doc"]["baseline"]["sha256"])
+    forged = _write(tmp_path / "forged.jsonl.gz", [json.dumps(header), *lines[1:]])
+    _assert_refused(tmp_path, capsys, "are not the baseline model's: re-scored on onnxruntime", forged,
+                    "check", tiny_llama_pruned_onnx, "--baseline", tiny_llama_onnx, "--baseline-predictions", forged)
 
 
 def test_sidecar_header_carries_identity_and_every_scoring_key(sidecars):

@@ -254,6 +254,8 @@ def _check_record(where: str, pred: Prediction, item: BBQItem, header: dict[str,
 
 #: tolerance (nats) when a saved record's scores and margin are re-derived from its rows (stored rounded to 1e-6)
 ROW_TOLERANCE = 1e-5
+#: how far a saved row's letter probabilities may sum from 1 (its values are rounded to 6 decimals)
+LOGPROB_TOLERANCE = 1e-4
 
 
 def _check_rows(where: str, pred: Prediction, item: BBQItem, n_rows: int, shown: int | None,
@@ -270,8 +272,14 @@ def _check_rows(where: str, pred: Prediction, item: BBQItem, n_rows: int, shown:
     if pred.extra.get("shown_order") != shown:
         raise DataError(f"{where}: shown_order {pred.extra.get('shown_order')!r} where "
                         f"{'none belongs' if shown is None else f'this item is shown in order {shown}'}")
-    if not np.isfinite(np.asarray(rows, dtype=float)).all():
-        raise DataError(f"{where}: a row of letter log-probabilities is not finite")
+    array = np.asarray(rows, dtype=float)
+    if array.ndim != 2 or array.shape[1] != 3 or not np.isfinite(array).all():
+        raise DataError(f"{where}: a row of letter log-probabilities is not 3 finite numbers")
+    with np.errstate(over="ignore", invalid="ignore"):
+        mass = np.exp(array).sum(axis=1)  # log-softmaxed over the 3 letters: each row's probabilities sum to 1
+    if (array > ROW_TOLERANCE).any() or not np.allclose(mass, 1.0, rtol=0, atol=LOGPROB_TOLERANCE):
+        raise DataError(f"{where}: rows {[[round(float(x), 6) for x in r] for r in array]} are not letter "
+                        "log-probabilities (each row's probabilities must sum to 1)")
     with np.errstate(over="ignore", invalid="ignore"):   # huge finite rows: refused below, without numpy's noise
         want = (prior.debiased(item, shown, rows[0], log_prior) if shown is not None
                 else _letter_prediction(item, cyclic_orders(n_rows), [np.asarray(r, dtype=float) for r in rows]))

@@ -15,7 +15,7 @@ import numpy as np
 from ...errors import DataError, PolicyError
 from ...settings import Settings, setting
 from ..base import Outcome, RunContext, runtime_usage
-from . import checkpoint, data, gate, metrics, prior, sampling, sequential, signal
+from . import checkpoint, data, gate, metrics, prior, sampling, sequential, signal, spotcheck
 from . import compare as compare_mod
 from .decision import Plan, decide
 from .predictions import baseline_identity, check_baseline, data_fingerprint, read_sidecar, write_predictions
@@ -298,20 +298,31 @@ class BBQValidator:
         """A function chunk -> baseline predictions (saved file, or the baseline model), or None without one."""
         saved = ctx.input(self.name, "baseline_predictions")
         if saved is not None:
-            by_key = self._saved_baseline(ctx, saved, items, header, results)
+            by_key = self._saved_baseline(ctx, saved, items, settings, header, results)
             return lambda chunk: [by_key[it.key] for it in chunk]
         if ctx.baseline is None:
             return None
         return lambda chunk: self._predict(ctx, "baseline", chunk, settings)
 
-    def _saved_baseline(self, ctx: RunContext, path: Path, items: list[BBQItem], header: dict[str, Any],
-                        results: dict[str, Any]) -> dict[Any, Prediction]:
-        """Saved baseline predictions, trusted only when they are the baseline's, on this data, scored this way."""
+    def _saved_baseline(self, ctx: RunContext, path: Path, items: list[BBQItem], settings: Mapping[str, Any],
+                        header: dict[str, Any], results: dict[str, Any]) -> dict[Any, Prediction]:
+        """Saved baseline predictions, trusted only when they are the baseline's, on this data, scored this way,
+        and, when the baseline model is given, when a random few items re-scored on it agree (:mod:`.spotcheck`)."""
         saved_header, preds, sha = read_sidecar(path)
         by_key = check_baseline(path, saved_header, preds, scoring=header, items=items,
                                 baseline_sha256=ctx.baseline.sha256 if ctx.baseline is not None else None,
                                 candidate_sha256=ctx.candidate.sha256)
         results["baseline_predictions"] = baseline_identity(saved_header, path, sha)
+        if ctx.baseline is None:
+            results["baseline_predictions"]["spot_check"] = spotcheck.not_checked()
+            ctx.progress("bbq: note: the saved baseline predictions are trusted as given (no --baseline model to "
+                         "re-score a few of their items on)")
+        else:
+            ctx.progress(f"bbq: re-scoring {min(spotcheck.SPOT_ITEMS, len(items))} random items of the saved "
+                         "baseline predictions on the baseline model")
+            results["baseline_predictions"]["spot_check"] = spotcheck.spot_check(
+                ctx.runtime("baseline", alone=True), path, str(saved_header["runtime"]), by_key, items, settings,
+                prior.active(header))
         if prior.active(header):   # its weak-signal figures: the prior subset's 3-order items
             ctx.state(self.name).setdefault("signal_items", {})["baseline"] = [
                 p for p in by_key.values() if len(p.order_letters) == 3]

@@ -1,0 +1,73 @@
+"""Saved baseline predictions re-measured on a few items when the baseline model is there.
+
+A saved sidecar (``--baseline-predictions``) is checked for its own consistency (:mod:`.predictions`): identity,
+data, scoring settings, records, and scores that follow from its rows of letter log-probabilities. A file that is
+consistent but not the model's (rewritten by hand, or scored from another model under the right sha256) passes
+all of that. When ``--baseline`` names the model too, :func:`spot_check` scores :data:`SPOT_ITEMS` items drawn by
+the operating system's random source (so that no file can be prepared for them) with that model and compares
+what they measure with what the file says; a difference beyond the tolerance is a DataError naming the item.
+Without the model the file is trusted as given, and the report says so (``spot_check.items`` 0).
+"""
+from __future__ import annotations
+
+import random
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ...errors import DataError
+from ...logprobs import cyclic_orders
+from .scoring import letter_rows, score_loglik
+from .types import BBQItem, Key, Prediction
+
+#: items re-scored (all of them when the sample is smaller)
+SPOT_ITEMS = 16
+#: largest difference in a letter log-probability (or a loglik option score) between the file and the model: on the
+#: runtime that wrote the file (float noise, rows stored to 1e-6: measured differences stay below 3e-5), and on
+#: another runtime (other kernels for the same weights)
+SAME_RUNTIME_TOLERANCE = 2e-3
+OTHER_RUNTIME_TOLERANCE = 1e-2
+
+
+def spot_check(runtime: Any, path: Any, saved_runtime: str, by_key: Mapping[Key, Prediction],
+               items: Sequence[BBQItem], settings: Mapping[str, Any], prior_mode: bool) -> dict[str, Any]:
+    """Re-score a random few of ``items`` on ``runtime`` (the baseline model's) and compare them with the saved
+    predictions ``by_key``; what was done, for the report. DataError naming the item that differs."""
+    chosen = random.SystemRandom().sample(list(items), min(SPOT_ITEMS, len(items)))
+    same = runtime.name == saved_runtime
+    tolerance = SAME_RUNTIME_TOLERANCE if same else OTHER_RUNTIME_TOLERANCE
+    if settings["mode"] == "loglik":
+        fresh = [np.asarray(p.scores, dtype=float) for p in score_loglik(runtime, chosen, settings["batch_size"])]
+        saved = [np.asarray(by_key[it.key].scores, dtype=float) for it in chosen]
+        what = "option scores"
+    else:
+        n_orders = 3 if prior_mode else int(settings["orders"])
+        rows = letter_rows(runtime, chosen, [cyclic_orders(n_orders)] * len(chosen), settings["batch_size"])
+        fresh, saved = [], []
+        for it, measured in zip(chosen, rows, strict=True):
+            record = by_key[it.key]
+            kept = np.asarray(record.extra["order_logprobs"], dtype=float)
+            shown = record.extra.get("shown_order")
+            fresh.append(measured[[shown]] if shown is not None else measured[:len(kept)])
+            saved.append(kept)
+        what = "letter log-probabilities"
+    diffs = [float(np.max(np.abs(f - s))) if f.shape == s.shape else float("inf")
+             for f, s in zip(fresh, saved, strict=True)]
+    worst = int(np.argmax(diffs))
+    if not diffs[worst] <= tolerance:
+        raise DataError(f"the saved baseline predictions are not the baseline model's: re-scored on "
+                        f"{runtime.name}, item {chosen[worst].key} has {what} {np.round(fresh[worst], 4).tolist()} "
+                        f"where the file says {np.round(saved[worst], 4).tolist()} (differ by {diffs[worst]:.3g}, "
+                        f"tolerance {tolerance:g}{'' if same else f'; the file was scored on {saved_runtime}'})",
+                        path=path)
+    return {"items": len(chosen), "keys": [list(it.key) for it in chosen], "max_abs_diff": diffs[worst],
+            "tolerance": tolerance, "runtime": runtime.name, "saved_runtime": saved_runtime}
+
+
+def not_checked() -> dict[str, Any]:
+    """The report's ``spot_check`` when no baseline model was given."""
+    return {"items": 0, "reason": "no --baseline model: the file is trusted as given (its own consistency is "
+                                  "checked, not what it measured)"}
+
+
+__all__ = ["spot_check", "not_checked", "SPOT_ITEMS"]
