@@ -182,6 +182,38 @@ def _merge(base: dict, override: dict) -> dict:
     return base
 
 
+#: the most values a YAML policy may expand to once its aliases are followed (a policy has a few hundred)
+YAML_MAX_NODES = 10_000
+
+
+def _load_yaml(text: str) -> Any:
+    """The document of ``text`` (safe types only), refused as a PolicyError when an alias refers to itself (a
+    structure no policy means, which would recurse without end) or the aliases expand it beyond
+    :data:`YAML_MAX_NODES` values (the "billion laughs": a few lines that expand to billions)."""
+    import yaml
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is None:
+        return None
+    budget, on_path = [YAML_MAX_NODES], set()
+
+    def walk(node: Any) -> None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise PolicyError(f"not a policy: its YAML aliases expand it beyond {YAML_MAX_NODES:,} values")
+        if id(node) in on_path:
+            raise PolicyError(f"not a policy: a YAML alias refers to itself (line {node.start_mark.line + 1})")
+        children = (node.value if isinstance(node, yaml.SequenceNode) else
+                    [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else [])
+        on_path.add(id(node))
+        for child in children:
+            walk(child)
+        on_path.discard(id(node))
+
+    walk(root)
+    return yaml.safe_load(text)
+
+
 def _read_policy_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -195,9 +227,9 @@ def _read_policy_file(path: Path) -> dict[str, Any]:
         if path.suffix == ".json":
             raw = json.loads(text)
         else:
-            import yaml
-
-            raw = yaml.safe_load(text)
+            raw = _load_yaml(text)
+    except PolicyError as exc:
+        raise PolicyError(str(exc), path=path) from None
     except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError: both mean 'not parseable'
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PolicyError(f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {first}", path=path) from None

@@ -14,13 +14,20 @@ from .errors import PolicyError
 from .suggest import suggestion
 
 
+def _whole_number(_checker: Any, instance: Any) -> bool:
+    """JSON Schema's ``integer`` as edgeval reads it: an int, not a bool, and not a float such as ``4.0`` (which
+    the standard counts as an integer, and which would reach the code as a float)."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
 @lru_cache(maxsize=64)
 def checker(schema_text: str):
     import jsonschema
 
     schema = json.loads(schema_text)
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
+    base = jsonschema.validators.validator_for(schema)
+    base.check_schema(schema)
+    cls = jsonschema.validators.extend(base, type_checker=base.TYPE_CHECKER.redefine("integer", _whole_number))
     return cls(schema)
 
 

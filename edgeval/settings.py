@@ -89,10 +89,13 @@ def _type_schema(hint: Any) -> dict[str, Any]:
             raise TypeError(f"unsupported type {hint!r}")
         inner = _type_schema(rest[0])
         if "enum" in inner:
-            return {"enum": [*inner["enum"], None]}
+            return {**inner, "enum": [*inner["enum"], None], **({"type": [inner["type"], "null"]}
+                                                                  if "type" in inner else {})}
         return {**inner, "type": [inner["type"], "null"]}
     if typing.get_origin(hint) is Literal:
-        return {"enum": list(args)}
+        # with its JSON type where the choices share one: an enum alone takes 3.0 for 3
+        kinds = {_JSON_TYPES.get(type(a)) for a in args}
+        return {"enum": list(args), **({"type": kinds.pop()} if len(kinds) == 1 and None not in kinds else {})}
     if typing.get_origin(hint) is list and args and args[0] in _JSON_TYPES:
         return {"type": "array", "items": {"type": _JSON_TYPES[args[0]]}}
     if hint in _JSON_TYPES:

@@ -155,3 +155,24 @@ def test_builtin_settings_reach_validators_as_instances():
     settings = Policy.default().settings_for(LatencyValidator())
     assert isinstance(settings, LatencySettings) and settings.runs == DEFAULTS["latency"]["runs"]
     assert dict(settings) == DEFAULTS["latency"] and {**settings} == DEFAULTS["latency"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("size: &s {nested: *s}\n", r"a YAML alias refers to itself \(line 1\)"),
+    ("a: &a [*a]\n", "a YAML alias refers to itself"),
+    ("".join([f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" if i else "l0: &l0 [x, x, x, x, x, x, x, x, x]\n"
+              for i in range(9)]), "aliases expand it beyond 10,000 values"),
+])
+def test_recursive_and_exploding_yaml_aliases_are_one_line_policy_errors(tmp_path, text, expected):
+    """A self-referencing alias used to end in RecursionError (exit 4) and a 9-level alias bomb ran without end."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyError, match=expected) as info:
+        Policy.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_plain_yaml_anchors_still_work(tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text("validators: [size]\nsize: &s {max_bytes: 1000}\n")
+    assert Policy.load(path).section("size")["max_bytes"] == 1000

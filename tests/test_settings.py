@@ -27,7 +27,8 @@ def test_schema_of_maps_every_supported_type():
     assert props["count"] == {"type": "integer", "minimum": 1, "description": "how many"}
     assert props["ratio"] == {"type": ["number", "null"], "exclusiveMinimum": 0}
     assert props["flag"] == {"type": "boolean"} and props["name"] == {"type": ["string", "null"]}
-    assert props["mode"] == {"enum": ["a", "b"]} and props["order"] == {"enum": [1, 3, None]}
+    assert props["mode"] == {"enum": ["a", "b"], "type": "string"}
+    assert props["order"] == {"enum": [1, 3, None], "type": ["integer", "null"]}  # 3.0 is not 3
     assert props["tags"] == {"type": "array", "items": {"type": "string"}}
     assert props["maybe_tags"] == {"type": ["array", "null"], "items": {"type": "string"}}
     assert schema_of(Example)["additionalProperties"] is False
@@ -60,3 +61,18 @@ def test_settings_read_like_a_mapping():
     assert {**settings}["mode"] == "a" and len(settings) == 8 and dict(settings.items()) == settings.to_json()
     with pytest.raises(KeyError):
         settings["missing"]
+
+
+@pytest.mark.parametrize(("key", "value"), [("bbq.orders", "3.0"), ("bbq.batch_size", "4.0"),
+                                            ("bbq.prior_items", "20.0"), ("latency.runs", "3.0")])
+def test_a_whole_number_written_as_a_float_is_refused_in_one_line(key, value, tmp_path, capsys):
+    """JSON Schema counts 4.0 as an integer; edgeval's code would get a float (slice indices, range): such values
+    were internal errors (exit 4); now the key is named, exit 3."""
+    from edgeval.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["check", str(tmp_path / "missing.onnx"), "--set", f"{key}={value}", "--report",
+              str(tmp_path / "r.json"), "-q"])
+    err = capsys.readouterr().err
+    assert info.value.code == 3 and f"'{key}': {value} is not of type 'integer'" in err, err
+    assert len(err.strip().splitlines()) == 1
