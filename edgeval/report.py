@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from ._version import __version__
 from .atomic import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported: the project's one writer)
-from .errors import BadInputError, EdgevalError, ExitCode, SchemaViolation
+from .errors import BadInputError, EdgevalError, ExitCode, SchemaViolation, UsageError
 from .ids import require_check_id
 from .numbers import fmt_value
 from .schemas import REPORT_SCHEMA_VERSION, validator_for
@@ -68,8 +68,10 @@ def error_check(check_id: str, validator: str, exc: BaseException, metric: str =
 
 
 def describe_error(exc: BaseException) -> tuple[ErrorKind, str]:
-    """``(kind, message)`` of an error: bad input stays bad input; anything else is an internal error."""
-    kind: ErrorKind = "bad_input" if isinstance(exc, BadInputError) else "internal"
+    """``(kind, message)`` of an error: bad input stays bad input, and so does a usage error found only once a
+    validator runs (an option its runtime cannot honour, say: the user's to fix, not a bug); anything else is an
+    internal error."""
+    kind: ErrorKind = "bad_input" if isinstance(exc, (BadInputError, UsageError)) else "internal"
     return kind, str(exc) if isinstance(exc, EdgevalError) else f"internal error: {type(exc).__name__}: {exc}"
 
 

@@ -222,3 +222,35 @@ def test_a_provider_that_takes_no_node_is_refused_and_strict_placement_is_onnxru
     code, doc, err = run(tmp_path, "check", tiny_llama_onnx, *FAST, "--session-option",
                          "session.disable_cpu_ep_fallback=1", capsys=capfd)
     assert code == 2 and doc is None and "needs a --provider other than the CPU" in err, err
+
+
+def test_thread_counts_beyond_four_per_cpu_are_refused() -> None:
+    """llama.cpp's OpenMP aborted at 40,000 threads and crashed at 100,000 (no report); ONNX Runtime stalled."""
+    from edgeval.runtimes.options import max_threads
+
+    assert RuntimeOptions(threads=max_threads()).threads == max_threads()
+    with pytest.raises(UsageError, match=r"threads 100000 is more than 4 per CPU .* at most"):
+        RuntimeOptions(threads=100_000)
+    with pytest.raises(UsageError, match="positive integer"):
+        RuntimeOptions(threads=True)
+
+
+def test_llamacpp_options_are_checked_before_anything_runs() -> None:
+    """Its session options and device used to be refused only inside a validator, as an internal error (exit 4)."""
+    pytest.importorskip("llama_cpp")
+    from edgeval.runtimes.llamacpp import LlamaCppRuntime
+
+    for session, needle in [({"foo": "1"}, "no session option foo"), ({"kv_type": "q8"}, "expected one of"),
+                            ({"n_ctx": "²"}, "whole number of tokens")]:
+        with pytest.raises(UsageError, match=needle):
+            LlamaCppRuntime.check_options(RuntimeOptions(session=session))
+    with pytest.raises(UsageError, match="llama.cpp runs on cpu or a GPU"):
+        LlamaCppRuntime.check_options(RuntimeOptions(device="cuda:x"))
+    LlamaCppRuntime.check_options(RuntimeOptions(session={"n_ctx": "512", "kv_type": "f32"}))
+
+
+def test_a_usage_error_found_inside_a_validator_is_the_users_not_a_bug() -> None:
+    from edgeval.report import describe_error
+
+    assert describe_error(UsageError("--device cuda:x: no")) == ("bad_input", "--device cuda:x: no")
+    assert describe_error(KeyError("x"))[0] == "internal"

@@ -93,7 +93,7 @@ def session_settings(session: dict[str, str]) -> tuple[int, str, str | None]:
         raise UsageError(f"llama.cpp has no session option {', '.join(unknown)}: known are {', '.join(SESSION_KEYS)}")
     n_ctx, kv_type = str(session.get("n_ctx", DEFAULT_N_CTX)), str(session.get("kv_type", "f16"))
     extra = None if session.get("extra_buffers") is None else str(session["extra_buffers"])
-    if not n_ctx.isdigit() or int(n_ctx) < 16:
+    if not (n_ctx.isascii() and n_ctx.isdigit()) or int(n_ctx) < 16:
         raise UsageError(f"--session-option n_ctx={n_ctx}: expected a whole number of tokens >= 16")
     if kv_type not in KV_TYPES:
         raise UsageError(f"--session-option kv_type={kv_type}: expected one of {', '.join(KV_TYPES)}")
@@ -148,6 +148,14 @@ class LlamaCppRuntime(BaseRuntime):
 
     name = "llama.cpp"
     has_devices = True
+
+    @classmethod
+    def check_options(cls, options: RuntimeOptions) -> None:
+        """Before anything runs: the session options are llama.cpp's (UsageError naming one that is not) and the
+        device is one this build can use (UsageError for a name, DeviceError for a build without offload)."""
+        session_settings(dict(options.session))
+        if options.device not in (None, "cpu"):
+            gpu_layers(llama_cpp_module(), options.device)
 
     def __init__(self, artifact: Artifact, tokenizer_path: str | Path | None = None,
                  options: RuntimeOptions | None = None, threads: int | None = None):

@@ -8,6 +8,7 @@ line and exit 3: a gate asked to measure on CUDA must not quietly measure on the
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
@@ -15,6 +16,17 @@ from ..errors import UsageError
 
 #: dtypes a runtime may be asked to compute in (torch: the weights' dtype; others refuse anything but float32)
 DTYPES = ("float32", "float16", "bfloat16")
+
+
+def cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def max_threads() -> int:
+    """The most intra-op threads a runtime is given: 4 per CPU, at least 64 (llama.cpp's OpenMP aborted at 40,000
+    and crashed at 100,000; ONNX Runtime stalled)."""
+    return max(64, 4 * cpus())
 
 
 @dataclass(frozen=True)
@@ -35,8 +47,12 @@ class RuntimeOptions:
     session: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+        if self.threads is not None and (not isinstance(self.threads, int) or isinstance(self.threads, bool)
+                                         or self.threads < 1):
             raise UsageError(f"threads must be a positive integer, not {self.threads!r}")
+        if self.threads is not None and self.threads > max_threads():
+            raise UsageError(f"threads {self.threads} is more than 4 per CPU of this machine ({cpus()} CPUs, at most "
+                             f"{max_threads()}): runtimes crash or stall on tens of thousands of threads")
         if self.dtype is not None and self.dtype not in DTYPES:
             raise UsageError(f"unknown dtype {self.dtype!r}: expected one of {', '.join(DTYPES)}")
         for name in ("runtime", "provider", "device"):
