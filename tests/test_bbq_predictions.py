@@ -411,3 +411,28 @@ def test_a_record_with_an_infinite_number_is_refused():
     with pytest.raises(DataError, match="scores"):
         record_from_json(parse_line(line, "t"), "t:2")
     record_from_json(parse_line(line.replace("1e999", "1.5"), "t"), "t:2")      # the same record, finite: fine
+
+
+def test_a_saved_baseline_at_the_candidates_side_file_path_is_refused_not_overwritten(sidecars,
+                                                                                     tiny_llama_pruned_onnx,
+                                                                                     tmp_path, capsys):
+    """--baseline-predictions out/r.bbq-candidate.jsonl.gz --report out/r.json: the file was read, then replaced by
+    this run's candidate predictions (and the report kept the old sha256)."""
+    target = tmp_path / "out" / "r.bbq-candidate.jsonl.gz"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(sidecars["baseline"].read_bytes())
+    before = target.read_bytes()
+    _assert_refused(tmp_path, capsys, "they would be overwritten", target,
+                    "check", tiny_llama_pruned_onnx, "--baseline-predictions", target)
+    assert target.read_bytes() == before
+
+
+@pytest.mark.parametrize("flags", [
+    ["--input", "bbq.baseline_predictions=a.gz", "--baseline-predictions", "b.gz"],
+    ["--input", "bbq.baseline_predictions=a.gz", "--input", "bbq.baseline_predictions=b.gz"]])
+def test_two_files_for_one_input_are_a_usage_error(flags, tiny_llama_pruned_onnx, tmp_path, capsys):
+    """The last one used to win silently."""
+    with pytest.raises(SystemExit) as info:
+        main(["check", str(tiny_llama_pruned_onnx), *flags, "--report", str(tmp_path / "r.json"), "-q"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "give one" in err and "a.gz" in err and "b.gz" in err, err

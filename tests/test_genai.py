@@ -161,6 +161,18 @@ def test_bad_config_is_one_line_model_error(genai_fp32, tmp_path, change, messag
     assert message in str(info.value) and "genai_config.json" in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("key, value", [("context_length", 0), ("context_length", -5), ("vocab_size", 0)])
+def test_a_non_positive_context_or_vocabulary_is_refused(genai_fp32, tmp_path, key, value):
+    """context_length 0 was read as "no limit" (a perplexity run passed) and -5 failed later without naming the
+    file."""
+    bad = _bad(genai_fp32, tmp_path)
+    config = json.loads((bad / "genai_config.json").read_text())
+    config["model"][key] = value
+    (bad / "genai_config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match=f"genai_config.json: 'model.{key}' is {value}: it must be positive"):
+        open_bundle(bad)
+
+
 def test_malformed_json_is_exit_3_without_traceback(genai_fp32, tmp_path, capsys):
     from edgeval.cli import main
 

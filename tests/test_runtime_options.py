@@ -117,6 +117,7 @@ def test_the_baseline_gets_only_the_options_its_runtime_has(tiny_llama_onnx: Pat
     runtimes = doc["run"]["runtimes"]
     assert runtimes["candidate"]["options"]["provider"] == "cpu"
     assert runtimes["baseline"]["runtime"] == "torch" and runtimes["baseline"]["options"]["provider"] is None
+    assert runtimes["baseline"]["options"]["runtime"] == "torch"  # its own, not the candidate's choice
 
 
 def test_provider_names_are_matched_against_the_installed_ones() -> None:

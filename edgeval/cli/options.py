@@ -188,13 +188,16 @@ def _section_table(raw: dict[str, Any], section: str, key: str) -> dict[str, Any
 
 # -- the run ----------------------------------------------------------------------------------------------------
 def _parse_inputs(_ctx, _param, values: Sequence[str]) -> tuple[tuple[str, Path], ...]:
-    out = []
+    out: dict[str, Path] = {}
     for item in values:
         key, eq, path = item.partition("=")
         if not (eq and "." in key and path):
             raise click.BadParameter(f"{item!r}: give VALIDATOR.INPUT=PATH, such as bbq.baseline_predictions=F")
-        out.append((key.strip(), Path(path)))
-    return tuple(out)
+        key = key.strip()
+        if key in out and out[key] != Path(path):  # the last one silently won
+            raise click.BadParameter(f"{key} is given twice ({out[key]} and {path}): give one file")
+        out[key] = Path(path)
+    return tuple(out.items())
 
 
 #: the run_options flags that go into CheckOptions as they are
@@ -239,7 +242,11 @@ def run_options(f: Callable) -> Callable:
     def wrapper(*args: Any, tokenizer: Path | None, baseline_predictions: Path | None,
                 inputs: tuple[tuple[str, Path], ...], no_resume: bool, **kwargs: Any) -> Any:
         given = dict((("bbq.baseline_predictions", baseline_predictions),) if baseline_predictions else ())
-        given.update(inputs)
+        for key, path in inputs:
+            if key in given and given[key] != path:  # --input used to win silently over --baseline-predictions
+                raise click.UsageError(f"--input {key}={path} and --baseline-predictions {given[key]} name two "
+                                       "files: give one")
+            given[key] = path
         runtime = {name: kwargs.pop(name) for name in RUNTIME_FLAGS}
         options = CheckOptions(tokenizer=str(tokenizer) if tokenizer else None, validators=kwargs.pop("validators"),
                                seed=kwargs.pop("seed"), threads=kwargs.pop("threads"),

@@ -94,6 +94,10 @@ def read_config(bundle: Path) -> GenAIConfig:
     if not 1 <= layers <= MAX_LAYERS:  # the names are built per layer: a hostile count must not exhaust memory
         raise ModelError(f"model.decoder.num_hidden_layers is {layers}: expected 1..{MAX_LAYERS}", path=path)
     inputs, outputs = "model.decoder.inputs.", "model.decoder.outputs."
+    for key in ("model.context_length", "model.vocab_size"):
+        value = _field(data, key, path, int, required=False)
+        if value is not None and value < 1:  # 0 read as "no limit" and a window of -5 tokens, naming nothing
+            raise ModelError(f"{GENAI_CONFIG}: '{key}' is {value}: it must be positive", path=path)
     return GenAIConfig(path, model_file, _field(data, inputs + "input_ids", path),
                        _field(data, inputs + "attention_mask", path),
                        _field(data, inputs + "position_ids", path, required=False),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -156,7 +156,10 @@ class RunContext:
         from ..runtimes.options import for_reference
 
         options = self.runtime_options.with_(threads=threads or self.threads)
-        return for_reference(options, self.runtime_spec(role).load()) if role == "baseline" else options
+        if role != "baseline":
+            return options
+        spec = self.runtime_spec(role)  # its own runtime (--baseline-runtime), not the candidate's name
+        return replace(for_reference(options, spec.load()), runtime=spec.name)
 
     def open_runtime(self, role: str, threads: int | None = None):
         """A new runtime for ``role`` (not shared: the caller closes it), e.g. latency's own thread count."""

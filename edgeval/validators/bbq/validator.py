@@ -12,7 +12,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
-from ...errors import DataError, PolicyError
+from ...errors import BadInputError, DataError, PolicyError
 from ...settings import Settings, setting
 from ..base import Outcome, RunContext, runtime_usage
 from . import checkpoint, data, gate, metrics, prior, sampling, sequential, signal, spotcheck
@@ -297,6 +297,11 @@ class BBQValidator:
                          header: dict[str, Any], results: dict[str, Any]):
         """A function chunk -> baseline predictions (saved file, or the baseline model), or None without one."""
         saved = ctx.input(self.name, "baseline_predictions")
+        written = ctx.side_file(".bbq-candidate.jsonl.gz")
+        if saved is not None and written is not None and Path(saved).resolve() == Path(written).resolve():
+            raise BadInputError("the saved baseline predictions are where this run writes the candidate's (its "
+                                "report's side file): they would be overwritten; move the file or --report elsewhere",
+                                path=saved)
         if saved is not None:
             by_key = self._saved_baseline(ctx, saved, items, settings, header, results)
             return lambda chunk: [by_key[it.key] for it in chunk]
