@@ -252,3 +252,19 @@ def test_dead_low_precision_tensors_and_ops_are_no_evidence(tiny_llama_onnx: Pat
     fooled = tmp_path / "model.onnx"
     onnx.save(model, str(fooled))
     assert quantization_evidence(load_artifact(fooled)) == []
+
+
+def test_a_candidate_computed_in_half_precision_is_compared_with_the_lossy_bounds(tiny_llama_onnx: Path):
+    """--dtype float16 makes the computation lossy whatever the artifact holds; auto used to say "no quantized
+    computation" and apply the exact bounds."""
+    from types import SimpleNamespace
+
+    from edgeval.runtimes import RuntimeOptions
+    from edgeval.validators.parity_lossy import choose_mode
+
+    artifact = load_artifact(tiny_llama_onnx)
+    half = SimpleNamespace(artifact=artifact, options=RuntimeOptions(dtype="float16"))
+    mode = choose_mode("auto", half)
+    assert mode.name == "lossy" and "computed in float16 (--dtype)" in mode.reason
+    plain = SimpleNamespace(artifact=artifact, options=RuntimeOptions())
+    assert choose_mode("auto", plain).name == "exact"

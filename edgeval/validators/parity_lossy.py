@@ -79,7 +79,10 @@ class Mode:
 
 def choose_mode(requested: str, candidate_runtime: Any) -> Mode:
     """Resolve ``parity.mode`` against what the candidate's artifact holds (see the module docstring)."""
-    evidence = quantization_evidence(candidate_runtime.artifact)
+    evidence = list(quantization_evidence(candidate_runtime.artifact))
+    dtype = getattr(getattr(candidate_runtime, "options", None), "dtype", None)
+    if dtype not in (None, "float32"):  # the weights may be fp32, the computation is not
+        evidence.append(f"computed in {dtype} (--dtype)")
     found = "the candidate holds quantized computation (" + ", ".join(evidence) + ")"
     if requested == "exact":
         return Mode("exact", "policy parity.mode = exact" + (f"; {found}" if evidence else ""))
