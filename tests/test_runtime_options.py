@@ -202,7 +202,44 @@ def test_node_placement_counts_each_providers_nodes() -> None:
     session = SimpleNamespace(get_provider_graph_assignment_info=lambda: parts)
     assert node_placement(session) == {"CUDAExecutionProvider": 42, "CPUExecutionProvider": 3}
     assert node_placement(SimpleNamespace()) is None  # an onnxruntime without the API
-    assert node_placement(SimpleNamespace(get_provider_graph_assignment_info=list)) is None  # recording turned off
+
+    class Fail(Exception):  # what ORT raises when the recording is off (its Fail derives from Exception)
+        pass
+
+    def off():
+        raise Fail("session.record_ep_graph_assignment_info must be set to \"1\"")
+
+    assert node_placement(SimpleNamespace(get_provider_graph_assignment_info=off)) is None
+
+
+def test_the_node_placement_record_cannot_be_turned_off_and_a_provider_without_it_is_refused(
+        tiny_llama_onnx: Path, tmp_path: Path, capfd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Turning ORT's record off made every ONNX run an internal error; had node_placement read that as "unknown",
+    a provider that takes no node would have been measured as the CPU in its name."""
+    import onnxruntime as ort
+
+    from edgeval.runtimes import onnx as onnx_runtime
+
+    code, doc, err = run(tmp_path, "check", tiny_llama_onnx, *FAST, "--session-option",
+                         "session.record_ep_graph_assignment_info=0", capsys=capfd)
+    assert code == 2 and "edgeval keeps it at 1" in err, err
+    if "AzureExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime has no AzureExecutionProvider")
+    monkeypatch.setattr(onnx_runtime, "node_placement", lambda session: None)  # an onnxruntime before 1.23
+    code, doc, err = run(tmp_path, "check", tiny_llama_onnx, *FAST, "--provider", "azure", capsys=capfd)
+    assert code == 3 and "cannot say which nodes run on AzureExecutionProvider" in err, err
+
+
+def test_session_options_go_only_to_the_runtime_they_belong_to(tiny_llama_gguf: Path, tiny_llama_onnx: Path,
+                                                               tmp_path: Path, capsys) -> None:
+    """llama.cpp's n_ctx for a GGUF candidate used to reach an ONNX baseline, whose runtime refused the key."""
+    pytest.importorskip("llama_cpp")
+    code, doc, err = run(tmp_path, "check", tiny_llama_gguf, "--baseline", tiny_llama_onnx, *FAST,
+                         "--session-option", "n_ctx=512", capsys=capsys)
+    assert doc is not None and doc["verdict"] != "error", err
+    chosen = doc["run"]["runtimes"]
+    assert chosen["candidate"]["options"]["session"] == {"n_ctx": "512"}
+    assert chosen["baseline"]["options"]["session"] == {} and chosen["baseline"]["runtime"] == "onnxruntime"
 
 
 def test_a_provider_that_takes_no_node_is_refused_and_strict_placement_is_onnxruntimes_own(

@@ -165,11 +165,19 @@ INITIALIZERS_ENTRY = "session.use_device_allocator_for_initializers"
 ASSIGNMENT_ENTRY = "session.record_ep_graph_assignment_info"
 
 
+def owned_entries(session: Any) -> None:
+    """UsageError when the session options set an entry edgeval sets itself and depends on."""
+    if str(session.get(ASSIGNMENT_ENTRY, "1")) != "1":
+        raise UsageError(f"--session-option {ASSIGNMENT_ENTRY}: edgeval keeps it at 1 (it reports and checks which "
+                         "nodes each execution provider runs)")
+
+
 def session_options(ort: Any, options: RuntimeOptions) -> Any:
     """ONNX Runtime session options: all graph optimisations, sequential execution, initializers outside the
     CPU arena, the options' threads and session config entries (a key this onnxruntime does not know, or a
     value it refuses, is a UsageError naming it: see :mod:`edgeval.runtimes.ort_config`)."""
     check_config_keys(ort, [str(key) for key in options.session])
+    owned_entries(options.session)
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -225,6 +233,9 @@ def open_session(ort: Any, path: Path, options: RuntimeOptions) -> tuple[Any, di
         raise DeviceError(f"{provider} did not start (the session runs on {session.get_providers()}): "
                           "check the GPU driver and libraries for it", path=path)
     placement = node_placement(session)
+    if provider != CPU_PROVIDER and placement is None:
+        raise DeviceError(f"this onnxruntime ({ort.__version__}) cannot say which nodes run on {provider} (its graph "
+                          "assignment info, onnxruntime >= 1.23): the gate cannot tell it from the CPU", path=path)
     if provider != CPU_PROVIDER and placement is not None and not placement.get(provider):
         raise DeviceError(f"{provider} took none of the graph's {sum(placement.values())} nodes (all run on "
                           f"{', '.join(sorted(placement))}): the gate would measure the CPU in its name", path=path)
@@ -234,10 +245,11 @@ def open_session(ort: Any, path: Path, options: RuntimeOptions) -> tuple[Any, di
 def node_placement(session: Any) -> dict[str, int] | None:
     """How many of the optimised graph's nodes each execution provider runs (``{"CUDAExecutionProvider": 812,
     "CPUExecutionProvider": 14}``): nodes a provider cannot take run on the CPU, which ORT does not report
-    otherwise. None when this onnxruntime cannot say (before 1.23, or the recording was turned off)."""
+    otherwise. None when this onnxruntime cannot say (before 1.23: no such call; it raises when the recording is
+    off, which edgeval never lets a session option do)."""
     try:
         subgraphs = session.get_provider_graph_assignment_info()
-    except (AttributeError, RuntimeError):
+    except Exception:  # noqa: BLE001  (AttributeError on old ORT; ORT's own Fail, which derives from Exception)
         return None
     counts: dict[str, int] = {}
     for subgraph in subgraphs or ():
@@ -288,6 +300,7 @@ class OnnxRuntime(BaseRuntime):
         if options.provider is not None or options.session:
             ort = require("onnxruntime", "onnx", "running ONNX models")
             check_config_keys(ort, [str(key) for key in options.session])
+            owned_entries(options.session)
             no_fallback(options, execution_provider(ort, options.provider))
 
     def _check_inputs(self, path: Path) -> _Input:

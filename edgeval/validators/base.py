@@ -152,14 +152,19 @@ class RunContext:
 
     def options_for(self, role: str, threads: int | None = None) -> RuntimeOptions:
         """The options ``role``'s runtime is opened with: the run's (``threads`` overriding its threads); the
-        baseline's lose what its runtime cannot honour (:func:`~edgeval.runtimes.options.for_reference`)."""
+        baseline's lose what its runtime cannot honour (:func:`~edgeval.runtimes.options.for_reference`), and the
+        session settings when it runs on another runtime than the candidate."""
         from ..runtimes.options import for_reference
 
         options = self.runtime_options.with_(threads=threads or self.threads)
         if role != "baseline":
             return options
         spec = self.runtime_spec(role)  # its own runtime (--baseline-runtime), not the candidate's name
-        return replace(for_reference(options, spec.load()), runtime=spec.name)
+        # session settings are one runtime's vocabulary (ORT config entries, llama.cpp's n_ctx …): a baseline on
+        # another runtime than the candidate's does not get them
+        same = spec.name == self.runtime_spec("candidate").name
+        return replace(for_reference(options, spec.load()), runtime=spec.name,
+                       session=options.session if same else {})
 
     def open_runtime(self, role: str, threads: int | None = None):
         """A new runtime for ``role`` (not shared: the caller closes it), e.g. latency's own thread count."""
