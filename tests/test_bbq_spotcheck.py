@@ -23,8 +23,8 @@ def test_a_file_made_by_the_model_passes_and_says_what_was_checked():
     runtime = OptionLovingRuntime("the grandson")
     saved = _by_key(score_letters(runtime, ITEMS, 3, 8))
     done = spotcheck.spot_check(runtime, "f", "fake", saved, ITEMS, LETTER, prior_mode=False)
-    assert done["items"] == spotcheck.SPOT_ITEMS and done["max_abs_diff"] < 1e-6
-    assert done["tolerance"] == spotcheck.SAME_RUNTIME_TOLERANCE and len(done["keys"]) == spotcheck.SPOT_ITEMS
+    assert done["items"] == len(ITEMS) == len({tuple(k) for k in done["keys"]})  # fewer items than SPOT_ITEMS: all
+    assert done["max_abs_diff"] < 1e-6 and done["tolerance"] == spotcheck.TOLERANCE
 
 
 def test_another_models_measurements_are_refused_naming_the_item():
@@ -34,17 +34,44 @@ def test_another_models_measurements_are_refused_naming_the_item():
         spotcheck.spot_check(OptionLovingRuntime("the grandson"), "f", "fake", saved, ITEMS, LETTER, False)
 
 
-def test_a_file_from_another_runtime_gets_the_wider_tolerance_and_says_so():
+def test_rows_nudged_within_a_loose_tolerance_are_refused_whatever_runtime_the_file_names():
+    """A file whose every row is moved 1e-3 towards other answers (a forgery the second review made under a 2e-3
+    tolerance, and under 1e-2 by writing another runtime's name into the header) is refused; the header's
+    runtime name only adds a hint."""
     runtime = OptionLovingRuntime("the grandson")
-    nudged = OptionLovingRuntime("the grandson", like=1.004)   # 4e-3 in the liked letter's logit: other kernels
-    saved = _by_key(score_letters(nudged, ITEMS, 3, 8))
-    done = spotcheck.spot_check(runtime, "f", "torch", saved, ITEMS, LETTER, False)
-    assert done["tolerance"] == spotcheck.OTHER_RUNTIME_TOLERANCE and 1e-3 < done["max_abs_diff"] < 1e-2
-    with pytest.raises(DataError, match="tolerance 0.002"):
-        spotcheck.spot_check(runtime, "f", "fake", saved, ITEMS, LETTER, False)
-    with pytest.raises(DataError, match="the file was scored on torch"):
-        spotcheck.spot_check(runtime, "f", "torch", _by_key(score_letters(
-            OptionLovingRuntime("the grandson", like=1.5), ITEMS, 3, 8)), ITEMS, LETTER, False)
+    nudged = _by_key(score_letters(OptionLovingRuntime("the grandson", like=1.003), ITEMS, 3, 8))
+    for claimed in ("fake", "torch"):
+        with pytest.raises(DataError, match="tolerance 0.0002") as info:
+            spotcheck.spot_check(runtime, "f", claimed, nudged, ITEMS, LETTER, False)
+        assert ("--baseline-runtime torch" in str(info.value)) == (claimed == "torch")
+
+
+def test_the_sample_detects_a_partial_forgery_as_often_as_the_hypergeometric_law_says(monkeypatch):
+    """Operating characteristic of the spot check, through spot_check with a seeded draw: 4 of 200 items forged,
+    64 drawn; the file passes only when the draw misses all 4: C(196, 64) / C(200, 64) = 0.21."""
+    import random
+    from math import comb, sqrt
+
+    items = [item(("x" * (n % 7 + 1), "the grandson", "Unknown"), example_id=n) for n in range(200)]
+    genuine = {it.key: np.log(np.full((3, 3), 1 / 3)) for it in items}
+    monkeypatch.setattr(spotcheck, "letter_rows",
+                        lambda runtime, chosen, orders, batch: [genuine[it.key] for it in chosen])
+    forged_keys = {it.key for it in items[:4]}
+
+    class Record:
+        def __init__(self, rows):
+            self.extra = {"order_logprobs": rows.tolist()}
+
+    saved = {k: Record(v + (0.01 if k in forged_keys else 0.0)) for k, v in genuine.items()}
+    rng, trials, passed = random.Random(7), 600, 0
+    for _ in range(trials):
+        try:
+            spotcheck.spot_check(OptionLovingRuntime("x"), "f", "fake", saved, items, LETTER, False, rng=rng)
+            passed += 1
+        except DataError:
+            pass
+    expected = comb(196, spotcheck.SPOT_ITEMS) / comb(200, spotcheck.SPOT_ITEMS)
+    assert abs(passed / trials - expected) < 4 * sqrt(expected * (1 - expected) / trials), (passed / trials, expected)
 
 
 def test_the_prior_modes_one_order_rows_are_compared_with_their_shown_order():
