@@ -46,10 +46,11 @@ def environment(threads: int | None = None) -> dict:
 
 
 def source_digest(root: Path) -> str:
-    """sha256 over the ``.py`` and ``.json`` files under ``root`` (relative paths and bytes, in sorted order);
-    compiled caches and other files are left out."""
+    """sha256 over the files under ``root`` (relative paths and bytes, in sorted order): the code and the data it
+    ships (schemas, parity prompts, perplexity and calibration texts); compiled caches are left out."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".json") and p.is_file()):
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                       and p.suffix not in (".pyc", ".pyo")):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
@@ -60,7 +61,7 @@ def build_fingerprint() -> dict[str, object]:
     """What built and gated a cached result, for cache keys that must not outlive the code: edgeval's version and
     the sha256 of its own source (a development build changes code without a version bump), the versions of
     the packages that export, compress and run models, and every installed edgeval plugin's distribution and
-    version. Computed once per process (about 20 ms)."""
+    version. Computed once per process (tens of milliseconds)."""
     from .plugins import ENTRY_POINT_GROUP
 
     plugins = sorted({f"{ep.name}={ep.dist.name if ep.dist else '?'}=={ep.dist.version if ep.dist else '?'}"

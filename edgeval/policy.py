@@ -186,7 +186,7 @@ def _merge(base: dict, override: dict) -> dict:
 YAML_MAX_NODES = 10_000
 
 
-def _load_yaml(text: str) -> Any:
+def load_yaml(text: str) -> Any:
     """The document of ``text`` (safe types only), refused as a PolicyError when an alias refers to itself (a
     structure no policy means, which would recurse without end) or the aliases expand it beyond
     :data:`YAML_MAX_NODES` values (the "billion laughs": a few lines that expand to billions)."""
@@ -200,9 +200,9 @@ def _load_yaml(text: str) -> Any:
     def walk(node: Any) -> None:
         budget[0] -= 1
         if budget[0] < 0:
-            raise PolicyError(f"not a policy: its YAML aliases expand it beyond {YAML_MAX_NODES:,} values")
+            raise PolicyError(f"its YAML aliases expand it beyond {YAML_MAX_NODES:,} values")
         if id(node) in on_path:
-            raise PolicyError(f"not a policy: a YAML alias refers to itself (line {node.start_mark.line + 1})")
+            raise PolicyError(f"a YAML alias refers to itself (line {node.start_mark.line + 1})")
         children = (node.value if isinstance(node, yaml.SequenceNode) else
                     [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else [])
         on_path.add(id(node))
@@ -227,7 +227,7 @@ def _read_policy_file(path: Path) -> dict[str, Any]:
         if path.suffix == ".json":
             raw = json.loads(text)
         else:
-            raw = _load_yaml(text)
+            raw = load_yaml(text)
     except PolicyError as exc:
         raise PolicyError(str(exc), path=path) from None
     except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError: both mean 'not parseable'

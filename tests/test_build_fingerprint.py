@@ -10,13 +10,18 @@ import pytest
 from edgeval import environment
 
 
-def test_the_source_digest_follows_code_and_ignores_compiled_caches(tmp_path):
+def test_the_source_digest_follows_code_and_data_and_ignores_compiled_caches(tmp_path):
     (tmp_path / "pkg" / "sub").mkdir(parents=True)
     (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
     (tmp_path / "pkg" / "sub" / "s.json").write_text("{}\n")
     first = environment.source_digest(tmp_path / "pkg")
     (tmp_path / "pkg" / "sub" / "a.cpython-311.pyc").write_bytes(b"\0compiled")
-    (tmp_path / "pkg" / "notes.txt").write_text("not code\n")
+    (tmp_path / "pkg" / "__pycache__").mkdir()
+    (tmp_path / "pkg" / "__pycache__" / "a.cpython-311.opt-1.pyc").write_bytes(b"\0compiled")
+    assert environment.source_digest(tmp_path / "pkg") == first
+    (tmp_path / "pkg" / "perplexity.txt").write_text("the text a shipped validator scores\n")  # data changes results
+    assert environment.source_digest(tmp_path / "pkg") != first
+    (tmp_path / "pkg" / "perplexity.txt").unlink()
     assert environment.source_digest(tmp_path / "pkg") == first
     (tmp_path / "pkg" / "sub" / "s.json").write_text('{"changed": 1}\n')
     assert environment.source_digest(tmp_path / "pkg") != first

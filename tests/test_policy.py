@@ -176,3 +176,11 @@ def test_plain_yaml_anchors_still_work(tmp_path):
     path = tmp_path / "policy.yaml"
     path.write_text("validators: [size]\nsize: &s {max_bytes: 1000}\n")
     assert Policy.load(path).section("size")["max_bytes"] == 1000
+
+
+def test_a_recursive_alias_in_a_set_value_is_a_one_line_error():
+    from edgeval.cli.options import parse_value
+
+    with pytest.raises(PolicyError, match=r"--set value '&a \[\*a\]': a YAML alias refers to itself"):
+        parse_value("&a [*a]")
+    assert parse_value("[Age, Race]") == ["Age", "Race"]

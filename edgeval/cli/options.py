@@ -90,10 +90,15 @@ def parse_value(text: str) -> Any:
         pass
     import yaml
 
+    from ..errors import PolicyError
+    from ..policy import load_yaml
+
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = load_yaml(text) if text.strip() else None
     except yaml.YAMLError:
         return text
+    except PolicyError as exc:
+        raise PolicyError(f"--set value {text!r}: {exc}") from None
     # YAML reads 2024-01-01 as a date and yes/no/on/off as booleans; a policy holds neither dates nor YAML 1.1
     # booleans spelled that way, so such a value stays the text that was typed
     if isinstance(value, (datetime.date, datetime.datetime)) or (isinstance(value, bool) and text.strip().lower()

@@ -7,13 +7,13 @@ executor, and a resumed search, reach the same points and the same front.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import BadInputError, UsageError
+from ..runtimes.options import cpus
 from .candidate import Job, keys, trusted
 from .design import FAIL, STRATEGIES, answer, next_index, replay
 from .executors import check_executor
@@ -90,7 +90,7 @@ def execute(cfg: SearchConfig, progress: Log | None = None) -> dict[str, Any]:
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     dense = dense_model(source, cfg.out_dir, cfg.export, say)
     executor = make_executor(cfg.executor, source.bytes, cfg.workers, cfg.ray_address)
-    threads = cfg.threads or (max(1, (os.cpu_count() or 1) // executor.workers) if executor.workers > 1 else None)
+    threads = cfg.threads or (max(1, cpus() // executor.workers) if executor.workers > 1 else None)
     options = {"seed": cfg.seed, "threads": threads, "disabled": list(cfg.disabled)}
     try:
         base = score_baseline(dense, policy, cfg.out_dir, cfg.baseline_predictions, options, say,
