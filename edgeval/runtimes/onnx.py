@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -165,8 +165,10 @@ INITIALIZERS_ENTRY = "session.use_device_allocator_for_initializers"
 ASSIGNMENT_ENTRY = "session.record_ep_graph_assignment_info"
 
 
-def owned_entries(session: Any) -> None:
-    """UsageError when the session options set an entry edgeval sets itself and depends on."""
+def check_session_entries(ort: Any, session: Mapping[str, str]) -> None:
+    """UsageError for a session entry this onnxruntime does not know (:mod:`.ort_config`) or one edgeval sets
+    itself and depends on."""
+    check_config_keys(ort, [str(key) for key in session])
     if str(session.get(ASSIGNMENT_ENTRY, "1")) != "1":
         raise UsageError(f"--session-option {ASSIGNMENT_ENTRY}: edgeval keeps it at 1 (it reports and checks which "
                          "nodes each execution provider runs)")
@@ -176,8 +178,7 @@ def session_options(ort: Any, options: RuntimeOptions) -> Any:
     """ONNX Runtime session options: all graph optimisations, sequential execution, initializers outside the
     CPU arena, the options' threads and session config entries (a key this onnxruntime does not know, or a
     value it refuses, is a UsageError naming it: see :mod:`edgeval.runtimes.ort_config`)."""
-    check_config_keys(ort, [str(key) for key in options.session])
-    owned_entries(options.session)
+    check_session_entries(ort, options.session)
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -233,10 +234,12 @@ def open_session(ort: Any, path: Path, options: RuntimeOptions) -> tuple[Any, di
         raise DeviceError(f"{provider} did not start (the session runs on {session.get_providers()}): "
                           "check the GPU driver and libraries for it", path=path)
     placement = node_placement(session)
-    if provider != CPU_PROVIDER and placement is None:
+    if provider == CPU_PROVIDER:
+        return session, placement
+    if placement is None:
         raise DeviceError(f"this onnxruntime ({ort.__version__}) cannot say which nodes run on {provider} (its graph "
                           "assignment info, onnxruntime >= 1.23): the gate cannot tell it from the CPU", path=path)
-    if provider != CPU_PROVIDER and placement is not None and not placement.get(provider):
+    if not placement.get(provider):
         raise DeviceError(f"{provider} took none of the graph's {sum(placement.values())} nodes (all run on "
                           f"{', '.join(sorted(placement))}): the gate would measure the CPU in its name", path=path)
     return session, placement
@@ -299,8 +302,7 @@ class OnnxRuntime(BaseRuntime):
         with a provider other than the CPU (UsageError naming the option if not)."""
         if options.provider is not None or options.session:
             ort = require("onnxruntime", "onnx", "running ONNX models")
-            check_config_keys(ort, [str(key) for key in options.session])
-            owned_entries(options.session)
+            check_session_entries(ort, options.session)
             no_fallback(options, execution_provider(ort, options.provider))
 
     def _check_inputs(self, path: Path) -> _Input:
