@@ -94,3 +94,8 @@ def test_loglik_files_are_compared_on_their_option_scores():
               for k, p in saved.items()}
     with pytest.raises(DataError, match="option scores"):
         spotcheck.spot_check(runtime, "f", "fake", forged, ITEMS, settings, False)
+
+
+def test_a_run_without_items_cannot_vouch_for_a_file():
+    with pytest.raises(DataError, match="this run samples no items"):
+        spotcheck.spot_check(OptionLovingRuntime("x"), "f", "fake", {}, [], LETTER, False)

@@ -41,8 +41,8 @@ def spot_check(runtime: Any, path: Any, saved_runtime: str, by_key: Mapping[Key,
     (the baseline model's) and compare them with the saved predictions ``by_key``; what was done, for the report.
     DataError naming the item that differs."""
     chosen = (rng or random.SystemRandom()).sample(list(items), min(SPOT_ITEMS, len(items)))
-    same = runtime.name == saved_runtime
-    tolerance = TOLERANCE
+    if not chosen:
+        raise DataError("the saved baseline predictions cannot be checked: this run samples no items", path=path)
     if settings["mode"] == "loglik":
         fresh = [np.asarray(p.scores, dtype=float) for p in score_loglik(runtime, chosen, settings["batch_size"])]
         saved = [np.asarray(by_key[it.key].scores, dtype=float) for it in chosen]
@@ -61,15 +61,16 @@ def spot_check(runtime: Any, path: Any, saved_runtime: str, by_key: Mapping[Key,
     diffs = [float(np.max(np.abs(f - s))) if f.shape == s.shape else float("inf")
              for f, s in zip(fresh, saved, strict=True)]
     worst = int(np.argmax(diffs))
-    hint = "" if same else (f"; the file says it was scored on {saved_runtime}: with --baseline-runtime "
-                            f"{saved_runtime} it is re-scored there")
-    if not diffs[worst] <= tolerance:
+    hint = "" if runtime.name == saved_runtime else (
+        f"; the file says it was scored on {saved_runtime}: with --baseline-runtime {saved_runtime} it is re-scored "
+        "there")
+    if not diffs[worst] <= TOLERANCE:
         raise DataError(f"the saved baseline predictions are not the baseline model's: re-scored on "
                         f"{runtime.name}, item {chosen[worst].key} has {what} {np.round(fresh[worst], 4).tolist()} "
                         f"where the file says {np.round(saved[worst], 4).tolist()} (differ by {diffs[worst]:.3g}, "
-                        f"tolerance {tolerance:g}{hint})", path=path)
+                        f"tolerance {TOLERANCE:g}{hint})", path=path)
     return {"items": len(chosen), "keys": [list(it.key) for it in chosen], "max_abs_diff": diffs[worst],
-            "tolerance": tolerance, "runtime": runtime.name, "saved_runtime": saved_runtime}
+            "tolerance": TOLERANCE, "runtime": runtime.name, "saved_runtime": saved_runtime}
 
 
 def not_checked() -> dict[str, Any]:
